@@ -1,0 +1,159 @@
+//! A connection: one account at one provider (credential + connection config),
+//! and the base URL it resolves to.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use url::Url;
+
+use crate::providers::{AuthMode, ProviderSpec};
+use crate::secret::Secret;
+use crate::template::{Template, TemplateError};
+
+/// The connection config key Gong's per-tenant API base URL is stored under,
+/// for both `gong` (typed in by the user) and `gong-oauth` (taken from the
+/// token response), as in Nango's providers.yaml.
+pub const BASE_URL_CONFIG_KEY: &str = "api_base_url_for_customer";
+
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The caller's name for this connection (shown in logs and errors).
+    pub id: String,
+    /// The key of the provider in providers.yaml (`gong`, `gong-oauth`).
+    pub provider: String,
+    pub credentials: Credentials,
+    /// Nango's `connectionConfig`, e.g. `api_base_url_for_customer`.
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// Gong: access key = username, access key secret = password.
+    Basic { username: String, password: Secret },
+    OAuth2 {
+        access_token: Secret,
+        refresh_token: Option<Secret>,
+        /// Unix seconds.
+        expires_at: Option<u64>,
+    },
+}
+
+impl Credentials {
+    pub fn auth_mode(&self) -> AuthMode {
+        match self {
+            Credentials::Basic { .. } => AuthMode::Basic,
+            Credentials::OAuth2 { .. } => AuthMode::OAuth2,
+        }
+    }
+
+    /// The secrets this credential holds, for scrubbing text that might echo them.
+    pub fn secrets(&self) -> Vec<&Secret> {
+        match self {
+            Credentials::Basic { password, .. } => vec![password],
+            Credentials::OAuth2 { access_token, refresh_token, .. } => {
+                std::iter::once(access_token).chain(refresh_token.as_ref()).collect()
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("provider `{provider}` uses {expected:?} auth but the connection has {got:?} credentials; {hint}")]
+    WrongAuthMode { provider: String, expected: AuthMode, got: AuthMode, hint: &'static str },
+    #[error("the {0} is empty; give the value from the provider's settings")]
+    EmptyCredential(&'static str),
+    #[error("base URL of provider `{provider}`: {source}")]
+    BaseUrlTemplate {
+        provider: String,
+        #[source]
+        source: TemplateError,
+    },
+    #[error("base URL `{url}` is not usable: {reason}")]
+    BadBaseUrl { url: String, reason: String },
+}
+
+impl Connection {
+    /// Checks the credential against the provider's auth mode and resolves the
+    /// base URL every request of this connection goes to.
+    pub fn resolve(&self, spec: &ProviderSpec) -> Result<Url, ConnectionError> {
+        let got = self.credentials.auth_mode();
+        if got != spec.auth_mode {
+            return Err(ConnectionError::WrongAuthMode {
+                provider: self.provider.clone(),
+                expected: spec.auth_mode,
+                got,
+                hint: match spec.auth_mode {
+                    AuthMode::Basic => "give an access key and secret",
+                    AuthMode::OAuth2 => "authorize the connection to get an access token",
+                },
+            });
+        }
+        match &self.credentials {
+            Credentials::Basic { username, password } => {
+                if username.trim().is_empty() {
+                    return Err(ConnectionError::EmptyCredential("access key (username)"));
+                }
+                if password.is_empty() {
+                    return Err(ConnectionError::EmptyCredential("access key secret (password)"));
+                }
+            }
+            Credentials::OAuth2 { access_token, .. } => {
+                if access_token.is_empty() {
+                    return Err(ConnectionError::EmptyCredential("access token"));
+                }
+            }
+        }
+        let template = Template::parse(&spec.proxy.base_url)
+            .map_err(|source| ConnectionError::BaseUrlTemplate { provider: self.provider.clone(), source })?;
+        let rendered = template
+            .render(&self.config)
+            .map_err(|source| ConnectionError::BaseUrlTemplate { provider: self.provider.clone(), source })?;
+        parse_base_url(&rendered)
+    }
+}
+
+/// `us-44392.api.gong.io` and `https://us-44392.api.gong.io/` both become
+/// `https://us-44392.api.gong.io`. Plain http is only allowed to loopback:
+/// anything else would send the credential in clear text.
+pub fn parse_base_url(text: &str) -> Result<Url, ConnectionError> {
+    let bad = |reason: &str| ConnectionError::BadBaseUrl { url: text.to_string(), reason: reason.to_string() };
+    let with_scheme = if text.contains("://") { text.to_string() } else { format!("https://{text}") };
+    let mut url = Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it must not carry a user name or password"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it must not have a query or fragment"));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => return Err(bad("it has no host")),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => return Err(bad("plain http would send the credential unencrypted; use https")),
+        other => return Err(bad(&format!("scheme `{other}` is not http(s)"))),
+    }
+    let trimmed = url.path().trim_end_matches('/').to_string();
+    url.set_path(&trimmed);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_normalised_and_checked() {
+        assert_eq!(parse_base_url("us-44392.api.gong.io").unwrap().as_str(), "https://us-44392.api.gong.io/");
+        assert_eq!(parse_base_url("https://api.gong.io/").unwrap().as_str(), "https://api.gong.io/");
+        assert_eq!(parse_base_url("http://127.0.0.1:8080/api/").unwrap().as_str(), "http://127.0.0.1:8080/api");
+        for bad in ["http://api.gong.io", "https://u:p@api.gong.io", "https://api.gong.io?x=1", "ftp://api.gong.io", "https://"] {
+            assert!(parse_base_url(bad).is_err(), "{bad}");
+        }
+    }
+}

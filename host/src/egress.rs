@@ -1,0 +1,337 @@
+//! The one place a guest's request becomes a network call: the URL is built
+//! from the connection's base URL and checked to stay on its origin, headers
+//! only the host may set are refused, the credential is injected, and the
+//! answer is read with a size cap.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use crate::connection::Credentials;
+
+/// A request as the guest (or the proxy) describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRequest {
+    pub method: Method,
+    /// Relative to the connection's base URL; must start with `/`.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    fn to_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "GET" => Ok(Method::Get),
+            "POST" => Ok(Method::Post),
+            "PUT" => Ok(Method::Put),
+            "PATCH" => Ok(Method::Patch),
+            "DELETE" => Ok(Method::Delete),
+            _ => Err(format!("`{s}` is not an HTTP method this host sends; use GET, POST, PUT, PATCH or DELETE")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundResponse {
+    pub status: u16,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EgressError {
+    #[error("request refused by the host: {0}")]
+    Refused(String),
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("network error: {0}")]
+    Transport(String),
+    #[error("response too large: {0}")]
+    TooLarge(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct EgressLimits {
+    pub request_timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+impl Default for EgressLimits {
+    fn default() -> Self {
+        EgressLimits { request_timeout: Duration::from_secs(60), max_response_bytes: 32 << 20 }
+    }
+}
+
+/// Headers a guest may not set: the host owns authentication, framing and routing.
+const HOST_ONLY_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// Sends requests for one connection.
+#[derive(Debug, Clone)]
+pub struct Egress {
+    client: reqwest::Client,
+    base: Url,
+    authorization: HeaderValue,
+    limits: EgressLimits,
+}
+
+impl Egress {
+    pub fn new(client: reqwest::Client, base: Url, credentials: &Credentials, limits: EgressLimits) -> Self {
+        Egress { client, base, authorization: authorization_header(credentials), limits }
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// The full URL for a guest's path and query, or why it is refused.
+    pub fn url_for(&self, path: &str, query: &[(String, String)]) -> Result<Url, EgressError> {
+        check_path(path).map_err(EgressError::Refused)?;
+        let mut url = self.base.clone();
+        let base_path = self.base.path().trim_end_matches('/');
+        url.set_path(&format!("{base_path}{path}"));
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        // Belt and braces: whatever `check_path` missed, the origin must not change.
+        if url.origin() != self.base.origin() || !url.path().starts_with(base_path) {
+            return Err(EgressError::Refused(format!("`{path}` would leave the connection's base URL")));
+        }
+        Ok(url)
+    }
+
+    pub async fn send(&self, request: &OutboundRequest) -> Result<InboundResponse, EgressError> {
+        let url = self.url_for(&request.path, &request.query)?;
+        let headers = self.headers_for(&request.headers)?;
+        let mut builder = self
+            .client
+            .request(request.method.to_reqwest(), url.clone())
+            .headers(headers)
+            .timeout(self.limits.request_timeout);
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let where_to = format!("{} {}", request.method.as_str(), url.path());
+        let response = builder.send().await.map_err(|e| transport_error(&where_to, &e))?;
+        self.read(response, &where_to).await
+    }
+
+    fn headers_for(&self, requested: &[(String, String)]) -> Result<HeaderMap, EgressError> {
+        let mut headers = HeaderMap::with_capacity(requested.len() + 1);
+        for (name, value) in requested {
+            let lower = name.to_ascii_lowercase();
+            if HOST_ONLY_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+                return Err(EgressError::Refused(format!("header `{name}` is set by the host only")));
+            }
+            let name = HeaderName::from_bytes(lower.as_bytes())
+                .map_err(|_| EgressError::Refused(format!("`{name}` is not a valid header name")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| EgressError::Refused(format!("the value of header `{name}` is not valid")))?;
+            headers.append(name, value);
+        }
+        headers.insert(reqwest::header::AUTHORIZATION, self.authorization.clone());
+        Ok(headers)
+    }
+
+    async fn read(&self, mut response: reqwest::Response, where_to: &str) -> Result<InboundResponse, EgressError> {
+        let max = self.limits.max_response_bytes;
+        let too_large = || EgressError::TooLarge(format!("{where_to} answered more than {max} bytes"));
+        if response.content_length().is_some_and(|n| n > max as u64) {
+            return Err(too_large());
+        }
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
+            .collect();
+        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(where_to, &e))? {
+            if body.len() + chunk.len() > max {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(InboundResponse { status, headers, body })
+    }
+}
+
+fn authorization_header(credentials: &Credentials) -> HeaderValue {
+    use base64::Engine as _;
+    let text = match credentials {
+        Credentials::Basic { username, password } => {
+            let pair = format!("{username}:{}", password.expose());
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+        }
+        Credentials::OAuth2 { access_token, .. } => format!("Bearer {}", access_token.expose()),
+    };
+    // Base64 and token characters are always valid header bytes; a token with
+    // control characters is refused by the provider rather than by a panic here.
+    let mut value = HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
+    value.set_sensitive(true);
+    value
+}
+
+fn transport_error(where_to: &str, error: &reqwest::Error) -> EgressError {
+    // reqwest's own message is "error sending request"; the cause says why.
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if error.is_timeout() {
+        EgressError::Timeout(format!("{where_to} did not answer in time"))
+    } else {
+        EgressError::Transport(format!("{where_to}: {cause}"))
+    }
+}
+
+/// Refuses paths that could leave the base URL: absolute and scheme-relative
+/// URLs, dot segments (also percent-encoded), backslashes, encoded slashes,
+/// and query or fragment text (the query goes in the query list).
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.contains("://") {
+        return Err(format!(
+            "absolute URL `{path}` refused: requests go to the connection's base URL only; give a path such as /v2/users"
+        ));
+    }
+    if !path.starts_with('/') {
+        return Err(format!("path `{path}` must start with `/` (it is relative to the connection's base URL)"));
+    }
+    if path.starts_with("//") {
+        return Err(format!("path `{path}` starts with `//`, which names another host"));
+    }
+    if let Some(c) = path.chars().find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#')) {
+        return Err(format!("path `{}` contains {c:?}; put query parameters in the query list", path.escape_debug()));
+    }
+    for segment in path.split('/') {
+        let decoded = percent_decode(segment);
+        if decoded == "." || decoded == ".." {
+            return Err(format!("path `{path}` has a `{decoded}` segment, which could leave the base URL"));
+        }
+        if decoded.contains(['/', '\\']) || decoded.chars().any(|c| c.is_control()) {
+            return Err(format!("path `{path}` hides a slash or control character in a percent-escape"));
+        }
+    }
+    Ok(())
+}
+
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(b) = hex {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn egress(base: &str) -> Egress {
+        let creds = Credentials::Basic { username: "key".into(), password: Secret::new("s3cret") };
+        Egress::new(reqwest::Client::new(), Url::parse(base).unwrap(), &creds, EgressLimits::default())
+    }
+
+    #[test]
+    fn urls_stay_on_the_base() {
+        let e = egress("https://us-1.api.gong.io/api");
+        let url = e.url_for("/v2/users", &[("cursor".into(), "a b&c".into())]).unwrap();
+        assert_eq!(url.as_str(), "https://us-1.api.gong.io/api/v2/users?cursor=a+b%26c");
+        for evil in [
+            "https://evil.example/x",
+            "//evil.example/x",
+            "v2/users",
+            "/v2/../../admin",
+            "/v2/%2e%2e/admin",
+            "/v2/%2E%2e/x",
+            "/v2/a%2fb",
+            "/v2\\..\\x",
+            "/v2/users?x=1",
+            "/v2/users#f",
+            "/v2/\nHost: evil",
+            "",
+        ] {
+            assert!(matches!(e.url_for(evil, &[]), Err(EgressError::Refused(_))), "{evil:?}");
+        }
+    }
+
+    #[test]
+    fn host_only_headers_are_refused_and_the_credential_is_injected() {
+        let e = egress("https://api.gong.io");
+        for name in ["Authorization", "host", "Cookie", "Proxy-Foo", "Content-Length"] {
+            assert!(matches!(e.headers_for(&[(name.into(), "x".into())]), Err(EgressError::Refused(_))), "{name}");
+        }
+        assert!(e.headers_for(&[("x-ok".into(), "a\r\nb".into())]).is_err());
+        let headers = e.headers_for(&[("accept".into(), "application/json".into())]).unwrap();
+        let auth = headers.get("authorization").unwrap();
+        assert!(auth.is_sensitive());
+        assert_eq!(auth.to_str().unwrap(), "Basic a2V5OnMzY3JldA==");
+        let debug = format!("{e:?}");
+        assert!(!debug.contains("s3cret") && !debug.contains("a2V5OnMzY3JldA"), "{debug}");
+    }
+}

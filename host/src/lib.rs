@@ -1,0 +1,32 @@
+//! A wasmtime host for terapi provider components.
+//!
+//! ```text
+//! providers.yaml ──► Providers ──► ProviderSpec ─┐
+//! component.wasm ──► Runtime::load_component ────┼─► Runtime::connect ──► Session
+//! credentials ─────► Connection ─────────────────┘        │
+//!                                   verify / run_sync_page / run_action / proxy
+//! ```
+//!
+//! The guest asks for HTTP by method + path + query + body; `Egress` resolves
+//! the connection's base URL, refuses anything leaving it, injects the
+//! credential and performs the call. The guest never sees a secret.
+
+pub mod connection;
+pub mod egress;
+pub mod error;
+pub mod providers;
+pub mod runtime;
+pub mod secret;
+pub mod sync;
+pub mod template;
+
+pub use connection::{BASE_URL_CONFIG_KEY, Connection, Credentials};
+pub use egress::{EgressError, EgressLimits, InboundResponse, Method, OutboundRequest};
+pub use error::{Error, GuestFailure, ProviderFailure, SyncFailure};
+pub use providers::{AuthMode, ConfigError, ProviderSpec, Providers};
+pub use runtime::{
+    ActionInfo, ProviderComponent, ProviderDescription, Requirements, Runtime, RuntimeConfig, Session, SyncInfo,
+    SyncOptions, SyncPage, SyncRecord, Verification,
+};
+pub use secret::Secret;
+pub use sync::{PageSink, SyncRun, run_sync};

@@ -1,0 +1,502 @@
+//! Loading provider components and calling them.
+//!
+//! Shaped like wasmtime's own embeddings: one `Engine` and `Linker` per
+//! process, a component compiled and pre-instantiated once, and a fresh
+//! `Store` + instance per call, so no state leaks between calls or connections
+//! and a misbehaving call is dropped whole.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::connection::Connection;
+use crate::egress::{Egress, EgressError, EgressLimits, InboundResponse, Method, OutboundRequest};
+use crate::error::{Error, GuestFailure, ProviderFailure};
+use crate::providers::ProviderSpec;
+use crate::secret::Secret;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "provider",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+use bindings::terapi::provider::types as wit;
+pub use bindings::exports::terapi::provider::action::ActionInfo;
+pub use bindings::exports::terapi::provider::auth::{BasicFields, Requirements, Verification};
+pub use bindings::exports::terapi::provider::sync::{SyncInfo, SyncOptions, SyncPage, SyncRecord};
+
+/// How often the epoch advances; the CPU budget is counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Guest stderr kept for crash reports (a panic message fits easily).
+const STDERR_CAPTURE_BYTES: usize = 8 * 1024;
+const MAX_LOG_LINE: usize = 4 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Linear memory one guest instance may grow to.
+    pub max_memory_bytes: usize,
+    /// Guest execution time allowed per call (time in host calls excluded).
+    pub cpu_budget: Duration,
+    /// Wall time allowed per call, HTTP included.
+    pub call_timeout: Duration,
+    pub egress: EgressLimits,
+    /// Instances kept ready in wasmtime's pooling allocator; `None` allocates
+    /// on demand.
+    pub pooled_instances: Option<u32>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_memory_bytes: 256 << 20,
+            cpu_budget: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(300),
+            egress: EgressLimits::default(),
+            pooled_instances: Some(64),
+        }
+    }
+}
+
+/// The process-wide part: engine, linker, HTTP client.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    http: reqwest::Client,
+    config: RuntimeConfig,
+}
+
+/// A compiled, linked provider component, ready to instantiate.
+#[derive(Clone)]
+pub struct ProviderComponent {
+    pre: bindings::ProviderPre<GuestState>,
+}
+
+/// What a component offers, read without any connection.
+#[derive(Debug, Clone)]
+pub struct ProviderDescription {
+    pub requirements: Requirements,
+    pub syncs: Vec<SyncInfo>,
+    pub actions: Vec<ActionInfo>,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Self, Error> {
+        let mut wasm = wasmtime::Config::new();
+        wasm.epoch_interruption(true);
+        if let Some(instances) = config.pooled_instances {
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_component_instances(instances)
+                .total_core_instances(instances * 8)
+                .max_core_instances_per_component(16)
+                .total_memories(instances * 2)
+                .max_memories_per_component(2)
+                .total_tables(instances * 8)
+                .max_tables_per_component(8)
+                .max_memory_size(config.max_memory_bytes);
+            wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&wasm).map_err(|e| Error::Load(format!("wasmtime engine: {e:#}")))?;
+        spawn_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Load(format!("{e:#}")))?;
+        bindings::Provider::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| Error::Load(format!("{e:#}")))?;
+
+        let http = reqwest::Client::builder()
+            // A redirect could carry the injected credential elsewhere; the
+            // guest sees the 3xx instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("terapi/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Load(format!("HTTP client: {e}")))?;
+        Ok(Runtime { engine, linker, http, config })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Compiles and links a component (`.wasm` bytes of a component built for
+    /// the `terapi:provider/provider` world).
+    pub fn load_component(&self, wasm: &[u8]) -> Result<ProviderComponent, Error> {
+        let component = Component::new(&self.engine, wasm).map_err(|e| {
+            Error::Load(format!("not a valid WebAssembly component ({e}); build it with `cargo build --target wasm32-wasip2`"))
+        })?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            Error::Load(format!("it imports something this host does not provide: {e:#}"))
+        })?;
+        let pre = bindings::ProviderPre::new(pre).map_err(|e| {
+            Error::Load(format!("it does not export the terapi:provider/provider world: {e:#}"))
+        })?;
+        Ok(ProviderComponent { pre })
+    }
+
+    /// Binds a component to a connection; every call through the session uses
+    /// the connection's base URL and credential.
+    pub fn connect(&self, component: &ProviderComponent, spec: &ProviderSpec, connection: &Connection) -> Result<Session<'_>, Error> {
+        let base = connection
+            .resolve(spec)
+            .map_err(|source| Error::Connection { id: connection.id.clone(), source })?;
+        let egress = Egress::new(self.http.clone(), base, &connection.credentials, self.config.egress.clone());
+        Ok(Session {
+            runtime: self,
+            component: component.clone(),
+            egress: Some(Arc::new(egress)),
+            secrets: Arc::new(connection.credentials.secrets().into_iter().cloned().collect()),
+            label: Arc::from(format!("{}/{}", connection.provider, connection.id)),
+        })
+    }
+
+    /// Reads what a component offers; no connection needed.
+    pub async fn describe(&self, component: &ProviderComponent) -> Result<ProviderDescription, Error> {
+        let session = Session {
+            runtime: self,
+            component: component.clone(),
+            egress: None,
+            secrets: Arc::new(Vec::new()),
+            label: Arc::from("describe"),
+        };
+        session
+            .timed(async {
+                let (mut store, provider) = session.instantiate().await?;
+                let requirements = provider.terapi_provider_auth().call_describe(&mut store).await;
+                let requirements = session.finish(&store, requirements)?;
+                let syncs = provider.terapi_provider_sync().call_list_syncs(&mut store).await;
+                let syncs = session.finish(&store, syncs)?;
+                let actions = provider.terapi_provider_action().call_list_actions(&mut store).await;
+                let actions = session.finish(&store, actions)?;
+                Ok(ProviderDescription { requirements, syncs, actions })
+            })
+            .await
+    }
+}
+
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("terapi-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning a thread at startup");
+}
+
+/// A component bound to one connection.
+pub struct Session<'r> {
+    runtime: &'r Runtime,
+    component: ProviderComponent,
+    egress: Option<Arc<Egress>>,
+    secrets: Arc<Vec<Secret>>,
+    label: Arc<str>,
+}
+
+impl Session<'_> {
+    pub fn base_url(&self) -> Option<&url::Url> {
+        self.egress.as_deref().map(Egress::base_url)
+    }
+
+    pub async fn verify(&self) -> Result<Verification, Error> {
+        self.timed(async {
+            let (mut store, provider) = self.instantiate().await?;
+            let result = provider.terapi_provider_auth().call_verify(&mut store).await;
+            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+        })
+        .await
+    }
+
+    pub async fn run_sync_page(&self, sync: &str, checkpoint: Option<&str>, options: &SyncOptions) -> Result<SyncPage, Error> {
+        let request = bindings::exports::terapi::provider::sync::PageRequest {
+            sync: sync.to_string(),
+            checkpoint: checkpoint.map(str::to_string),
+            options: options.clone(),
+        };
+        self.timed(async {
+            let (mut store, provider) = self.instantiate().await?;
+            let result = provider.terapi_provider_sync().call_run_page(&mut store, &request).await;
+            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+        })
+        .await
+    }
+
+    /// Runs an action; `input` and the result are JSON documents.
+    pub async fn run_action(&self, name: &str, input: &str) -> Result<String, Error> {
+        self.timed(async {
+            let (mut store, provider) = self.instantiate().await?;
+            let result = provider.terapi_provider_action().call_run(&mut store, name, input).await;
+            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+        })
+        .await
+    }
+
+    /// Lets the component shape a raw request, then sends it under the same
+    /// egress rules as the component's own requests.
+    pub async fn proxy(&self, request: OutboundRequest) -> Result<InboundResponse, Error> {
+        let prepared = self
+            .timed(async {
+                let (mut store, provider) = self.instantiate().await?;
+                let result = provider.terapi_provider_proxy().call_prepare(&mut store, &request.into()).await;
+                self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+            })
+            .await?;
+        let egress = self.egress.as_deref().ok_or_else(|| EgressError::Refused("no connection".into()))?;
+        Ok(egress.send(&OutboundRequest::from(prepared)).await?)
+    }
+
+    async fn timed<R>(&self, call: impl Future<Output = Result<R, Error>>) -> Result<R, Error> {
+        let limit = self.runtime.config.call_timeout;
+        tokio::time::timeout(limit, call).await.unwrap_or(Err(Error::Guest(GuestFailure::WallTime(limit))))
+    }
+
+    async fn instantiate(&self) -> Result<(Store<GuestState>, bindings::Provider), Error> {
+        let config = &self.runtime.config;
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        // Deny by default: no env, args, preopened dirs or network; stdout is
+        // discarded; stderr is kept for crash reports; clocks and randomness
+        // are WASI's defaults (std needs them to start).
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let state = GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: GuestLimiter { max_memory_bytes: config.max_memory_bytes, memory_exceeded: false },
+            egress: self.egress.clone(),
+            secrets: self.secrets.clone(),
+            label: self.label.clone(),
+            stderr,
+            cpu_ticks_left: ticks(config.cpu_budget),
+            cpu_exhausted: false,
+        };
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            // Roughly one tick per callback of guest execution; a long host
+            // call costs one tick at most, since the deadline is checked only
+            // while wasm runs.
+            if state.cpu_ticks_left == 0 {
+                state.cpu_exhausted = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.cpu_ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let instance = self.component.pre.instantiate_async(&mut store).await;
+        let provider = self.finish(&store, instance)?;
+        Ok((store, provider))
+    }
+
+    /// Turns a wasmtime error (trap, limit, instantiation failure) into a
+    /// `GuestFailure` that says which limit was hit, with the guest's own
+    /// last words (a panic message) where there are some.
+    fn finish<R>(&self, store: &Store<GuestState>, result: wasmtime::Result<R>) -> Result<R, Error> {
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        let state = store.data();
+        let config = &self.runtime.config;
+        if state.cpu_exhausted {
+            return Err(GuestFailure::CpuBudget(config.cpu_budget).into());
+        }
+        if state.limiter.memory_exceeded {
+            return Err(GuestFailure::Memory(config.max_memory_bytes >> 20).into());
+        }
+        let text = format!("{error:#}");
+        if text.contains("concurrent") && text.contains("limit") {
+            return Err(GuestFailure::Busy(text).into());
+        }
+        let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_string();
+        let message = if stderr.is_empty() {
+            error.root_cause().to_string()
+        } else {
+            format!("{} ({})", scrub(&stderr, &self.secrets), error.root_cause())
+        };
+        Err(GuestFailure::Crashed(message).into())
+    }
+
+    fn provider_error(&self, error: wit::ProviderError) -> Error {
+        let s = |m: String| scrub(&m, &self.secrets);
+        Error::Provider(match error {
+            wit::ProviderError::Unauthorized(m) => ProviderFailure::Unauthorized(s(m)),
+            wit::ProviderError::InvalidInput(m) => ProviderFailure::InvalidInput(s(m)),
+            wit::ProviderError::NotFound(m) => ProviderFailure::NotFound(s(m)),
+            wit::ProviderError::NotAvailable(m) => ProviderFailure::NotAvailable(s(m)),
+            wit::ProviderError::Remote(r) => ProviderFailure::Remote { status: r.status, message: s(r.message) },
+            wit::ProviderError::Http(e) => ProviderFailure::Http(e.into()),
+            wit::ProviderError::BadResponse(m) => ProviderFailure::BadResponse(s(m)),
+            wit::ProviderError::Unknown(m) => ProviderFailure::Unknown(s(m)),
+        })
+    }
+}
+
+fn ticks(budget: Duration) -> u64 {
+    (budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// Replaces any secret of the connection found in `text`: guest and remote
+/// text is echoed to users, and a provider might echo what it was sent.
+fn scrub(text: &str, secrets: &[Secret]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.expose().len() >= 4) {
+        if out.contains(secret.expose()) {
+            out = out.replace(secret.expose(), "<redacted>");
+        }
+    }
+    out
+}
+
+/// Per-call state of one guest instance.
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: GuestLimiter,
+    egress: Option<Arc<Egress>>,
+    secrets: Arc<Vec<Secret>>,
+    label: Arc<str>,
+    stderr: MemoryOutputPipe,
+    cpu_ticks_left: u64,
+    cpu_exhausted: bool,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+struct GuestLimiter {
+    max_memory_bytes: usize,
+    memory_exceeded: bool,
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            // Refuse the growth (memory.grow returns -1); Rust guests then
+            // abort, and the flag lets us say why.
+            self.memory_exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl wit::Host for GuestState {}
+
+impl bindings::terapi::provider::http::Host for GuestState {
+    async fn send(&mut self, request: wit::HttpRequest) -> wasmtime::Result<Result<wit::HttpResponse, wit::HttpError>> {
+        let Some(egress) = self.egress.clone() else {
+            return Ok(Err(wit::HttpError::Refused(
+                "this call has no connection; HTTP is available in verify, sync, action and proxy calls".into(),
+            )));
+        };
+        let request = OutboundRequest::from(request);
+        tracing::debug!(target: "terapi::egress", connection = %self.label, method = request.method.as_str(), path = %request.path, "guest request");
+        Ok(egress.send(&request).await.map(Into::into).map_err(Into::into))
+    }
+}
+
+impl bindings::terapi::provider::log::Host for GuestState {
+    async fn log(&mut self, level: bindings::terapi::provider::log::Level, message: String) -> wasmtime::Result<()> {
+        use bindings::terapi::provider::log::Level;
+        let mut message = scrub(&message, &self.secrets);
+        if message.len() > MAX_LOG_LINE {
+            let cut = (0..=MAX_LOG_LINE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+            message.truncate(cut);
+            message.push_str(" [truncated]");
+        }
+        let label = &*self.label;
+        match level {
+            Level::Trace => tracing::trace!(target: "terapi::guest", connection = label, "{message}"),
+            Level::Debug => tracing::debug!(target: "terapi::guest", connection = label, "{message}"),
+            Level::Info => tracing::info!(target: "terapi::guest", connection = label, "{message}"),
+            Level::Warn => tracing::warn!(target: "terapi::guest", connection = label, "{message}"),
+            Level::Error => tracing::error!(target: "terapi::guest", connection = label, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl From<wit::Method> for Method {
+    fn from(m: wit::Method) -> Self {
+        match m {
+            wit::Method::Get => Method::Get,
+            wit::Method::Post => Method::Post,
+            wit::Method::Put => Method::Put,
+            wit::Method::Patch => Method::Patch,
+            wit::Method::Delete => Method::Delete,
+        }
+    }
+}
+
+impl From<Method> for wit::Method {
+    fn from(m: Method) -> Self {
+        match m {
+            Method::Get => wit::Method::Get,
+            Method::Post => wit::Method::Post,
+            Method::Put => wit::Method::Put,
+            Method::Patch => wit::Method::Patch,
+            Method::Delete => wit::Method::Delete,
+        }
+    }
+}
+
+impl From<wit::HttpRequest> for OutboundRequest {
+    fn from(r: wit::HttpRequest) -> Self {
+        OutboundRequest { method: r.method.into(), path: r.path, query: r.query, headers: r.headers, body: r.body }
+    }
+}
+
+impl From<OutboundRequest> for wit::HttpRequest {
+    fn from(r: OutboundRequest) -> Self {
+        wit::HttpRequest { method: r.method.into(), path: r.path, query: r.query, headers: r.headers, body: r.body }
+    }
+}
+
+impl From<InboundResponse> for wit::HttpResponse {
+    fn from(r: InboundResponse) -> Self {
+        wit::HttpResponse { status: r.status, headers: r.headers, body: r.body }
+    }
+}
+
+impl From<EgressError> for wit::HttpError {
+    fn from(e: EgressError) -> Self {
+        match e {
+            EgressError::Refused(m) => wit::HttpError::Refused(m),
+            EgressError::RateLimited(m) => wit::HttpError::RateLimited(m),
+            EgressError::Timeout(m) => wit::HttpError::Timeout(m),
+            EgressError::Transport(m) => wit::HttpError::Transport(m),
+            EgressError::TooLarge(m) => wit::HttpError::TooLarge(m),
+        }
+    }
+}
+
+impl From<wit::HttpError> for EgressError {
+    fn from(e: wit::HttpError) -> Self {
+        match e {
+            wit::HttpError::Refused(m) => EgressError::Refused(m),
+            wit::HttpError::RateLimited(m) => EgressError::RateLimited(m),
+            wit::HttpError::Timeout(m) => EgressError::Timeout(m),
+            wit::HttpError::Transport(m) => EgressError::Transport(m),
+            wit::HttpError::TooLarge(m) => EgressError::TooLarge(m),
+        }
+    }
+}

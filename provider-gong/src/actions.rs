@@ -1,0 +1,200 @@
+//! The actions this provider offers. Each checks its JSON input before any
+//! request is made, so a bad input costs no call against Gong's daily budget.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::gong::{Call, CallsPage, User, UserEnvelope};
+use crate::syncs::to_json;
+use crate::terapi::provider::types::{Method, ProviderError};
+use crate::{api, schema};
+
+pub struct ActionDef {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub input_schema: &'static str,
+    pub output_schema: &'static str,
+}
+
+pub const ACTIONS: &[ActionDef] = &[
+    ActionDef {
+        name: "get-user",
+        description: "Get one Gong user by id (GET /v2/users/{id}).",
+        input_schema: schema::GET_USER_INPUT,
+        output_schema: schema::USER,
+    },
+    ActionDef {
+        name: "list-calls",
+        description: "List calls in a date window, one page at a time (GET /v2/calls).",
+        input_schema: schema::LIST_CALLS_INPUT,
+        output_schema: schema::LIST_CALLS_OUTPUT,
+    },
+];
+
+pub fn run(name: &str, input: &str) -> Result<String, ProviderError> {
+    match name {
+        "get-user" => get_user(parse_input(name, input)?),
+        "list-calls" => list_calls(parse_input(name, input)?),
+        other => Err(ProviderError::Unknown(format!(
+            "no action named `{other}`; this provider offers: {}",
+            ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+pub fn parse_input<T: DeserializeOwned>(action: &str, input: &str) -> Result<T, ProviderError> {
+    // An empty input means "no arguments", which is `{}`.
+    let input = if input.trim().is_empty() { "{}" } else { input };
+    serde_json::from_str(input)
+        .map_err(|e| ProviderError::InvalidInput(format!("input of `{action}` is invalid: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetUserInput {
+    pub id: String,
+}
+
+fn get_user(input: GetUserInput) -> Result<String, ProviderError> {
+    check_numeric_id("id", &input.id)?;
+    let path = format!("/v2/users/{}", input.id);
+    let answer = api::send(Method::Get, &path, &[], None)?;
+    if answer.status == 404 {
+        return Err(ProviderError::NotFound(format!("no Gong user has id {}", input.id)));
+    }
+    let envelope: UserEnvelope = api::decode_success(&path, answer)?;
+    to_json(&User::from(envelope.user))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListCallsInput {
+    pub from_date_time: Option<String>,
+    pub to_date_time: Option<String>,
+    pub workspace_id: Option<String>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListCallsOutput {
+    calls: Vec<Call>,
+    total_records: Option<u64>,
+    next_cursor: Option<String>,
+}
+
+pub fn check_list_calls(input: &ListCallsInput) -> Result<(), ProviderError> {
+    if let Some(t) = &input.from_date_time {
+        check_rfc3339("fromDateTime", t)?;
+    }
+    if let Some(t) = &input.to_date_time {
+        check_rfc3339("toDateTime", t)?;
+    }
+    if let Some(id) = &input.workspace_id {
+        check_numeric_id("workspaceId", id)?;
+    }
+    Ok(())
+}
+
+fn list_calls(input: ListCallsInput) -> Result<String, ProviderError> {
+    check_list_calls(&input)?;
+    let query: Vec<(&str, &str)> = [
+        ("fromDateTime", &input.from_date_time),
+        ("toDateTime", &input.to_date_time),
+        ("workspaceId", &input.workspace_id),
+        ("cursor", &input.cursor),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    .collect();
+    let answer = api::send(Method::Get, "/v2/calls", &query, None)?;
+    // Gong answers 404 "No calls found corresponding to the provided filters"
+    // for an empty window: that is an empty list, not an error.
+    if answer.status == 404 {
+        return to_json(&ListCallsOutput { calls: vec![], total_records: Some(0), next_cursor: None });
+    }
+    let page: CallsPage = api::decode_success("/v2/calls", answer)?;
+    to_json(&ListCallsOutput {
+        next_cursor: page.records.next_cursor().map(str::to_string),
+        total_records: page.records.total_records,
+        calls: page.calls.into_iter().map(Call::from).collect(),
+    })
+}
+
+fn check_numeric_id(field: &str, id: &str) -> Result<(), ProviderError> {
+    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ProviderError::InvalidInput(format!(
+            "`{field}` must be a Gong id (1 to 20 digits), got {id:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// `2024-05-01T10:00:00Z`, `2024-05-01T10:00:00.123+02:00`.
+pub fn check_rfc3339(field: &str, text: &str) -> Result<(), ProviderError> {
+    if is_rfc3339(text) {
+        Ok(())
+    } else {
+        Err(ProviderError::InvalidInput(format!(
+            "`{field}` must be an RFC 3339 date-time such as 2024-05-01T10:00:00Z, got {text:?}"
+        )))
+    }
+}
+
+fn is_rfc3339(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| b.get(range.clone()).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let num = |range: std::ops::Range<usize>| -> u32 {
+        b[range].iter().fold(0, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    if b.len() < 20
+        || !(digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10))
+        || !matches!(b[10], b'T' | b't')
+        || !(digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19))
+    {
+        return false;
+    }
+    let (month, day, hour, minute, second) = (num(5..7), num(8..10), num(11..13), num(14..16), num(17..19));
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    match rest {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_accepts_the_forms_gong_uses_and_rejects_the_rest() {
+        for ok in ["2024-05-01T10:00:00Z", "2024-05-01T10:00:00.123+02:00", "2024-12-31t23:59:60z"] {
+            assert!(is_rfc3339(ok), "{ok}");
+        }
+        for bad in ["2024-05-01", "2024-13-01T10:00:00Z", "2024-05-01T10:00:00", "2024-05-01T10:00:00.Z", "２０２４-05-01T10:00:00Z", ""] {
+            assert!(!is_rfc3339(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let err = parse_input::<GetUserInput>("get-user", r#"{"idd":"1"}"#).unwrap_err();
+        assert!(matches!(&err, ProviderError::InvalidInput(m) if m.contains("idd")), "{err:?}");
+        let input: ListCallsInput = parse_input("list-calls", r#"{"fromDateTime":"yesterday"}"#).unwrap();
+        let err = check_list_calls(&input).unwrap_err();
+        assert!(matches!(&err, ProviderError::InvalidInput(m) if m.contains("fromDateTime")), "{err:?}");
+        assert!(check_numeric_id("id", "12a").is_err());
+        assert!(check_numeric_id("id", "123").is_ok());
+    }
+}

@@ -1,0 +1,263 @@
+//! Gong's wire shapes and the stable record models we map them to.
+//!
+//! Gong's answers are read leniently (unknown fields ignored, ids accepted as
+//! strings or numbers) and written strictly (our models are fixed and
+//! documented by the JSON Schemas in `schema`).
+
+use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::{Deserialize, Serialize};
+
+/// The scopes our syncs and actions need when connected through `gong-oauth`.
+pub const OAUTH_SCOPES: &[&str] = &["api:users:read", "api:calls:read:basic"];
+
+/// Decodes a JSON body, with serde's message (line, column, what was expected).
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
+/// Gong answers errors as `{"requestId": "...", "errors": ["..."]}`.
+pub fn error_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct GongErrors {
+        #[serde(default)]
+        errors: Vec<String>,
+        #[serde(rename = "requestId")]
+        request_id: Option<String>,
+    }
+    match serde_json::from_slice::<GongErrors>(body) {
+        Ok(e) if !e.errors.is_empty() => {
+            let joined = e.errors.join("; ");
+            match e.request_id {
+                Some(id) => format!("{joined} [Gong request id {id}]"),
+                None => joined,
+            }
+        }
+        _ if body.is_empty() => "no details given".to_string(),
+        // Not Gong's shape (a proxy's HTML page, say): show a short, printable prefix.
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            let printable: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+            printable
+        }
+    }
+}
+
+/// The `records` block of every paginated Gong list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Records {
+    pub total_records: Option<u64>,
+    pub current_page_size: Option<u64>,
+    pub current_page_number: Option<u64>,
+    /// Present only while more records remain.
+    pub cursor: Option<String>,
+}
+
+impl Records {
+    /// Gong omits the cursor on the last page; an empty string means the same.
+    pub fn next_cursor(&self) -> Option<&str> {
+        self.cursor.as_deref().filter(|c| !c.is_empty())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UsersPage {
+    #[serde(default)]
+    pub records: Records,
+    /// Required: an answer without it is not a users page, and reading it as
+    /// an empty one would end a sync silently.
+    pub users: Vec<GongUser>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserEnvelope {
+    pub user: GongUser,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GongUser {
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    pub email_address: Option<String>,
+    pub created: Option<String>,
+    pub active: Option<bool>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub title: Option<String>,
+    pub phone_number: Option<String>,
+    #[serde(default, deserialize_with = "opt_id_string")]
+    pub manager_id: Option<String>,
+}
+
+/// Our stable `GongUser` record.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub title: Option<String>,
+    pub phone_number: Option<String>,
+    pub active: bool,
+    pub manager_id: Option<String>,
+    pub created_at: Option<String>,
+}
+
+impl From<GongUser> for User {
+    fn from(u: GongUser) -> Self {
+        User {
+            id: u.id,
+            email: u.email_address,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            title: u.title,
+            phone_number: u.phone_number,
+            // Gong leaves `active` out for active users in some answers.
+            active: u.active.unwrap_or(true),
+            manager_id: u.manager_id,
+            created_at: u.created,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CallsPage {
+    #[serde(default)]
+    pub records: Records,
+    pub calls: Vec<GongCall>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GongCall {
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    pub url: Option<String>,
+    pub title: Option<String>,
+    pub scheduled: Option<String>,
+    pub started: Option<String>,
+    pub duration: Option<f64>,
+    #[serde(default, deserialize_with = "opt_id_string")]
+    pub primary_user_id: Option<String>,
+    pub direction: Option<String>,
+    pub system: Option<String>,
+    pub scope: Option<String>,
+    pub media: Option<String>,
+    pub language: Option<String>,
+    #[serde(default, deserialize_with = "opt_id_string")]
+    pub workspace_id: Option<String>,
+    pub meeting_url: Option<String>,
+    pub is_private: Option<bool>,
+}
+
+/// Our stable `GongCall` record.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub id: String,
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub scheduled_at: Option<String>,
+    pub started_at: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub primary_user_id: Option<String>,
+    pub direction: Option<String>,
+    pub system: Option<String>,
+    pub scope: Option<String>,
+    pub media: Option<String>,
+    pub language: Option<String>,
+    pub workspace_id: Option<String>,
+    pub meeting_url: Option<String>,
+    pub is_private: bool,
+}
+
+impl From<GongCall> for Call {
+    fn from(c: GongCall) -> Self {
+        Call {
+            id: c.id,
+            title: c.title,
+            url: c.url,
+            scheduled_at: c.scheduled,
+            started_at: c.started,
+            duration_seconds: c.duration,
+            primary_user_id: c.primary_user_id,
+            direction: c.direction,
+            system: c.system,
+            scope: c.scope,
+            media: c.media,
+            language: c.language,
+            workspace_id: c.workspace_id,
+            meeting_url: c.meeting_url,
+            is_private: c.is_private.unwrap_or(false),
+        }
+    }
+}
+
+/// Gong ids are 64-bit integers, sent as strings; accept numbers too so an id
+/// never loses precision or fails on a representation change.
+fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    opt_id_string(d)?.ok_or_else(|| de::Error::custom("id is null"))
+}
+
+fn opt_id_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(match Option::<Id>::deserialize(d)? {
+        None => None,
+        Some(Id::Text(s)) if s.is_empty() => return Err(de::Error::custom("id is empty")),
+        Some(Id::Text(s)) => Some(s),
+        Some(Id::Unsigned(n)) => Some(n.to_string()),
+        Some(Id::Signed(n)) => Some(n.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_page_reads_cursor_and_ids_of_either_type() {
+        let body = br#"{"requestId":"r1","records":{"totalRecords":3,"currentPageSize":2,"currentPageNumber":0,"cursor":"abc"},
+            "users":[{"id":"7782342274025937895","emailAddress":"a@x.io","firstName":"A","active":true},
+                     {"id":12,"emailAddress":"b@x.io","managerId":7782342274025937895}]}"#;
+        let page: UsersPage = decode(body).unwrap();
+        assert_eq!(page.records.next_cursor(), Some("abc"));
+        assert_eq!(page.users[0].id, "7782342274025937895");
+        let second = User::from(page.users.into_iter().nth(1).unwrap());
+        assert_eq!(second.id, "12");
+        assert_eq!(second.manager_id.as_deref(), Some("7782342274025937895"));
+        assert!(second.active);
+    }
+
+    #[test]
+    fn last_page_has_no_cursor_and_empty_cursor_means_none() {
+        let page: UsersPage = decode(br#"{"records":{"totalRecords":1},"users":[]}"#).unwrap();
+        assert_eq!(page.records.next_cursor(), None);
+        let page: UsersPage = decode(br#"{"records":{"cursor":""},"users":[]}"#).unwrap();
+        assert_eq!(page.records.next_cursor(), None);
+    }
+
+    #[test]
+    fn malformed_answers_are_errors_not_panics() {
+        for body in [&b""[..], b"{", b"[]", br#"{"users":[{"id":null}]}"#, br#"{"users":[{"id":""}]}"#, br#"{"users":[{"id":1.5}]}"#] {
+            assert!(decode::<UsersPage>(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn error_message_reads_gong_errors_and_survives_anything_else() {
+        assert_eq!(
+            error_message(br#"{"requestId":"q","errors":["Invalid key"]}"#),
+            "Invalid key [Gong request id q]"
+        );
+        assert_eq!(error_message(b""), "no details given");
+        assert_eq!(error_message(b"<html>\n502</html>"), "<html>502</html>");
+    }
+}

@@ -1,0 +1,97 @@
+//! The Gong provider as a WebAssembly component.
+//!
+//! One component serves both `gong` (basic auth) and `gong-oauth`: the guest
+//! only ever asks the host for requests by method, path, query and body; the
+//! host picks the base URL (regional tenants have their own) and injects the
+//! credential. Nothing here sees a secret or a host name.
+//!
+//! The parsing and mapping code (`gong`, `actions`, `syncs`, `proxy`) is plain
+//! Rust so it can be unit-tested and fuzzed natively; only `api` talks to the host.
+
+mod actions;
+mod api;
+pub mod gong;
+pub mod proxy;
+mod schema;
+mod syncs;
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "provider",
+});
+
+use exports::terapi::provider::{action, auth, proxy as proxy_export, sync};
+use terapi::provider::types::{HttpRequest, ProviderError};
+
+struct GongProvider;
+
+impl auth::Guest for GongProvider {
+    fn describe() -> auth::Requirements {
+        auth::Requirements {
+            basic: Some(auth::BasicFields {
+                username_title: "Access Key".into(),
+                username_description: "Your Gong access key (Gong > Company settings > Ecosystem > API)".into(),
+                password_title: "Access Key Secret".into(),
+                password_description: "Your Gong access key secret, shown once when the key is created".into(),
+            }),
+            oauth2_scopes: gong::OAUTH_SCOPES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn verify() -> Result<auth::Verification, ProviderError> {
+        let page: gong::UsersPage = api::get_json("/v2/users", &[])?;
+        let visible = page.records.total_records.unwrap_or(page.users.len() as u64);
+        Ok(auth::Verification {
+            summary: format!("credential accepted; {visible} users visible"),
+        })
+    }
+}
+
+impl sync::Guest for GongProvider {
+    fn list_syncs() -> Vec<sync::SyncInfo> {
+        syncs::SYNCS
+            .iter()
+            .map(|s| sync::SyncInfo {
+                name: s.name.into(),
+                model: s.model.into(),
+                description: s.description.into(),
+                record_schema: s.record_schema.into(),
+                incremental: s.incremental,
+            })
+            .collect()
+    }
+
+    fn run_page(request: sync::PageRequest) -> Result<sync::SyncPage, ProviderError> {
+        syncs::run_page(request)
+    }
+}
+
+impl action::Guest for GongProvider {
+    fn list_actions() -> Vec<action::ActionInfo> {
+        actions::ACTIONS
+            .iter()
+            .map(|a| action::ActionInfo {
+                name: a.name.into(),
+                description: a.description.into(),
+                input_schema: a.input_schema.into(),
+                output_schema: a.output_schema.into(),
+            })
+            .collect()
+    }
+
+    fn run(name: String, input: String) -> Result<String, ProviderError> {
+        actions::run(&name, &input)
+    }
+}
+
+impl proxy_export::Guest for GongProvider {
+    fn prepare(request: HttpRequest) -> Result<HttpRequest, ProviderError> {
+        Ok(proxy::prepare(request))
+    }
+}
+
+// Only the wasm build exports the component's entry points: their symbol names
+// (`terapi:provider/...`) are not valid in a native shared library, and the
+// native build exists for unit tests and fuzzing of the plain-Rust modules.
+#[cfg(target_arch = "wasm32")]
+export!(GongProvider);

