@@ -191,13 +191,14 @@ fn validate(key: &str, spec: &ProviderSpec) -> Result<(), (&'static str, String)
     Ok(())
 }
 
-/// The line of `field` (a dotted path) inside the block of provider `key`.
+/// The line of `field` (a dotted path) inside the block of provider `key`;
+/// for a field that is missing, the line of the provider itself.
 fn locate(text: &str, key: &str, field: &str) -> Option<usize> {
     let mut lines = text.lines().enumerate();
     let header = format!("{key}:");
-    lines.find(|(_, l)| l.trim_end() == header)?;
+    let (header_index, _) = lines.find(|(_, l)| l.trim_end() == header)?;
     let mut wanted = field.split('.').peekable();
-    let mut best = None;
+    let mut best = Some(header_index + 1);
     for (n, line) in lines {
         let trimmed = line.trim_start();
         if !line.starts_with(' ') && !line.starts_with('\t') && !trimmed.is_empty() && !trimmed.starts_with('#') {

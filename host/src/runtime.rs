@@ -5,6 +5,7 @@
 //! `Store` + instance per call, so no state leaks between calls or connections
 //! and a misbehaving call is dropped whole.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +52,11 @@ pub struct RuntimeConfig {
     /// Instances kept ready in wasmtime's pooling allocator; `None` allocates
     /// on demand.
     pub pooled_instances: Option<u32>,
+    /// Where compiled components are kept between runs (compiling takes
+    /// about a second; loading a cached one, milliseconds). `None`: no cache.
+    /// The directory must be writable by this user only: its files are
+    /// loaded as native code.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -61,6 +67,7 @@ impl Default for RuntimeConfig {
             call_timeout: Duration::from_secs(300),
             egress: EgressLimits::default(),
             pooled_instances: Some(64),
+            cache_dir: None,
         }
     }
 }
@@ -129,9 +136,10 @@ impl Runtime {
     /// Compiles and links a component (`.wasm` bytes of a component built for
     /// the `terapi:provider/provider` world).
     pub fn load_component(&self, wasm: &[u8]) -> Result<ProviderComponent, Error> {
-        let component = Component::new(&self.engine, wasm).map_err(|e| {
-            Error::Load(format!("not a valid WebAssembly component ({e}); build it with `cargo build --target wasm32-wasip2`"))
-        })?;
+        let component = match &self.config.cache_dir {
+            Some(dir) => self.compile_cached(wasm, dir)?,
+            None => self.compile(wasm)?,
+        };
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             Error::Load(format!("it imports something this host does not provide: {e:#}"))
         })?;
@@ -139,6 +147,51 @@ impl Runtime {
             Error::Load(format!("it does not export the terapi:provider/provider world: {e:#}"))
         })?;
         Ok(ProviderComponent { pre })
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Component, Error> {
+        Component::new(&self.engine, wasm).map_err(|e| {
+            Error::Load(format!("not a valid WebAssembly component ({e}); build it with `cargo build --target wasm32-wasip2`"))
+        })
+    }
+
+    /// Compiles once per (component, wasmtime build and settings); later runs
+    /// load the native code from `dir`. A cache that cannot be read or written
+    /// only costs a compile.
+    fn compile_cached(&self, wasm: &[u8], dir: &Path) -> Result<Component, Error> {
+        let path = dir.join(format!("{}.cwasm", self.cache_key(wasm)));
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of this
+            // very wasmtime build (the key includes its compatibility hash)
+            // into a directory only this user can write.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!("ignoring unreadable compiled component {}: {e}", path.display()),
+            }
+        }
+        let component = self.compile(wasm)?;
+        if let Err(e) = write_private(dir, &path, component.serialize().as_deref()) {
+            tracing::warn!("could not cache the compiled component in {}: {e}", dir.display());
+        }
+        Ok(component)
+    }
+
+    fn cache_key(&self, wasm: &[u8]) -> String {
+        use sha2::Digest as _;
+        use std::hash::Hash as _;
+        struct ShaHasher(sha2::Sha256);
+        impl std::hash::Hasher for ShaHasher {
+            fn finish(&self) -> u64 {
+                0 // only `write` is used; the digest is read below
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.update(bytes);
+            }
+        }
+        let mut hasher = ShaHasher(sha2::Sha256::new());
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        hasher.0.update(wasm);
+        hasher.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Binds a component to a connection; every call through the session uses
@@ -179,6 +232,20 @@ impl Runtime {
             })
             .await
     }
+}
+
+/// Writes atomically (temp file + rename) so a concurrent reader never sees
+/// half a file, in a directory created with mode 0700.
+fn write_private(dir: &Path, path: &Path, bytes: Result<&[u8], &wasmtime::Error>) -> std::io::Result<()> {
+    let bytes = bytes.map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    let temp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, path)
 }
 
 fn spawn_epoch_ticker(engine: &Engine) {

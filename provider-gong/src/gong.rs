@@ -138,7 +138,8 @@ pub struct GongCall {
     pub title: Option<String>,
     pub scheduled: Option<String>,
     pub started: Option<String>,
-    pub duration: Option<f64>,
+    /// Seconds, passed on as Gong wrote the number.
+    pub duration: Option<serde_json::Number>,
     #[serde(default, deserialize_with = "opt_id_string")]
     pub primary_user_id: Option<String>,
     pub direction: Option<String>,
@@ -161,7 +162,7 @@ pub struct Call {
     pub url: Option<String>,
     pub scheduled_at: Option<String>,
     pub started_at: Option<String>,
-    pub duration_seconds: Option<f64>,
+    pub duration_seconds: Option<serde_json::Number>,
     pub primary_user_id: Option<String>,
     pub direction: Option<String>,
     pub system: Option<String>,

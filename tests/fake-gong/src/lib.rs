@@ -1,1 +1,286 @@
+//! A stand-in for the Gong API on loopback, for tests, benchmarks and the demo.
+//!
+//! It behaves like Gong where our code depends on it (see
+//! `shared/gong/FACTS.md`): HTTP basic auth with access key and secret (401 in
+//! Gong's error shape otherwise), lists paginated through an opaque
+//! `records.cursor` that is absent on the last page, 404 "No calls found" for
+//! an empty call window, and 429 with `Retry-After` when told to throttle.
+//! Every request is recorded so tests can assert on what Gong saw.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+pub mod fixtures;
+
+#[derive(Debug, Clone)]
+pub struct FakeGongConfig {
+    pub access_key: String,
+    pub access_key_secret: String,
+    pub users: Vec<Value>,
+    pub calls: Vec<Value>,
+    /// Gong's pages hold up to 100 records.
+    pub page_size: usize,
+}
+
+impl Default for FakeGongConfig {
+    fn default() -> Self {
+        FakeGongConfig {
+            access_key: "fake-access-key".into(),
+            access_key_secret: "fake-access-key-secret".into(),
+            users: fixtures::users(10),
+            calls: fixtures::calls(10),
+            page_size: 100,
+        }
+    }
+}
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub authorization: Option<String>,
+    pub body: Vec<u8>,
+    pub status: u16,
+    pub at: Instant,
+}
+
+struct Shared {
+    config: FakeGongConfig,
+    requests: Mutex<Vec<RecordedRequest>>,
+    /// Retry-After seconds for each of the next throttled answers.
+    throttle: Mutex<VecDeque<u64>>,
+    request_ids: AtomicU64,
+}
+
+pub struct FakeGong {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FakeGong {
+    /// Starts on 127.0.0.1 on a free port, on the current tokio runtime.
+    pub async fn start(config: FakeGongConfig) -> std::io::Result<FakeGong> {
+        Self::start_on("127.0.0.1:0".parse().expect("literal address"), config).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, config: FakeGongConfig) -> std::io::Result<FakeGong> {
+        let shared = Arc::new(Shared {
+            config,
+            requests: Mutex::new(Vec::new()),
+            throttle: Mutex::new(VecDeque::new()),
+            request_ids: AtomicU64::new(1),
+        });
+        let app = Router::new()
+            .route("/v2/users", get(list_users))
+            .route("/v2/users/{id}", get(get_user))
+            .route("/v2/calls", get(list_calls))
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(shared.clone(), gate))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(FakeGong { addr, shared, shutdown: Some(tx) })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn config(&self) -> &FakeGongConfig {
+        &self.shared.config
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// The next `times` requests get 429 with `Retry-After: retry_after_secs`.
+    pub fn throttle_next(&self, times: usize, retry_after_secs: u64) {
+        lock(&self.shared.throttle).extend(std::iter::repeat_n(retry_after_secs, times));
+    }
+}
+
+impl Drop for FakeGong {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A test that panicked while holding the lock must not hide later results.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn request_id(shared: &Shared) -> String {
+    format!("fake-{:x}", shared.request_ids.fetch_add(1, Ordering::Relaxed))
+}
+
+fn gong_error(shared: &Shared, status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "requestId": request_id(shared), "errors": [message] }))).into_response()
+}
+
+/// Records the request, applies throttling, then checks basic auth the way
+/// Gong does before any handler runs.
+async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let query = request
+        .uri()
+        .query()
+        .map(|q| url_decode_pairs(q))
+        .unwrap_or_default();
+    let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let at = Instant::now();
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
+    let request = Request::from_parts(parts, axum::body::Body::from(body.clone()));
+
+    let response = if let Some(retry_after) = lock(&shared.throttle).pop_front() {
+        let mut response = gong_error(&shared, StatusCode::TOO_MANY_REQUESTS, "API request limit exceeded");
+        response.headers_mut().insert("retry-after", HeaderValue::from(retry_after));
+        response
+    } else if !authorized(&shared.config, request.headers()) {
+        gong_error(&shared, StatusCode::UNAUTHORIZED, "Invalid access key or access key secret")
+    } else {
+        next.run(request).await
+    };
+    lock(&shared.requests).push(RecordedRequest {
+        method,
+        path,
+        query,
+        authorization,
+        body: body.to_vec(),
+        status: response.status().as_u16(),
+        at,
+    });
+    response
+}
+
+fn authorized(config: &FakeGongConfig, headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(encoded) = value.strip_prefix("Basic ") else {
+        return false;
+    };
+    let expected = format!("{}:{}", config.access_key, config.access_key_secret);
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .is_ok_and(|decoded| decoded == expected.as_bytes())
+}
+
+fn url_decode_pairs(query: &str) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
+
+async fn not_found(State(shared): State<Arc<Shared>>) -> Response {
+    gong_error(&shared, StatusCode::NOT_FOUND, "Not found")
+}
+
+/// A cursor names the list, the offset and the filter it was issued for; like
+/// Gong's, it is opaque to clients and only valid with the same filter.
+fn encode_cursor(list: &str, offset: usize, filter: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{list}|{offset}|{filter}"))
+}
+
+fn decode_cursor(cursor: &str, list: &str, filter: &str) -> Option<usize> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    let mut parts = raw.splitn(3, '|');
+    let (l, offset, f) = (parts.next()?, parts.next()?, parts.next()?);
+    (l == list && f == filter).then(|| offset.parse().ok()).flatten()
+}
+
+/// One page of `items` from the cursor's offset, in Gong's list shape.
+fn page(shared: &Shared, list: &str, items: &[Value], cursor: Option<&String>, filter: &str) -> Response {
+    let offset = match cursor {
+        None => 0,
+        Some(c) => match decode_cursor(c, list, filter) {
+            Some(offset) if offset <= items.len() => offset,
+            _ => return gong_error(shared, StatusCode::BAD_REQUEST, "cursor is invalid for this request"),
+        },
+    };
+    let size = shared.config.page_size.max(1);
+    let end = (offset + size).min(items.len());
+    let mut records = json!({
+        "totalRecords": items.len(),
+        "currentPageSize": end - offset,
+        "currentPageNumber": offset / size,
+    });
+    if end < items.len() {
+        records["cursor"] = json!(encode_cursor(list, end, filter));
+    }
+    axum::Json(json!({
+        "requestId": request_id(shared),
+        "records": records,
+        list: &items[offset..end],
+    }))
+    .into_response()
+}
+
+async fn list_users(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    page(&shared, "users", &shared.config.users, q.get("cursor"), "")
+}
+
+async fn get_user(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match shared.config.users.iter().find(|u| u["id"] == json!(id)) {
+        Some(user) => axum::Json(json!({ "requestId": request_id(&shared), "user": user })).into_response(),
+        None => gong_error(&shared, StatusCode::NOT_FOUND, &format!("User {id} not found")),
+    }
+}
+
+async fn list_calls(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let bound = |name: &str| -> Result<Option<i64>, Response> {
+        match q.get(name) {
+            None => Ok(None),
+            Some(text) => fixtures::parse_rfc3339(text)
+                .map(Some)
+                .ok_or_else(|| gong_error(&shared, StatusCode::BAD_REQUEST, &format!("{name} is not a valid date-time"))),
+        }
+    };
+    let (from, to) = match (bound("fromDateTime"), bound("toDateTime")) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let matching: Vec<Value> = shared
+        .config
+        .calls
+        .iter()
+        .filter(|c| {
+            let started = c["started"].as_str().and_then(fixtures::parse_rfc3339).unwrap_or(i64::MIN);
+            from.is_none_or(|f| started >= f) && to.is_none_or(|t| started < t)
+        })
+        .cloned()
+        .collect();
+    if matching.is_empty() {
+        return gong_error(&shared, StatusCode::NOT_FOUND, "No calls found corresponding to the provided filters");
+    }
+    let filter = format!("{:?}-{:?}", from, to);
+    page(&shared, "calls", &matching, q.get("cursor"), &filter)
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, the guest's parsing tests (natively), and the
+# end-to-end tests of the real component in the real host against the fake
+# Gong. Installs the wasm target the guests are built for if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+fi
+
+cargo test --workspace --locked
