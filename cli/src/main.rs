@@ -1,17 +1,21 @@
 //! `terapi`: run provider components (the Gong provider is bundled) against a
 //! connection from the command line.
 
+mod sinks;
+
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
+use sinks::{NdjsonSink, Progress};
 use terapi_host::{
-    BASE_URL_CONFIG_KEY, Connection, Credentials, Method, OutboundRequest, PageSink, ProviderComponent, Providers,
-    Runtime, RuntimeConfig, Secret, SyncOptions, SyncPage,
+    BASE_URL_CONFIG_KEY, Connection, Credentials, Method, OutboundRequest, ProviderComponent,
+    Providers, Runtime, RuntimeConfig, Secret, SyncOptions,
 };
+use terapi_store::{MasterKey, Store};
 
 const BUNDLED_PROVIDERS: &str = include_str!("../../providers.yaml");
 
@@ -44,6 +48,10 @@ struct GlobalArgs {
     /// Directory for compiled components [default: $XDG_CACHE_HOME/terapi or ~/.cache/terapi].
     #[arg(long, env = "TERAPI_CACHE_DIR", global = true, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Where connections, checkpoints and records are kept
+    /// [default: $XDG_DATA_HOME/terapi or ~/.local/share/terapi].
+    #[arg(long, env = "TERAPI_DATA_DIR", global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Compile the component afresh and keep nothing on disk.
     #[arg(long, global = true)]
     no_cache: bool,
@@ -54,14 +62,34 @@ struct GlobalArgs {
 
 #[derive(Args, Clone)]
 struct ConnectionArgs {
+    /// A saved connection (see `terapi connection create`); replaces the credential flags.
+    #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
+    connection: Option<String>,
+    #[command(flatten)]
+    credential: CredentialArgs,
+}
+
+/// A credential given directly, from flags or the environment.
+#[derive(Args, Clone)]
+struct CredentialArgs {
     /// Provider key in providers.yaml: `gong` (access key) or `gong-oauth` (access token).
     #[arg(long, env = "TERAPI_PROVIDER", default_value = "gong")]
     provider: String,
     /// Gong access key (the basic-auth user name).
-    #[arg(long, env = "GONG_ACCESS_KEY", hide_env_values = true, alias = "username")]
+    #[arg(
+        long,
+        env = "GONG_ACCESS_KEY",
+        hide_env_values = true,
+        alias = "username"
+    )]
     access_key: Option<String>,
     /// Gong access key secret (the basic-auth password). Prefer the env var.
-    #[arg(long, env = "GONG_ACCESS_KEY_SECRET", hide_env_values = true, alias = "password")]
+    #[arg(
+        long,
+        env = "GONG_ACCESS_KEY_SECRET",
+        hide_env_values = true,
+        alias = "password"
+    )]
     access_key_secret: Option<String>,
     /// OAuth access token, for `gong-oauth`. Prefer the env var.
     #[arg(long, env = "GONG_ACCESS_TOKEN", hide_env_values = true)]
@@ -83,6 +111,16 @@ enum Command {
     },
     /// Check a credential against the provider with one cheap call.
     Verify(ConnectionArgs),
+    /// Save, list, show, rotate or delete connections (kept in the data dir).
+    Connection {
+        #[command(subcommand)]
+        command: ConnectionCommand,
+    },
+    /// Read records saved by syncs of a saved connection.
+    Records {
+        #[command(subcommand)]
+        command: RecordsCommand,
+    },
     /// List or run syncs.
     Sync {
         #[command(subcommand)]
@@ -120,19 +158,67 @@ enum ProvidersCommand {
 }
 
 #[derive(Subcommand)]
+enum ConnectionCommand {
+    /// Verify a credential with the provider, then save it (secrets encrypted).
+    Create {
+        /// Your name for the connection, e.g. `acme-gong`.
+        id: String,
+        #[command(flatten)]
+        credential: CredentialArgs,
+    },
+    /// Saved connections (never their secrets).
+    List,
+    /// One connection and the state of its syncs (never its secret).
+    Show { id: String },
+    /// Replace a connection's credential in place; checkpoints and records stay.
+    Rotate {
+        id: String,
+        #[command(flatten)]
+        credential: CredentialArgs,
+    },
+    /// Delete a connection with its checkpoints and records.
+    Delete { id: String },
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// Print saved records of a model as NDJSON.
+    List {
+        /// Model name (see `terapi sync list`), e.g. GongUser.
+        model: String,
+        /// Only records changed after this time (RFC 3339 or unix seconds).
+        #[arg(long, value_name = "TIME")]
+        modified_after: Option<String>,
+        /// The saved connection.
+        #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
+        connection: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum SyncCommand {
     /// The syncs the component offers.
     List,
-    /// Run a sync to the end, writing one JSON record per line.
+    /// Per sync of a saved connection: last run, records, checkpoint, last error.
+    Status {
+        #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
+        connection: String,
+    },
+    /// Run a sync to the end. With --connection, records are saved page by page
+    /// and a rerun resumes where the last one stopped; otherwise they are
+    /// written as NDJSON.
     Run {
         /// Sync name (see `terapi sync list`).
         name: String,
-        /// Write records here instead of stdout.
+        /// Write records here instead of stdout (without --connection).
         #[arg(long, short)]
         output: Option<PathBuf>,
-        /// Resume from a checkpoint printed by an earlier run.
+        /// Start from this checkpoint (without --connection: printed by an earlier run).
         #[arg(long)]
         checkpoint: Option<String>,
+        /// Start from the beginning, ignoring the saved checkpoint.
+        #[arg(long)]
+        full: bool,
         /// Only records changed after this RFC 3339 time (incremental syncs).
         #[arg(long, value_name = "TIME")]
         modified_since: Option<String>,
@@ -180,99 +266,425 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let providers = load_providers(cli.global.providers.as_deref())?;
-    if let Command::Providers { command: ProvidersCommand::List } = &cli.command {
-        list_providers(&providers);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let cache_dir = if cli.global.no_cache { None } else { cli.global.cache_dir.clone().or_else(default_cache_dir) };
-    let runtime = Runtime::new(RuntimeConfig { cache_dir, ..RuntimeConfig::default() })?;
-    let component = load_component(&runtime, cli.global.component.as_deref())?;
-
+    let data_dir = cli.global.data_dir.clone().or_else(default_data_dir);
+    let app = App {
+        providers,
+        data_dir,
+        store: std::cell::OnceCell::new(),
+    };
     match cli.command {
-        Command::Providers { .. } => unreachable!("handled above"),
-        Command::Verify(args) => {
-            let connection = connection(&args)?;
-            let session = runtime.connect(&component, providers.get(&args.provider)?, &connection)?;
-            let verified = session.verify().await?;
-            println!("{}: {}", args.provider, verified.summary);
+        Command::Providers {
+            command: ProvidersCommand::List,
+        } => {
+            list_providers(&app.providers);
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Sync { command: SyncCommand::List } => {
-            let description = runtime.describe(&component).await?;
-            for sync in description.syncs {
-                let mode = if sync.incremental { "incremental" } else { "full" };
-                println!("{:<20} {:<14} {:<11} {}", sync.name, sync.model, mode, sync.description);
+        Command::Connection {
+            command: ConnectionCommand::List,
+        } => {
+            let store = app.open_store()?;
+            for c in store.connections()? {
+                let base = c
+                    .config
+                    .get(BASE_URL_CONFIG_KEY)
+                    .map(String::as_str)
+                    .unwrap_or("(default base URL)");
+                println!(
+                    "{:<20} {:<11} {:<7} {}",
+                    c.id, c.provider, c.auth_mode, base
+                );
             }
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Sync { command: SyncCommand::Run { name, output, checkpoint, modified_since, connection: args } } => {
-            let connection = connection(&args)?;
-            let session = runtime.connect(&component, providers.get(&args.provider)?, &connection)?;
-            let mut sink = NdjsonSink::open(output.as_deref())?;
-            let options = SyncOptions { modified_since };
-            let result = terapi_host::run_sync(&session, &name, checkpoint, &options, &mut sink).await;
-            if sink.broken_pipe {
-                // The reader (e.g. `| head`) has all it wants.
-                return Ok(ExitCode::SUCCESS);
+        Command::Connection {
+            command: ConnectionCommand::Show { id },
+        } => {
+            let store = app.open_store()?;
+            let summary = store.connection_summary(&id)?;
+            let syncs = store.sync_states(&id)?;
+            let shown = serde_json::json!({ "connection": summary, "syncs": syncs });
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Connection {
+            command: ConnectionCommand::Delete { id },
+        } => {
+            app.open_store()?.delete_connection(&id)?;
+            eprintln!("connection `{id}` deleted, with its checkpoints and records");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync {
+            command: SyncCommand::Status { connection },
+        } => {
+            let store = app.open_store()?;
+            store.connection_summary(&connection)?;
+            let states = store.sync_states(&connection)?;
+            if states.is_empty() {
+                eprintln!("no sync has run for `{connection}` yet");
             }
-            sink.flush()?;
-            match result {
-                Ok(run) => eprintln!("{name}: {} records in {} pages, done", run.records, run.pages),
-                Err(error) => {
-                    if let Some(resume) = &sink.last_checkpoint {
-                        eprintln!(
-                            "{name}: stopped after {} records in {} pages; resume with --checkpoint '{resume}'",
-                            sink.records, sink.pages
-                        );
-                    }
-                    return Err(error.into());
+            for s in states {
+                println!(
+                    "{:<18} {:<8} records={:<8} pages={:<6} last_run={} checkpoint={}{}",
+                    s.sync,
+                    s.status,
+                    s.records,
+                    s.pages,
+                    s.last_finished_at
+                        .or(s.last_started_at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    if s.checkpoint.is_some() {
+                        "saved"
+                    } else {
+                        "none (next run starts from the beginning)"
+                    },
+                    s.last_error
+                        .map(|e| format!("\n{:<18} last error: {e}", ""))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Records {
+            command:
+                RecordsCommand::List {
+                    model,
+                    modified_after,
+                    connection,
+                },
+        } => {
+            let store = app.open_store()?;
+            store.connection_summary(&connection)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let count =
+                store.for_each_record(&connection, &model, modified_after.as_deref(), |json| {
+                    out.write_all(json.as_bytes())?;
+                    out.write_all(b"\n")
+                })?;
+            let _ = out.flush();
+            eprintln!("{count} {model} records");
+            Ok(ExitCode::SUCCESS)
+        }
+        command => app.run_with_component(command, &cli.global).await,
+    }
+}
+
+/// What the commands share: providers.yaml, and the store once opened.
+struct App {
+    providers: Providers,
+    data_dir: Option<PathBuf>,
+    store: std::cell::OnceCell<Store>,
+}
+
+impl App {
+    fn open_store(&self) -> Result<Store> {
+        let dir = self
+            .data_dir
+            .as_deref()
+            .ok_or_else(|| anyhow!("no data directory: set --data-dir or TERAPI_DATA_DIR"))?;
+        let key = MasterKey::from_env_or_file(dir)?;
+        Store::open(dir, key).with_context(|| format!("opening the store in {}", dir.display()))
+    }
+
+    fn store(&self) -> Result<&Store> {
+        if self.store.get().is_none() {
+            let _ = self.store.set(self.open_store()?);
+        }
+        Ok(self.store.get().expect("set above"))
+    }
+
+    /// The connection from `--connection` (the store) or from the credential flags.
+    fn connection(&self, args: &ConnectionArgs) -> Result<Connection> {
+        match &args.connection {
+            Some(id) => Ok(self.store()?.connection(id)?),
+            None => connection_from(&args.credential, "cli"),
+        }
+    }
+
+    async fn run_with_component(self, command: Command, global: &GlobalArgs) -> Result<ExitCode> {
+        let cache_dir = if global.no_cache {
+            None
+        } else {
+            global.cache_dir.clone().or_else(default_cache_dir)
+        };
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir,
+            ..RuntimeConfig::default()
+        })?;
+        let component = load_component(&runtime, global.component.as_deref())?;
+        match command {
+            Command::Verify(args) => {
+                let connection = self.connection(&args)?;
+                let session = runtime.connect(
+                    &component,
+                    self.providers.get(&connection.provider)?,
+                    &connection,
+                )?;
+                let verified = session.verify().await?;
+                if args.connection.is_some() {
+                    self.store()?.mark_verified(&connection.id)?;
+                }
+                println!("{}: {}", connection.provider, verified.summary);
+            }
+            Command::Connection {
+                command: ConnectionCommand::Create { id, credential },
+            } => {
+                let connection = connection_from(&credential, &id)?;
+                let store = self.store()?;
+                if store.connection_summary(&id).is_ok() {
+                    return Err(terapi_store::StoreError::ConnectionExists(id).into());
+                }
+                // Like "paste key and secret, click Save": only a credential
+                // the provider accepts is saved.
+                let session = runtime.connect(
+                    &component,
+                    self.providers.get(&connection.provider)?,
+                    &connection,
+                )?;
+                let verified = session
+                    .verify()
+                    .await
+                    .context("the credential was not saved")?;
+                store.create_connection(&connection)?;
+                println!("connection `{id}` saved ({})", verified.summary);
+            }
+            Command::Connection {
+                command: ConnectionCommand::Rotate { id, credential },
+            } => {
+                let mut connection = self.store()?.connection(&id)?;
+                let new = connection_from(&credential, &id)?;
+                connection.credentials = new.credentials;
+                let session = runtime.connect(
+                    &component,
+                    self.providers.get(&connection.provider)?,
+                    &connection,
+                )?;
+                let verified = session
+                    .verify()
+                    .await
+                    .context("the new credential was not saved; the old one is kept")?;
+                self.store()?
+                    .rotate_credentials(&id, &connection.credentials)?;
+                println!(
+                    "connection `{id}`: credential replaced ({})",
+                    verified.summary
+                );
+            }
+            Command::Sync {
+                command: SyncCommand::List,
+            } => {
+                let description = runtime.describe(&component).await?;
+                for sync in description.syncs {
+                    let mode = if sync.incremental {
+                        "incremental"
+                    } else {
+                        "full"
+                    };
+                    println!(
+                        "{:<20} {:<14} {:<11} {}",
+                        sync.name, sync.model, mode, sync.description
+                    );
                 }
             }
-        }
-        Command::Action { command: ActionCommand::List } => {
-            let description = runtime.describe(&component).await?;
-            for action in description.actions {
-                println!("{:<20} {}\n{:<20} input: {}", action.name, action.description, "", action.input_schema);
+            Command::Sync {
+                command:
+                    SyncCommand::Run {
+                        name,
+                        output,
+                        checkpoint,
+                        full,
+                        modified_since,
+                        connection: args,
+                    },
+            } => {
+                let connection = self.connection(&args)?;
+                let session = runtime.connect(
+                    &component,
+                    self.providers.get(&connection.provider)?,
+                    &connection,
+                )?;
+                let options = SyncOptions { modified_since };
+                if args.connection.is_some() {
+                    if output.is_some() {
+                        bail!(
+                            "--output is for syncs without --connection; read saved records with `terapi records list`"
+                        );
+                    }
+                    let description = runtime.describe(&component).await?;
+                    let model = description
+                        .syncs
+                        .iter()
+                        .find(|s| s.name == name)
+                        .map(|s| s.model.clone())
+                        .ok_or_else(|| {
+                            anyhow!("no sync named `{name}`; `terapi sync list` shows them")
+                        })?;
+                    let store = self.store()?;
+                    let saved = store.begin_sync(&connection.id, &name, &model, full)?;
+                    let start = checkpoint.or(saved);
+                    let resumed = start.is_some();
+                    let mut sink =
+                        Progress::new(store.page_sink(&connection.id, &name, &model), &name);
+                    let result =
+                        terapi_host::run_sync(&session, &name, start, &options, &mut sink).await;
+                    sink.finish();
+                    let (pages, records) = (sink.pages, sink.records);
+                    drop(sink);
+                    match result {
+                        Ok(run) => {
+                            store.finish_sync(&connection.id, &name, Ok(&run))?;
+                            let from = if resumed {
+                                "resumed from the saved checkpoint"
+                            } else {
+                                "from the beginning"
+                            };
+                            eprintln!(
+                                "{name}: {records} records in {pages} pages saved ({from}), done"
+                            );
+                        }
+                        Err(error) => {
+                            let message = error.to_string();
+                            store.finish_sync(&connection.id, &name, Err(&message))?;
+                            eprintln!(
+                                "{name}: {records} records in {pages} pages saved before the error; run again to resume"
+                            );
+                            return Err(error.into());
+                        }
+                    }
+                } else {
+                    let mut sink = Progress::new(NdjsonSink::open(output.as_deref())?, &name);
+                    let result =
+                        terapi_host::run_sync(&session, &name, checkpoint, &options, &mut sink)
+                            .await;
+                    sink.finish();
+                    if sink.inner.broken_pipe {
+                        // The reader (e.g. `| head`) has all it wants.
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    sink.inner.flush()?;
+                    match result {
+                        Ok(run) => eprintln!(
+                            "{name}: {} records in {} pages, done",
+                            run.records, run.pages
+                        ),
+                        Err(error) => {
+                            if let Some(resume) = &sink.inner.last_checkpoint {
+                                eprintln!(
+                                    "{name}: stopped after {} records in {} pages; resume with --checkpoint '{resume}'",
+                                    sink.records, sink.pages
+                                );
+                            }
+                            return Err(error.into());
+                        }
+                    }
+                }
             }
-        }
-        Command::Action { command: ActionCommand::Run { name, input, connection: args } } => {
-            let input = match input {
-                Some(text) => read_text_argument(&text).context("reading --input")?,
-                None => "{}".to_string(),
-            };
-            let connection = connection(&args)?;
-            let session = runtime.connect(&component, providers.get(&args.provider)?, &connection)?;
-            let output = session.run_action(&name, &input).await?;
-            println!("{}", pretty_json(&output));
-        }
-        Command::Proxy { method, path, query, headers, data, connection: args } => {
-            let method: Method = method.parse().map_err(|e: String| anyhow!(e))?;
-            let request = OutboundRequest {
+            Command::Action {
+                command: ActionCommand::List,
+            } => {
+                let description = runtime.describe(&component).await?;
+                for action in description.actions {
+                    println!(
+                        "{:<20} {}\n{:<20} input: {}",
+                        action.name, action.description, "", action.input_schema
+                    );
+                }
+            }
+            Command::Action {
+                command:
+                    ActionCommand::Run {
+                        name,
+                        input,
+                        connection: args,
+                    },
+            } => {
+                let input = match input {
+                    Some(text) => read_text_argument(&text).context("reading --input")?,
+                    None => "{}".to_string(),
+                };
+                let connection = self.connection(&args)?;
+                let session = runtime.connect(
+                    &component,
+                    self.providers.get(&connection.provider)?,
+                    &connection,
+                )?;
+                let output = session.run_action(&name, &input).await?;
+                println!("{}", pretty_json(&output));
+            }
+            Command::Proxy {
                 method,
                 path,
-                query: query.iter().map(|q| split_pair(q, '=', "--query")).collect::<Result<_>>()?,
-                headers: headers.iter().map(|h| split_pair(h, ':', "--header")).collect::<Result<_>>()?,
-                body: data.map(|d| read_text_argument(&d).map(String::into_bytes)).transpose().context("reading --data")?,
-            };
-            let connection = connection(&args)?;
-            let session = runtime.connect(&component, providers.get(&args.provider)?, &connection)?;
-            let response = session.proxy(request).await?;
-            eprintln!("HTTP {}", response.status);
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&response.body)?;
-            if !response.body.ends_with(b"\n") {
-                stdout.write_all(b"\n")?;
+                query,
+                headers,
+                data,
+                connection: args,
+            } => {
+                let method: Method = method.parse().map_err(|e: String| anyhow!(e))?;
+                let request = OutboundRequest {
+                    method,
+                    path,
+                    query: query
+                        .iter()
+                        .map(|q| split_pair(q, '=', "--query"))
+                        .collect::<Result<_>>()?,
+                    headers: headers
+                        .iter()
+                        .map(|h| split_pair(h, ':', "--header"))
+                        .collect::<Result<_>>()?,
+                    body: data
+                        .map(|d| read_text_argument(&d).map(String::into_bytes))
+                        .transpose()
+                        .context("reading --data")?,
+                };
+                let connection = self.connection(&args)?;
+                let session = runtime.connect(
+                    &component,
+                    self.providers.get(&connection.provider)?,
+                    &connection,
+                )?;
+                let response = session.proxy(request).await?;
+                eprintln!("HTTP {}", response.status);
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&response.body)?;
+                if !response.body.ends_with(b"\n") {
+                    stdout.write_all(b"\n")?;
+                }
+                if response.status >= 400 {
+                    return Ok(ExitCode::FAILURE);
+                }
             }
-            if response.status >= 400 {
-                return Ok(ExitCode::FAILURE);
+            Command::Providers { .. }
+            | Command::Connection { .. }
+            | Command::Records { .. }
+            | Command::Sync {
+                command: SyncCommand::Status { .. },
+            } => {
+                unreachable!("handled without a component in run()")
             }
         }
+        Ok(ExitCode::SUCCESS)
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+fn default_data_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
+        })?;
+    Some(base.join("terapi"))
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -293,8 +705,11 @@ fn load_providers(path: Option<&Path>) -> Result<Providers> {
 fn load_component(runtime: &Runtime, path: Option<&Path>) -> Result<ProviderComponent> {
     match path {
         Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
-            runtime.load_component(&bytes).with_context(|| format!("loading {}", path.display()))
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading component {}", path.display()))?;
+            runtime
+                .load_component(&bytes)
+                .with_context(|| format!("loading {}", path.display()))
         }
         None => Ok(runtime.load_component(terapi_artifacts::PROVIDER_GONG)?),
     }
@@ -312,8 +727,8 @@ fn list_providers(providers: &Providers) {
     }
 }
 
-/// Builds the connection from flags and environment; says which value is missing.
-fn connection(args: &ConnectionArgs) -> Result<Connection> {
+/// Builds a connection from flags and environment; says which value is missing.
+fn connection_from(args: &CredentialArgs, id: &str) -> Result<Connection> {
     let mut config = BTreeMap::new();
     for pair in &args.config {
         let (k, v) = split_pair(pair, '=', "--config")?;
@@ -323,7 +738,11 @@ fn connection(args: &ConnectionArgs) -> Result<Connection> {
         config.insert(BASE_URL_CONFIG_KEY.to_string(), base_url.clone());
     }
     let credentials = if let Some(token) = &args.access_token {
-        Credentials::OAuth2 { access_token: Secret::new(token.clone()), refresh_token: None, expires_at: None }
+        Credentials::OAuth2 {
+            access_token: Secret::new(token.clone()),
+            refresh_token: None,
+            expires_at: None,
+        }
     } else {
         let username = args.access_key.clone().ok_or_else(|| {
             anyhow!("no access key given; set GONG_ACCESS_KEY (or --access-key) to the access key from Gong > Company settings > Ecosystem > API")
@@ -331,14 +750,24 @@ fn connection(args: &ConnectionArgs) -> Result<Connection> {
         let password = args.access_key_secret.clone().ok_or_else(|| {
             anyhow!("no access key secret given; set GONG_ACCESS_KEY_SECRET to the secret shown when the access key was created")
         })?;
-        Credentials::Basic { username, password: Secret::new(password) }
+        Credentials::Basic {
+            username,
+            password: Secret::new(password),
+        }
     };
-    Ok(Connection { id: "cli".into(), provider: args.provider.clone(), credentials, config })
+    Ok(Connection {
+        id: id.to_string(),
+        provider: args.provider.clone(),
+        credentials,
+        config,
+    })
 }
 
 fn split_pair(text: &str, separator: char, flag: &str) -> Result<(String, String)> {
     match text.split_once(separator) {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim_start().to_string())),
+        Some((k, v)) if !k.trim().is_empty() => {
+            Ok((k.trim().to_string(), v.trim_start().to_string()))
+        }
         _ => bail!("{flag} takes KEY{separator}VALUE, got `{text}`"),
     }
 }
@@ -360,51 +789,4 @@ fn pretty_json(text: &str) -> String {
     serde_json::from_str::<serde_json::Value>(text)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| text.to_string())
-}
-
-/// Writes each record's JSON on its own line as pages arrive, so memory stays
-/// flat however large the sync.
-struct NdjsonSink {
-    out: BufWriter<Box<dyn Write>>,
-    pages: u64,
-    records: u64,
-    last_checkpoint: Option<String>,
-    broken_pipe: bool,
-}
-
-impl NdjsonSink {
-    fn open(path: Option<&Path>) -> Result<Self> {
-        let out: Box<dyn Write> = match path {
-            Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
-            None => Box::new(std::io::stdout()),
-        };
-        Ok(NdjsonSink { out: BufWriter::with_capacity(256 * 1024, out), pages: 0, records: 0, last_checkpoint: None, broken_pipe: false })
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.out.flush().context("writing records")
-    }
-}
-
-impl PageSink for NdjsonSink {
-    async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
-        let written = page
-            .records
-            .iter()
-            .try_for_each(|record| {
-                self.out.write_all(record.json.as_bytes())?;
-                self.out.write_all(b"\n")
-            })
-            // Flushed per page: a checkpoint printed for resuming must never
-            // be ahead of the records actually written.
-            .and_then(|()| self.out.flush());
-        if let Err(e) = written {
-            self.broken_pipe = e.kind() == std::io::ErrorKind::BrokenPipe;
-            return Err(format!("writing records: {e}"));
-        }
-        self.pages += 1;
-        self.records += page.records.len() as u64;
-        self.last_checkpoint = page.next_checkpoint.clone();
-        Ok(())
-    }
 }

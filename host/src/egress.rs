@@ -61,7 +61,9 @@ impl std::str::FromStr for Method {
             "PUT" => Ok(Method::Put),
             "PATCH" => Ok(Method::Patch),
             "DELETE" => Ok(Method::Delete),
-            _ => Err(format!("`{s}` is not an HTTP method this host sends; use GET, POST, PUT, PATCH or DELETE")),
+            _ => Err(format!(
+                "`{s}` is not an HTTP method this host sends; use GET, POST, PUT, PATCH or DELETE"
+            )),
         }
     }
 }
@@ -96,7 +98,10 @@ pub struct EgressLimits {
 
 impl Default for EgressLimits {
     fn default() -> Self {
-        EgressLimits { request_timeout: Duration::from_secs(60), max_response_bytes: 32 << 20 }
+        EgressLimits {
+            request_timeout: Duration::from_secs(60),
+            max_response_bytes: 32 << 20,
+        }
     }
 }
 
@@ -129,8 +134,18 @@ pub struct Egress {
 }
 
 impl Egress {
-    pub fn new(client: reqwest::Client, base: Url, credentials: &Credentials, limits: EgressLimits) -> Self {
-        Egress { client, base, authorization: authorization_header(credentials), limits }
+    pub fn new(
+        client: reqwest::Client,
+        base: Url,
+        credentials: &Credentials,
+        limits: EgressLimits,
+    ) -> Self {
+        Egress {
+            client,
+            base,
+            authorization: authorization_header(credentials),
+            limits,
+        }
     }
 
     pub fn base_url(&self) -> &Url {
@@ -148,7 +163,9 @@ impl Egress {
         }
         // Belt and braces: whatever `check_path` missed, the origin must not change.
         if url.origin() != self.base.origin() || !url.path().starts_with(base_path) {
-            return Err(EgressError::Refused(format!("`{path}` would leave the connection's base URL")));
+            return Err(EgressError::Refused(format!(
+                "`{path}` would leave the connection's base URL"
+            )));
         }
         Ok(url)
     }
@@ -165,7 +182,10 @@ impl Egress {
             builder = builder.body(body.clone());
         }
         let where_to = format!("{} {}", request.method.as_str(), url.path());
-        let response = builder.send().await.map_err(|e| transport_error(&where_to, &e))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| transport_error(&where_to, &e))?;
         self.read(response, &where_to).await
     }
 
@@ -174,21 +194,30 @@ impl Egress {
         for (name, value) in requested {
             let lower = name.to_ascii_lowercase();
             if HOST_ONLY_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
-                return Err(EgressError::Refused(format!("header `{name}` is set by the host only")));
+                return Err(EgressError::Refused(format!(
+                    "header `{name}` is set by the host only"
+                )));
             }
-            let name = HeaderName::from_bytes(lower.as_bytes())
-                .map_err(|_| EgressError::Refused(format!("`{name}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| EgressError::Refused(format!("the value of header `{name}` is not valid")))?;
+            let name = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
+                EgressError::Refused(format!("`{name}` is not a valid header name"))
+            })?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                EgressError::Refused(format!("the value of header `{name}` is not valid"))
+            })?;
             headers.append(name, value);
         }
         headers.insert(reqwest::header::AUTHORIZATION, self.authorization.clone());
         Ok(headers)
     }
 
-    async fn read(&self, mut response: reqwest::Response, where_to: &str) -> Result<InboundResponse, EgressError> {
+    async fn read(
+        &self,
+        mut response: reqwest::Response,
+        where_to: &str,
+    ) -> Result<InboundResponse, EgressError> {
         let max = self.limits.max_response_bytes;
-        let too_large = || EgressError::TooLarge(format!("{where_to} answered more than {max} bytes"));
+        let too_large =
+            || EgressError::TooLarge(format!("{where_to} answered more than {max} bytes"));
         if response.content_length().is_some_and(|n| n > max as u64) {
             return Err(too_large());
         }
@@ -196,16 +225,28 @@ impl Egress {
         let headers = response
             .headers()
             .iter()
-            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
+            .filter_map(|(n, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (n.as_str().to_string(), v.to_string()))
+            })
             .collect();
         let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(where_to, &e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(where_to, &e))?
+        {
             if body.len() + chunk.len() > max {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(InboundResponse { status, headers, body })
+        Ok(InboundResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -214,13 +255,17 @@ fn authorization_header(credentials: &Credentials) -> HeaderValue {
     let text = match credentials {
         Credentials::Basic { username, password } => {
             let pair = format!("{username}:{}", password.expose());
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
         }
         Credentials::OAuth2 { access_token, .. } => format!("Bearer {}", access_token.expose()),
     };
     // Base64 and token characters are always valid header bytes; a token with
     // control characters is refused by the provider rather than by a panic here.
-    let mut value = HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
+    let mut value = HeaderValue::from_str(&text)
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
     value.set_sensitive(true);
     value
 }
@@ -248,21 +293,35 @@ pub fn check_path(path: &str) -> Result<(), String> {
         ));
     }
     if !path.starts_with('/') {
-        return Err(format!("path `{path}` must start with `/` (it is relative to the connection's base URL)"));
+        return Err(format!(
+            "path `{path}` must start with `/` (it is relative to the connection's base URL)"
+        ));
     }
     if path.starts_with("//") {
-        return Err(format!("path `{path}` starts with `//`, which names another host"));
+        return Err(format!(
+            "path `{path}` starts with `//`, which names another host"
+        ));
     }
-    if let Some(c) = path.chars().find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#')) {
-        return Err(format!("path `{}` contains {c:?}; put query parameters in the query list", path.escape_debug()));
+    if let Some(c) = path
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#'))
+    {
+        return Err(format!(
+            "path `{}` contains {c:?}; put query parameters in the query list",
+            path.escape_debug()
+        ));
     }
     for segment in path.split('/') {
         let decoded = percent_decode(segment);
         if decoded == "." || decoded == ".." {
-            return Err(format!("path `{path}` has a `{decoded}` segment, which could leave the base URL"));
+            return Err(format!(
+                "path `{path}` has a `{decoded}` segment, which could leave the base URL"
+            ));
         }
         if decoded.contains(['/', '\\']) || decoded.chars().any(|c| c.is_control()) {
-            return Err(format!("path `{path}` hides a slash or control character in a percent-escape"));
+            return Err(format!(
+                "path `{path}` hides a slash or control character in a percent-escape"
+            ));
         }
     }
     Ok(())
@@ -274,7 +333,10 @@ fn percent_decode(segment: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             if let Some(b) = hex {
                 out.push(b);
                 i += 3;
@@ -293,15 +355,28 @@ mod tests {
     use crate::secret::Secret;
 
     fn egress(base: &str) -> Egress {
-        let creds = Credentials::Basic { username: "key".into(), password: Secret::new("s3cret") };
-        Egress::new(reqwest::Client::new(), Url::parse(base).unwrap(), &creds, EgressLimits::default())
+        let creds = Credentials::Basic {
+            username: "key".into(),
+            password: Secret::new("s3cret"),
+        };
+        Egress::new(
+            reqwest::Client::new(),
+            Url::parse(base).unwrap(),
+            &creds,
+            EgressLimits::default(),
+        )
     }
 
     #[test]
     fn urls_stay_on_the_base() {
         let e = egress("https://us-1.api.gong.io/api");
-        let url = e.url_for("/v2/users", &[("cursor".into(), "a b&c".into())]).unwrap();
-        assert_eq!(url.as_str(), "https://us-1.api.gong.io/api/v2/users?cursor=a+b%26c");
+        let url = e
+            .url_for("/v2/users", &[("cursor".into(), "a b&c".into())])
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://us-1.api.gong.io/api/v2/users?cursor=a+b%26c"
+        );
         for evil in [
             "https://evil.example/x",
             "//evil.example/x",
@@ -316,22 +391,42 @@ mod tests {
             "/v2/\nHost: evil",
             "",
         ] {
-            assert!(matches!(e.url_for(evil, &[]), Err(EgressError::Refused(_))), "{evil:?}");
+            assert!(
+                matches!(e.url_for(evil, &[]), Err(EgressError::Refused(_))),
+                "{evil:?}"
+            );
         }
     }
 
     #[test]
     fn host_only_headers_are_refused_and_the_credential_is_injected() {
         let e = egress("https://api.gong.io");
-        for name in ["Authorization", "host", "Cookie", "Proxy-Foo", "Content-Length"] {
-            assert!(matches!(e.headers_for(&[(name.into(), "x".into())]), Err(EgressError::Refused(_))), "{name}");
+        for name in [
+            "Authorization",
+            "host",
+            "Cookie",
+            "Proxy-Foo",
+            "Content-Length",
+        ] {
+            assert!(
+                matches!(
+                    e.headers_for(&[(name.into(), "x".into())]),
+                    Err(EgressError::Refused(_))
+                ),
+                "{name}"
+            );
         }
         assert!(e.headers_for(&[("x-ok".into(), "a\r\nb".into())]).is_err());
-        let headers = e.headers_for(&[("accept".into(), "application/json".into())]).unwrap();
+        let headers = e
+            .headers_for(&[("accept".into(), "application/json".into())])
+            .unwrap();
         let auth = headers.get("authorization").unwrap();
         assert!(auth.is_sensitive());
         assert_eq!(auth.to_str().unwrap(), "Basic a2V5OnMzY3JldA==");
         let debug = format!("{e:?}");
-        assert!(!debug.contains("s3cret") && !debug.contains("a2V5OnMzY3JldA"), "{debug}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("a2V5OnMzY3JldA"),
+            "{debug}"
+        );
     }
 }

@@ -29,10 +29,10 @@ mod bindings {
     });
 }
 
-use bindings::terapi::provider::types as wit;
 pub use bindings::exports::terapi::provider::action::ActionInfo;
 pub use bindings::exports::terapi::provider::auth::{BasicFields, Requirements, Verification};
 pub use bindings::exports::terapi::provider::sync::{SyncInfo, SyncOptions, SyncPage, SyncRecord};
+use bindings::terapi::provider::types as wit;
 
 /// How often the epoch advances; the CPU budget is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -110,12 +110,15 @@ impl Runtime {
                 .max_memory_size(config.max_memory_bytes);
             wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
-        let engine = Engine::new(&wasm).map_err(|e| Error::Load(format!("wasmtime engine: {e:#}")))?;
+        let engine =
+            Engine::new(&wasm).map_err(|e| Error::Load(format!("wasmtime engine: {e:#}")))?;
         spawn_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Load(format!("{e:#}")))?;
-        bindings::Provider::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| Error::Load(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| Error::Load(format!("{e:#}")))?;
+        bindings::Provider::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| Error::Load(format!("{e:#}")))?;
 
         let http = reqwest::Client::builder()
             // A redirect could carry the injected credential elsewhere; the
@@ -126,7 +129,12 @@ impl Runtime {
             .user_agent(concat!("terapi/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Load(format!("HTTP client: {e}")))?;
-        Ok(Runtime { engine, linker, http, config })
+        Ok(Runtime {
+            engine,
+            linker,
+            http,
+            config,
+        })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -141,10 +149,14 @@ impl Runtime {
             None => self.compile(wasm)?,
         };
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            Error::Load(format!("it imports something this host does not provide: {e:#}"))
+            Error::Load(format!(
+                "it imports something this host does not provide: {e:#}"
+            ))
         })?;
         let pre = bindings::ProviderPre::new(pre).map_err(|e| {
-            Error::Load(format!("it does not export the terapi:provider/provider world: {e:#}"))
+            Error::Load(format!(
+                "it does not export the terapi:provider/provider world: {e:#}"
+            ))
         })?;
         Ok(ProviderComponent { pre })
     }
@@ -166,12 +178,18 @@ impl Runtime {
             // into a directory only this user can write.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!("ignoring unreadable compiled component {}: {e}", path.display()),
+                Err(e) => tracing::warn!(
+                    "ignoring unreadable compiled component {}: {e}",
+                    path.display()
+                ),
             }
         }
         let component = self.compile(wasm)?;
         if let Err(e) = write_private(dir, &path, component.serialize().as_deref()) {
-            tracing::warn!("could not cache the compiled component in {}: {e}", dir.display());
+            tracing::warn!(
+                "could not cache the compiled component in {}: {e}",
+                dir.display()
+            );
         }
         Ok(component)
     }
@@ -189,29 +207,59 @@ impl Runtime {
             }
         }
         let mut hasher = ShaHasher(sha2::Sha256::new());
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         hasher.0.update(wasm);
-        hasher.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hasher
+            .0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Binds a component to a connection; every call through the session uses
     /// the connection's base URL and credential.
-    pub fn connect(&self, component: &ProviderComponent, spec: &ProviderSpec, connection: &Connection) -> Result<Session<'_>, Error> {
+    pub fn connect(
+        &self,
+        component: &ProviderComponent,
+        spec: &ProviderSpec,
+        connection: &Connection,
+    ) -> Result<Session<'_>, Error> {
         let base = connection
             .resolve(spec)
-            .map_err(|source| Error::Connection { id: connection.id.clone(), source })?;
-        let egress = Egress::new(self.http.clone(), base, &connection.credentials, self.config.egress.clone());
+            .map_err(|source| Error::Connection {
+                id: connection.id.clone(),
+                source,
+            })?;
+        let egress = Egress::new(
+            self.http.clone(),
+            base,
+            &connection.credentials,
+            self.config.egress.clone(),
+        );
         Ok(Session {
             runtime: self,
             component: component.clone(),
             egress: Some(Arc::new(egress)),
-            secrets: Arc::new(connection.credentials.secrets().into_iter().cloned().collect()),
+            secrets: Arc::new(
+                connection
+                    .credentials
+                    .secrets()
+                    .into_iter()
+                    .cloned()
+                    .collect(),
+            ),
             label: Arc::from(format!("{}/{}", connection.provider, connection.id)),
         })
     }
 
     /// Reads what a component offers; no connection needed.
-    pub async fn describe(&self, component: &ProviderComponent) -> Result<ProviderDescription, Error> {
+    pub async fn describe(
+        &self,
+        component: &ProviderComponent,
+    ) -> Result<ProviderDescription, Error> {
         let session = Session {
             runtime: self,
             component: component.clone(),
@@ -222,13 +270,26 @@ impl Runtime {
         session
             .timed(async {
                 let (mut store, provider) = session.instantiate().await?;
-                let requirements = provider.terapi_provider_auth().call_describe(&mut store).await;
+                let requirements = provider
+                    .terapi_provider_auth()
+                    .call_describe(&mut store)
+                    .await;
                 let requirements = session.finish(&store, requirements)?;
-                let syncs = provider.terapi_provider_sync().call_list_syncs(&mut store).await;
+                let syncs = provider
+                    .terapi_provider_sync()
+                    .call_list_syncs(&mut store)
+                    .await;
                 let syncs = session.finish(&store, syncs)?;
-                let actions = provider.terapi_provider_action().call_list_actions(&mut store).await;
+                let actions = provider
+                    .terapi_provider_action()
+                    .call_list_actions(&mut store)
+                    .await;
                 let actions = session.finish(&store, actions)?;
-                Ok(ProviderDescription { requirements, syncs, actions })
+                Ok(ProviderDescription {
+                    requirements,
+                    syncs,
+                    actions,
+                })
             })
             .await
     }
@@ -236,7 +297,11 @@ impl Runtime {
 
 /// Writes atomically (temp file + rename) so a concurrent reader never sees
 /// half a file, in a directory created with mode 0700.
-fn write_private(dir: &Path, path: &Path, bytes: Result<&[u8], &wasmtime::Error>) -> std::io::Result<()> {
+fn write_private(
+    dir: &Path,
+    path: &Path,
+    bytes: Result<&[u8], &wasmtime::Error>,
+) -> std::io::Result<()> {
     let bytes = bytes.map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -279,13 +344,22 @@ impl Session<'_> {
     pub async fn verify(&self) -> Result<Verification, Error> {
         self.timed(async {
             let (mut store, provider) = self.instantiate().await?;
-            let result = provider.terapi_provider_auth().call_verify(&mut store).await;
-            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+            let result = provider
+                .terapi_provider_auth()
+                .call_verify(&mut store)
+                .await;
+            self.finish(&store, result)?
+                .map_err(|e| self.provider_error(e))
         })
         .await
     }
 
-    pub async fn run_sync_page(&self, sync: &str, checkpoint: Option<&str>, options: &SyncOptions) -> Result<SyncPage, Error> {
+    pub async fn run_sync_page(
+        &self,
+        sync: &str,
+        checkpoint: Option<&str>,
+        options: &SyncOptions,
+    ) -> Result<SyncPage, Error> {
         let request = bindings::exports::terapi::provider::sync::PageRequest {
             sync: sync.to_string(),
             checkpoint: checkpoint.map(str::to_string),
@@ -293,8 +367,12 @@ impl Session<'_> {
         };
         self.timed(async {
             let (mut store, provider) = self.instantiate().await?;
-            let result = provider.terapi_provider_sync().call_run_page(&mut store, &request).await;
-            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+            let result = provider
+                .terapi_provider_sync()
+                .call_run_page(&mut store, &request)
+                .await;
+            self.finish(&store, result)?
+                .map_err(|e| self.provider_error(e))
         })
         .await
     }
@@ -303,8 +381,12 @@ impl Session<'_> {
     pub async fn run_action(&self, name: &str, input: &str) -> Result<String, Error> {
         self.timed(async {
             let (mut store, provider) = self.instantiate().await?;
-            let result = provider.terapi_provider_action().call_run(&mut store, name, input).await;
-            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+            let result = provider
+                .terapi_provider_action()
+                .call_run(&mut store, name, input)
+                .await;
+            self.finish(&store, result)?
+                .map_err(|e| self.provider_error(e))
         })
         .await
     }
@@ -315,17 +397,26 @@ impl Session<'_> {
         let prepared = self
             .timed(async {
                 let (mut store, provider) = self.instantiate().await?;
-                let result = provider.terapi_provider_proxy().call_prepare(&mut store, &request.into()).await;
-                self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+                let result = provider
+                    .terapi_provider_proxy()
+                    .call_prepare(&mut store, &request.into())
+                    .await;
+                self.finish(&store, result)?
+                    .map_err(|e| self.provider_error(e))
             })
             .await?;
-        let egress = self.egress.as_deref().ok_or_else(|| EgressError::Refused("no connection".into()))?;
+        let egress = self
+            .egress
+            .as_deref()
+            .ok_or_else(|| EgressError::Refused("no connection".into()))?;
         Ok(egress.send(&OutboundRequest::from(prepared)).await?)
     }
 
     async fn timed<R>(&self, call: impl Future<Output = Result<R, Error>>) -> Result<R, Error> {
         let limit = self.runtime.config.call_timeout;
-        tokio::time::timeout(limit, call).await.unwrap_or(Err(Error::Guest(GuestFailure::WallTime(limit))))
+        tokio::time::timeout(limit, call)
+            .await
+            .unwrap_or(Err(Error::Guest(GuestFailure::WallTime(limit))))
     }
 
     async fn instantiate(&self) -> Result<(Store<GuestState>, bindings::Provider), Error> {
@@ -338,7 +429,10 @@ impl Session<'_> {
         let state = GuestState {
             wasi,
             table: ResourceTable::new(),
-            limiter: GuestLimiter { max_memory_bytes: config.max_memory_bytes, memory_exceeded: false },
+            limiter: GuestLimiter {
+                max_memory_bytes: config.max_memory_bytes,
+                memory_exceeded: false,
+            },
             egress: self.egress.clone(),
             secrets: self.secrets.clone(),
             label: self.label.clone(),
@@ -369,7 +463,11 @@ impl Session<'_> {
     /// Turns a wasmtime error (trap, limit, instantiation failure) into a
     /// `GuestFailure` that says which limit was hit, with the guest's own
     /// last words (a panic message) where there are some.
-    fn finish<R>(&self, store: &Store<GuestState>, result: wasmtime::Result<R>) -> Result<R, Error> {
+    fn finish<R>(
+        &self,
+        store: &Store<GuestState>,
+        result: wasmtime::Result<R>,
+    ) -> Result<R, Error> {
         let error = match result {
             Ok(value) => return Ok(value),
             Err(e) => e,
@@ -386,7 +484,9 @@ impl Session<'_> {
         if text.contains("concurrent") && text.contains("limit") {
             return Err(GuestFailure::Busy(text).into());
         }
-        let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_string();
+        let stderr = String::from_utf8_lossy(&state.stderr.contents())
+            .trim()
+            .to_string();
         let message = if stderr.is_empty() {
             error.root_cause().to_string()
         } else {
@@ -402,7 +502,10 @@ impl Session<'_> {
             wit::ProviderError::InvalidInput(m) => ProviderFailure::InvalidInput(s(m)),
             wit::ProviderError::NotFound(m) => ProviderFailure::NotFound(s(m)),
             wit::ProviderError::NotAvailable(m) => ProviderFailure::NotAvailable(s(m)),
-            wit::ProviderError::Remote(r) => ProviderFailure::Remote { status: r.status, message: s(r.message) },
+            wit::ProviderError::Remote(r) => ProviderFailure::Remote {
+                status: r.status,
+                message: s(r.message),
+            },
             wit::ProviderError::Http(e) => ProviderFailure::Http(e.into()),
             wit::ProviderError::BadResponse(m) => ProviderFailure::BadResponse(s(m)),
             wit::ProviderError::Unknown(m) => ProviderFailure::Unknown(s(m)),
@@ -441,7 +544,10 @@ pub struct GuestState {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -451,7 +557,12 @@ struct GuestLimiter {
 }
 
 impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_memory_bytes {
             // Refuse the growth (memory.grow returns -1); Rust guests then
             // abort, and the flag lets us say why.
@@ -461,7 +572,12 @@ impl ResourceLimiter for GuestLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -469,7 +585,10 @@ impl ResourceLimiter for GuestLimiter {
 impl wit::Host for GuestState {}
 
 impl bindings::terapi::provider::http::Host for GuestState {
-    async fn send(&mut self, request: wit::HttpRequest) -> wasmtime::Result<Result<wit::HttpResponse, wit::HttpError>> {
+    async fn send(
+        &mut self,
+        request: wit::HttpRequest,
+    ) -> wasmtime::Result<Result<wit::HttpResponse, wit::HttpError>> {
         let Some(egress) = self.egress.clone() else {
             return Ok(Err(wit::HttpError::Refused(
                 "this call has no connection; HTTP is available in verify, sync, action and proxy calls".into(),
@@ -477,26 +596,43 @@ impl bindings::terapi::provider::http::Host for GuestState {
         };
         let request = OutboundRequest::from(request);
         tracing::debug!(target: "terapi::egress", connection = %self.label, method = request.method.as_str(), path = %request.path, "guest request");
-        Ok(egress.send(&request).await.map(Into::into).map_err(Into::into))
+        Ok(egress
+            .send(&request)
+            .await
+            .map(Into::into)
+            .map_err(Into::into))
     }
 }
 
 impl bindings::terapi::provider::log::Host for GuestState {
-    async fn log(&mut self, level: bindings::terapi::provider::log::Level, message: String) -> wasmtime::Result<()> {
+    async fn log(
+        &mut self,
+        level: bindings::terapi::provider::log::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
         use bindings::terapi::provider::log::Level;
         let mut message = scrub(&message, &self.secrets);
         if message.len() > MAX_LOG_LINE {
-            let cut = (0..=MAX_LOG_LINE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+            let cut = (0..=MAX_LOG_LINE)
+                .rev()
+                .find(|i| message.is_char_boundary(*i))
+                .unwrap_or(0);
             message.truncate(cut);
             message.push_str(" [truncated]");
         }
         let label = &*self.label;
         match level {
-            Level::Trace => tracing::trace!(target: "terapi::guest", connection = label, "{message}"),
-            Level::Debug => tracing::debug!(target: "terapi::guest", connection = label, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "terapi::guest", connection = label, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "terapi::guest", connection = label, "{message}")
+            }
             Level::Info => tracing::info!(target: "terapi::guest", connection = label, "{message}"),
             Level::Warn => tracing::warn!(target: "terapi::guest", connection = label, "{message}"),
-            Level::Error => tracing::error!(target: "terapi::guest", connection = label, "{message}"),
+            Level::Error => {
+                tracing::error!(target: "terapi::guest", connection = label, "{message}")
+            }
         }
         Ok(())
     }
@@ -528,19 +664,35 @@ impl From<Method> for wit::Method {
 
 impl From<wit::HttpRequest> for OutboundRequest {
     fn from(r: wit::HttpRequest) -> Self {
-        OutboundRequest { method: r.method.into(), path: r.path, query: r.query, headers: r.headers, body: r.body }
+        OutboundRequest {
+            method: r.method.into(),
+            path: r.path,
+            query: r.query,
+            headers: r.headers,
+            body: r.body,
+        }
     }
 }
 
 impl From<OutboundRequest> for wit::HttpRequest {
     fn from(r: OutboundRequest) -> Self {
-        wit::HttpRequest { method: r.method.into(), path: r.path, query: r.query, headers: r.headers, body: r.body }
+        wit::HttpRequest {
+            method: r.method.into(),
+            path: r.path,
+            query: r.query,
+            headers: r.headers,
+            body: r.body,
+        }
     }
 }
 
 impl From<InboundResponse> for wit::HttpResponse {
     fn from(r: InboundResponse) -> Self {
-        wit::HttpResponse { status: r.status, headers: r.headers, body: r.body }
+        wit::HttpResponse {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        }
     }
 }
 

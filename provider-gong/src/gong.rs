@@ -247,8 +247,19 @@ mod tests {
 
     #[test]
     fn malformed_answers_are_errors_not_panics() {
-        for body in [&b""[..], b"{", b"[]", br#"{"users":[{"id":null}]}"#, br#"{"users":[{"id":""}]}"#, br#"{"users":[{"id":1.5}]}"#] {
-            assert!(decode::<UsersPage>(body).is_err(), "{}", String::from_utf8_lossy(body));
+        for body in [
+            &b""[..],
+            b"{",
+            b"[]",
+            br#"{"users":[{"id":null}]}"#,
+            br#"{"users":[{"id":""}]}"#,
+            br#"{"users":[{"id":1.5}]}"#,
+        ] {
+            assert!(
+                decode::<UsersPage>(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

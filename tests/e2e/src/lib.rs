@@ -7,19 +7,25 @@ use std::sync::OnceLock;
 
 use fake_gong::{FakeGong, FakeGongConfig};
 use terapi_host::{
-    BASE_URL_CONFIG_KEY, Connection, Credentials, PageSink, ProviderComponent, Providers, Runtime, RuntimeConfig,
-    Secret, SyncPage, SyncRecord,
+    BASE_URL_CONFIG_KEY, Connection, Credentials, PageSink, ProviderComponent, Providers, Runtime,
+    RuntimeConfig, Secret, SyncPage, SyncRecord,
 };
 
 pub use fake_gong;
 pub use terapi_host;
+pub use terapi_store;
 
 /// One multi-threaded runtime for the whole test binary, so the host's
 /// pooled HTTP connections never outlive the runtime they were made on.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     static TOKIO: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     TOKIO
-        .get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime"))
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+        })
         .block_on(future)
 }
 
@@ -30,18 +36,29 @@ pub fn host() -> &'static Runtime {
 
 pub fn gong_component() -> &'static ProviderComponent {
     static GONG: OnceLock<ProviderComponent> = OnceLock::new();
-    GONG.get_or_init(|| host().load_component(terapi_artifacts::PROVIDER_GONG).expect("Gong component loads"))
+    GONG.get_or_init(|| {
+        host()
+            .load_component(terapi_artifacts::PROVIDER_GONG)
+            .expect("Gong component loads")
+    })
 }
 
 pub fn hostile_component() -> &'static ProviderComponent {
     static HOSTILE: OnceLock<ProviderComponent> = OnceLock::new();
-    HOSTILE.get_or_init(|| host().load_component(terapi_artifacts::GUEST_HOSTILE).expect("hostile component loads"))
+    HOSTILE.get_or_init(|| {
+        host()
+            .load_component(terapi_artifacts::GUEST_HOSTILE)
+            .expect("hostile component loads")
+    })
 }
 
 /// The repository's own providers.yaml, as users get it.
 pub fn providers() -> &'static Providers {
     static PROVIDERS: OnceLock<Providers> = OnceLock::new();
-    PROVIDERS.get_or_init(|| Providers::parse(include_str!("../../../providers.yaml"), "providers.yaml").expect("providers.yaml"))
+    PROVIDERS.get_or_init(|| {
+        Providers::parse(include_str!("../../../providers.yaml"), "providers.yaml")
+            .expect("providers.yaml")
+    })
 }
 
 pub async fn start_gong(config: FakeGongConfig) -> FakeGong {
@@ -53,7 +70,10 @@ pub fn connection_with_secret(fake: &FakeGong, secret: &str) -> Connection {
     Connection {
         id: "test".into(),
         provider: "gong".into(),
-        credentials: Credentials::Basic { username: fake.config().access_key.clone(), password: Secret::new(secret) },
+        credentials: Credentials::Basic {
+            username: fake.config().access_key.clone(),
+            password: Secret::new(secret),
+        },
         config: BTreeMap::from([(BASE_URL_CONFIG_KEY.to_string(), fake.base_url())]),
     }
 }
@@ -76,7 +96,8 @@ impl CollectingSink {
 
 impl PageSink for CollectingSink {
     async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
-        self.pages.push((page.records.clone(), page.next_checkpoint.clone()));
+        self.pages
+            .push((page.records.clone(), page.next_checkpoint.clone()));
         Ok(())
     }
 }

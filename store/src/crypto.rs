@@ -1,0 +1,152 @@
+//! Secrets at rest: XChaCha20-Poly1305 under a 256-bit master key kept outside
+//! the database (an env var, or a key file created with mode 0600). Each
+//! ciphertext is bound to its connection id (associated data), so sealed
+//! credentials cannot be swapped between rows.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::StoreError;
+
+pub const KEY_ENV_VAR: &str = "TERAPI_MASTER_KEY";
+pub const KEY_FILE: &str = "master.key";
+pub(crate) const KEY_CHECK_AAD: &[u8] = b"terapi:key-check";
+pub(crate) const KEY_CHECK_PLAINTEXT: &[u8] = b"terapi key check v1";
+const FORMAT_V1: u8 = 1;
+const NONCE_LEN: usize = 24;
+
+#[derive(Clone)]
+pub struct MasterKey(XChaCha20Poly1305);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+impl MasterKey {
+    /// A key given as base64 of 32 bytes (what `master.key` holds).
+    pub fn from_base64(text: &str) -> Result<Self, StoreError> {
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| {
+            StoreError::Key(format!("{KEY_ENV_VAR} (or the key file) is not base64"))
+        })?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+            StoreError::Key("the master key must be 32 bytes (44 base64 characters)".into())
+        })?;
+        Ok(MasterKey(XChaCha20Poly1305::new(&bytes.into())))
+    }
+
+    /// `TERAPI_MASTER_KEY` if set; otherwise `DATA_DIR/master.key`, created
+    /// with a fresh random key and mode 0600 on first use.
+    pub fn from_env_or_file(data_dir: &Path) -> Result<Self, StoreError> {
+        if let Some(value) = std::env::var_os(KEY_ENV_VAR).filter(|v| !v.is_empty()) {
+            return Self::from_base64(&value.to_string_lossy());
+        }
+        let path = data_dir.join(KEY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::from_base64(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                crate::create_private_dir(data_dir).map_err(|e| {
+                    StoreError::Key(format!("creating {}: {e}", data_dir.display()))
+                })?;
+                let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+                write_new_private(&path, STANDARD.encode(key).as_bytes())
+                    .map_err(|e| StoreError::Key(format!("creating {}: {e}", path.display())))?;
+                Ok(MasterKey(XChaCha20Poly1305::new(&key)))
+            }
+            Err(e) => Err(StoreError::Key(format!("reading {}: {e}", path.display()))),
+        }
+    }
+
+    pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        // Encryption only fails for inputs over ~256 GiB.
+        let ciphertext = self
+            .0
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+        out.push(FORMAT_V1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ()> {
+        match sealed {
+            [FORMAT_V1, rest @ ..] if rest.len() > NONCE_LEN => {
+                let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+                self.0
+                    .decrypt(
+                        XNonce::from_slice(nonce),
+                        Payload {
+                            msg: ciphertext,
+                            aad,
+                        },
+                    )
+                    .map_err(|_| ())
+            }
+            _ => Err(()),
+        }
+    }
+}
+
+/// Creates `path` with mode 0600, failing if it exists (never clobbers a key).
+fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_text_opens_only_with_the_same_key_and_id() {
+        let key = MasterKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap();
+        let other = MasterKey::from_base64(&STANDARD.encode([8u8; 32])).unwrap();
+        let sealed = key.seal(b"conn-a", b"secret");
+        assert_eq!(key.open(b"conn-a", &sealed).unwrap(), b"secret");
+        assert!(key.open(b"conn-b", &sealed).is_err());
+        assert!(other.open(b"conn-a", &sealed).is_err());
+        assert!(key.open(b"conn-a", &sealed[..10]).is_err());
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_ne!(
+            key.seal(b"conn-a", b"secret"),
+            sealed,
+            "fresh nonce each time"
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_clear_errors() {
+        assert!(
+            MasterKey::from_base64("not base64!")
+                .unwrap_err()
+                .to_string()
+                .contains("base64")
+        );
+        assert!(
+            MasterKey::from_base64(&STANDARD.encode([1u8; 16]))
+                .unwrap_err()
+                .to_string()
+                .contains("32 bytes")
+        );
+    }
+}

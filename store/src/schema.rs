@@ -1,0 +1,52 @@
+//! Versioned schema migrations, run on open. `PRAGMA user_version` holds the
+//! number of migrations applied; each runs once, in its own transaction.
+
+const MIGRATIONS: &[&str] = &[
+    // 1: connections, sync state, records.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+     CREATE TABLE connections (
+         id TEXT PRIMARY KEY,
+         provider TEXT NOT NULL,
+         auth_mode TEXT NOT NULL,
+         username TEXT,
+         sealed_credentials BLOB NOT NULL,
+         config TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL,
+         verified_at INTEGER
+     );
+     CREATE TABLE sync_state (
+         connection_id TEXT NOT NULL REFERENCES connections (id),
+         sync TEXT NOT NULL,
+         model TEXT NOT NULL,
+         checkpoint TEXT,
+         status TEXT NOT NULL,
+         pages INTEGER NOT NULL DEFAULT 0,
+         last_started_at INTEGER,
+         last_finished_at INTEGER,
+         last_error TEXT,
+         PRIMARY KEY (connection_id, sync)
+     );
+     CREATE TABLE records (
+         connection_id TEXT NOT NULL REFERENCES connections (id),
+         model TEXT NOT NULL,
+         id TEXT NOT NULL,
+         json TEXT NOT NULL,
+         modified_at TEXT,
+         first_seen_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL,
+         PRIMARY KEY (connection_id, model, id)
+     );
+     CREATE INDEX records_by_update ON records (connection_id, model, updated_at);",
+];
+
+pub fn migrate(db: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+    let applied: usize = db.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = db.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
