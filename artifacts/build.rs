@@ -11,18 +11,11 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 /// (package, file the build writes, name in OUT_DIR)
-const GUESTS: &[(&str, &str)] = &[
-    ("provider-gong", "provider_gong.wasm"),
-    ("guest-hostile", "guest_hostile.wasm"),
-];
+const GUESTS: &[(&str, &str)] = &[("provider-gong", "provider_gong.wasm"), ("guest-hostile", "guest_hostile.wasm")];
 
 fn main() {
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let workspace = manifest_dir
-        .parent()
-        .expect("artifacts/ sits in the workspace root")
-        .to_path_buf();
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.parent().expect("artifacts/ sits in the workspace root").to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
 
     for watched in [
@@ -33,31 +26,20 @@ fn main() {
         "wit",
         "Cargo.lock",
     ] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            workspace.join(watched).display()
-        );
+        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
 
     ensure_target_installed();
 
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|d| {
-            if d.is_absolute() {
-                d
-            } else {
-                workspace.join(d)
-            }
-        })
+        .map(|d| if d.is_absolute() { d } else { workspace.join(d) })
         .unwrap_or_else(|| workspace.join("target"))
         .join("guest");
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args(["build", "--release", "--target", TARGET, "--target-dir"])
-        .arg(&target_dir);
+    cmd.current_dir(&workspace).args(["build", "--release", "--target", TARGET, "--target-dir"]).arg(&target_dir);
     if env::var_os("TERAPI_GUEST_OFFLINE").is_some() {
         cmd.arg("--offline");
     }
@@ -78,9 +60,7 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| fail(&format!("could not run cargo to build the guests: {e}")));
+    let status = cmd.status().unwrap_or_else(|e| fail(&format!("could not run cargo to build the guests: {e}")));
     if !status.success() {
         fail("building the guest components failed (cargo's messages are above)");
     }
@@ -88,12 +68,8 @@ fn main() {
     for (package, file) in GUESTS {
         let built = target_dir.join(TARGET).join("release").join(file);
         let copy = out_dir.join(file);
-        std::fs::copy(&built, &copy).unwrap_or_else(|e| {
-            fail(&format!(
-                "{package} built, but {} could not be copied: {e}",
-                built.display()
-            ))
-        });
+        std::fs::copy(&built, &copy)
+            .unwrap_or_else(|e| fail(&format!("{package} built, but {} could not be copied: {e}", built.display())));
         let var = file.trim_end_matches(".wasm").to_uppercase();
         println!("cargo:rustc-env={var}_WASM={}", copy.display());
     }
@@ -109,11 +85,7 @@ fn ensure_target_installed() {
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     if let Some(sysroot) = sysroot {
-        if !Path::new(&sysroot)
-            .join("lib/rustlib")
-            .join(TARGET)
-            .exists()
-        {
+        if !Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists() {
             fail(&format!(
                 "the Rust target {TARGET} is not installed; run `rustup target add {TARGET}` and build again"
             ));

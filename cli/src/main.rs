@@ -12,8 +12,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use sinks::{NdjsonSink, Progress};
 use terapi_host::{
-    BASE_URL_CONFIG_KEY, Connection, Credentials, Method, OutboundRequest, ProviderComponent,
-    Providers, Runtime, RuntimeConfig, Secret, SyncOptions,
+    BASE_URL_CONFIG_KEY, Connection, Credentials, Method, OutboundRequest, ProviderComponent, Providers, Runtime,
+    RuntimeConfig, Secret, SyncOptions,
 };
 use terapi_store::{MasterKey, Store};
 
@@ -76,20 +76,10 @@ struct CredentialArgs {
     #[arg(long, env = "TERAPI_PROVIDER", default_value = "gong")]
     provider: String,
     /// Gong access key (the basic-auth user name).
-    #[arg(
-        long,
-        env = "GONG_ACCESS_KEY",
-        hide_env_values = true,
-        alias = "username"
-    )]
+    #[arg(long, env = "GONG_ACCESS_KEY", hide_env_values = true, alias = "username")]
     access_key: Option<String>,
     /// Gong access key secret (the basic-auth password). Prefer the env var.
-    #[arg(
-        long,
-        env = "GONG_ACCESS_KEY_SECRET",
-        hide_env_values = true,
-        alias = "password"
-    )]
+    #[arg(long, env = "GONG_ACCESS_KEY_SECRET", hide_env_values = true, alias = "password")]
     access_key_secret: Option<String>,
     /// OAuth access token, for `gong-oauth`. Prefer the env var.
     #[arg(long, env = "GONG_ACCESS_TOKEN", hide_env_values = true)]
@@ -268,48 +258,27 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let providers = load_providers(cli.global.providers.as_deref())?;
     let data_dir = cli.global.data_dir.clone().or_else(default_data_dir);
-    let app = App {
-        providers,
-        data_dir,
-        store: std::cell::OnceCell::new(),
-    };
+    let app = App { providers, data_dir, store: std::cell::OnceCell::new() };
     match cli.command {
-        Command::Providers {
-            command: ProvidersCommand::List,
-        } => {
+        Command::Providers { command: ProvidersCommand::List } => {
             list_providers(&app.providers);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Connection {
-            command: ConnectionCommand::List,
-        } => {
+        Command::Connection { command: ConnectionCommand::List } => {
             let store = app.open_store()?;
             for c in store.connections()? {
-                let base = c
-                    .config
-                    .get(BASE_URL_CONFIG_KEY)
-                    .map(String::as_str)
-                    .unwrap_or("(default base URL)");
-                println!(
-                    "{:<20} {:<11} {:<7} {}",
-                    c.id, c.provider, c.auth_mode, base
-                );
+                let base = c.config.get(BASE_URL_CONFIG_KEY).map(String::as_str).unwrap_or("(default base URL)");
+                println!("{:<20} {:<11} {:<7} {}", c.id, c.provider, c.auth_mode, base);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Connection {
-            command: ConnectionCommand::Show { id },
-        } => {
+        Command::Connection { command: ConnectionCommand::Show { id } } => {
             let store = app.open_store()?;
             let summary = store.connection_summary(&id)?;
             let syncs = store.sync_states(&id)?;
@@ -317,16 +286,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Connection {
-            command: ConnectionCommand::Delete { id },
-        } => {
+        Command::Connection { command: ConnectionCommand::Delete { id } } => {
             app.open_store()?.delete_connection(&id)?;
             eprintln!("connection `{id}` deleted, with its checkpoints and records");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sync {
-            command: SyncCommand::Status { connection },
-        } => {
+        Command::Sync { command: SyncCommand::Status { connection } } => {
             let store = app.open_store()?;
             store.connection_summary(&connection)?;
             let states = store.sync_states(&connection)?;
@@ -340,38 +305,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     s.status,
                     s.records,
                     s.pages,
-                    s.last_finished_at
-                        .or(s.last_started_at)
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    if s.checkpoint.is_some() {
-                        "saved"
-                    } else {
-                        "none (next run starts from the beginning)"
-                    },
-                    s.last_error
-                        .map(|e| format!("\n{:<18} last error: {e}", ""))
-                        .unwrap_or_default()
+                    s.last_finished_at.or(s.last_started_at).map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                    if s.checkpoint.is_some() { "saved" } else { "none (next run starts from the beginning)" },
+                    s.last_error.map(|e| format!("\n{:<18} last error: {e}", "")).unwrap_or_default()
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Records {
-            command:
-                RecordsCommand::List {
-                    model,
-                    modified_after,
-                    connection,
-                },
-        } => {
+        Command::Records { command: RecordsCommand::List { model, modified_after, connection } } => {
             let store = app.open_store()?;
             store.connection_summary(&connection)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let count =
-                store.for_each_record(&connection, &model, modified_after.as_deref(), |json| {
-                    out.write_all(json.as_bytes())?;
-                    out.write_all(b"\n")
-                })?;
+            let count = store.for_each_record(&connection, &model, modified_after.as_deref(), |json| {
+                out.write_all(json.as_bytes())?;
+                out.write_all(b"\n")
+            })?;
             let _ = out.flush();
             eprintln!("{count} {model} records");
             Ok(ExitCode::SUCCESS)
@@ -389,10 +337,8 @@ struct App {
 
 impl App {
     fn open_store(&self) -> Result<Store> {
-        let dir = self
-            .data_dir
-            .as_deref()
-            .ok_or_else(|| anyhow!("no data directory: set --data-dir or TERAPI_DATA_DIR"))?;
+        let dir =
+            self.data_dir.as_deref().ok_or_else(|| anyhow!("no data directory: set --data-dir or TERAPI_DATA_DIR"))?;
         let key = MasterKey::from_env_or_file(dir)?;
         Store::open(dir, key).with_context(|| format!("opening the store in {}", dir.display()))
     }
@@ -413,33 +359,20 @@ impl App {
     }
 
     async fn run_with_component(self, command: Command, global: &GlobalArgs) -> Result<ExitCode> {
-        let cache_dir = if global.no_cache {
-            None
-        } else {
-            global.cache_dir.clone().or_else(default_cache_dir)
-        };
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir,
-            ..RuntimeConfig::default()
-        })?;
+        let cache_dir = if global.no_cache { None } else { global.cache_dir.clone().or_else(default_cache_dir) };
+        let runtime = Runtime::new(RuntimeConfig { cache_dir, ..RuntimeConfig::default() })?;
         let component = load_component(&runtime, global.component.as_deref())?;
         match command {
             Command::Verify(args) => {
                 let connection = self.connection(&args)?;
-                let session = runtime.connect(
-                    &component,
-                    self.providers.get(&connection.provider)?,
-                    &connection,
-                )?;
+                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
                 let verified = session.verify().await?;
                 if args.connection.is_some() {
                     self.store()?.mark_verified(&connection.id)?;
                 }
                 println!("{}: {}", connection.provider, verified.summary);
             }
-            Command::Connection {
-                command: ConnectionCommand::Create { id, credential },
-            } => {
+            Command::Connection { command: ConnectionCommand::Create { id, credential } } => {
                 let connection = connection_from(&credential, &id)?;
                 let store = self.store()?;
                 if store.connection_summary(&id).is_ok() {
@@ -447,73 +380,33 @@ impl App {
                 }
                 // Like "paste key and secret, click Save": only a credential
                 // the provider accepts is saved.
-                let session = runtime.connect(
-                    &component,
-                    self.providers.get(&connection.provider)?,
-                    &connection,
-                )?;
-                let verified = session
-                    .verify()
-                    .await
-                    .context("the credential was not saved")?;
+                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
+                let verified = session.verify().await.context("the credential was not saved")?;
                 store.create_connection(&connection)?;
                 println!("connection `{id}` saved ({})", verified.summary);
             }
-            Command::Connection {
-                command: ConnectionCommand::Rotate { id, credential },
-            } => {
+            Command::Connection { command: ConnectionCommand::Rotate { id, credential } } => {
                 let mut connection = self.store()?.connection(&id)?;
                 let new = connection_from(&credential, &id)?;
                 connection.credentials = new.credentials;
-                let session = runtime.connect(
-                    &component,
-                    self.providers.get(&connection.provider)?,
-                    &connection,
-                )?;
-                let verified = session
-                    .verify()
-                    .await
-                    .context("the new credential was not saved; the old one is kept")?;
-                self.store()?
-                    .rotate_credentials(&id, &connection.credentials)?;
-                println!(
-                    "connection `{id}`: credential replaced ({})",
-                    verified.summary
-                );
+                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
+                let verified =
+                    session.verify().await.context("the new credential was not saved; the old one is kept")?;
+                self.store()?.rotate_credentials(&id, &connection.credentials)?;
+                println!("connection `{id}`: credential replaced ({})", verified.summary);
             }
-            Command::Sync {
-                command: SyncCommand::List,
-            } => {
+            Command::Sync { command: SyncCommand::List } => {
                 let description = runtime.describe(&component).await?;
                 for sync in description.syncs {
-                    let mode = if sync.incremental {
-                        "incremental"
-                    } else {
-                        "full"
-                    };
-                    println!(
-                        "{:<20} {:<14} {:<11} {}",
-                        sync.name, sync.model, mode, sync.description
-                    );
+                    let mode = if sync.incremental { "incremental" } else { "full" };
+                    println!("{:<20} {:<14} {:<11} {}", sync.name, sync.model, mode, sync.description);
                 }
             }
             Command::Sync {
-                command:
-                    SyncCommand::Run {
-                        name,
-                        output,
-                        checkpoint,
-                        full,
-                        modified_since,
-                        connection: args,
-                    },
+                command: SyncCommand::Run { name, output, checkpoint, full, modified_since, connection: args },
             } => {
                 let connection = self.connection(&args)?;
-                let session = runtime.connect(
-                    &component,
-                    self.providers.get(&connection.provider)?,
-                    &connection,
-                )?;
+                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
                 let options = SyncOptions { modified_since };
                 if args.connection.is_some() {
                     if output.is_some() {
@@ -527,31 +420,21 @@ impl App {
                         .iter()
                         .find(|s| s.name == name)
                         .map(|s| s.model.clone())
-                        .ok_or_else(|| {
-                            anyhow!("no sync named `{name}`; `terapi sync list` shows them")
-                        })?;
+                        .ok_or_else(|| anyhow!("no sync named `{name}`; `terapi sync list` shows them"))?;
                     let store = self.store()?;
                     let saved = store.begin_sync(&connection.id, &name, &model, full)?;
                     let start = checkpoint.or(saved);
                     let resumed = start.is_some();
-                    let mut sink =
-                        Progress::new(store.page_sink(&connection.id, &name, &model), &name);
-                    let result =
-                        terapi_host::run_sync(&session, &name, start, &options, &mut sink).await;
+                    let mut sink = Progress::new(store.page_sink(&connection.id, &name, &model), &name);
+                    let result = terapi_host::run_sync(&session, &name, start, &options, &mut sink).await;
                     sink.finish();
                     let (pages, records) = (sink.pages, sink.records);
                     drop(sink);
                     match result {
                         Ok(run) => {
                             store.finish_sync(&connection.id, &name, Ok(&run))?;
-                            let from = if resumed {
-                                "resumed from the saved checkpoint"
-                            } else {
-                                "from the beginning"
-                            };
-                            eprintln!(
-                                "{name}: {records} records in {pages} pages saved ({from}), done"
-                            );
+                            let from = if resumed { "resumed from the saved checkpoint" } else { "from the beginning" };
+                            eprintln!("{name}: {records} records in {pages} pages saved ({from}), done");
                         }
                         Err(error) => {
                             let message = error.to_string();
@@ -564,9 +447,7 @@ impl App {
                     }
                 } else {
                     let mut sink = Progress::new(NdjsonSink::open(output.as_deref())?, &name);
-                    let result =
-                        terapi_host::run_sync(&session, &name, checkpoint, &options, &mut sink)
-                            .await;
+                    let result = terapi_host::run_sync(&session, &name, checkpoint, &options, &mut sink).await;
                     sink.finish();
                     if sink.inner.broken_pipe {
                         // The reader (e.g. `| head`) has all it wants.
@@ -574,10 +455,7 @@ impl App {
                     }
                     sink.inner.flush()?;
                     match result {
-                        Ok(run) => eprintln!(
-                            "{name}: {} records in {} pages, done",
-                            run.records, run.pages
-                        ),
+                        Ok(run) => eprintln!("{name}: {} records in {} pages, done", run.records, run.pages),
                         Err(error) => {
                             if let Some(resume) = &sink.inner.last_checkpoint {
                                 eprintln!(
@@ -590,69 +468,38 @@ impl App {
                     }
                 }
             }
-            Command::Action {
-                command: ActionCommand::List,
-            } => {
+            Command::Action { command: ActionCommand::List } => {
                 let description = runtime.describe(&component).await?;
                 for action in description.actions {
-                    println!(
-                        "{:<20} {}\n{:<20} input: {}",
-                        action.name, action.description, "", action.input_schema
-                    );
+                    println!("{:<20} {}\n{:<20} input: {}", action.name, action.description, "", action.input_schema);
                 }
             }
-            Command::Action {
-                command:
-                    ActionCommand::Run {
-                        name,
-                        input,
-                        connection: args,
-                    },
-            } => {
+            Command::Action { command: ActionCommand::Run { name, input, connection: args } } => {
                 let input = match input {
                     Some(text) => read_text_argument(&text).context("reading --input")?,
                     None => "{}".to_string(),
                 };
                 let connection = self.connection(&args)?;
-                let session = runtime.connect(
-                    &component,
-                    self.providers.get(&connection.provider)?,
-                    &connection,
-                )?;
+                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
                 let output = session.run_action(&name, &input).await?;
                 println!("{}", pretty_json(&output));
             }
-            Command::Proxy {
-                method,
-                path,
-                query,
-                headers,
-                data,
-                connection: args,
-            } => {
+            Command::Proxy { method, path, query, headers, data, connection: args } => {
                 let method: Method = method.parse().map_err(|e: String| anyhow!(e))?;
                 let request = OutboundRequest {
                     method,
                     path,
-                    query: query
-                        .iter()
-                        .map(|q| split_pair(q, '=', "--query"))
-                        .collect::<Result<_>>()?,
-                    headers: headers
-                        .iter()
-                        .map(|h| split_pair(h, ':', "--header"))
-                        .collect::<Result<_>>()?,
+                    query: query.iter().map(|q| split_pair(q, '=', "--query")).collect::<Result<_>>()?,
+                    headers: headers.iter().map(|h| split_pair(h, ':', "--header")).collect::<Result<_>>()?,
                     body: data
                         .map(|d| read_text_argument(&d).map(String::into_bytes))
                         .transpose()
                         .context("reading --data")?,
+                    // Only methods idempotent by definition are retried.
+                    idempotent: matches!(method, Method::Get | Method::Put | Method::Delete),
                 };
                 let connection = self.connection(&args)?;
-                let session = runtime.connect(
-                    &component,
-                    self.providers.get(&connection.provider)?,
-                    &connection,
-                )?;
+                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
                 let response = session.proxy(request).await?;
                 eprintln!("HTTP {}", response.status);
                 let mut stdout = std::io::stdout().lock();
@@ -667,9 +514,7 @@ impl App {
             Command::Providers { .. }
             | Command::Connection { .. }
             | Command::Records { .. }
-            | Command::Sync {
-                command: SyncCommand::Status { .. },
-            } => {
+            | Command::Sync { command: SyncCommand::Status { .. } } => {
                 unreachable!("handled without a component in run()")
             }
         }
@@ -681,9 +526,7 @@ fn default_data_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_DATA_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
-        })?;
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))?;
     Some(base.join("terapi"))
 }
 
@@ -705,11 +548,8 @@ fn load_providers(path: Option<&Path>) -> Result<Providers> {
 fn load_component(runtime: &Runtime, path: Option<&Path>) -> Result<ProviderComponent> {
     match path {
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("reading component {}", path.display()))?;
-            runtime
-                .load_component(&bytes)
-                .with_context(|| format!("loading {}", path.display()))
+            let bytes = std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
+            runtime.load_component(&bytes).with_context(|| format!("loading {}", path.display()))
         }
         None => Ok(runtime.load_component(terapi_artifacts::PROVIDER_GONG)?),
     }
@@ -738,11 +578,7 @@ fn connection_from(args: &CredentialArgs, id: &str) -> Result<Connection> {
         config.insert(BASE_URL_CONFIG_KEY.to_string(), base_url.clone());
     }
     let credentials = if let Some(token) = &args.access_token {
-        Credentials::OAuth2 {
-            access_token: Secret::new(token.clone()),
-            refresh_token: None,
-            expires_at: None,
-        }
+        Credentials::OAuth2 { access_token: Secret::new(token.clone()), refresh_token: None, expires_at: None }
     } else {
         let username = args.access_key.clone().ok_or_else(|| {
             anyhow!("no access key given; set GONG_ACCESS_KEY (or --access-key) to the access key from Gong > Company settings > Ecosystem > API")
@@ -750,24 +586,14 @@ fn connection_from(args: &CredentialArgs, id: &str) -> Result<Connection> {
         let password = args.access_key_secret.clone().ok_or_else(|| {
             anyhow!("no access key secret given; set GONG_ACCESS_KEY_SECRET to the secret shown when the access key was created")
         })?;
-        Credentials::Basic {
-            username,
-            password: Secret::new(password),
-        }
+        Credentials::Basic { username, password: Secret::new(password) }
     };
-    Ok(Connection {
-        id: id.to_string(),
-        provider: args.provider.clone(),
-        credentials,
-        config,
-    })
+    Ok(Connection { id: id.to_string(), provider: args.provider.clone(), credentials, config })
 }
 
 fn split_pair(text: &str, separator: char, flag: &str) -> Result<(String, String)> {
     match text.split_once(separator) {
-        Some((k, v)) if !k.trim().is_empty() => {
-            Ok((k.trim().to_string(), v.trim_start().to_string()))
-        }
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim_start().to_string())),
         _ => bail!("{flag} takes KEY{separator}VALUE, got `{text}`"),
     }
 }

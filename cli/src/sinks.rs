@@ -19,17 +19,12 @@ pub struct NdjsonSink {
 impl NdjsonSink {
     pub fn open(path: Option<&Path>) -> Result<Self> {
         let out: Box<dyn Write> = match path {
-            Some(path) => Box::new(
-                std::fs::File::create(path)
-                    .with_context(|| format!("creating {}", path.display()))?,
-            ),
+            Some(path) => {
+                Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
+            }
             None => Box::new(std::io::stdout()),
         };
-        Ok(NdjsonSink {
-            out: BufWriter::with_capacity(256 * 1024, out),
-            last_checkpoint: None,
-            broken_pipe: false,
-        })
+        Ok(NdjsonSink { out: BufWriter::with_capacity(256 * 1024, out), last_checkpoint: None, broken_pipe: false })
     }
 
     pub fn flush(&mut self) -> Result<()> {

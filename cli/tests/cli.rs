@@ -8,19 +8,11 @@ use fake_gong::{FakeGong, FakeGongConfig, fixtures};
 
 fn tokio() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
+    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap())
 }
 
 fn gong(users: usize) -> FakeGong {
-    let config = FakeGongConfig {
-        users: fixtures::users(users),
-        ..FakeGongConfig::default()
-    };
+    let config = FakeGongConfig { users: fixtures::users(users), ..FakeGongConfig::default() };
     tokio().block_on(FakeGong::start(config)).unwrap()
 }
 
@@ -29,10 +21,7 @@ fn terapi(gong: Option<&FakeGong>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_terapi"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env(
-            "TERAPI_CACHE_DIR",
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache"),
-        );
+        .env("TERAPI_CACHE_DIR", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache"));
     if let Some(gong) = gong {
         cmd.env("GONG_ACCESS_KEY", &gong.config().access_key)
             .env("GONG_ACCESS_KEY_SECRET", &gong.config().access_key_secret)
@@ -42,10 +31,7 @@ fn terapi(gong: Option<&FakeGong>) -> Command {
 }
 
 fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 #[test]
@@ -61,37 +47,20 @@ fn verify_succeeds_with_the_right_credential() {
 fn verify_with_a_wrong_secret_fails_clearly_and_prints_no_secret() {
     let gong = gong(1);
     let wrong = "not-the-secret-9f8e7d";
-    let output = terapi(Some(&gong))
-        .env("GONG_ACCESS_KEY_SECRET", wrong)
-        .args(["verify", "-vv"])
-        .output()
-        .unwrap();
+    let output = terapi(Some(&gong)).env("GONG_ACCESS_KEY_SECRET", wrong).args(["verify", "-vv"]).output().unwrap();
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr.contains("error: unauthorized: Gong rejected the credential"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("check the access key and secret"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("error: unauthorized: Gong rejected the credential"), "{stderr}");
+    assert!(stderr.contains("check the access key and secret"), "{stderr}");
     for secret in [wrong, gong.config().access_key_secret.as_str()] {
-        assert!(
-            !stdout.contains(secret) && !stderr.contains(secret),
-            "secret in output:\n{stdout}\n{stderr}"
-        );
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "secret in output:\n{stdout}\n{stderr}");
     }
 }
 
 #[test]
 fn a_missing_secret_says_which_variable_to_set() {
     let gong = gong(1);
-    let output = terapi(Some(&gong))
-        .env_remove("GONG_ACCESS_KEY_SECRET")
-        .arg("verify")
-        .output()
-        .unwrap();
+    let output = terapi(Some(&gong)).env_remove("GONG_ACCESS_KEY_SECRET").arg("verify").output().unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr.contains("GONG_ACCESS_KEY_SECRET"), "{stderr}");
@@ -102,26 +71,14 @@ fn a_missing_secret_says_which_variable_to_set() {
 fn sync_run_writes_every_record_as_ndjson() {
     let gong = gong(230);
     let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("users.ndjson");
-    let output = terapi(Some(&gong))
-        .args(["sync", "run", "users", "--output"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let output = terapi(Some(&gong)).args(["sync", "run", "users", "--output"]).arg(&file).output().unwrap();
     let (_, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("users: 230 records in 3 pages, done"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("users: 230 records in 3 pages, done"), "{stderr}");
     let written = std::fs::read_to_string(&file).unwrap();
     let ids: Vec<String> = written
         .lines()
-        .map(|line| {
-            serde_json::from_str::<serde_json::Value>(line).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, (0..230).map(fixtures::user_id).collect::<Vec<_>>());
 }
@@ -131,13 +88,7 @@ fn action_run_prints_the_output_json() {
     let gong = gong(4);
     let id = fixtures::user_id(2);
     let output = terapi(Some(&gong))
-        .args([
-            "action",
-            "run",
-            "get-user",
-            "--input",
-            &format!(r#"{{"id":"{id}"}}"#),
-        ])
+        .args(["action", "run", "get-user", "--input", &format!(r#"{{"id":"{id}"}}"#)])
         .output()
         .unwrap();
     let (stdout, stderr) = text(&output);
@@ -150,78 +101,40 @@ fn action_run_prints_the_output_json() {
 #[test]
 fn proxy_prints_the_body_and_refuses_foreign_urls() {
     let gong = gong(2);
-    let output = terapi(Some(&gong))
-        .args(["proxy", "GET", "/v2/users", "-q", "x=1"])
-        .output()
-        .unwrap();
+    let output = terapi(Some(&gong)).args(["proxy", "GET", "/v2/users", "-q", "x=1"]).output().unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("HTTP 200"));
     let body: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(body["records"]["totalRecords"], 2);
 
-    let output = terapi(Some(&gong))
-        .args(["proxy", "GET", "https://attacker.invalid/x"])
-        .output()
-        .unwrap();
+    let output = terapi(Some(&gong)).args(["proxy", "GET", "https://attacker.invalid/x"]).output().unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr.contains("absolute URL") && stderr.contains("refused"),
-        "{stderr}"
-    );
-    assert_eq!(
-        gong.requests().len(),
-        1,
-        "only the first proxy call reached Gong"
-    );
+    assert!(stderr.contains("absolute URL") && stderr.contains("refused"), "{stderr}");
+    assert_eq!(gong.requests().len(), 1, "only the first proxy call reached Gong");
 }
 
 #[test]
 fn a_broken_providers_file_names_line_and_field() {
     let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("broken-providers.yaml");
     let shipped = include_str!("../../providers.yaml");
-    std::fs::write(
-        &file,
-        shipped.replacen("auth_mode: OAUTH2", "auth_mode: OAUTH3", 1),
-    )
-    .unwrap();
-    let output = terapi(None)
-        .arg("--providers")
-        .arg(&file)
-        .args(["providers", "list"])
-        .output()
-        .unwrap();
+    std::fs::write(&file, shipped.replacen("auth_mode: OAUTH2", "auth_mode: OAUTH3", 1)).unwrap();
+    let output = terapi(None).arg("--providers").arg(&file).args(["providers", "list"]).output().unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1));
-    let line = shipped
-        .lines()
-        .position(|l| l.contains("auth_mode: OAUTH2"))
-        .unwrap()
-        + 1;
-    assert!(
-        stderr.contains(&format!("broken-providers.yaml, line {line}")),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("auth_mode") && stderr.contains("OAUTH3"),
-        "{stderr}"
-    );
+    let line = shipped.lines().position(|l| l.contains("auth_mode: OAUTH2")).unwrap() + 1;
+    assert!(stderr.contains(&format!("broken-providers.yaml, line {line}")), "{stderr}");
+    assert!(stderr.contains("auth_mode") && stderr.contains("OAUTH3"), "{stderr}");
 }
 
 #[test]
 fn help_lists_every_command_and_never_shows_secret_values() {
-    let output = terapi(None)
-        .env("GONG_ACCESS_KEY_SECRET", "env-secret-value")
-        .args(["verify", "--help"])
-        .output()
-        .unwrap();
+    let output =
+        terapi(None).env("GONG_ACCESS_KEY_SECRET", "env-secret-value").args(["verify", "--help"]).output().unwrap();
     let (stdout, _) = text(&output);
     assert!(output.status.success());
-    assert!(
-        stdout.contains("GONG_ACCESS_KEY_SECRET") && !stdout.contains("env-secret-value"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("GONG_ACCESS_KEY_SECRET") && !stdout.contains("env-secret-value"), "{stdout}");
     let output = terapi(None).arg("--help").output().unwrap();
     let (stdout, _) = text(&output);
     for command in ["providers", "verify", "sync", "action", "proxy"] {
@@ -234,16 +147,10 @@ fn lists_need_no_connection() {
     let output = terapi(None).args(["sync", "list"]).output().unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(
-        stdout.starts_with("users") && stdout.contains("GongUser"),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with("users") && stdout.contains("GongUser"), "{stdout}");
     let output = terapi(None).args(["providers", "list"]).output().unwrap();
     let (stdout, _) = text(&output);
-    assert!(
-        stdout.contains("gong ") && stdout.contains("gong-oauth") && stdout.contains("OAUTH2"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("gong ") && stdout.contains("gong-oauth") && stdout.contains("OAUTH2"), "{stdout}");
 }
 
 fn data_dir(name: &str) -> PathBuf {
@@ -258,30 +165,17 @@ fn a_connection_is_verified_saved_synced_into_the_store_and_rotated() {
     let dir = data_dir("lifecycle");
     let secret = gong.config().access_key_secret.clone();
     let run = |args: &[&str]| {
-        let output = terapi(Some(&gong))
-            .env("TERAPI_DATA_DIR", &dir)
-            .args(args)
-            .output()
-            .unwrap();
+        let output = terapi(Some(&gong)).env("TERAPI_DATA_DIR", &dir).args(args).output().unwrap();
         let (stdout, stderr) = text(&output);
-        assert!(
-            !stdout.contains(&secret) && !stderr.contains(&secret),
-            "secret printed by {args:?}"
-        );
+        assert!(!stdout.contains(&secret) && !stderr.contains(&secret), "secret printed by {args:?}");
         (output.status.code(), stdout, stderr)
     };
 
     let (code, stdout, stderr) = run(&["connection", "create", "acme"]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stdout.contains("connection `acme` saved (credential accepted; 230 users visible)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("connection `acme` saved (credential accepted; 230 users visible)"), "{stdout}");
     let (_, stdout, _) = run(&["connection", "list"]);
-    assert!(
-        stdout.starts_with("acme") && stdout.contains(&gong.base_url()),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with("acme") && stdout.contains(&gong.base_url()), "{stdout}");
 
     // Saved connections need no credential in the environment.
     let output = terapi(None)
@@ -291,28 +185,15 @@ fn a_connection_is_verified_saved_synced_into_the_store_and_rotated() {
         .unwrap();
     let (_, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("users: 230 records in 3 pages saved (from the beginning), done"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("users: 230 records in 3 pages saved (from the beginning), done"), "{stderr}");
 
     let (_, stdout, _) = run(&["sync", "status", "--connection", "acme"]);
-    assert!(
-        stdout.contains("users") && stdout.contains("done") && stdout.contains("records=230"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("users") && stdout.contains("done") && stdout.contains("records=230"), "{stdout}");
     let (_, stdout, stderr) = run(&["records", "list", "GongUser", "--connection", "acme"]);
     assert_eq!(stdout.lines().count(), 230);
     assert!(stderr.contains("230 GongUser records"));
-    let (_, stdout, _) = run(&[
-        "records",
-        "list",
-        "GongUser",
-        "--connection",
-        "acme",
-        "--modified-after",
-        "4102444800",
-    ]);
+    let (_, stdout, _) =
+        run(&["records", "list", "GongUser", "--connection", "acme", "--modified-after", "4102444800"]);
     assert_eq!(stdout.lines().count(), 0, "nothing changed after 2100");
 
     // A rotation to a credential Gong rejects keeps the old one.
@@ -324,20 +205,9 @@ fn a_connection_is_verified_saved_synced_into_the_store_and_rotated() {
         .unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr.contains("the old one is kept") && !stderr.contains("rejected-new-secret"),
-        "{stderr}"
-    );
-    let output = terapi(None)
-        .env("TERAPI_DATA_DIR", &dir)
-        .args(["verify", "--connection", "acme"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "old credential still works: {}",
-        text(&output).1
-    );
+    assert!(stderr.contains("the old one is kept") && !stderr.contains("rejected-new-secret"), "{stderr}");
+    let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["verify", "--connection", "acme"]).output().unwrap();
+    assert!(output.status.success(), "old credential still works: {}", text(&output).1);
 
     let (code, stdout, _) = run(&["connection", "show", "acme"]);
     assert_eq!(code, Some(0));
@@ -363,15 +233,8 @@ fn a_credential_gong_rejects_is_not_saved() {
         .unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr.contains("the credential was not saved") && stderr.contains("unauthorized"),
-        "{stderr}"
-    );
-    let output = terapi(None)
-        .env("TERAPI_DATA_DIR", &dir)
-        .args(["connection", "list"])
-        .output()
-        .unwrap();
+    assert!(stderr.contains("the credential was not saved") && stderr.contains("unauthorized"), "{stderr}");
+    let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["connection", "list"]).output().unwrap();
     assert!(output.status.success() && output.stdout.is_empty());
 }
 
@@ -379,22 +242,12 @@ fn a_credential_gong_rejects_is_not_saved() {
 fn a_wrong_master_key_is_refused_with_what_to_do() {
     let gong = gong(1);
     let dir = data_dir("wrong-key");
-    let output = terapi(Some(&gong))
-        .env("TERAPI_DATA_DIR", &dir)
-        .args(["connection", "create", "acme"])
-        .output()
-        .unwrap();
+    let output =
+        terapi(Some(&gong)).env("TERAPI_DATA_DIR", &dir).args(["connection", "create", "acme"]).output().unwrap();
     assert!(output.status.success());
     let key_file = std::fs::read_to_string(dir.join("master.key")).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(dir.join("master.key"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(dir.join("master.key")).unwrap().permissions().mode() & 0o777, 0o600);
 
     let other_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     assert_ne!(key_file.trim(), other_key);
@@ -406,10 +259,7 @@ fn a_wrong_master_key_is_refused_with_what_to_do() {
         .unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr.contains("master key does not match") && stderr.contains("TERAPI_MASTER_KEY"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("master key does not match") && stderr.contains("TERAPI_MASTER_KEY"), "{stderr}");
     // With the right key everything is still there.
     let output = terapi(None)
         .env("TERAPI_DATA_DIR", &dir)
@@ -418,4 +268,31 @@ fn a_wrong_master_key_is_refused_with_what_to_do() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("acme"));
+}
+
+#[test]
+fn no_secret_appears_in_any_output_of_a_failing_verbose_run() {
+    let gong = gong(250);
+    gong.fail_after(1);
+    let secret = gong.config().access_key_secret.clone();
+    let basic = {
+        // What the Authorization header carries, in case a log printed it.
+        let raw = format!("{}:{}", gong.config().access_key, secret);
+        let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        raw.as_bytes()
+            .chunks(3)
+            .flat_map(|c| {
+                let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+                (0..=c.len()).map(move |i| table[(n >> (18 - 6 * i) & 63) as usize] as char)
+            })
+            .collect::<String>()
+    };
+    let output = terapi(Some(&gong)).env("RUST_LOG", "trace").args(["sync", "run", "users", "-vv"]).output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("500") && stderr.contains("resume with --checkpoint"), "{stderr}");
+    assert!(stderr.lines().count() > 10, "trace logging was on: {stderr}");
+    for needle in [secret.as_str(), &basic[..basic.len() - 4]] {
+        assert!(!stdout.contains(needle) && !stderr.contains(needle), "{needle} in output");
+    }
 }

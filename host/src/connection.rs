@@ -50,28 +50,17 @@ impl Credentials {
     pub fn secrets(&self) -> Vec<&Secret> {
         match self {
             Credentials::Basic { password, .. } => vec![password],
-            Credentials::OAuth2 {
-                access_token,
-                refresh_token,
-                ..
-            } => std::iter::once(access_token)
-                .chain(refresh_token.as_ref())
-                .collect(),
+            Credentials::OAuth2 { access_token, refresh_token, .. } => {
+                std::iter::once(access_token).chain(refresh_token.as_ref()).collect()
+            }
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
-    #[error(
-        "provider `{provider}` uses {expected:?} auth but the connection has {got:?} credentials; {hint}"
-    )]
-    WrongAuthMode {
-        provider: String,
-        expected: AuthMode,
-        got: AuthMode,
-        hint: &'static str,
-    },
+    #[error("provider `{provider}` uses {expected:?} auth but the connection has {got:?} credentials; {hint}")]
+    WrongAuthMode { provider: String, expected: AuthMode, got: AuthMode, hint: &'static str },
     #[error("the {0} is empty; give the value from the provider's settings")]
     EmptyCredential(&'static str),
     #[error("base URL of provider `{provider}`: {source}")]
@@ -106,9 +95,7 @@ impl Connection {
                     return Err(ConnectionError::EmptyCredential("access key (username)"));
                 }
                 if password.is_empty() {
-                    return Err(ConnectionError::EmptyCredential(
-                        "access key secret (password)",
-                    ));
+                    return Err(ConnectionError::EmptyCredential("access key secret (password)"));
                 }
             }
             Credentials::OAuth2 { access_token, .. } => {
@@ -117,19 +104,11 @@ impl Connection {
                 }
             }
         }
-        let template = Template::parse(&spec.proxy.base_url).map_err(|source| {
-            ConnectionError::BaseUrlTemplate {
-                provider: self.provider.clone(),
-                source,
-            }
-        })?;
-        let rendered =
-            template
-                .render(&self.config)
-                .map_err(|source| ConnectionError::BaseUrlTemplate {
-                    provider: self.provider.clone(),
-                    source,
-                })?;
+        let template = Template::parse(&spec.proxy.base_url)
+            .map_err(|source| ConnectionError::BaseUrlTemplate { provider: self.provider.clone(), source })?;
+        let rendered = template
+            .render(&self.config)
+            .map_err(|source| ConnectionError::BaseUrlTemplate { provider: self.provider.clone(), source })?;
         parse_base_url(&rendered)
     }
 }
@@ -138,15 +117,8 @@ impl Connection {
 /// `https://us-44392.api.gong.io`. Plain http is only allowed to loopback:
 /// anything else would send the credential in clear text.
 pub fn parse_base_url(text: &str) -> Result<Url, ConnectionError> {
-    let bad = |reason: &str| ConnectionError::BadBaseUrl {
-        url: text.to_string(),
-        reason: reason.to_string(),
-    };
-    let with_scheme = if text.contains("://") {
-        text.to_string()
-    } else {
-        format!("https://{text}")
-    };
+    let bad = |reason: &str| ConnectionError::BadBaseUrl { url: text.to_string(), reason: reason.to_string() };
+    let with_scheme = if text.contains("://") { text.to_string() } else { format!("https://{text}") };
     let mut url = Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("it must not carry a user name or password"));
@@ -164,9 +136,7 @@ pub fn parse_base_url(text: &str) -> Result<Url, ConnectionError> {
         "https" => {}
         "http" if loopback => {}
         "http" => {
-            return Err(bad(
-                "plain http would send the credential unencrypted; use https",
-            ));
+            return Err(bad("plain http would send the credential unencrypted; use https"));
         }
         other => return Err(bad(&format!("scheme `{other}` is not http(s)"))),
     }
@@ -181,20 +151,9 @@ mod tests {
 
     #[test]
     fn base_urls_are_normalised_and_checked() {
-        assert_eq!(
-            parse_base_url("us-44392.api.gong.io").unwrap().as_str(),
-            "https://us-44392.api.gong.io/"
-        );
-        assert_eq!(
-            parse_base_url("https://api.gong.io/").unwrap().as_str(),
-            "https://api.gong.io/"
-        );
-        assert_eq!(
-            parse_base_url("http://127.0.0.1:8080/api/")
-                .unwrap()
-                .as_str(),
-            "http://127.0.0.1:8080/api"
-        );
+        assert_eq!(parse_base_url("us-44392.api.gong.io").unwrap().as_str(), "https://us-44392.api.gong.io/");
+        assert_eq!(parse_base_url("https://api.gong.io/").unwrap().as_str(), "https://api.gong.io/");
+        assert_eq!(parse_base_url("http://127.0.0.1:8080/api/").unwrap().as_str(), "http://127.0.0.1:8080/api");
         for bad in [
             "http://api.gong.io",
             "https://u:p@api.gong.io",

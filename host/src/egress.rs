@@ -3,12 +3,14 @@
 //! only the host may set are refused, the credential is injected, and the
 //! answer is read with a size cap.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use crate::connection::Credentials;
+use crate::limits::Budget;
 
 /// A request as the guest (or the proxy) describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,9 @@ pub struct OutboundRequest {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    /// Safe to send twice; only such requests are retried after a server
+    /// error or a lost connection (GET always is).
+    pub idempotent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +66,7 @@ impl std::str::FromStr for Method {
             "PUT" => Ok(Method::Put),
             "PATCH" => Ok(Method::Patch),
             "DELETE" => Ok(Method::Delete),
-            _ => Err(format!(
-                "`{s}` is not an HTTP method this host sends; use GET, POST, PUT, PATCH or DELETE"
-            )),
+            _ => Err(format!("`{s}` is not an HTTP method this host sends; use GET, POST, PUT, PATCH or DELETE")),
         }
     }
 }
@@ -94,6 +97,14 @@ pub enum EgressError {
 pub struct EgressLimits {
     pub request_timeout: Duration,
     pub max_response_bytes: usize,
+    /// Retries after a 429, a 5xx or a lost connection (so at most
+    /// `max_retries + 1` attempts).
+    pub max_retries: u32,
+    /// Longest wait for one retry; a provider asking for more gets a
+    /// rate-limited error that says how long.
+    pub max_retry_wait: Duration,
+    /// First backoff after a server error; doubled each time, with jitter.
+    pub backoff_base: Duration,
 }
 
 impl Default for EgressLimits {
@@ -101,6 +112,9 @@ impl Default for EgressLimits {
         EgressLimits {
             request_timeout: Duration::from_secs(60),
             max_response_bytes: 32 << 20,
+            max_retries: 4,
+            max_retry_wait: Duration::from_secs(120),
+            backoff_base: Duration::from_millis(250),
         }
     }
 }
@@ -125,12 +139,22 @@ const HOST_ONLY_HEADERS: &[&str] = &[
 ];
 
 /// Sends requests for one connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Egress {
     client: reqwest::Client,
     base: Url,
     authorization: HeaderValue,
     limits: EgressLimits,
+    budget: Arc<Budget>,
+    /// Response headers holding seconds to wait after a 429 (providers.yaml
+    /// `proxy.retry.after`).
+    retry_after_headers: Vec<String>,
+}
+
+impl std::fmt::Debug for Egress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Egress").field("base", &self.base.as_str()).field("authorization", &self.authorization).finish()
+    }
 }
 
 impl Egress {
@@ -139,13 +163,12 @@ impl Egress {
         base: Url,
         credentials: &Credentials,
         limits: EgressLimits,
+        budget: Arc<Budget>,
+        retry_after_headers: Vec<String>,
     ) -> Self {
-        Egress {
-            client,
-            base,
-            authorization: authorization_header(credentials),
-            limits,
-        }
+        let retry_after_headers =
+            if retry_after_headers.is_empty() { vec!["retry-after".into()] } else { retry_after_headers };
+        Egress { client, base, authorization: authorization_header(credentials), limits, budget, retry_after_headers }
     }
 
     pub fn base_url(&self) -> &Url {
@@ -163,29 +186,91 @@ impl Egress {
         }
         // Belt and braces: whatever `check_path` missed, the origin must not change.
         if url.origin() != self.base.origin() || !url.path().starts_with(base_path) {
-            return Err(EgressError::Refused(format!(
-                "`{path}` would leave the connection's base URL"
-            )));
+            return Err(EgressError::Refused(format!("`{path}` would leave the connection's base URL")));
         }
         Ok(url)
     }
 
+    /// Sends with the connection's budget, honouring 429 `Retry-After` and
+    /// retrying server errors and lost connections of idempotent requests
+    /// with exponential backoff and jitter, a bounded number of times.
     pub async fn send(&self, request: &OutboundRequest) -> Result<InboundResponse, EgressError> {
         let url = self.url_for(&request.path, &request.query)?;
         let headers = self.headers_for(&request.headers)?;
+        let retryable = request.idempotent || request.method == Method::Get;
+        let mut attempt = 0;
+        loop {
+            self.budget.acquire().await?;
+            let result = self.send_once(request, &url, &headers).await;
+            let wait = match &result {
+                Ok(response) if response.status == 429 => {
+                    let wait = self.retry_after(response).unwrap_or_else(|| self.backoff(attempt));
+                    if attempt >= self.limits.max_retries || wait > self.limits.max_retry_wait {
+                        return Err(EgressError::RateLimited(format!(
+                            "the provider answered 429 Too Many Requests to {} {} and asks to wait {}s; try again later",
+                            request.method.as_str(),
+                            url.path(),
+                            wait.as_secs()
+                        )));
+                    }
+                    wait
+                }
+                Ok(response) if response.status >= 500 && retryable => self.backoff(attempt),
+                Err(EgressError::Transport(_) | EgressError::Timeout(_)) if retryable => self.backoff(attempt),
+                _ => return result,
+            };
+            if attempt >= self.limits.max_retries {
+                return result;
+            }
+            attempt += 1;
+            tracing::info!(
+                target: "terapi::egress",
+                "{} {} failed ({}); retry {attempt} of {} in {} ms",
+                request.method.as_str(),
+                url.path(),
+                match &result {
+                    Ok(r) => format!("HTTP {}", r.status),
+                    Err(e) => e.to_string(),
+                },
+                self.limits.max_retries,
+                wait.as_millis()
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn retry_after(&self, response: &InboundResponse) -> Option<Duration> {
+        self.retry_after_headers.iter().find_map(|name| {
+            let (_, value) = response.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+            let seconds: f64 = value.trim().parse().ok()?;
+            (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
+        })
+    }
+
+    /// `base * 2^attempt`, scaled by a random factor in [0.5, 1.5) so that
+    /// many clients retrying at once spread out.
+    fn backoff(&self, attempt: u32) -> Duration {
+        use std::hash::{BuildHasher, RandomState};
+        let jitter = (RandomState::new().hash_one(attempt) % 1000) as f64 / 1000.0 + 0.5;
+        self.limits.backoff_base.mul_f64(2f64.powi(attempt.min(10) as i32) * jitter)
+    }
+
+    async fn send_once(
+        &self,
+        request: &OutboundRequest,
+        url: &Url,
+        headers: &HeaderMap,
+    ) -> Result<InboundResponse, EgressError> {
         let mut builder = self
             .client
             .request(request.method.to_reqwest(), url.clone())
-            .headers(headers)
+            .headers(headers.clone())
             .timeout(self.limits.request_timeout);
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
         let where_to = format!("{} {}", request.method.as_str(), url.path());
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| transport_error(&where_to, &e))?;
+        let response = builder.send().await.map_err(|e| transport_error(&where_to, &e))?;
         self.read(response, &where_to).await
     }
 
@@ -194,30 +279,21 @@ impl Egress {
         for (name, value) in requested {
             let lower = name.to_ascii_lowercase();
             if HOST_ONLY_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
-                return Err(EgressError::Refused(format!(
-                    "header `{name}` is set by the host only"
-                )));
+                return Err(EgressError::Refused(format!("header `{name}` is set by the host only")));
             }
-            let name = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
-                EgressError::Refused(format!("`{name}` is not a valid header name"))
-            })?;
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                EgressError::Refused(format!("the value of header `{name}` is not valid"))
-            })?;
+            let name = HeaderName::from_bytes(lower.as_bytes())
+                .map_err(|_| EgressError::Refused(format!("`{name}` is not a valid header name")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| EgressError::Refused(format!("the value of header `{name}` is not valid")))?;
             headers.append(name, value);
         }
         headers.insert(reqwest::header::AUTHORIZATION, self.authorization.clone());
         Ok(headers)
     }
 
-    async fn read(
-        &self,
-        mut response: reqwest::Response,
-        where_to: &str,
-    ) -> Result<InboundResponse, EgressError> {
+    async fn read(&self, mut response: reqwest::Response, where_to: &str) -> Result<InboundResponse, EgressError> {
         let max = self.limits.max_response_bytes;
-        let too_large =
-            || EgressError::TooLarge(format!("{where_to} answered more than {max} bytes"));
+        let too_large = || EgressError::TooLarge(format!("{where_to} answered more than {max} bytes"));
         if response.content_length().is_some_and(|n| n > max as u64) {
             return Err(too_large());
         }
@@ -225,28 +301,16 @@ impl Egress {
         let headers = response
             .headers()
             .iter()
-            .filter_map(|(n, v)| {
-                v.to_str()
-                    .ok()
-                    .map(|v| (n.as_str().to_string(), v.to_string()))
-            })
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
             .collect();
         let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transport_error(where_to, &e))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(where_to, &e))? {
             if body.len() + chunk.len() > max {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(InboundResponse {
-            status,
-            headers,
-            body,
-        })
+        Ok(InboundResponse { status, headers, body })
     }
 }
 
@@ -255,17 +319,13 @@ fn authorization_header(credentials: &Credentials) -> HeaderValue {
     let text = match credentials {
         Credentials::Basic { username, password } => {
             let pair = format!("{username}:{}", password.expose());
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            )
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
         }
         Credentials::OAuth2 { access_token, .. } => format!("Bearer {}", access_token.expose()),
     };
     // Base64 and token characters are always valid header bytes; a token with
     // control characters is refused by the provider rather than by a panic here.
-    let mut value = HeaderValue::from_str(&text)
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
+    let mut value = HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
     value.set_sensitive(true);
     value
 }
@@ -293,35 +353,21 @@ pub fn check_path(path: &str) -> Result<(), String> {
         ));
     }
     if !path.starts_with('/') {
-        return Err(format!(
-            "path `{path}` must start with `/` (it is relative to the connection's base URL)"
-        ));
+        return Err(format!("path `{path}` must start with `/` (it is relative to the connection's base URL)"));
     }
     if path.starts_with("//") {
-        return Err(format!(
-            "path `{path}` starts with `//`, which names another host"
-        ));
+        return Err(format!("path `{path}` starts with `//`, which names another host"));
     }
-    if let Some(c) = path
-        .chars()
-        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#'))
-    {
-        return Err(format!(
-            "path `{}` contains {c:?}; put query parameters in the query list",
-            path.escape_debug()
-        ));
+    if let Some(c) = path.chars().find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#')) {
+        return Err(format!("path `{}` contains {c:?}; put query parameters in the query list", path.escape_debug()));
     }
     for segment in path.split('/') {
         let decoded = percent_decode(segment);
         if decoded == "." || decoded == ".." {
-            return Err(format!(
-                "path `{path}` has a `{decoded}` segment, which could leave the base URL"
-            ));
+            return Err(format!("path `{path}` has a `{decoded}` segment, which could leave the base URL"));
         }
         if decoded.contains(['/', '\\']) || decoded.chars().any(|c| c.is_control()) {
-            return Err(format!(
-                "path `{path}` hides a slash or control character in a percent-escape"
-            ));
+            return Err(format!("path `{path}` hides a slash or control character in a percent-escape"));
         }
     }
     Ok(())
@@ -355,28 +401,16 @@ mod tests {
     use crate::secret::Secret;
 
     fn egress(base: &str) -> Egress {
-        let creds = Credentials::Basic {
-            username: "key".into(),
-            password: Secret::new("s3cret"),
-        };
-        Egress::new(
-            reqwest::Client::new(),
-            Url::parse(base).unwrap(),
-            &creds,
-            EgressLimits::default(),
-        )
+        let creds = Credentials::Basic { username: "key".into(), password: Secret::new("s3cret") };
+        let budget = Arc::new(Budget::new("test", None));
+        Egress::new(reqwest::Client::new(), Url::parse(base).unwrap(), &creds, EgressLimits::default(), budget, vec![])
     }
 
     #[test]
     fn urls_stay_on_the_base() {
         let e = egress("https://us-1.api.gong.io/api");
-        let url = e
-            .url_for("/v2/users", &[("cursor".into(), "a b&c".into())])
-            .unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://us-1.api.gong.io/api/v2/users?cursor=a+b%26c"
-        );
+        let url = e.url_for("/v2/users", &[("cursor".into(), "a b&c".into())]).unwrap();
+        assert_eq!(url.as_str(), "https://us-1.api.gong.io/api/v2/users?cursor=a+b%26c");
         for evil in [
             "https://evil.example/x",
             "//evil.example/x",
@@ -391,42 +425,22 @@ mod tests {
             "/v2/\nHost: evil",
             "",
         ] {
-            assert!(
-                matches!(e.url_for(evil, &[]), Err(EgressError::Refused(_))),
-                "{evil:?}"
-            );
+            assert!(matches!(e.url_for(evil, &[]), Err(EgressError::Refused(_))), "{evil:?}");
         }
     }
 
     #[test]
     fn host_only_headers_are_refused_and_the_credential_is_injected() {
         let e = egress("https://api.gong.io");
-        for name in [
-            "Authorization",
-            "host",
-            "Cookie",
-            "Proxy-Foo",
-            "Content-Length",
-        ] {
-            assert!(
-                matches!(
-                    e.headers_for(&[(name.into(), "x".into())]),
-                    Err(EgressError::Refused(_))
-                ),
-                "{name}"
-            );
+        for name in ["Authorization", "host", "Cookie", "Proxy-Foo", "Content-Length"] {
+            assert!(matches!(e.headers_for(&[(name.into(), "x".into())]), Err(EgressError::Refused(_))), "{name}");
         }
         assert!(e.headers_for(&[("x-ok".into(), "a\r\nb".into())]).is_err());
-        let headers = e
-            .headers_for(&[("accept".into(), "application/json".into())])
-            .unwrap();
+        let headers = e.headers_for(&[("accept".into(), "application/json".into())]).unwrap();
         let auth = headers.get("authorization").unwrap();
         assert!(auth.is_sensitive());
         assert_eq!(auth.to_str().unwrap(), "Basic a2V5OnMzY3JldA==");
         let debug = format!("{e:?}");
-        assert!(
-            !debug.contains("s3cret") && !debug.contains("a2V5OnMzY3JldA"),
-            "{debug}"
-        );
+        assert!(!debug.contains("s3cret") && !debug.contains("a2V5OnMzY3JldA"), "{debug}");
     }
 }

@@ -72,14 +72,8 @@ pub enum SyncFailure {
         "sync `{sync}` returned a checkpoint it had already returned (page {page}); the provider's pagination is looping, so the sync was stopped"
     )]
     RepeatingCheckpoint { sync: String, page: u64 },
-    #[error(
-        "sync `{sync}` said it was not done but gave no checkpoint to continue from (page {page})"
-    )]
+    #[error("sync `{sync}` said it was not done but gave no checkpoint to continue from (page {page})")]
     MissingCheckpoint { sync: String, page: u64 },
     #[error("sync `{sync}`: saving page {page} failed: {message}")]
-    Sink {
-        sync: String,
-        page: u64,
-        message: String,
-    },
+    Sink { sync: String, page: u64, message: String },
 }

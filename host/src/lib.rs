@@ -14,6 +14,7 @@
 pub mod connection;
 pub mod egress;
 pub mod error;
+pub mod limits;
 pub mod providers;
 pub mod runtime;
 pub mod secret;
@@ -25,8 +26,8 @@ pub use egress::{EgressError, EgressLimits, InboundResponse, Method, OutboundReq
 pub use error::{Error, GuestFailure, ProviderFailure, SyncFailure};
 pub use providers::{AuthMode, ConfigError, ProviderSpec, Providers};
 pub use runtime::{
-    ActionInfo, ProviderComponent, ProviderDescription, Requirements, Runtime, RuntimeConfig,
-    Session, SyncInfo, SyncOptions, SyncPage, SyncRecord, Verification,
+    ActionInfo, ProviderComponent, ProviderDescription, Requirements, Runtime, RuntimeConfig, Session, SyncInfo,
+    SyncOptions, SyncPage, SyncRecord, Verification,
 };
 pub use secret::Secret;
 pub use sync::{PageSink, SyncRun, run_sync};

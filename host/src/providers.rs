@@ -29,11 +29,7 @@ pub enum ConfigError {
         message: String,
     },
     #[error("no provider `{key}` in {origin}; known providers: {known}")]
-    UnknownProvider {
-        key: String,
-        origin: String,
-        known: String,
-    },
+    UnknownProvider { key: String, origin: String, known: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -131,27 +127,23 @@ pub struct Providers {
 impl Providers {
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses `text`; `origin` names it in errors (usually the file path).
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let entries: BTreeMap<String, ProviderSpec> =
-            serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid {
-                origin: origin.to_string(),
-                line: e.location().map(|l| l.line()),
-                message: e.to_string(),
-            })?;
+        let entries: BTreeMap<String, ProviderSpec> = serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid {
+            origin: origin.to_string(),
+            line: e.location().map(|l| l.line()),
+            message: e.to_string(),
+        })?;
         if entries.is_empty() {
             return Err(ConfigError::Invalid {
                 origin: origin.to_string(),
                 line: None,
-                message: "no providers defined; expected entries like `gong:` with an `auth_mode`"
-                    .into(),
+                message: "no providers defined; expected entries like `gong:` with an `auth_mode`".into(),
             });
         }
         for (key, spec) in &entries {
@@ -161,20 +153,15 @@ impl Providers {
                 message: format!("{key}.{field}: {message}"),
             })?;
         }
-        Ok(Providers {
-            origin: origin.to_string(),
-            entries,
-        })
+        Ok(Providers { origin: origin.to_string(), entries })
     }
 
     pub fn get(&self, key: &str) -> Result<&ProviderSpec, ConfigError> {
-        self.entries
-            .get(key)
-            .ok_or_else(|| ConfigError::UnknownProvider {
-                key: key.to_string(),
-                origin: self.origin.clone(),
-                known: self.entries.keys().cloned().collect::<Vec<_>>().join(", "),
-            })
+        self.entries.get(key).ok_or_else(|| ConfigError::UnknownProvider {
+            key: key.to_string(),
+            origin: self.origin.clone(),
+            known: self.entries.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ProviderSpec)> {
@@ -187,30 +174,19 @@ fn validate(key: &str, spec: &ProviderSpec) -> Result<(), (&'static str, String)
     let _ = key;
     Template::parse(&spec.proxy.base_url).map_err(|e| ("proxy.base_url", e.to_string()))?;
     if spec.auth_mode == AuthMode::OAuth2 {
-        for (field, value) in [
-            ("authorization_url", &spec.authorization_url),
-            ("token_url", &spec.token_url),
-        ] {
-            let value = value
-                .as_deref()
-                .ok_or((field, "required when auth_mode is OAUTH2".to_string()))?;
+        for (field, value) in [("authorization_url", &spec.authorization_url), ("token_url", &spec.token_url)] {
+            let value = value.as_deref().ok_or((field, "required when auth_mode is OAUTH2".to_string()))?;
             Template::parse(value).map_err(|e| (field, e.to_string()))?;
         }
         if let Some(method) = &spec.token_request_auth_method {
             if method != "basic" && method != "custom" {
-                return Err((
-                    "token_request_auth_method",
-                    format!("`{method}` is not supported; use `basic`"),
-                ));
+                return Err(("token_request_auth_method", format!("`{method}` is not supported; use `basic`")));
             }
         }
     }
     if let Some(limit) = spec.proxy.rate_limit {
         if limit.per_second == Some(0) || limit.per_day == Some(0) {
-            return Err((
-                "proxy.rate_limit",
-                "limits must be at least 1 (leave a limit out for none)".into(),
-            ));
+            return Err(("proxy.rate_limit", "limits must be at least 1 (leave a limit out for none)".into()));
         }
     }
     Ok(())
@@ -226,11 +202,7 @@ fn locate(text: &str, key: &str, field: &str) -> Option<usize> {
     let mut best = Some(header_index + 1);
     for (n, line) in lines {
         let trimmed = line.trim_start();
-        if !line.starts_with(' ')
-            && !line.starts_with('\t')
-            && !trimmed.is_empty()
-            && !trimmed.starts_with('#')
-        {
+        if !line.starts_with(' ') && !line.starts_with('\t') && !trimmed.is_empty() && !trimmed.starts_with('#') {
             break; // next provider
         }
         if let Some(part) = wanted.peek() {
@@ -262,9 +234,7 @@ mod tests {
 
     #[test]
     fn a_bad_enum_names_line_and_field() {
-        let err = Providers::parse(&GOOD.replace("BASIC", "BASICC"), "p.yaml")
-            .unwrap_err()
-            .to_string();
+        let err = Providers::parse(&GOOD.replace("BASIC", "BASICC"), "p.yaml").unwrap_err().to_string();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("auth_mode") && err.contains("BASICC"), "{err}");
     }
@@ -272,10 +242,7 @@ mod tests {
     #[test]
     fn a_bad_template_names_line_and_field() {
         let err = Providers::parse(
-            &GOOD.replace(
-                "${connectionConfig.api_base_url_for_customer}",
-                "${connectionConfig.x",
-            ),
+            &GOOD.replace("${connectionConfig.api_base_url_for_customer}", "${connectionConfig.x"),
             "p.yaml",
         )
         .unwrap_err()
@@ -285,9 +252,7 @@ mod tests {
 
     #[test]
     fn oauth2_needs_its_urls() {
-        let err = Providers::parse(&GOOD.replace("BASIC", "OAUTH2"), "p.yaml")
-            .unwrap_err()
-            .to_string();
+        let err = Providers::parse(&GOOD.replace("BASIC", "OAUTH2"), "p.yaml").unwrap_err().to_string();
         assert!(err.contains("gong.authorization_url: required"), "{err}");
     }
 }

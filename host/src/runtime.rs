@@ -17,6 +17,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::connection::Connection;
 use crate::egress::{Egress, EgressError, EgressLimits, InboundResponse, Method, OutboundRequest};
 use crate::error::{Error, GuestFailure, ProviderFailure};
+use crate::limits::Budgets;
 use crate::providers::ProviderSpec;
 use crate::secret::Secret;
 
@@ -57,6 +58,9 @@ pub struct RuntimeConfig {
     /// The directory must be writable by this user only: its files are
     /// loaded as native code.
     pub cache_dir: Option<PathBuf>,
+    /// Enforce providers.yaml's `proxy.rate_limit` (off only for benchmarks
+    /// against a local fake).
+    pub rate_limits: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -68,6 +72,7 @@ impl Default for RuntimeConfig {
             egress: EgressLimits::default(),
             pooled_instances: Some(64),
             cache_dir: None,
+            rate_limits: true,
         }
     }
 }
@@ -78,6 +83,7 @@ pub struct Runtime {
     linker: Linker<GuestState>,
     http: reqwest::Client,
     config: RuntimeConfig,
+    budgets: Budgets,
 }
 
 /// A compiled, linked provider component, ready to instantiate.
@@ -110,13 +116,11 @@ impl Runtime {
                 .max_memory_size(config.max_memory_bytes);
             wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
-        let engine =
-            Engine::new(&wasm).map_err(|e| Error::Load(format!("wasmtime engine: {e:#}")))?;
+        let engine = Engine::new(&wasm).map_err(|e| Error::Load(format!("wasmtime engine: {e:#}")))?;
         spawn_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| Error::Load(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Load(format!("{e:#}")))?;
         bindings::Provider::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| Error::Load(format!("{e:#}")))?;
 
@@ -129,12 +133,7 @@ impl Runtime {
             .user_agent(concat!("terapi/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Load(format!("HTTP client: {e}")))?;
-        Ok(Runtime {
-            engine,
-            linker,
-            http,
-            config,
-        })
+        Ok(Runtime { engine, linker, http, config, budgets: Budgets::default() })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -148,22 +147,20 @@ impl Runtime {
             Some(dir) => self.compile_cached(wasm, dir)?,
             None => self.compile(wasm)?,
         };
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            Error::Load(format!(
-                "it imports something this host does not provide: {e:#}"
-            ))
-        })?;
-        let pre = bindings::ProviderPre::new(pre).map_err(|e| {
-            Error::Load(format!(
-                "it does not export the terapi:provider/provider world: {e:#}"
-            ))
-        })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::Load(format!("it imports something this host does not provide: {e:#}")))?;
+        let pre = bindings::ProviderPre::new(pre)
+            .map_err(|e| Error::Load(format!("it does not export the terapi:provider/provider world: {e:#}")))?;
         Ok(ProviderComponent { pre })
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Component, Error> {
         Component::new(&self.engine, wasm).map_err(|e| {
-            Error::Load(format!("not a valid WebAssembly component ({e}); build it with `cargo build --target wasm32-wasip2`"))
+            Error::Load(format!(
+                "not a valid WebAssembly component ({e}); build it with `cargo build --target wasm32-wasip2`"
+            ))
         })
     }
 
@@ -178,18 +175,12 @@ impl Runtime {
             // into a directory only this user can write.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(
-                    "ignoring unreadable compiled component {}: {e}",
-                    path.display()
-                ),
+                Err(e) => tracing::warn!("ignoring unreadable compiled component {}: {e}", path.display()),
             }
         }
         let component = self.compile(wasm)?;
         if let Err(e) = write_private(dir, &path, component.serialize().as_deref()) {
-            tracing::warn!(
-                "could not cache the compiled component in {}: {e}",
-                dir.display()
-            );
+            tracing::warn!("could not cache the compiled component in {}: {e}", dir.display());
         }
         Ok(component)
     }
@@ -207,16 +198,9 @@ impl Runtime {
             }
         }
         let mut hasher = ShaHasher(sha2::Sha256::new());
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
         hasher.0.update(wasm);
-        hasher
-            .0
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hasher.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Binds a component to a connection; every call through the session uses
@@ -227,39 +211,29 @@ impl Runtime {
         spec: &ProviderSpec,
         connection: &Connection,
     ) -> Result<Session<'_>, Error> {
-        let base = connection
-            .resolve(spec)
-            .map_err(|source| Error::Connection {
-                id: connection.id.clone(),
-                source,
-            })?;
+        let base =
+            connection.resolve(spec).map_err(|source| Error::Connection { id: connection.id.clone(), source })?;
+        let limit = spec.proxy.rate_limit.filter(|_| self.config.rate_limits);
+        let budget = self.budgets.for_connection(&format!("{}/{}", connection.provider, connection.id), limit);
         let egress = Egress::new(
             self.http.clone(),
             base,
             &connection.credentials,
             self.config.egress.clone(),
+            budget,
+            spec.proxy.retry.after.clone(),
         );
         Ok(Session {
             runtime: self,
             component: component.clone(),
             egress: Some(Arc::new(egress)),
-            secrets: Arc::new(
-                connection
-                    .credentials
-                    .secrets()
-                    .into_iter()
-                    .cloned()
-                    .collect(),
-            ),
+            secrets: Arc::new(connection.credentials.secrets().into_iter().cloned().collect()),
             label: Arc::from(format!("{}/{}", connection.provider, connection.id)),
         })
     }
 
     /// Reads what a component offers; no connection needed.
-    pub async fn describe(
-        &self,
-        component: &ProviderComponent,
-    ) -> Result<ProviderDescription, Error> {
+    pub async fn describe(&self, component: &ProviderComponent) -> Result<ProviderDescription, Error> {
         let session = Session {
             runtime: self,
             component: component.clone(),
@@ -270,26 +244,13 @@ impl Runtime {
         session
             .timed(async {
                 let (mut store, provider) = session.instantiate().await?;
-                let requirements = provider
-                    .terapi_provider_auth()
-                    .call_describe(&mut store)
-                    .await;
+                let requirements = provider.terapi_provider_auth().call_describe(&mut store).await;
                 let requirements = session.finish(&store, requirements)?;
-                let syncs = provider
-                    .terapi_provider_sync()
-                    .call_list_syncs(&mut store)
-                    .await;
+                let syncs = provider.terapi_provider_sync().call_list_syncs(&mut store).await;
                 let syncs = session.finish(&store, syncs)?;
-                let actions = provider
-                    .terapi_provider_action()
-                    .call_list_actions(&mut store)
-                    .await;
+                let actions = provider.terapi_provider_action().call_list_actions(&mut store).await;
                 let actions = session.finish(&store, actions)?;
-                Ok(ProviderDescription {
-                    requirements,
-                    syncs,
-                    actions,
-                })
+                Ok(ProviderDescription { requirements, syncs, actions })
             })
             .await
     }
@@ -297,11 +258,7 @@ impl Runtime {
 
 /// Writes atomically (temp file + rename) so a concurrent reader never sees
 /// half a file, in a directory created with mode 0700.
-fn write_private(
-    dir: &Path,
-    path: &Path,
-    bytes: Result<&[u8], &wasmtime::Error>,
-) -> std::io::Result<()> {
+fn write_private(dir: &Path, path: &Path, bytes: Result<&[u8], &wasmtime::Error>) -> std::io::Result<()> {
     let bytes = bytes.map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -344,12 +301,8 @@ impl Session<'_> {
     pub async fn verify(&self) -> Result<Verification, Error> {
         self.timed(async {
             let (mut store, provider) = self.instantiate().await?;
-            let result = provider
-                .terapi_provider_auth()
-                .call_verify(&mut store)
-                .await;
-            self.finish(&store, result)?
-                .map_err(|e| self.provider_error(e))
+            let result = provider.terapi_provider_auth().call_verify(&mut store).await;
+            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
         })
         .await
     }
@@ -367,12 +320,8 @@ impl Session<'_> {
         };
         self.timed(async {
             let (mut store, provider) = self.instantiate().await?;
-            let result = provider
-                .terapi_provider_sync()
-                .call_run_page(&mut store, &request)
-                .await;
-            self.finish(&store, result)?
-                .map_err(|e| self.provider_error(e))
+            let result = provider.terapi_provider_sync().call_run_page(&mut store, &request).await;
+            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
         })
         .await
     }
@@ -381,12 +330,8 @@ impl Session<'_> {
     pub async fn run_action(&self, name: &str, input: &str) -> Result<String, Error> {
         self.timed(async {
             let (mut store, provider) = self.instantiate().await?;
-            let result = provider
-                .terapi_provider_action()
-                .call_run(&mut store, name, input)
-                .await;
-            self.finish(&store, result)?
-                .map_err(|e| self.provider_error(e))
+            let result = provider.terapi_provider_action().call_run(&mut store, name, input).await;
+            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
         })
         .await
     }
@@ -397,26 +342,17 @@ impl Session<'_> {
         let prepared = self
             .timed(async {
                 let (mut store, provider) = self.instantiate().await?;
-                let result = provider
-                    .terapi_provider_proxy()
-                    .call_prepare(&mut store, &request.into())
-                    .await;
-                self.finish(&store, result)?
-                    .map_err(|e| self.provider_error(e))
+                let result = provider.terapi_provider_proxy().call_prepare(&mut store, &request.into()).await;
+                self.finish(&store, result)?.map_err(|e| self.provider_error(e))
             })
             .await?;
-        let egress = self
-            .egress
-            .as_deref()
-            .ok_or_else(|| EgressError::Refused("no connection".into()))?;
+        let egress = self.egress.as_deref().ok_or_else(|| EgressError::Refused("no connection".into()))?;
         Ok(egress.send(&OutboundRequest::from(prepared)).await?)
     }
 
     async fn timed<R>(&self, call: impl Future<Output = Result<R, Error>>) -> Result<R, Error> {
         let limit = self.runtime.config.call_timeout;
-        tokio::time::timeout(limit, call)
-            .await
-            .unwrap_or(Err(Error::Guest(GuestFailure::WallTime(limit))))
+        tokio::time::timeout(limit, call).await.unwrap_or(Err(Error::Guest(GuestFailure::WallTime(limit))))
     }
 
     async fn instantiate(&self) -> Result<(Store<GuestState>, bindings::Provider), Error> {
@@ -429,10 +365,7 @@ impl Session<'_> {
         let state = GuestState {
             wasi,
             table: ResourceTable::new(),
-            limiter: GuestLimiter {
-                max_memory_bytes: config.max_memory_bytes,
-                memory_exceeded: false,
-            },
+            limiter: GuestLimiter { max_memory_bytes: config.max_memory_bytes, memory_exceeded: false },
             egress: self.egress.clone(),
             secrets: self.secrets.clone(),
             label: self.label.clone(),
@@ -463,11 +396,7 @@ impl Session<'_> {
     /// Turns a wasmtime error (trap, limit, instantiation failure) into a
     /// `GuestFailure` that says which limit was hit, with the guest's own
     /// last words (a panic message) where there are some.
-    fn finish<R>(
-        &self,
-        store: &Store<GuestState>,
-        result: wasmtime::Result<R>,
-    ) -> Result<R, Error> {
+    fn finish<R>(&self, store: &Store<GuestState>, result: wasmtime::Result<R>) -> Result<R, Error> {
         let error = match result {
             Ok(value) => return Ok(value),
             Err(e) => e,
@@ -484,9 +413,7 @@ impl Session<'_> {
         if text.contains("concurrent") && text.contains("limit") {
             return Err(GuestFailure::Busy(text).into());
         }
-        let stderr = String::from_utf8_lossy(&state.stderr.contents())
-            .trim()
-            .to_string();
+        let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_string();
         let message = if stderr.is_empty() {
             error.root_cause().to_string()
         } else {
@@ -502,10 +429,7 @@ impl Session<'_> {
             wit::ProviderError::InvalidInput(m) => ProviderFailure::InvalidInput(s(m)),
             wit::ProviderError::NotFound(m) => ProviderFailure::NotFound(s(m)),
             wit::ProviderError::NotAvailable(m) => ProviderFailure::NotAvailable(s(m)),
-            wit::ProviderError::Remote(r) => ProviderFailure::Remote {
-                status: r.status,
-                message: s(r.message),
-            },
+            wit::ProviderError::Remote(r) => ProviderFailure::Remote { status: r.status, message: s(r.message) },
             wit::ProviderError::Http(e) => ProviderFailure::Http(e.into()),
             wit::ProviderError::BadResponse(m) => ProviderFailure::BadResponse(s(m)),
             wit::ProviderError::Unknown(m) => ProviderFailure::Unknown(s(m)),
@@ -544,10 +468,7 @@ pub struct GuestState {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -557,12 +478,7 @@ struct GuestLimiter {
 }
 
 impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.max_memory_bytes {
             // Refuse the growth (memory.grow returns -1); Rust guests then
             // abort, and the flag lets us say why.
@@ -572,12 +488,7 @@ impl ResourceLimiter for GuestLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -585,10 +496,7 @@ impl ResourceLimiter for GuestLimiter {
 impl wit::Host for GuestState {}
 
 impl bindings::terapi::provider::http::Host for GuestState {
-    async fn send(
-        &mut self,
-        request: wit::HttpRequest,
-    ) -> wasmtime::Result<Result<wit::HttpResponse, wit::HttpError>> {
+    async fn send(&mut self, request: wit::HttpRequest) -> wasmtime::Result<Result<wit::HttpResponse, wit::HttpError>> {
         let Some(egress) = self.egress.clone() else {
             return Ok(Err(wit::HttpError::Refused(
                 "this call has no connection; HTTP is available in verify, sync, action and proxy calls".into(),
@@ -596,27 +504,16 @@ impl bindings::terapi::provider::http::Host for GuestState {
         };
         let request = OutboundRequest::from(request);
         tracing::debug!(target: "terapi::egress", connection = %self.label, method = request.method.as_str(), path = %request.path, "guest request");
-        Ok(egress
-            .send(&request)
-            .await
-            .map(Into::into)
-            .map_err(Into::into))
+        Ok(egress.send(&request).await.map(Into::into).map_err(Into::into))
     }
 }
 
 impl bindings::terapi::provider::log::Host for GuestState {
-    async fn log(
-        &mut self,
-        level: bindings::terapi::provider::log::Level,
-        message: String,
-    ) -> wasmtime::Result<()> {
+    async fn log(&mut self, level: bindings::terapi::provider::log::Level, message: String) -> wasmtime::Result<()> {
         use bindings::terapi::provider::log::Level;
         let mut message = scrub(&message, &self.secrets);
         if message.len() > MAX_LOG_LINE {
-            let cut = (0..=MAX_LOG_LINE)
-                .rev()
-                .find(|i| message.is_char_boundary(*i))
-                .unwrap_or(0);
+            let cut = (0..=MAX_LOG_LINE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
             message.truncate(cut);
             message.push_str(" [truncated]");
         }
@@ -670,6 +567,7 @@ impl From<wit::HttpRequest> for OutboundRequest {
             query: r.query,
             headers: r.headers,
             body: r.body,
+            idempotent: r.idempotent,
         }
     }
 }
@@ -682,17 +580,14 @@ impl From<OutboundRequest> for wit::HttpRequest {
             query: r.query,
             headers: r.headers,
             body: r.body,
+            idempotent: r.idempotent,
         }
     }
 }
 
 impl From<InboundResponse> for wit::HttpResponse {
     fn from(r: InboundResponse) -> Self {
-        wit::HttpResponse {
-            status: r.status,
-            headers: r.headers,
-            body: r.body,
-        }
+        wit::HttpResponse { status: r.status, headers: r.headers, body: r.body }
     }
 }
 

@@ -40,41 +40,22 @@ pub async fn run_sync(
     if let Some(start) = &start {
         seen.insert(hasher.hash_one(start));
     }
-    let mut run = SyncRun {
-        checkpoint: start,
-        ..SyncRun::default()
-    };
+    let mut run = SyncRun { checkpoint: start, ..SyncRun::default() };
     loop {
-        let page = session
-            .run_sync_page(sync, run.checkpoint.as_deref(), options)
-            .await?;
+        let page = session.run_sync_page(sync, run.checkpoint.as_deref(), options).await?;
         let number = run.pages + 1;
         if !page.done {
             match &page.next_checkpoint {
                 None => {
-                    return Err(SyncFailure::MissingCheckpoint {
-                        sync: sync.into(),
-                        page: number,
-                    }
-                    .into());
+                    return Err(SyncFailure::MissingCheckpoint { sync: sync.into(), page: number }.into());
                 }
                 Some(next) if !seen.insert(hasher.hash_one(next)) => {
-                    return Err(SyncFailure::RepeatingCheckpoint {
-                        sync: sync.into(),
-                        page: number,
-                    }
-                    .into());
+                    return Err(SyncFailure::RepeatingCheckpoint { sync: sync.into(), page: number }.into());
                 }
                 Some(_) => {}
             }
         }
-        sink.accept(&page)
-            .await
-            .map_err(|message| SyncFailure::Sink {
-                sync: sync.into(),
-                page: number,
-                message,
-            })?;
+        sink.accept(&page).await.map_err(|message| SyncFailure::Sink { sync: sync.into(), page: number, message })?;
         run.pages = number;
         run.records += page.records.len() as u64;
         run.checkpoint = page.next_checkpoint;

@@ -77,14 +77,8 @@ impl Template {
                         // (Gong's `api_base_url_for_customer`); one spliced into a
                         // URL must not move it to another host or path.
                         if !whole {
-                            if let Some(bad) = v
-                                .chars()
-                                .find(|c| "/@?#:\\".contains(*c) || c.is_whitespace())
-                            {
-                                return Err(TemplateError::UnsafeValue {
-                                    name: name.clone(),
-                                    bad,
-                                });
+                            if let Some(bad) = v.chars().find(|c| "/@?#:\\".contains(*c) || c.is_whitespace()) {
+                                return Err(TemplateError::UnsafeValue { name: name.clone(), bad });
                             }
                         }
                         out.push_str(v);
@@ -93,15 +87,10 @@ impl Template {
             }
             return Ok(out);
         }
-        let missing = self
-            .alternatives
-            .first()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| match p {
-                Part::Var(n) if value(n).is_none() => Some(n.clone()),
-                _ => None,
-            });
+        let missing = self.alternatives.first().into_iter().flatten().filter_map(|p| match p {
+            Part::Var(n) if value(n).is_none() => Some(n.clone()),
+            _ => None,
+        });
         Err(TemplateError::Missing(missing.collect()))
     }
 }
@@ -115,17 +104,11 @@ fn parse_parts(text: &str, base: usize) -> Result<Vec<Part>, TemplateError> {
             parts.push(Part::Text(rest[..start].to_string()));
         }
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or(TemplateError::Unclosed(base + consumed + start))?;
+        let end = after.find('}').ok_or(TemplateError::Unclosed(base + consumed + start))?;
         let inner = after[..end].trim();
         let name = inner
             .strip_prefix(NAMESPACE)
-            .filter(|n| {
-                !n.is_empty()
-                    && n.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            })
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
             .ok_or_else(|| TemplateError::UnknownPlaceholder(inner.to_string()))?;
         parts.push(Part::Var(name.to_string()));
         consumed += start + 2 + end + 1;
@@ -159,10 +142,7 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     const GONG: &str = "${connectionConfig.api_base_url_for_customer} || https://api.gong.io";
@@ -171,76 +151,34 @@ mod tests {
     fn first_complete_alternative_wins() {
         let t = Template::parse(GONG).unwrap();
         assert_eq!(t.render(&config(&[])).unwrap(), "https://api.gong.io");
+        assert_eq!(t.render(&config(&[("api_base_url_for_customer", "  ")])).unwrap(), "https://api.gong.io");
         assert_eq!(
-            t.render(&config(&[("api_base_url_for_customer", "  ")]))
-                .unwrap(),
-            "https://api.gong.io"
-        );
-        assert_eq!(
-            t.render(&config(&[(
-                "api_base_url_for_customer",
-                "https://us-44392.api.gong.io"
-            )]))
-            .unwrap(),
+            t.render(&config(&[("api_base_url_for_customer", "https://us-44392.api.gong.io")])).unwrap(),
             "https://us-44392.api.gong.io"
         );
-        assert_eq!(
-            t.variables().collect::<Vec<_>>(),
-            ["api_base_url_for_customer"]
-        );
+        assert_eq!(t.variables().collect::<Vec<_>>(), ["api_base_url_for_customer"]);
         assert_eq!(t.to_string(), GONG);
     }
 
     #[test]
     fn spliced_values_cannot_change_the_host() {
         let t = Template::parse("https://${connectionConfig.subdomain}.example.com").unwrap();
-        assert_eq!(
-            t.render(&config(&[("subdomain", "acme")])).unwrap(),
-            "https://acme.example.com"
-        );
-        for evil in [
-            "evil.com/",
-            "user@evil.com",
-            "evil.com:1",
-            "a b",
-            "x?y",
-            "x#y",
-        ] {
+        assert_eq!(t.render(&config(&[("subdomain", "acme")])).unwrap(), "https://acme.example.com");
+        for evil in ["evil.com/", "user@evil.com", "evil.com:1", "a b", "x?y", "x#y"] {
             assert!(
-                matches!(
-                    t.render(&config(&[("subdomain", evil)])),
-                    Err(TemplateError::UnsafeValue { .. })
-                ),
+                matches!(t.render(&config(&[("subdomain", evil)])), Err(TemplateError::UnsafeValue { .. })),
                 "{evil}"
             );
         }
-        assert_eq!(
-            t.render(&config(&[])),
-            Err(TemplateError::Missing(vec!["subdomain".into()]))
-        );
+        assert_eq!(t.render(&config(&[])), Err(TemplateError::Missing(vec!["subdomain".into()])));
     }
 
     #[test]
     fn malformed_templates_are_errors() {
-        assert_eq!(
-            Template::parse("https://${connectionConfig.x"),
-            Err(TemplateError::Unclosed(8))
-        );
-        assert!(matches!(
-            Template::parse("${credentials.secret}"),
-            Err(TemplateError::UnknownPlaceholder(_))
-        ));
-        assert!(matches!(
-            Template::parse("${connectionConfig.}"),
-            Err(TemplateError::UnknownPlaceholder(_))
-        ));
-        assert_eq!(
-            Template::parse("a || "),
-            Err(TemplateError::EmptyAlternative)
-        );
-        assert_eq!(
-            Template::parse("a || ${connectionConfig.x").unwrap_err(),
-            TemplateError::Unclosed(5)
-        );
+        assert_eq!(Template::parse("https://${connectionConfig.x"), Err(TemplateError::Unclosed(8)));
+        assert!(matches!(Template::parse("${credentials.secret}"), Err(TemplateError::UnknownPlaceholder(_))));
+        assert!(matches!(Template::parse("${connectionConfig.}"), Err(TemplateError::UnknownPlaceholder(_))));
+        assert_eq!(Template::parse("a || "), Err(TemplateError::EmptyAlternative));
+        assert_eq!(Template::parse("a || ${connectionConfig.x").unwrap_err(), TemplateError::Unclosed(5));
     }
 }

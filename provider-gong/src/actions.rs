@@ -37,11 +37,7 @@ pub fn run(name: &str, input: &str) -> Result<String, ProviderError> {
         "list-calls" => list_calls(parse_input(name, input)?),
         other => Err(ProviderError::Unknown(format!(
             "no action named `{other}`; this provider offers: {}",
-            ACTIONS
-                .iter()
-                .map(|a| a.name)
-                .collect::<Vec<_>>()
-                .join(", ")
+            ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
         ))),
     }
 }
@@ -49,8 +45,7 @@ pub fn run(name: &str, input: &str) -> Result<String, ProviderError> {
 pub fn parse_input<T: DeserializeOwned>(action: &str, input: &str) -> Result<T, ProviderError> {
     // An empty input means "no arguments", which is `{}`.
     let input = if input.trim().is_empty() { "{}" } else { input };
-    serde_json::from_str(input)
-        .map_err(|e| ProviderError::InvalidInput(format!("input of `{action}` is invalid: {e}")))
+    serde_json::from_str(input).map_err(|e| ProviderError::InvalidInput(format!("input of `{action}` is invalid: {e}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,10 +59,7 @@ fn get_user(input: GetUserInput) -> Result<String, ProviderError> {
     let path = format!("/v2/users/{}", input.id);
     let answer = api::send(Method::Get, &path, &[], None)?;
     if answer.status == 404 {
-        return Err(ProviderError::NotFound(format!(
-            "no Gong user has id {}",
-            input.id
-        )));
+        return Err(ProviderError::NotFound(format!("no Gong user has id {}", input.id)));
     }
     let envelope: UserEnvelope = api::decode_success(&path, answer)?;
     to_json(&User::from(envelope.user))
@@ -118,11 +110,7 @@ fn list_calls(input: ListCallsInput) -> Result<String, ProviderError> {
     // Gong answers 404 "No calls found corresponding to the provided filters"
     // for an empty window: that is an empty list, not an error.
     if answer.status == 404 {
-        return to_json(&ListCallsOutput {
-            calls: vec![],
-            total_records: Some(0),
-            next_cursor: None,
-        });
+        return to_json(&ListCallsOutput { calls: vec![], total_records: Some(0), next_cursor: None });
     }
     let page: CallsPage = api::decode_success("/v2/calls", answer)?;
     to_json(&ListCallsOutput {
@@ -134,9 +122,7 @@ fn list_calls(input: ListCallsInput) -> Result<String, ProviderError> {
 
 fn check_numeric_id(field: &str, id: &str) -> Result<(), ProviderError> {
     if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ProviderError::InvalidInput(format!(
-            "`{field}` must be a Gong id (1 to 20 digits), got {id:?}"
-        )));
+        return Err(ProviderError::InvalidInput(format!("`{field}` must be a Gong id (1 to 20 digits), got {id:?}")));
     }
     Ok(())
 }
@@ -154,13 +140,8 @@ pub fn check_rfc3339(field: &str, text: &str) -> Result<(), ProviderError> {
 
 fn is_rfc3339(text: &str) -> bool {
     let b = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| {
-        b.get(range.clone())
-            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
-    };
-    let num = |range: std::ops::Range<usize>| -> u32 {
-        b[range].iter().fold(0, |n, d| n * 10 + u32::from(d - b'0'))
-    };
+    let digits = |range: std::ops::Range<usize>| b.get(range.clone()).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let num = |range: std::ops::Range<usize>| -> u32 { b[range].iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')) };
     if b.len() < 20
         || !(digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10))
         || !matches!(b[10], b'T' | b't')
@@ -168,14 +149,8 @@ fn is_rfc3339(text: &str) -> bool {
     {
         return false;
     }
-    let (month, day, hour, minute, second) =
-        (num(5..7), num(8..10), num(11..13), num(14..16), num(17..19));
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
+    let (month, day, hour, minute, second) = (num(5..7), num(8..10), num(11..13), num(14..16), num(17..19));
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
         return false;
     }
     let mut rest = &b[19..];
@@ -199,11 +174,7 @@ mod tests {
 
     #[test]
     fn rfc3339_accepts_the_forms_gong_uses_and_rejects_the_rest() {
-        for ok in [
-            "2024-05-01T10:00:00Z",
-            "2024-05-01T10:00:00.123+02:00",
-            "2024-12-31t23:59:60z",
-        ] {
+        for ok in ["2024-05-01T10:00:00Z", "2024-05-01T10:00:00.123+02:00", "2024-12-31t23:59:60z"] {
             assert!(is_rfc3339(ok), "{ok}");
         }
         for bad in [
@@ -221,17 +192,10 @@ mod tests {
     #[test]
     fn bad_input_names_the_field() {
         let err = parse_input::<GetUserInput>("get-user", r#"{"idd":"1"}"#).unwrap_err();
-        assert!(
-            matches!(&err, ProviderError::InvalidInput(m) if m.contains("idd")),
-            "{err:?}"
-        );
-        let input: ListCallsInput =
-            parse_input("list-calls", r#"{"fromDateTime":"yesterday"}"#).unwrap();
+        assert!(matches!(&err, ProviderError::InvalidInput(m) if m.contains("idd")), "{err:?}");
+        let input: ListCallsInput = parse_input("list-calls", r#"{"fromDateTime":"yesterday"}"#).unwrap();
         let err = check_list_calls(&input).unwrap_err();
-        assert!(
-            matches!(&err, ProviderError::InvalidInput(m) if m.contains("fromDateTime")),
-            "{err:?}"
-        );
+        assert!(matches!(&err, ProviderError::InvalidInput(m) if m.contains("fromDateTime")), "{err:?}");
         assert!(check_numeric_id("id", "12a").is_err());
         assert!(check_numeric_id("id", "123").is_ok());
     }

@@ -27,26 +27,18 @@ pub fn send(
     let request = HttpRequest {
         method,
         path: path.to_string(),
-        query: query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         headers,
         body,
+        idempotent: matches!(method, Method::Get),
     };
     log(Level::Debug, &format!("{} {path}", method_name(method)));
     let response = http::send(&request).map_err(ProviderError::Http)?;
-    Ok(Answer {
-        status: response.status,
-        body: response.body,
-    })
+    Ok(Answer { status: response.status, body: response.body })
 }
 
 /// GET and decode a JSON success; any other status becomes a `provider-error`.
-pub fn get_json<T: DeserializeOwned>(
-    path: &str,
-    query: &[(&str, &str)],
-) -> Result<T, ProviderError> {
+pub fn get_json<T: DeserializeOwned>(path: &str, query: &[(&str, &str)]) -> Result<T, ProviderError> {
     let answer = send(Method::Get, path, query, None)?;
     decode_success(path, answer)
 }
@@ -55,9 +47,8 @@ pub fn decode_success<T: DeserializeOwned>(path: &str, answer: Answer) -> Result
     if !(200..300).contains(&answer.status) {
         return Err(error_for_status(path, answer.status, &answer.body));
     }
-    gong::decode(&answer.body).map_err(|e| {
-        ProviderError::BadResponse(format!("Gong's answer to {path} could not be read: {e}"))
-    })
+    gong::decode(&answer.body)
+        .map_err(|e| ProviderError::BadResponse(format!("Gong's answer to {path} could not be read: {e}")))
 }
 
 /// Maps a non-2xx Gong answer to the error a user can act on.
@@ -71,10 +62,7 @@ pub fn error_for_status(path: &str, status: u16, body: &[u8]) -> ProviderError {
             "the credential is valid but lacks permission for {path} ({detail}); grant the API scope in Gong"
         )),
         404 => ProviderError::NotFound(format!("{path}: {detail}")),
-        _ => ProviderError::Remote(RemoteError {
-            status,
-            message: format!("{path}: {detail}"),
-        }),
+        _ => ProviderError::Remote(RemoteError { status, message: format!("{path}: {detail}") }),
     }
 }
 

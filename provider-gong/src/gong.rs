@@ -255,20 +255,13 @@ mod tests {
             br#"{"users":[{"id":""}]}"#,
             br#"{"users":[{"id":1.5}]}"#,
         ] {
-            assert!(
-                decode::<UsersPage>(body).is_err(),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
+            assert!(decode::<UsersPage>(body).is_err(), "{}", String::from_utf8_lossy(body));
         }
     }
 
     #[test]
     fn error_message_reads_gong_errors_and_survives_anything_else() {
-        assert_eq!(
-            error_message(br#"{"requestId":"q","errors":["Invalid key"]}"#),
-            "Invalid key [Gong request id q]"
-        );
+        assert_eq!(error_message(br#"{"requestId":"q","errors":["Invalid key"]}"#), "Invalid key [Gong request id q]");
         assert_eq!(error_message(b""), "no details given");
         assert_eq!(error_message(b"<html>\n502</html>"), "<html>502</html>");
     }

@@ -30,11 +30,9 @@ impl auth::Guest for GongProvider {
         auth::Requirements {
             basic: Some(auth::BasicFields {
                 username_title: "Access Key".into(),
-                username_description:
-                    "Your Gong access key (Gong > Company settings > Ecosystem > API)".into(),
+                username_description: "Your Gong access key (Gong > Company settings > Ecosystem > API)".into(),
                 password_title: "Access Key Secret".into(),
-                password_description:
-                    "Your Gong access key secret, shown once when the key is created".into(),
+                password_description: "Your Gong access key secret, shown once when the key is created".into(),
             }),
             oauth2_scopes: gong::OAUTH_SCOPES.iter().map(|s| s.to_string()).collect(),
         }
@@ -42,13 +40,8 @@ impl auth::Guest for GongProvider {
 
     fn verify() -> Result<auth::Verification, ProviderError> {
         let page: gong::UsersPage = api::get_json("/v2/users", &[])?;
-        let visible = page
-            .records
-            .total_records
-            .unwrap_or(page.users.len() as u64);
-        Ok(auth::Verification {
-            summary: format!("credential accepted; {visible} users visible"),
-        })
+        let visible = page.records.total_records.unwrap_or(page.users.len() as u64);
+        Ok(auth::Verification { summary: format!("credential accepted; {visible} users visible") })
     }
 }
 

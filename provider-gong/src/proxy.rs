@@ -18,14 +18,10 @@ pub fn prepare(mut request: HttpRequest) -> HttpRequest {
         request.query = merged;
     }
     if !has_header(&request.headers, "accept") {
-        request
-            .headers
-            .push(("accept".into(), "application/json".into()));
+        request.headers.push(("accept".into(), "application/json".into()));
     }
     if request.body.is_some() && !has_header(&request.headers, "content-type") {
-        request
-            .headers
-            .push(("content-type".into(), "application/json".into()));
+        request.headers.push(("content-type".into(), "application/json".into()));
     }
     request
 }
@@ -72,10 +68,7 @@ fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' => match (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
+            b'%' => match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
                 (Some(hi), Some(lo)) => {
                     out.push(hi << 4 | lo);
                     i += 2;
@@ -101,6 +94,7 @@ mod tests {
             query: vec![],
             headers: vec![],
             body: None,
+            idempotent: true,
         }
     }
 
@@ -113,10 +107,7 @@ mod tests {
 
     #[test]
     fn absolute_urls_are_left_for_the_host_to_refuse() {
-        assert_eq!(
-            prepare(request("https://evil.example/x")).path,
-            "https://evil.example/x"
-        );
+        assert_eq!(prepare(request("https://evil.example/x")).path, "https://evil.example/x");
     }
 
     #[test]
@@ -133,10 +124,7 @@ mod tests {
                 ("cursor".into(), "c".into())
             ]
         );
-        assert!(
-            r.headers
-                .contains(&("accept".into(), "application/json".into()))
-        );
+        assert!(r.headers.contains(&("accept".into(), "application/json".into())));
     }
 
     #[test]

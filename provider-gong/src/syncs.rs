@@ -53,37 +53,20 @@ fn read_checkpoint(raw: Option<&str>) -> Result<CursorCheckpoint, ProviderError>
 }
 
 fn users_page(checkpoint: CursorCheckpoint) -> Result<SyncPage, ProviderError> {
-    let query: Vec<(&str, &str)> = checkpoint
-        .cursor
-        .as_deref()
-        .map(|c| ("cursor", c))
-        .into_iter()
-        .collect();
+    let query: Vec<(&str, &str)> = checkpoint.cursor.as_deref().map(|c| ("cursor", c)).into_iter().collect();
     let page: UsersPage = api::get_json("/v2/users", &query)?;
     let next_cursor = page.records.next_cursor().map(str::to_string);
-    let records = page
-        .users
-        .into_iter()
-        .map(|u| to_record(User::from(u), |u| &u.id, |_| None))
-        .collect::<Result<Vec<_>, _>>()?;
+    let records =
+        page.users.into_iter().map(|u| to_record(User::from(u), |u| &u.id, |_| None)).collect::<Result<Vec<_>, _>>()?;
     finish_page(records, next_cursor)
 }
 
-fn finish_page(
-    records: Vec<SyncRecord>,
-    next_cursor: Option<String>,
-) -> Result<SyncPage, ProviderError> {
+fn finish_page(records: Vec<SyncRecord>, next_cursor: Option<String>) -> Result<SyncPage, ProviderError> {
     let next_checkpoint = match next_cursor {
-        Some(cursor) => Some(to_json(&CursorCheckpoint {
-            cursor: Some(cursor),
-        })?),
+        Some(cursor) => Some(to_json(&CursorCheckpoint { cursor: Some(cursor) })?),
         None => None,
     };
-    Ok(SyncPage {
-        done: next_checkpoint.is_none(),
-        next_checkpoint,
-        records,
-    })
+    Ok(SyncPage { done: next_checkpoint.is_none(), next_checkpoint, records })
 }
 
 fn to_record<T: Serialize>(
@@ -91,14 +74,9 @@ fn to_record<T: Serialize>(
     id: impl Fn(&T) -> &String,
     modified_at: impl Fn(&T) -> Option<String>,
 ) -> Result<SyncRecord, ProviderError> {
-    Ok(SyncRecord {
-        id: id(&model).clone(),
-        modified_at: modified_at(&model),
-        json: to_json(&model)?,
-    })
+    Ok(SyncRecord { id: id(&model).clone(), modified_at: modified_at(&model), json: to_json(&model)? })
 }
 
 pub fn to_json<T: Serialize>(value: &T) -> Result<String, ProviderError> {
-    serde_json::to_string(value)
-        .map_err(|e| ProviderError::BadResponse(format!("could not encode a record: {e}")))
+    serde_json::to_string(value).map_err(|e| ProviderError::BadResponse(format!("could not encode a record: {e}")))
 }

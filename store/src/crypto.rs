@@ -31,12 +31,12 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     /// A key given as base64 of 32 bytes (what `master.key` holds).
     pub fn from_base64(text: &str) -> Result<Self, StoreError> {
-        let bytes = STANDARD.decode(text.trim()).map_err(|_| {
-            StoreError::Key(format!("{KEY_ENV_VAR} (or the key file) is not base64"))
-        })?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
-            StoreError::Key("the master key must be 32 bytes (44 base64 characters)".into())
-        })?;
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| StoreError::Key(format!("{KEY_ENV_VAR} (or the key file) is not base64")))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| StoreError::Key("the master key must be 32 bytes (44 base64 characters)".into()))?;
         Ok(MasterKey(XChaCha20Poly1305::new(&bytes.into())))
     }
 
@@ -50,9 +50,8 @@ impl MasterKey {
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::from_base64(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                crate::create_private_dir(data_dir).map_err(|e| {
-                    StoreError::Key(format!("creating {}: {e}", data_dir.display()))
-                })?;
+                crate::create_private_dir(data_dir)
+                    .map_err(|e| StoreError::Key(format!("creating {}: {e}", data_dir.display())))?;
                 let key = XChaCha20Poly1305::generate_key(&mut OsRng);
                 write_new_private(&path, STANDARD.encode(key).as_bytes())
                     .map_err(|e| StoreError::Key(format!("creating {}: {e}", path.display())))?;
@@ -65,16 +64,7 @@ impl MasterKey {
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         // Encryption only fails for inputs over ~256 GiB.
-        let ciphertext = self
-            .0
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .unwrap_or_default();
+        let ciphertext = self.0.encrypt(&nonce, Payload { msg: plaintext, aad }).unwrap_or_default();
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         out.push(FORMAT_V1);
         out.extend_from_slice(&nonce);
@@ -86,15 +76,7 @@ impl MasterKey {
         match sealed {
             [FORMAT_V1, rest @ ..] if rest.len() > NONCE_LEN => {
                 let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-                self.0
-                    .decrypt(
-                        XNonce::from_slice(nonce),
-                        Payload {
-                            msg: ciphertext,
-                            aad,
-                        },
-                    )
-                    .map_err(|_| ())
+                self.0.decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad }).map_err(|_| ())
             }
             _ => Err(()),
         }
@@ -127,26 +109,12 @@ mod tests {
         assert!(other.open(b"conn-a", &sealed).is_err());
         assert!(key.open(b"conn-a", &sealed[..10]).is_err());
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert_ne!(
-            key.seal(b"conn-a", b"secret"),
-            sealed,
-            "fresh nonce each time"
-        );
+        assert_ne!(key.seal(b"conn-a", b"secret"), sealed, "fresh nonce each time");
     }
 
     #[test]
     fn bad_keys_are_clear_errors() {
-        assert!(
-            MasterKey::from_base64("not base64!")
-                .unwrap_err()
-                .to_string()
-                .contains("base64")
-        );
-        assert!(
-            MasterKey::from_base64(&STANDARD.encode([1u8; 16]))
-                .unwrap_err()
-                .to_string()
-                .contains("32 bytes")
-        );
+        assert!(MasterKey::from_base64("not base64!").unwrap_err().to_string().contains("base64"));
+        assert!(MasterKey::from_base64(&STANDARD.encode([1u8; 16])).unwrap_err().to_string().contains("32 bytes"));
     }
 }

@@ -82,15 +82,8 @@ pub struct Store {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum SealedCredentials {
-    Basic {
-        username: String,
-        password: String,
-    },
-    Oauth2 {
-        access_token: String,
-        refresh_token: Option<String>,
-        expires_at: Option<u64>,
-    },
+    Basic { username: String, password: String },
+    Oauth2 { access_token: String, refresh_token: Option<String>, expires_at: Option<u64> },
 }
 
 impl Store {
@@ -98,49 +91,30 @@ impl Store {
     /// checks `key` against the store before anything is written.
     pub fn open(data_dir: &Path, key: MasterKey) -> Result<Store, StoreError> {
         let path = data_dir.join(DATABASE_FILE);
-        let db_error = |e: &dyn std::fmt::Display| StoreError::Database {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let db_error = |e: &dyn std::fmt::Display| StoreError::Database { path: path.clone(), message: e.to_string() };
         create_private_dir(data_dir).map_err(|e| db_error(&e))?;
         let mut db = rusqlite::Connection::open(&path).map_err(|e| db_error(&e))?;
         // WAL: a crashed writer never corrupts what was committed, and
         // readers (`records list`) do not block a running sync.
-        db.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| db_error(&e))?;
-        db.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| db_error(&e))?;
-        db.pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| db_error(&e))?;
-        db.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| db_error(&e))?;
+        db.pragma_update(None, "journal_mode", "WAL").map_err(|e| db_error(&e))?;
+        db.pragma_update(None, "synchronous", "NORMAL").map_err(|e| db_error(&e))?;
+        db.pragma_update(None, "foreign_keys", "ON").map_err(|e| db_error(&e))?;
+        db.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| db_error(&e))?;
         schema::migrate(&mut db).map_err(|e| db_error(&e))?;
 
         let check: Option<Vec<u8>> = db
-            .query_row("SELECT value FROM meta WHERE key = 'key_check'", [], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT value FROM meta WHERE key = 'key_check'", [], |r| r.get(0))
             .optional()
             .map_err(|e| db_error(&e))?;
         match check {
-            Some(sealed) => key
-                .open(crypto::KEY_CHECK_AAD, &sealed)
-                .map_err(|_| StoreError::WrongKey)
-                .map(drop)?,
+            Some(sealed) => key.open(crypto::KEY_CHECK_AAD, &sealed).map_err(|_| StoreError::WrongKey).map(drop)?,
             None => {
                 let sealed = key.seal(crypto::KEY_CHECK_AAD, crypto::KEY_CHECK_PLAINTEXT);
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('key_check', ?1)",
-                    params![sealed],
-                )
-                .map_err(|e| db_error(&e))?;
+                db.execute("INSERT INTO meta (key, value) VALUES ('key_check', ?1)", params![sealed])
+                    .map_err(|e| db_error(&e))?;
             }
         }
-        Ok(Store {
-            path,
-            db: Mutex::new(db),
-            key,
-        })
+        Ok(Store { path, db: Mutex::new(db), key })
     }
 
     pub fn path(&self) -> &Path {
@@ -148,16 +122,11 @@ impl Store {
     }
 
     fn db(&self) -> MutexGuard<'_, rusqlite::Connection> {
-        self.db
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
-        StoreError::Database {
-            path: self.path.clone(),
-            message: e.to_string(),
-        }
+        StoreError::Database { path: self.path.clone(), message: e.to_string() }
     }
 
     /// Saves a new connection; the caller verifies the credential first.
@@ -189,11 +158,7 @@ impl Store {
 
     /// Replaces the credential in place: the id, config, checkpoints and
     /// records stay as they are.
-    pub fn rotate_credentials(
-        &self,
-        id: &str,
-        credentials: &Credentials,
-    ) -> Result<(), StoreError> {
+    pub fn rotate_credentials(&self, id: &str, credentials: &Credentials) -> Result<(), StoreError> {
         let sealed = self.seal_credentials(id, credentials);
         let changed = self
             .db()
@@ -212,13 +177,9 @@ impl Store {
     pub fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
-        tx.execute("DELETE FROM records WHERE connection_id = ?1", [id])
-            .map_err(|e| self.err(e))?;
-        tx.execute("DELETE FROM sync_state WHERE connection_id = ?1", [id])
-            .map_err(|e| self.err(e))?;
-        let deleted = tx
-            .execute("DELETE FROM connections WHERE id = ?1", [id])
-            .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM records WHERE connection_id = ?1", [id]).map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM sync_state WHERE connection_id = ?1", [id]).map_err(|e| self.err(e))?;
+        let deleted = tx.execute("DELETE FROM connections WHERE id = ?1", [id]).map_err(|e| self.err(e))?;
         if deleted == 0 {
             return Err(StoreError::NoConnection(id.to_string()));
         }
@@ -229,53 +190,27 @@ impl Store {
     pub fn connection(&self, id: &str) -> Result<Connection, StoreError> {
         let row = self
             .db()
-            .query_row(
-                "SELECT provider, sealed_credentials, config FROM connections WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                },
-            )
+            .query_row("SELECT provider, sealed_credentials, config FROM connections WHERE id = ?1", [id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
+            })
             .optional()
             .map_err(|e| self.err(e))?;
-        let (provider, sealed, config) =
-            row.ok_or_else(|| StoreError::NoConnection(id.to_string()))?;
-        let corrupt = |message: String| StoreError::Corrupt {
-            id: id.to_string(),
-            message,
-        };
-        let plain = self
-            .key
-            .open(id.as_bytes(), &sealed)
-            .map_err(|_| StoreError::WrongKey)?;
-        let sealed: SealedCredentials =
-            serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?;
+        let (provider, sealed, config) = row.ok_or_else(|| StoreError::NoConnection(id.to_string()))?;
+        let corrupt = |message: String| StoreError::Corrupt { id: id.to_string(), message };
+        let plain = self.key.open(id.as_bytes(), &sealed).map_err(|_| StoreError::WrongKey)?;
+        let sealed: SealedCredentials = serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?;
         let credentials = match sealed {
-            SealedCredentials::Basic { username, password } => Credentials::Basic {
-                username,
-                password: Secret::new(password),
-            },
-            SealedCredentials::Oauth2 {
-                access_token,
-                refresh_token,
-                expires_at,
-            } => Credentials::OAuth2 {
+            SealedCredentials::Basic { username, password } => {
+                Credentials::Basic { username, password: Secret::new(password) }
+            }
+            SealedCredentials::Oauth2 { access_token, refresh_token, expires_at } => Credentials::OAuth2 {
                 access_token: Secret::new(access_token),
                 refresh_token: refresh_token.map(Secret::new),
                 expires_at,
             },
         };
         let config = serde_json::from_str(&config).map_err(|e| corrupt(e.to_string()))?;
-        Ok(Connection {
-            id: id.to_string(),
-            provider,
-            credentials,
-            config,
-        })
+        Ok(Connection { id: id.to_string(), provider, credentials, config })
     }
 
     pub fn connections(&self) -> Result<Vec<ConnectionSummary>, StoreError> {
@@ -283,9 +218,7 @@ impl Store {
     }
 
     pub fn connection_summary(&self, id: &str) -> Result<ConnectionSummary, StoreError> {
-        self.summaries(Some(id))?
-            .pop()
-            .ok_or_else(|| StoreError::NoConnection(id.to_string()))
+        self.summaries(Some(id))?.pop().ok_or_else(|| StoreError::NoConnection(id.to_string()))
     }
 
     fn summaries(&self, id: Option<&str>) -> Result<Vec<ConnectionSummary>, StoreError> {
@@ -315,15 +248,10 @@ impl Store {
 
     fn seal_credentials(&self, id: &str, credentials: &Credentials) -> Vec<u8> {
         let sealed = match credentials {
-            Credentials::Basic { username, password } => SealedCredentials::Basic {
-                username: username.clone(),
-                password: password.expose().to_string(),
-            },
-            Credentials::OAuth2 {
-                access_token,
-                refresh_token,
-                expires_at,
-            } => SealedCredentials::Oauth2 {
+            Credentials::Basic { username, password } => {
+                SealedCredentials::Basic { username: username.clone(), password: password.expose().to_string() }
+            }
+            Credentials::OAuth2 { access_token, refresh_token, expires_at } => SealedCredentials::Oauth2 {
                 access_token: access_token.expose().to_string(),
                 refresh_token: refresh_token.as_ref().map(|t| t.expose().to_string()),
                 expires_at: *expires_at,
@@ -419,27 +347,11 @@ impl Store {
     }
 
     /// A sink that commits each page's records and checkpoint together.
-    pub fn page_sink<'s>(
-        &'s self,
-        connection_id: &'s str,
-        sync: &'s str,
-        model: &'s str,
-    ) -> StorePageSink<'s> {
-        StorePageSink {
-            store: self,
-            connection_id,
-            sync,
-            model,
-        }
+    pub fn page_sink<'s>(&'s self, connection_id: &'s str, sync: &'s str, model: &'s str) -> StorePageSink<'s> {
+        StorePageSink { store: self, connection_id, sync, model }
     }
 
-    fn commit_page(
-        &self,
-        connection_id: &str,
-        sync: &str,
-        model: &str,
-        page: &SyncPage,
-    ) -> Result<(), StoreError> {
+    fn commit_page(&self, connection_id: &str, sync: &str, model: &str, page: &SyncPage) -> Result<(), StoreError> {
         let now = now() as i64;
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
@@ -456,14 +368,7 @@ impl Store {
                 .map_err(|e| self.err(e))?;
             for record in &page.records {
                 upsert
-                    .execute(params![
-                        connection_id,
-                        model,
-                        record.id,
-                        record.json,
-                        record.modified_at,
-                        now
-                    ])
+                    .execute(params![connection_id, model, record.id, record.json, record.modified_at, now])
                     .map_err(|e| self.err(e))?;
             }
         }
@@ -502,9 +407,8 @@ impl Store {
                  ORDER BY rowid",
             )
             .map_err(|e| self.err(e))?;
-        let mut rows = statement
-            .query(params![connection_id, model, after_text, after_unix])
-            .map_err(|e| self.err(e))?;
+        let mut rows =
+            statement.query(params![connection_id, model, after_text, after_unix]).map_err(|e| self.err(e))?;
         let mut count = 0;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let json: String = row.get(0).map_err(|e| self.err(e))?;
@@ -519,10 +423,7 @@ impl Store {
     /// Marks a connection's credential as checked just now.
     pub fn mark_verified(&self, id: &str) -> Result<(), StoreError> {
         self.db()
-            .execute(
-                "UPDATE connections SET verified_at = ?2 WHERE id = ?1",
-                params![id, now() as i64],
-            )
+            .execute("UPDATE connections SET verified_at = ?2 WHERE id = ?1", params![id, now() as i64])
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -537,9 +438,7 @@ pub struct StorePageSink<'s> {
 
 impl PageSink for StorePageSink<'_> {
     async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
-        self.store
-            .commit_page(self.connection_id, self.sync, self.model, page)
-            .map_err(|e| e.to_string())
+        self.store.commit_page(self.connection_id, self.sync, self.model, page).map_err(|e| e.to_string())
     }
 }
 
@@ -558,10 +457,7 @@ fn username(credentials: &Credentials) -> Option<&str> {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {

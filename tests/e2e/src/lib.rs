@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 
 use fake_gong::{FakeGong, FakeGongConfig};
 use terapi_host::{
-    BASE_URL_CONFIG_KEY, Connection, Credentials, PageSink, ProviderComponent, Providers, Runtime,
-    RuntimeConfig, Secret, SyncPage, SyncRecord,
+    BASE_URL_CONFIG_KEY, Connection, Credentials, PageSink, ProviderComponent, Providers, Runtime, RuntimeConfig,
+    Secret, SyncPage, SyncRecord,
 };
 
 pub use fake_gong;
@@ -20,12 +20,7 @@ pub use terapi_store;
 pub fn block_on<F: Future>(future: F) -> F::Output {
     static TOKIO: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     TOKIO
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime")
-        })
+        .get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime"))
         .block_on(future)
 }
 
@@ -36,28 +31,19 @@ pub fn host() -> &'static Runtime {
 
 pub fn gong_component() -> &'static ProviderComponent {
     static GONG: OnceLock<ProviderComponent> = OnceLock::new();
-    GONG.get_or_init(|| {
-        host()
-            .load_component(terapi_artifacts::PROVIDER_GONG)
-            .expect("Gong component loads")
-    })
+    GONG.get_or_init(|| host().load_component(terapi_artifacts::PROVIDER_GONG).expect("Gong component loads"))
 }
 
 pub fn hostile_component() -> &'static ProviderComponent {
     static HOSTILE: OnceLock<ProviderComponent> = OnceLock::new();
-    HOSTILE.get_or_init(|| {
-        host()
-            .load_component(terapi_artifacts::GUEST_HOSTILE)
-            .expect("hostile component loads")
-    })
+    HOSTILE.get_or_init(|| host().load_component(terapi_artifacts::GUEST_HOSTILE).expect("hostile component loads"))
 }
 
 /// The repository's own providers.yaml, as users get it.
 pub fn providers() -> &'static Providers {
     static PROVIDERS: OnceLock<Providers> = OnceLock::new();
     PROVIDERS.get_or_init(|| {
-        Providers::parse(include_str!("../../../providers.yaml"), "providers.yaml")
-            .expect("providers.yaml")
+        Providers::parse(include_str!("../../../providers.yaml"), "providers.yaml").expect("providers.yaml")
     })
 }
 
@@ -65,15 +51,14 @@ pub async fn start_gong(config: FakeGongConfig) -> FakeGong {
     FakeGong::start(config).await.expect("fake Gong starts")
 }
 
-/// A `gong` (basic auth) connection to `fake` with the given secret.
+/// A `gong` (basic auth) connection to `fake` with the given secret. Each
+/// gets its own id, so tests running at once do not share a rate budget.
 pub fn connection_with_secret(fake: &FakeGong, secret: &str) -> Connection {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     Connection {
-        id: "test".into(),
+        id: format!("test-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
         provider: "gong".into(),
-        credentials: Credentials::Basic {
-            username: fake.config().access_key.clone(),
-            password: Secret::new(secret),
-        },
+        credentials: Credentials::Basic { username: fake.config().access_key.clone(), password: Secret::new(secret) },
         config: BTreeMap::from([(BASE_URL_CONFIG_KEY.to_string(), fake.base_url())]),
     }
 }
@@ -96,8 +81,7 @@ impl CollectingSink {
 
 impl PageSink for CollectingSink {
     async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
-        self.pages
-            .push((page.records.clone(), page.next_checkpoint.clone()));
+        self.pages.push((page.records.clone(), page.next_checkpoint.clone()));
         Ok(())
     }
 }

