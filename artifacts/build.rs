@@ -10,22 +10,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
-/// (package, file the build writes, name in OUT_DIR)
-const GUESTS: &[(&str, &str)] = &[("provider-gong", "provider_gong.wasm"), ("guest-hostile", "guest_hostile.wasm")];
+/// (package, its directory, the file the build writes)
+const GUESTS: &[(&str, &str, &str)] = &[
+    ("provider-gong", "provider-gong", "provider_gong.wasm"),
+    ("guest-hostile", "tests/guest-hostile", "guest_hostile.wasm"),
+    ("guest-boundary", "benches/guest-boundary", "guest_boundary.wasm"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.parent().expect("artifacts/ sits in the workspace root").to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
 
-    for watched in [
-        "provider-gong/src",
-        "provider-gong/Cargo.toml",
-        "tests/guest-hostile/src",
-        "tests/guest-hostile/Cargo.toml",
-        "wit",
-        "Cargo.lock",
-    ] {
+    let guest_sources = GUESTS.iter().flat_map(|(_, dir, _)| [format!("{dir}/src"), format!("{dir}/Cargo.toml")]);
+    for watched in guest_sources.chain(["wit".into(), "Cargo.lock".into()]) {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
 
@@ -43,7 +41,7 @@ fn main() {
     if env::var_os("TERAPI_GUEST_OFFLINE").is_some() {
         cmd.arg("--offline");
     }
-    for (package, _) in GUESTS {
+    for (package, _, _) in GUESTS {
         cmd.args(["-p", package]);
     }
     for var in [
@@ -65,7 +63,7 @@ fn main() {
         fail("building the guest components failed (cargo's messages are above)");
     }
 
-    for (package, file) in GUESTS {
+    for (package, _, file) in GUESTS {
         let built = target_dir.join(TARGET).join("release").join(file);
         let copy = out_dir.join(file);
         std::fs::copy(&built, &copy)

@@ -10,3 +10,7 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
 fi
 
 cargo test --workspace --locked
+
+# The benchmarks once each (criterion's --test), so they never rot; the
+# figures come from a full `cargo bench -p terapi-benches`.
+cargo bench --locked -p terapi-benches -- --test

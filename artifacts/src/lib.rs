@@ -6,3 +6,6 @@ pub const PROVIDER_GONG: &[u8] = include_bytes!(env!("PROVIDER_GONG_WASM"));
 
 /// A deliberately hostile component, for sandbox tests only.
 pub const GUEST_HOSTILE: &[u8] = include_bytes!(env!("GUEST_HOSTILE_WASM"));
+
+/// Synthesises records without HTTP, to measure the component boundary alone.
+pub const GUEST_BOUNDARY: &[u8] = include_bytes!(env!("GUEST_BOUNDARY_WASM"));

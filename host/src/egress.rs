@@ -11,6 +11,9 @@ use url::Url;
 
 use crate::connection::Credentials;
 use crate::limits::Budget;
+use crate::oauth::{self, OAuthError, TokenRefresher, TokenSet, unix_now};
+use crate::providers::ProviderSpec;
+use crate::secret::Secret;
 
 /// A request as the guest (or the proxy) describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +94,8 @@ pub enum EgressError {
     Transport(String),
     #[error("response too large: {0}")]
     TooLarge(String),
+    #[error("{0}")]
+    Reauthorize(String),
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +148,7 @@ const HOST_ONLY_HEADERS: &[&str] = &[
 pub struct Egress {
     client: reqwest::Client,
     base: Url,
-    authorization: HeaderValue,
+    auth: Authorizer,
     limits: EgressLimits,
     budget: Arc<Budget>,
     /// Response headers holding seconds to wait after a 429 (providers.yaml
@@ -153,7 +158,7 @@ pub struct Egress {
 
 impl std::fmt::Debug for Egress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Egress").field("base", &self.base.as_str()).field("authorization", &self.authorization).finish()
+        f.debug_struct("Egress").field("base", &self.base.as_str()).finish_non_exhaustive()
     }
 }
 
@@ -161,14 +166,14 @@ impl Egress {
     pub fn new(
         client: reqwest::Client,
         base: Url,
-        credentials: &Credentials,
+        auth: Authorizer,
         limits: EgressLimits,
         budget: Arc<Budget>,
         retry_after_headers: Vec<String>,
     ) -> Self {
         let retry_after_headers =
             if retry_after_headers.is_empty() { vec!["retry-after".into()] } else { retry_after_headers };
-        Egress { client, base, authorization: authorization_header(credentials), limits, budget, retry_after_headers }
+        Egress { client, base, auth, limits, budget, retry_after_headers }
     }
 
     pub fn base_url(&self) -> &Url {
@@ -199,9 +204,18 @@ impl Egress {
         let headers = self.headers_for(&request.headers)?;
         let retryable = request.idempotent || request.method == Method::Get;
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
             self.budget.acquire().await?;
-            let result = self.send_once(request, &url, &headers).await;
+            let authorization = self.auth.header().await?;
+            let result = self.send_once(request, &url, &headers, &authorization).await;
+            // A token that expired (or was revoked) early: renew once, retry once.
+            if matches!(&result, Ok(r) if r.status == 401) && !renewed {
+                renewed = true;
+                if self.auth.renew_after_unauthorized(&authorization).await? {
+                    continue;
+                }
+            }
             let wait = match &result {
                 Ok(response) if response.status == 429 => {
                     let wait = self.retry_after(response).unwrap_or_else(|| self.backoff(attempt));
@@ -260,11 +274,14 @@ impl Egress {
         request: &OutboundRequest,
         url: &Url,
         headers: &HeaderMap,
+        authorization: &HeaderValue,
     ) -> Result<InboundResponse, EgressError> {
+        let mut headers = headers.clone();
+        headers.insert(reqwest::header::AUTHORIZATION, authorization.clone());
         let mut builder = self
             .client
             .request(request.method.to_reqwest(), url.clone())
-            .headers(headers.clone())
+            .headers(headers)
             .timeout(self.limits.request_timeout);
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
@@ -287,7 +304,6 @@ impl Egress {
                 .map_err(|_| EgressError::Refused(format!("the value of header `{name}` is not valid")))?;
             headers.append(name, value);
         }
-        headers.insert(reqwest::header::AUTHORIZATION, self.authorization.clone());
         Ok(headers)
     }
 
@@ -311,6 +327,122 @@ impl Egress {
             body.extend_from_slice(&chunk);
         }
         Ok(InboundResponse { status, headers, body })
+    }
+}
+
+/// How a connection's requests are authorized.
+#[derive(Clone)]
+pub enum Authorizer {
+    /// Basic auth, or a bearer token that is never refreshed.
+    Static(HeaderValue),
+    /// OAuth2 tokens, refreshed before expiry and once after a 401.
+    OAuth(Arc<OAuthTokens>),
+}
+
+impl Authorizer {
+    pub fn from_credentials(credentials: &Credentials) -> Authorizer {
+        Authorizer::Static(authorization_header(credentials))
+    }
+
+    async fn header(&self) -> Result<HeaderValue, EgressError> {
+        match self {
+            Authorizer::Static(header) => Ok(header.clone()),
+            Authorizer::OAuth(tokens) => tokens.header().await,
+        }
+    }
+
+    /// After a 401 to a request sent with `used`: whether a newer token is
+    /// now there to retry with.
+    async fn renew_after_unauthorized(&self, used: &HeaderValue) -> Result<bool, EgressError> {
+        match self {
+            Authorizer::Static(_) => Ok(false),
+            Authorizer::OAuth(tokens) => tokens.renew_after_unauthorized(used).await,
+        }
+    }
+}
+
+/// One connection's OAuth tokens. The lock makes refreshes single-flight:
+/// calls that find the token stale while another refreshes wait for it and
+/// use the new token.
+pub struct OAuthTokens {
+    current: tokio::sync::Mutex<TokenState>,
+    refresher: Option<TokenRefresher>,
+    http: reqwest::Client,
+    spec: ProviderSpec,
+    config: std::collections::BTreeMap<String, String>,
+}
+
+struct TokenState {
+    header: HeaderValue,
+    refresh_token: Option<Secret>,
+    expires_at: Option<u64>,
+}
+
+/// Refresh this long before the provider's stated expiry.
+const REFRESH_MARGIN_SECS: u64 = 60;
+
+impl OAuthTokens {
+    pub fn new(
+        credentials: &Credentials,
+        refresher: Option<TokenRefresher>,
+        http: reqwest::Client,
+        spec: ProviderSpec,
+        config: std::collections::BTreeMap<String, String>,
+    ) -> OAuthTokens {
+        let (refresh_token, expires_at) = match credentials {
+            Credentials::OAuth2 { refresh_token, expires_at, .. } => (refresh_token.clone(), *expires_at),
+            Credentials::Basic { .. } => (None, None),
+        };
+        let state = TokenState { header: authorization_header(credentials), refresh_token, expires_at };
+        OAuthTokens { current: tokio::sync::Mutex::new(state), refresher, http, spec, config }
+    }
+
+    async fn header(&self) -> Result<HeaderValue, EgressError> {
+        let mut state = self.current.lock().await;
+        if state.expires_at.is_some_and(|at| at <= unix_now() + REFRESH_MARGIN_SECS) {
+            self.refresh(&mut state).await?;
+        }
+        Ok(state.header.clone())
+    }
+
+    async fn renew_after_unauthorized(&self, used: &HeaderValue) -> Result<bool, EgressError> {
+        let mut state = self.current.lock().await;
+        if state.header != *used {
+            return Ok(true); // refreshed by another call meanwhile
+        }
+        self.refresh(&mut state).await
+    }
+
+    /// Refreshes under the lock; `false` when there is no way to refresh.
+    async fn refresh(&self, state: &mut TokenState) -> Result<bool, EgressError> {
+        let (Some(refresher), Some(refresh_token)) = (&self.refresher, &state.refresh_token) else {
+            return Ok(false);
+        };
+        match oauth::refresh(&self.http, &self.spec, &self.config, &refresher.client, refresh_token).await {
+            Ok(tokens) => {
+                *state = TokenState {
+                    header: authorization_header(&credentials_from(&tokens)),
+                    refresh_token: tokens.refresh_token.clone(),
+                    expires_at: tokens.expires_at,
+                };
+                (refresher.on_refresh)(&tokens);
+                Ok(true)
+            }
+            Err(OAuthError::Revoked(reason)) => Err(EgressError::Reauthorize(format!(
+                "the OAuth grant was revoked or has expired ({reason}); re-authorize this connection (nothing stored was changed)"
+            ))),
+            Err(OAuthError::Transport(e)) => Err(EgressError::Transport(format!("refreshing the access token: {e}"))),
+            Err(other) => Err(EgressError::Reauthorize(format!("refreshing the access token failed: {other}"))),
+        }
+    }
+}
+
+/// The credential a token set amounts to.
+pub fn credentials_from(tokens: &TokenSet) -> Credentials {
+    Credentials::OAuth2 {
+        access_token: tokens.access_token.clone(),
+        refresh_token: tokens.refresh_token.clone(),
+        expires_at: tokens.expires_at,
     }
 }
 
@@ -403,7 +535,8 @@ mod tests {
     fn egress(base: &str) -> Egress {
         let creds = Credentials::Basic { username: "key".into(), password: Secret::new("s3cret") };
         let budget = Arc::new(Budget::new("test", None));
-        Egress::new(reqwest::Client::new(), Url::parse(base).unwrap(), &creds, EgressLimits::default(), budget, vec![])
+        let auth = Authorizer::from_credentials(&creds);
+        Egress::new(reqwest::Client::new(), Url::parse(base).unwrap(), auth, EgressLimits::default(), budget, vec![])
     }
 
     #[test]
@@ -436,8 +569,7 @@ mod tests {
             assert!(matches!(e.headers_for(&[(name.into(), "x".into())]), Err(EgressError::Refused(_))), "{name}");
         }
         assert!(e.headers_for(&[("x-ok".into(), "a\r\nb".into())]).is_err());
-        let headers = e.headers_for(&[("accept".into(), "application/json".into())]).unwrap();
-        let auth = headers.get("authorization").unwrap();
+        let Authorizer::Static(auth) = &e.auth else { panic!("basic auth is static") };
         assert!(auth.is_sensitive());
         assert_eq!(auth.to_str().unwrap(), "Basic a2V5OnMzY3JldA==");
         let debug = format!("{e:?}");

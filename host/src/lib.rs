@@ -15,6 +15,7 @@ pub mod connection;
 pub mod egress;
 pub mod error;
 pub mod limits;
+pub mod oauth;
 pub mod providers;
 pub mod runtime;
 pub mod secret;
@@ -22,8 +23,9 @@ pub mod sync;
 pub mod template;
 
 pub use connection::{BASE_URL_CONFIG_KEY, Connection, Credentials};
-pub use egress::{EgressError, EgressLimits, InboundResponse, Method, OutboundRequest};
+pub use egress::{Authorizer, EgressError, EgressLimits, InboundResponse, Method, OutboundRequest};
 pub use error::{Error, GuestFailure, ProviderFailure, SyncFailure};
+pub use oauth::{OAuthClient, OAuthError, TokenRefresher, TokenSet};
 pub use providers::{AuthMode, ConfigError, ProviderSpec, Providers};
 pub use runtime::{
     ActionInfo, ProviderComponent, ProviderDescription, Requirements, Runtime, RuntimeConfig, Session, SyncInfo,

@@ -14,10 +14,13 @@ use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::connection::Connection;
-use crate::egress::{Egress, EgressError, EgressLimits, InboundResponse, Method, OutboundRequest};
+use crate::connection::{Connection, Credentials};
+use crate::egress::{
+    Authorizer, Egress, EgressError, EgressLimits, InboundResponse, Method, OAuthTokens, OutboundRequest,
+};
 use crate::error::{Error, GuestFailure, ProviderFailure};
 use crate::limits::Budgets;
+use crate::oauth::TokenRefresher;
 use crate::providers::ProviderSpec;
 use crate::secret::Secret;
 
@@ -140,6 +143,26 @@ impl Runtime {
         &self.config
     }
 
+    /// The HTTP client every connection's requests go through (one pool of
+    /// keep-alive connections per process).
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Instantiates the component once and drops it: proves it starts (its
+    /// imports resolve, its initialisation runs within the limits) before the
+    /// first real call, and warms the instance pool.
+    pub async fn check_instantiate(&self, component: &ProviderComponent) -> Result<(), Error> {
+        let session = Session {
+            runtime: self,
+            component: component.clone(),
+            egress: None,
+            secrets: Arc::new(Vec::new()),
+            label: Arc::from("check"),
+        };
+        session.timed(async { session.instantiate().await.map(drop) }).await
+    }
+
     /// Compiles and links a component (`.wasm` bytes of a component built for
     /// the `terapi:provider/provider` world).
     pub fn load_component(&self, wasm: &[u8]) -> Result<ProviderComponent, Error> {
@@ -211,14 +234,37 @@ impl Runtime {
         spec: &ProviderSpec,
         connection: &Connection,
     ) -> Result<Session<'_>, Error> {
+        self.connect_with_refresh(component, spec, connection, None)
+    }
+
+    /// Like `connect`; for OAuth2 connections `refresher` lets the host renew
+    /// the access token before it expires and once after a 401, and hands each
+    /// new token set to `on_refresh` to be saved.
+    pub fn connect_with_refresh(
+        &self,
+        component: &ProviderComponent,
+        spec: &ProviderSpec,
+        connection: &Connection,
+        refresher: Option<TokenRefresher>,
+    ) -> Result<Session<'_>, Error> {
         let base =
             connection.resolve(spec).map_err(|source| Error::Connection { id: connection.id.clone(), source })?;
         let limit = spec.proxy.rate_limit.filter(|_| self.config.rate_limits);
         let budget = self.budgets.for_connection(&format!("{}/{}", connection.provider, connection.id), limit);
+        let auth = match &connection.credentials {
+            Credentials::Basic { .. } => Authorizer::from_credentials(&connection.credentials),
+            Credentials::OAuth2 { .. } => Authorizer::OAuth(Arc::new(OAuthTokens::new(
+                &connection.credentials,
+                refresher,
+                self.http.clone(),
+                spec.clone(),
+                connection.config.clone(),
+            ))),
+        };
         let egress = Egress::new(
             self.http.clone(),
             base,
-            &connection.credentials,
+            auth,
             self.config.egress.clone(),
             budget,
             spec.proxy.retry.after.clone(),
@@ -599,6 +645,7 @@ impl From<EgressError> for wit::HttpError {
             EgressError::Timeout(m) => wit::HttpError::Timeout(m),
             EgressError::Transport(m) => wit::HttpError::Transport(m),
             EgressError::TooLarge(m) => wit::HttpError::TooLarge(m),
+            EgressError::Reauthorize(m) => wit::HttpError::Reauthorize(m),
         }
     }
 }
@@ -611,6 +658,7 @@ impl From<wit::HttpError> for EgressError {
             wit::HttpError::Timeout(m) => EgressError::Timeout(m),
             wit::HttpError::Transport(m) => EgressError::Transport(m),
             wit::HttpError::TooLarge(m) => EgressError::TooLarge(m),
+            wit::HttpError::Reauthorize(m) => EgressError::Reauthorize(m),
         }
     }
 }

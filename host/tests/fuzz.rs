@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use terapi_host::egress::Egress;
+use terapi_host::egress::{Authorizer, Egress};
 use terapi_host::limits::Budget;
 use terapi_host::template::Template;
 use terapi_host::{Credentials, EgressLimits, Providers, Secret};
@@ -17,7 +17,8 @@ const SHIPPED: &str = include_str!("../../providers.yaml");
 fn egress() -> Egress {
     let creds = Credentials::Basic { username: "k".into(), password: Secret::new("s") };
     let base = url::Url::parse("https://us-44392.api.gong.io/api").unwrap();
-    Egress::new(reqwest::Client::new(), base, &creds, EgressLimits::default(), Arc::new(Budget::new("f", None)), vec![])
+    let auth = Authorizer::from_credentials(&creds);
+    Egress::new(reqwest::Client::new(), base, auth, EgressLimits::default(), Arc::new(Budget::new("f", None)), vec![])
 }
 
 proptest! {

@@ -173,6 +173,24 @@ impl Store {
         Ok(())
     }
 
+    /// Saves renewed OAuth tokens in place, and merges `config` (e.g. the
+    /// token response's `api_base_url_for_customer`) into the connection's.
+    pub fn save_tokens(
+        &self,
+        id: &str,
+        credentials: &Credentials,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection(id)?;
+        connection.config.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let merged = serde_json::to_string(&connection.config).unwrap_or_else(|_| "{}".into());
+        self.rotate_credentials(id, credentials)?;
+        self.db()
+            .execute("UPDATE connections SET config = ?2 WHERE id = ?1", params![id, merged])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Deletes the connection with its sync state and records.
     pub fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
         let mut db = self.db();

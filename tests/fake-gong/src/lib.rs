@@ -24,6 +24,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 pub mod fixtures;
+mod oauth;
+
+pub use oauth::OAuthConfig;
 
 #[derive(Debug, Clone)]
 pub struct FakeGongConfig {
@@ -36,6 +39,9 @@ pub struct FakeGongConfig {
     /// Enforce Gong's per-second limit: more requests than this in any one
     /// second get 429 with `Retry-After: 1`.
     pub rate_limit_per_second: Option<usize>,
+    /// Play Gong's OAuth server too: the API then also takes bearer tokens,
+    /// and a second port serves as the customer's API base URL.
+    pub oauth: Option<OAuthConfig>,
 }
 
 impl Default for FakeGongConfig {
@@ -47,6 +53,7 @@ impl Default for FakeGongConfig {
             calls: fixtures::calls(10),
             page_size: 100,
             rate_limit_per_second: None,
+            oauth: None,
         }
     }
 }
@@ -58,6 +65,8 @@ pub struct RecordedRequest {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub authorization: Option<String>,
+    /// The `Host` header: tells which of the fake's ports was used.
+    pub host: String,
     pub body: Vec<u8>,
     pub status: u16,
     pub at: Instant,
@@ -74,8 +83,11 @@ pub enum Fault {
     Redirect(String),
 }
 
-struct Shared {
+pub(crate) struct Shared {
     config: FakeGongConfig,
+    oauth: Mutex<oauth::OAuthState>,
+    /// The second port's URL (the customer API base URL under OAuth).
+    second_base_url: std::sync::OnceLock<String>,
     requests: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<VecDeque<Fault>>,
     /// Arrival times of requests in the last second (for the enforced limit).
@@ -90,7 +102,7 @@ struct Shared {
 pub struct FakeGong {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl FakeGong {
@@ -102,6 +114,8 @@ impl FakeGong {
     pub async fn start_on(addr: SocketAddr, config: FakeGongConfig) -> std::io::Result<FakeGong> {
         let shared = Arc::new(Shared {
             config,
+            oauth: Mutex::new(oauth::OAuthState::default()),
+            second_base_url: std::sync::OnceLock::new(),
             requests: Mutex::new(Vec::new()),
             faults: Mutex::new(VecDeque::new()),
             window: Mutex::new(VecDeque::new()),
@@ -114,24 +128,52 @@ impl FakeGong {
             .route("/v2/users", get(list_users))
             .route("/v2/users/{id}", get(get_user))
             .route("/v2/calls", get(list_calls))
+            .route("/oauth2/authorize", get(oauth::authorize))
+            .route("/oauth2/generate-customer-token", axum::routing::post(oauth::token))
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(shared.clone(), gate))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let serve = |listener: tokio::net::TcpListener, app: Router, mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
+                .with_graceful_shutdown(async move {
+                    let _ = rx.changed().await;
                 })
                 .await;
-        });
+        };
+        if shared.config.oauth.is_some() {
+            let second = tokio::net::TcpListener::bind((addr.ip(), 0)).await?;
+            let _ = shared.second_base_url.set(format!("http://{}", second.local_addr()?));
+            tokio::spawn(serve(second, app.clone(), rx.clone()));
+        }
+        tokio::spawn(serve(listener, app, rx));
         Ok(FakeGong { addr, shared, shutdown: Some(tx) })
     }
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Under OAuth: the customer API base URL the token response names.
+    pub fn api_base_url(&self) -> Option<String> {
+        self.shared.second_base_url.get().cloned()
+    }
+
+    /// Access tokens stop working now (as if revoked or expired early).
+    pub fn expire_access_tokens(&self) {
+        lock(&self.shared.oauth).expire_access_tokens();
+    }
+
+    /// Refresh tokens stop working: the user revoked the app.
+    pub fn revoke_refresh_tokens(&self) {
+        lock(&self.shared.oauth).revoke_refresh_tokens();
+    }
+
+    /// Every token endpoint call so far, by grant type.
+    pub fn token_grants(&self) -> Vec<String> {
+        lock(&self.shared.oauth).grants.clone()
     }
 
     pub fn config(&self) -> &FakeGongConfig {
@@ -182,12 +224,12 @@ impl FakeGong {
 impl Drop for FakeGong {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock must not hide later results.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -207,6 +249,8 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     let path = request.uri().path().to_string();
     let query = request.uri().query().map(|q| url_decode_pairs(q)).unwrap_or_default();
     let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let host = request.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let oauth_endpoint = path.starts_with("/oauth2/");
     let at = Instant::now();
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
@@ -236,7 +280,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         too_many_requests(&shared, 1)
     } else if lock(&shared.fail_after).is_some_and(|n| shared.served.load(Ordering::SeqCst) as usize >= n) {
         gong_error(&shared, StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
-    } else if !authorized(&shared.config, request.headers()) {
+    } else if !oauth_endpoint && !authorized(&shared, request.headers()) {
         gong_error(&shared, StatusCode::UNAUTHORIZED, "Invalid access key or access key secret")
     } else {
         shared.served.fetch_add(1, Ordering::SeqCst);
@@ -247,6 +291,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         path,
         query,
         authorization,
+        host,
         body: body.to_vec(),
         status: response.status().as_u16(),
         at,
@@ -276,10 +321,14 @@ fn over_rate_limit(shared: &Shared, now: Instant) -> bool {
     false
 }
 
-fn authorized(config: &FakeGongConfig, headers: &HeaderMap) -> bool {
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    let config = &shared.config;
     let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return false;
     };
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return config.oauth.is_some() && lock(&shared.oauth).access_token_valid(token.trim());
+    }
     let Some(encoded) = value.strip_prefix("Basic ") else {
         return false;
     };

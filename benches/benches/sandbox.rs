@@ -1,0 +1,153 @@
+//! The cost of the sandbox, side by side with a native client, in one run.
+//!
+//! `cargo bench -p terapi-benches` runs everything; CI runs a smoke form
+//! (`cargo bench -p terapi-benches -- --test`, each benchmark once) so the
+//! benches never rot. The fake Gong is on loopback and rate limits are off.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use terapi_benches::*;
+use terapi_host::SyncOptions;
+
+fn tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio")
+}
+
+/// 1. Cold start (compile, or load from the on-disk cache) and warm
+///    instantiation from the pre-instantiated component, pooling on and off.
+fn startup(c: &mut Criterion) {
+    let rt = tokio();
+    let mut group = c.benchmark_group("startup");
+    group.sample_size(10);
+    let host = runtime(true);
+    group.bench_function("compile_component", |b| {
+        b.iter(|| host.load_component(terapi_artifacts::PROVIDER_GONG).expect("compiles"))
+    });
+    let cache = std::env::temp_dir().join(format!("terapi-bench-cache-{}", std::process::id()));
+    let cached = terapi_host::Runtime::new(terapi_host::RuntimeConfig {
+        cache_dir: Some(cache.clone()),
+        ..terapi_host::RuntimeConfig::default()
+    })
+    .expect("runtime");
+    cached.load_component(terapi_artifacts::PROVIDER_GONG).expect("fills the cache");
+    group.bench_function("load_cached_component", |b| {
+        b.iter(|| cached.load_component(terapi_artifacts::PROVIDER_GONG).expect("loads"))
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(cache);
+
+    let mut group = c.benchmark_group("instantiate");
+    for pooled in [true, false] {
+        let host = runtime(pooled);
+        let component = host.load_component(terapi_artifacts::PROVIDER_GONG).expect("compiles");
+        let name = if pooled { "pooling" } else { "on_demand" };
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async { host.check_instantiate(&component).await.expect("instantiates") })
+        });
+    }
+    group.finish();
+}
+
+/// 2. One action end to end (guest → host HTTP → fake → guest) versus the
+///    same request, parse and mapping done natively.
+fn action_call(c: &mut Criterion) {
+    let rt = tokio();
+    let host = runtime(true);
+    let component = host.load_component(terapi_artifacts::PROVIDER_GONG).expect("compiles");
+    let gong = rt.block_on(fake_gong(10));
+    let connection = connection(&gong);
+    let providers = terapi_host::Providers::parse(include_str!("../../providers.yaml"), "providers.yaml").unwrap();
+    let session = host.connect(&component, providers.get("gong").unwrap(), &connection).expect("connects");
+    let native = Native::new(host.http_client().clone(), &gong);
+    let id = fake_gong::fixtures::user_id(3);
+    let input = format!(r#"{{"id":"{id}"}}"#);
+    assert_eq!(
+        rt.block_on(session.run_action("get-user", &input)).unwrap(),
+        rt.block_on(native.get_user(&id)),
+        "both do the same work"
+    );
+
+    let mut group = c.benchmark_group("get_user_action");
+    group.bench_function("component", |b| {
+        b.to_async(&rt).iter(|| async { session.run_action("get-user", &input).await.expect("action") })
+    });
+    group.bench_function("native", |b| b.to_async(&rt).iter(|| async { native.get_user(&id).await }));
+    group.finish();
+}
+
+/// 3. A users sync of 100,000 records in pages of 100, component versus
+///    native, in records per second; and the host's peak memory for 10k and
+///    100k records (flat: one page in flight).
+fn sync_100k(c: &mut Criterion) {
+    const RECORDS: usize = 100_000;
+    let rt = tokio();
+    let host = runtime(true);
+    let component = host.load_component(terapi_artifacts::PROVIDER_GONG).expect("compiles");
+    let providers = terapi_host::Providers::parse(include_str!("../../providers.yaml"), "providers.yaml").unwrap();
+    let spec = providers.get("gong").unwrap();
+    let options = SyncOptions { modified_since: None };
+
+    // Peak memory beyond what the fake's fixture already holds.
+    for n in [10_000, RECORDS] {
+        let gong = rt.block_on(fake_gong(n));
+        let session = host.connect(&component, spec, &connection(&gong)).expect("connects");
+        let before = current_rss().unwrap_or(0);
+        if reset_peak_rss() {
+            let mut sink = CountingSink::default();
+            let started = Instant::now();
+            rt.block_on(terapi_host::run_sync(&session, "users", None, &options, &mut sink)).expect("sync");
+            let extra = peak_rss().unwrap_or(0).saturating_sub(before);
+            println!(
+                "sync_memory/{n}_records: peak extra RSS {:.1} MiB ({} records in {:.2?})",
+                extra as f64 / (1 << 20) as f64,
+                sink.records,
+                started.elapsed()
+            );
+        }
+    }
+
+    let gong = rt.block_on(fake_gong(RECORDS));
+    let session = host.connect(&component, spec, &connection(&gong)).expect("connects");
+    let native = Native::new(host.http_client().clone(), &gong);
+    let mut group = c.benchmark_group("users_sync_100k");
+    group.sample_size(10).measurement_time(Duration::from_secs(20)).throughput(Throughput::Elements(RECORDS as u64));
+    group.bench_function("component", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut sink = CountingSink::default();
+            terapi_host::run_sync(&session, "users", None, &options, &mut sink).await.expect("sync");
+            assert_eq!(sink.records, RECORDS as u64);
+        })
+    });
+    group.bench_function("native", |b| {
+        b.to_async(&rt).iter(|| async { assert_eq!(native.sync_users().await, RECORDS as u64) })
+    });
+    group.finish();
+}
+
+/// 4. Moving a page of records across the boundary: N structured
+///    `sync-record`s versus one JSON array string, no HTTP involved.
+fn boundary(c: &mut Criterion) {
+    let rt = tokio();
+    let host = runtime(true);
+    let component = host.load_component(terapi_artifacts::GUEST_BOUNDARY).expect("compiles");
+    let gong = rt.block_on(fake_gong(1));
+    let providers = terapi_host::Providers::parse(include_str!("../../providers.yaml"), "providers.yaml").unwrap();
+    let session = host.connect(&component, providers.get("gong").unwrap(), &connection(&gong)).expect("connects");
+    let options = SyncOptions { modified_since: None };
+    let mut group = c.benchmark_group("page_across_boundary");
+    for n in [1usize, 100, 1000] {
+        group.throughput(Throughput::Elements(n as u64));
+        let count = n.to_string();
+        group.bench_with_input(BenchmarkId::new("structured_records", n), &count, |b, count| {
+            b.to_async(&rt).iter(|| async { session.run_sync_page("any", Some(count), &options).await.expect("page") })
+        });
+        group.bench_with_input(BenchmarkId::new("one_json_string", n), &count, |b, count| {
+            b.to_async(&rt).iter(|| async { session.run_action("page-json", count).await.expect("page") })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, startup, action_call, sync_100k, boundary);
+criterion_main!(benches);

@@ -1,0 +1,199 @@
+//! `gong-oauth` end to end: the host's OAuth flow against the fake's token
+//! endpoint, the API base URL switching to `api_base_url_for_customer` (the
+//! fake's second port), refresh before expiry and after a 401, one shared
+//! refresh for concurrent calls, and a revoked grant. The component is the
+//! same one `gong` uses.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use terapi_e2e::fake_gong::{FakeGong, FakeGongConfig, OAuthConfig, fixtures};
+use terapi_e2e::terapi_host::oauth::{self, OAuthClient, TokenRefresher, TokenSet};
+use terapi_e2e::terapi_host::{Connection, Credentials, EgressError, Error, ProviderFailure, Providers, Secret};
+use terapi_e2e::*;
+
+/// providers.yaml with gong-oauth's authorize and token URLs on the fake.
+fn providers_for(gong: &FakeGong) -> Providers {
+    let text = include_str!("../../../providers.yaml")
+        .replace("https://app.gong.io/oauth2/authorize", &format!("{}/oauth2/authorize", gong.base_url()))
+        .replace(
+            "https://app.gong.io/oauth2/generate-customer-token",
+            &format!("{}/oauth2/generate-customer-token", gong.base_url()),
+        );
+    Providers::parse(&text, "providers.yaml").unwrap()
+}
+
+fn client() -> OAuthClient {
+    let config = OAuthConfig::default();
+    OAuthClient {
+        client_id: config.client_id,
+        client_secret: Secret::new(config.client_secret),
+        redirect_uri: "http://127.0.0.1:9/callback".into(),
+    }
+}
+
+async fn start(ttl: Duration) -> FakeGong {
+    let oauth = OAuthConfig { access_token_ttl: ttl, ..OAuthConfig::default() };
+    start_gong(FakeGongConfig { users: fixtures::users(12), oauth: Some(oauth), ..FakeGongConfig::default() }).await
+}
+
+/// Runs the authorization-code flow the way a browser would, and returns the
+/// connection the host builds from the token response.
+async fn authorize(providers: &Providers) -> Connection {
+    let spec = providers.get("gong-oauth").unwrap();
+    let state = oauth::random_state();
+    let url = oauth::authorization_url(spec, &BTreeMap::new(), &client(), &state, &["api:users:read".into()]).unwrap();
+    assert_eq!(url.query_pairs().find(|(k, _)| k == "access_type").unwrap().1, "offline");
+    // The "user" approves: the fake redirects back with a code and our state.
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let answer = browser.get(url).send().await.unwrap();
+    let location = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    let params: BTreeMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(params["state"], state, "state comes back unchanged");
+    let tokens =
+        oauth::exchange_code(host().http_client(), spec, &BTreeMap::new(), &client(), &params["code"]).await.unwrap();
+    Connection {
+        id: format!("oauth-{}", state),
+        provider: "gong-oauth".into(),
+        credentials: terapi_host::egress::credentials_from(&tokens),
+        config: tokens.metadata.clone(),
+    }
+}
+
+fn recording_refresher() -> (TokenRefresher, Arc<Mutex<Vec<TokenSet>>>) {
+    let saved = Arc::new(Mutex::new(Vec::new()));
+    let sink = saved.clone();
+    let refresher = TokenRefresher {
+        client: client(),
+        on_refresh: Arc::new(move |tokens: &TokenSet| sink.lock().unwrap().push(tokens.clone())),
+    };
+    (refresher, saved)
+}
+
+#[test]
+fn the_flow_ends_with_calls_to_the_customer_base_url() {
+    block_on(async {
+        let gong = start(Duration::from_secs(3600)).await;
+        let providers = providers_for(&gong);
+        let connection = authorize(&providers).await;
+        let api = gong.api_base_url().unwrap();
+        assert_eq!(connection.config["api_base_url_for_customer"], api);
+        assert_eq!(gong.token_grants(), ["authorization_code"]);
+
+        let session = host().connect(gong_component(), providers.get("gong-oauth").unwrap(), &connection).unwrap();
+        assert_eq!(session.verify().await.unwrap().summary, "credential accepted; 12 users visible");
+        let last = gong.requests().pop().unwrap();
+        assert_eq!(format!("http://{}", last.host), api, "the API call went to the customer's base URL");
+        assert!(last.authorization.unwrap().starts_with("Bearer "));
+    });
+}
+
+#[test]
+fn an_expired_token_is_refreshed_once_and_the_call_succeeds() {
+    block_on(async {
+        let gong = start(Duration::from_secs(3600)).await;
+        let providers = providers_for(&gong);
+        let connection = authorize(&providers).await;
+        let (refresher, saved) = recording_refresher();
+        let session = host()
+            .connect_with_refresh(gong_component(), providers.get("gong-oauth").unwrap(), &connection, Some(refresher))
+            .unwrap();
+        gong.expire_access_tokens();
+        session.verify().await.unwrap();
+        let statuses: Vec<u16> = gong.requests().iter().filter(|r| r.path == "/v2/users").map(|r| r.status).collect();
+        assert_eq!(statuses, [401, 200]);
+        assert_eq!(gong.token_grants(), ["authorization_code", "refresh_token"]);
+        assert_eq!(saved.lock().unwrap().len(), 1, "the new tokens were handed over to be saved");
+    });
+}
+
+#[test]
+fn a_token_about_to_expire_is_refreshed_before_the_call() {
+    block_on(async {
+        // 30 s is inside the host's 60 s refresh margin.
+        let gong = start(Duration::from_secs(30)).await;
+        let providers = providers_for(&gong);
+        let connection = authorize(&providers).await;
+        let (refresher, _) = recording_refresher();
+        let session = host()
+            .connect_with_refresh(gong_component(), providers.get("gong-oauth").unwrap(), &connection, Some(refresher))
+            .unwrap();
+        session.verify().await.unwrap();
+        assert_eq!(gong.token_grants(), ["authorization_code", "refresh_token"]);
+        assert!(gong.requests().iter().all(|r| r.status != 401), "no call was sent with the old token");
+    });
+}
+
+#[test]
+fn concurrent_calls_share_one_refresh() {
+    block_on(async {
+        let gong = start(Duration::from_secs(3600)).await;
+        let providers = providers_for(&gong);
+        let connection = authorize(&providers).await;
+        let (refresher, saved) = recording_refresher();
+        let session = Arc::new(
+            host()
+                .connect_with_refresh(
+                    gong_component(),
+                    providers.get("gong-oauth").unwrap(),
+                    &connection,
+                    Some(refresher),
+                )
+                .unwrap(),
+        );
+        gong.expire_access_tokens();
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..5 {
+            let session = session.clone();
+            calls.spawn(async move { session.verify().await });
+        }
+        while let Some(result) = calls.join_next().await {
+            result.unwrap().unwrap();
+        }
+        assert_eq!(gong.token_grants().iter().filter(|g| *g == "refresh_token").count(), 1);
+        assert_eq!(saved.lock().unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn a_revoked_grant_says_reauthorize_and_saves_nothing() {
+    block_on(async {
+        let gong = start(Duration::from_secs(3600)).await;
+        let providers = providers_for(&gong);
+        let connection = authorize(&providers).await;
+        let (refresher, saved) = recording_refresher();
+        let session = host()
+            .connect_with_refresh(gong_component(), providers.get("gong-oauth").unwrap(), &connection, Some(refresher))
+            .unwrap();
+        gong.revoke_refresh_tokens();
+        gong.expire_access_tokens();
+        let error = session.verify().await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Provider(ProviderFailure::Http(EgressError::Reauthorize(m))) if m.contains("re-authorize this connection")),
+            "{error:?}"
+        );
+        assert!(saved.lock().unwrap().is_empty());
+        let Credentials::OAuth2 { access_token, .. } = &connection.credentials else { panic!() };
+        assert!(!error.to_string().contains(access_token.expose()));
+    });
+}
+
+#[test]
+fn a_bad_client_secret_is_a_clear_error() {
+    block_on(async {
+        let gong = start(Duration::from_secs(3600)).await;
+        let providers = providers_for(&gong);
+        let bad = OAuthClient { client_secret: Secret::new("nope"), ..client() };
+        let error = oauth::exchange_code(
+            host().http_client(),
+            providers.get("gong-oauth").unwrap(),
+            &BTreeMap::new(),
+            &bad,
+            "x",
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains("rejected the client id or secret"), "{error}");
+    });
+}
