@@ -13,4 +13,4 @@ cargo test --workspace --locked
 
 # The benchmarks once each (criterion's --test), so they never rot; the
 # figures come from a full `cargo bench -p terapi-benches`.
-cargo bench --locked -p terapi-benches -- --test
+cargo bench --locked -p terapi-benches --bench sandbox -- --test

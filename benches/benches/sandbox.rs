@@ -10,6 +10,35 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use terapi_benches::*;
 use terapi_host::SyncOptions;
 
+/// `cargo bench -- --test` (the CI smoke) runs each benchmark once.
+fn quick() -> bool {
+    std::env::args().any(|a| a == "--test")
+}
+
+/// Runs `a` and `b` alternately `rounds` times each; their median times.
+fn interleaved<A, B, FA, FB>(rt: &tokio::runtime::Runtime, rounds: usize, mut a: A, mut b: B) -> (Duration, Duration)
+where
+    A: FnMut() -> FA,
+    B: FnMut() -> FB,
+    FA: Future,
+    FB: Future,
+{
+    let (mut times_a, mut times_b) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    rt.block_on(async {
+        for _ in 0..rounds {
+            let start = Instant::now();
+            a().await;
+            times_a.push(start.elapsed());
+            let start = Instant::now();
+            b().await;
+            times_b.push(start.elapsed());
+        }
+    });
+    times_a.sort();
+    times_b.sort();
+    (times_a[rounds / 2], times_b[rounds / 2])
+}
+
 fn tokio() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio")
 }
@@ -68,6 +97,19 @@ fn action_call(c: &mut Criterion) {
         "both do the same work"
     );
 
+    // Interleaved, so machine noise hits both sides alike: the ratio that
+    // the "< 10% overhead" target is about.
+    let (component_median, native_median) = interleaved(
+        &rt,
+        if quick() { 20 } else { 2000 },
+        || async { session.run_action("get-user", &input).await.expect("action") },
+        || async { native.get_user(&id).await },
+    );
+    println!(
+        "get_user_action/interleaved: component {component_median:.1?} native {native_median:.1?} overhead {:+.1}%",
+        (component_median.as_secs_f64() / native_median.as_secs_f64() - 1.0) * 100.0
+    );
+
     let mut group = c.benchmark_group("get_user_action");
     group.bench_function("component", |b| {
         b.to_async(&rt).iter(|| async { session.run_action("get-user", &input).await.expect("action") })
@@ -110,6 +152,25 @@ fn sync_100k(c: &mut Criterion) {
     let gong = rt.block_on(fake_gong(RECORDS));
     let session = host.connect(&component, spec, &connection(&gong)).expect("connects");
     let native = Native::new(host.http_client().clone(), &gong);
+    let (component_median, native_median) = interleaved(
+        &rt,
+        if quick() { 1 } else { 15 },
+        || async {
+            let mut sink = CountingSink::default();
+            terapi_host::run_sync(&session, "users", None, &options, &mut sink).await.expect("sync");
+        },
+        || async {
+            native.sync_users().await;
+        },
+    );
+    let rate = |d: Duration| RECORDS as f64 / d.as_secs_f64() / 1000.0;
+    println!(
+        "users_sync_100k/interleaved: component {:.0}k records/s native {:.0}k records/s ({:.0}% of native)",
+        rate(component_median),
+        rate(native_median),
+        native_median.as_secs_f64() / component_median.as_secs_f64() * 100.0
+    );
+
     let mut group = c.benchmark_group("users_sync_100k");
     group.sample_size(10).measurement_time(Duration::from_secs(20)).throughput(Throughput::Elements(RECORDS as u64));
     group.bench_function("component", |b| {

@@ -85,6 +85,9 @@ pub enum Fault {
 
 pub(crate) struct Shared {
     config: FakeGongConfig,
+    /// Each user as JSON text, serialised once: pages are assembled from
+    /// these, so the fake stays cheap next to the code it serves.
+    users_json: Vec<String>,
     oauth: Mutex<oauth::OAuthState>,
     /// The second port's URL (the customer API base URL under OAuth).
     second_base_url: std::sync::OnceLock<String>,
@@ -112,7 +115,9 @@ impl FakeGong {
     }
 
     pub async fn start_on(addr: SocketAddr, config: FakeGongConfig) -> std::io::Result<FakeGong> {
+        let users_json = config.users.iter().map(|u| u.to_string()).collect();
         let shared = Arc::new(Shared {
+            users_json,
             config,
             oauth: Mutex::new(oauth::OAuthState::default()),
             second_base_url: std::sync::OnceLock::new(),
@@ -357,15 +362,14 @@ fn decode_cursor(cursor: &str, list: &str, filter: &str) -> Option<usize> {
     (l == list && f == filter).then(|| offset.parse().ok()).flatten()
 }
 
-/// One page of `items` from the cursor's offset, in Gong's list shape.
-fn page(shared: &Shared, list: &str, items: &[Value], cursor: Option<&String>, filter: &str) -> Response {
+/// One page of `items` (JSON texts) from the cursor's offset, in Gong's
+/// list shape.
+fn page(shared: &Shared, list: &str, items: &[String], cursor: Option<&String>, filter: &str) -> Response {
     let offset = match cursor {
         None => 0,
         Some(c) => match decode_cursor(c, list, filter) {
             Some(offset) if offset <= items.len() => offset,
-            _ => {
-                return gong_error(shared, StatusCode::BAD_REQUEST, "cursor is invalid for this request");
-            }
+            _ => return gong_error(shared, StatusCode::BAD_REQUEST, "cursor is invalid for this request"),
         },
     };
     let size = shared.config.page_size.max(1);
@@ -378,16 +382,21 @@ fn page(shared: &Shared, list: &str, items: &[Value], cursor: Option<&String>, f
     if end < items.len() {
         records["cursor"] = json!(encode_cursor(list, end, filter));
     }
-    axum::Json(json!({
-        "requestId": request_id(shared),
-        "records": records,
-        list: &items[offset..end],
-    }))
-    .into_response()
+    let page = &items[offset..end];
+    let mut body = String::with_capacity(128 + page.iter().map(|i| i.len() + 1).sum::<usize>());
+    body.push_str(&format!(r#"{{"requestId":"{}","records":{records},"{list}":["#, request_id(shared)));
+    for (i, item) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(item);
+    }
+    body.push_str("]}");
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn list_users(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
-    page(&shared, "users", &shared.config.users, q.get("cursor"), "")
+    page(&shared, "users", &shared.users_json, q.get("cursor"), "")
 }
 
 async fn get_user(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
@@ -410,7 +419,7 @@ async fn list_calls(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<
         (Ok(f), Ok(t)) => (f, t),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let matching: Vec<Value> = shared
+    let matching: Vec<String> = shared
         .config
         .calls
         .iter()
@@ -418,7 +427,7 @@ async fn list_calls(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<
             let started = c["started"].as_str().and_then(fixtures::parse_rfc3339).unwrap_or(i64::MIN);
             from.is_none_or(|f| started >= f) && to.is_none_or(|t| started < t)
         })
-        .cloned()
+        .map(Value::to_string)
         .collect();
     if matching.is_empty() {
         return gong_error(&shared, StatusCode::NOT_FOUND, "No calls found corresponding to the provided filters");
