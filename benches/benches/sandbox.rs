@@ -128,7 +128,7 @@ fn sync_100k(c: &mut Criterion) {
     let component = host.load_component(terapi_artifacts::PROVIDER_GONG).expect("compiles");
     let providers = terapi_host::Providers::parse(include_str!("../../providers.yaml"), "providers.yaml").unwrap();
     let spec = providers.get("gong").unwrap();
-    let options = SyncOptions { modified_since: None };
+    let options = SyncOptions { modified_since: None, backfill_days: None };
 
     // Peak memory beyond what the fake's fixture already holds.
     for n in [10_000, RECORDS] {
@@ -195,7 +195,7 @@ fn boundary(c: &mut Criterion) {
     let gong = rt.block_on(fake_gong(1));
     let providers = terapi_host::Providers::parse(include_str!("../../providers.yaml"), "providers.yaml").unwrap();
     let session = host.connect(&component, providers.get("gong").unwrap(), &connection(&gong)).expect("connects");
-    let options = SyncOptions { modified_since: None };
+    let options = SyncOptions { modified_since: None, backfill_days: None };
     let mut group = c.benchmark_group("page_across_boundary");
     for n in [1usize, 100, 1000] {
         group.throughput(Throughput::Elements(n as u64));

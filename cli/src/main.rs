@@ -212,6 +212,9 @@ enum SyncCommand {
         /// Only records changed after this RFC 3339 time (incremental syncs).
         #[arg(long, value_name = "TIME")]
         modified_since: Option<String>,
+        /// How far back an incremental sync's first run reaches [default: 30].
+        #[arg(long, value_name = "DAYS")]
+        backfill_days: Option<u32>,
         #[command(flatten)]
         connection: ConnectionArgs,
     },
@@ -403,11 +406,12 @@ impl App {
                 }
             }
             Command::Sync {
-                command: SyncCommand::Run { name, output, checkpoint, full, modified_since, connection: args },
+                command:
+                    SyncCommand::Run { name, output, checkpoint, full, modified_since, backfill_days, connection: args },
             } => {
                 let connection = self.connection(&args)?;
                 let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
-                let options = SyncOptions { modified_since };
+                let options = SyncOptions { modified_since, backfill_days };
                 if args.connection.is_some() {
                     if output.is_some() {
                         bail!(

@@ -20,6 +20,18 @@ pub fn send(
     query: &[(&str, &str)],
     body: Option<Vec<u8>>,
 ) -> Result<Answer, ProviderError> {
+    send_with(method, path, query, body, matches!(method, Method::Get))
+}
+
+/// `idempotent`: a POST that only reads (Gong puts filters in POST bodies)
+/// may be retried by the host after a server error.
+pub fn send_with(
+    method: Method,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+    idempotent: bool,
+) -> Result<Answer, ProviderError> {
     let mut headers = vec![("accept".to_string(), "application/json".to_string())];
     if body.is_some() {
         headers.push(("content-type".to_string(), "application/json".to_string()));
@@ -30,7 +42,7 @@ pub fn send(
         query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         headers,
         body,
-        idempotent: matches!(method, Method::Get),
+        idempotent,
     };
     log(Level::Debug, &format!("{} {path}", method_name(method)));
     let response = http::send(&request).map_err(ProviderError::Http)?;

@@ -196,6 +196,15 @@ impl From<GongCall> for Call {
     }
 }
 
+/// An id as text from a JSON string or integer; `None` for anything else.
+pub fn id_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// Gong ids are 64-bit integers, sent as strings; accept numbers too so an id
 /// never loses precision or fails on a representation change.
 fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -10,10 +10,12 @@
 
 mod actions;
 mod api;
+pub mod catalog;
 pub mod gong;
 pub mod proxy;
 mod schema;
 mod syncs;
+pub mod time;
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -54,7 +56,7 @@ impl sync::Guest for GongProvider {
                 model: s.model.into(),
                 description: s.description.into(),
                 record_schema: s.record_schema.into(),
-                incremental: s.incremental,
+                incremental: s.incremental(),
             })
             .collect()
     }
@@ -66,15 +68,19 @@ impl sync::Guest for GongProvider {
 
 impl action::Guest for GongProvider {
     fn list_actions() -> Vec<action::ActionInfo> {
-        actions::ACTIONS
-            .iter()
-            .map(|a| action::ActionInfo {
-                name: a.name.into(),
-                description: a.description.into(),
-                input_schema: a.input_schema.into(),
-                output_schema: a.output_schema.into(),
-            })
-            .collect()
+        let typed = actions::ACTIONS.iter().map(|a| action::ActionInfo {
+            name: a.name.into(),
+            description: a.description.into(),
+            input_schema: a.input_schema.into(),
+            output_schema: a.output_schema.into(),
+        });
+        let catalogued = catalog::ENDPOINTS.iter().map(|e| action::ActionInfo {
+            name: e.name.into(),
+            description: e.description.into(),
+            input_schema: catalog::input_schema(e),
+            output_schema: schema::GONG_ANSWER.into(),
+        });
+        typed.chain(catalogued).collect()
     }
 
     fn run(name: String, input: String) -> Result<String, ProviderError> {

@@ -1,49 +1,246 @@
-//! The syncs this provider offers, each run one page at a time.
+//! The syncs this provider offers, each run one page at a time from an
+//! opaque checkpoint the host stores.
+//!
+//! Date-windowed syncs are incremental: the checkpoint holds the window and
+//! the cursor inside it; when a window is finished, the checkpoint keeps its
+//! end (`since`), and the next run fetches only from there to now. A first
+//! run starts `backfill-days` ago (default 30), or at `modified-since`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
-use crate::exports::terapi::provider::sync::{PageRequest, SyncPage, SyncRecord};
-use crate::gong::{User, UsersPage};
-use crate::terapi::provider::types::ProviderError;
-use crate::{api, schema};
+use crate::catalog::not_available;
+use crate::exports::terapi::provider::sync::{PageRequest, SyncOptions, SyncPage, SyncRecord};
+use crate::gong::{self, User, UsersPage};
+use crate::terapi::provider::types::{Method, ProviderError};
+use crate::{api, schema, time};
+
+pub const DEFAULT_BACKFILL_DAYS: u32 = 30;
+
+#[derive(Clone, Copy)]
+enum Source {
+    /// GET, cursor in the query.
+    Get,
+    /// POST with `filter`; the cursor goes in the body beside the same filter.
+    Post,
+}
+
+#[derive(Clone, Copy)]
+enum Window {
+    None,
+    /// `fromDateTime`/`toDateTime` (RFC 3339), in the query or `filter`.
+    DateTime,
+    /// `callFromDate`/`callToDate` (YYYY-MM-DD) in `filter`.
+    CallDate,
+}
 
 pub struct SyncDef {
     pub name: &'static str,
     pub model: &'static str,
     pub description: &'static str,
     pub record_schema: &'static str,
-    pub incremental: bool,
+    source: Source,
+    path: &'static str,
+    /// Key of the item list in Gong's answer.
+    items: &'static str,
+    /// Dotted path of each item's id.
+    id: &'static str,
+    /// Dotted path of the time the record last changed, if Gong gives one.
+    modified: Option<&'static str>,
+    window: Window,
+    /// Extra body fields resent with every page (e.g. contentSelector).
+    body: Option<fn() -> Value>,
+    /// 404/401 means the account's plan lacks the product.
+    plan_gated: bool,
 }
 
-pub const SYNCS: &[SyncDef] = &[SyncDef {
-    name: "users",
-    model: "GongUser",
-    description: "Every user of the Gong company (GET /v2/users), page by page.",
-    record_schema: schema::USER,
-    incremental: false,
-}];
-
-/// What a cursor-paginated sync needs to resume. Serialised as the opaque
-/// checkpoint the host stores.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CursorCheckpoint {
-    cursor: Option<String>,
-}
-
-pub fn run_page(request: PageRequest) -> Result<SyncPage, ProviderError> {
-    match request.sync.as_str() {
-        "users" => users_page(read_checkpoint(request.checkpoint.as_deref())?),
-        other => Err(ProviderError::Unknown(format!(
-            "no sync named `{other}`; this provider offers: {}",
-            SYNCS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
-        ))),
+impl SyncDef {
+    pub fn incremental(&self) -> bool {
+        !matches!(self.window, Window::None)
     }
 }
 
-fn read_checkpoint(raw: Option<&str>) -> Result<CursorCheckpoint, ProviderError> {
+fn extensive_selector() -> Value {
+    json!({
+        "contentSelector": {
+            "context": "Extended",
+            "exposedFields": {
+                "parties": true,
+                "content": { "brief": true, "outline": true, "topics": true, "trackers": true },
+                "collaboration": { "publicComments": true },
+                "media": false
+            }
+        }
+    })
+}
+
+const fn def(
+    name: &'static str,
+    model: &'static str,
+    description: &'static str,
+    source: Source,
+    path: &'static str,
+    items: &'static str,
+    id: &'static str,
+) -> SyncDef {
+    SyncDef {
+        name,
+        model,
+        description,
+        record_schema: schema::GONG_RECORD,
+        source,
+        path,
+        items,
+        id,
+        modified: None,
+        window: Window::None,
+        body: None,
+        plan_gated: false,
+    }
+}
+
+pub const SYNCS: &[SyncDef] = &[
+    SyncDef {
+        record_schema: schema::USER,
+        ..def(
+            "users",
+            "GongUser",
+            "Every user of the company (GET /v2/users).",
+            Source::Get,
+            "/v2/users",
+            "users",
+            "id",
+        )
+    },
+    SyncDef {
+        record_schema: schema::CALL_EXTENSIVE,
+        modified: Some("metaData.started"),
+        window: Window::DateTime,
+        body: Some(extensive_selector),
+        ..def(
+            "calls",
+            "GongCallExtensive",
+            "Calls by date window with parties, content and CRM context (deals), incremental (POST /v2/calls/extensive).",
+            Source::Post,
+            "/v2/calls/extensive",
+            "calls",
+            "metaData.id",
+        )
+    },
+    SyncDef {
+        window: Window::DateTime,
+        ..def(
+            "call-transcripts",
+            "GongCallTranscript",
+            "Transcripts of calls by date window, incremental (POST /v2/calls/transcript).",
+            Source::Post,
+            "/v2/calls/transcript",
+            "callTranscripts",
+            "callId",
+        )
+    },
+    def(
+        "scorecards",
+        "GongScorecard",
+        "Scorecard definitions (GET /v2/settings/scorecards).",
+        Source::Get,
+        "/v2/settings/scorecards",
+        "scorecards",
+        "scorecardId",
+    ),
+    SyncDef {
+        window: Window::CallDate,
+        modified: Some("reviewTime"),
+        ..def(
+            "answered-scorecards",
+            "GongAnsweredScorecard",
+            "Answered scorecards by call date, incremental (POST /v2/stats/activity/scorecards).",
+            Source::Post,
+            "/v2/stats/activity/scorecards",
+            "answeredScorecards",
+            "answeredScorecardId",
+        )
+    },
+    def(
+        "trackers",
+        "GongTracker",
+        "Keyword tracker definitions (GET /v2/settings/trackers).",
+        Source::Get,
+        "/v2/settings/trackers",
+        "trackers",
+        "trackerId",
+    ),
+    def(
+        "workspaces",
+        "GongWorkspace",
+        "Workspaces (GET /v2/workspaces).",
+        Source::Get,
+        "/v2/workspaces",
+        "workspaces",
+        "id",
+    ),
+    def("flows", "GongFlow", "Engage flows (sequences) (GET /v2/flows).", Source::Get, "/v2/flows", "flows", "id"),
+    SyncDef {
+        plan_gated: true,
+        ..def(
+            "permission-profiles",
+            "GongPermissionProfile",
+            "Permission profiles of every workspace (GET /v2/workspaces, then /v2/all-permission-profiles per workspace).",
+            Source::Get,
+            "/v2/all-permission-profiles",
+            "profiles",
+            "id",
+        )
+    },
+    def(
+        "call-outcomes",
+        "GongCallOutcome",
+        "Call outcome definitions (GET /v2/call-outcomes).",
+        Source::Get,
+        "/v2/call-outcomes",
+        "callOutcomes",
+        "id",
+    ),
+];
+
+/// What a sync needs to resume. Serialised as the opaque checkpoint.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Checkpoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cursor: Option<String>,
+    /// The window being fetched (incremental syncs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    /// The end of the last finished window: where the next run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    /// permission-profiles: the workspaces still to visit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workspaces: Option<Vec<String>>,
+}
+
+pub fn run_page(request: PageRequest) -> Result<SyncPage, ProviderError> {
+    let Some(sync) = SYNCS.iter().find(|s| s.name == request.sync) else {
+        return Err(ProviderError::Unknown(format!(
+            "no sync named `{}`; this provider offers: {}",
+            request.sync,
+            SYNCS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let checkpoint = read_checkpoint(request.checkpoint.as_deref())?;
+    match sync.name {
+        "users" => users_page(checkpoint),
+        "permission-profiles" => permission_profiles_page(sync, checkpoint),
+        _ => list_page(sync, checkpoint, &request.options),
+    }
+}
+
+fn read_checkpoint(raw: Option<&str>) -> Result<Checkpoint, ProviderError> {
     match raw {
-        None => Ok(CursorCheckpoint::default()),
+        None => Ok(Checkpoint::default()),
         Some(text) => serde_json::from_str(text).map_err(|e| {
             ProviderError::InvalidInput(format!(
                 "the checkpoint was not written by this provider ({e}); restart the sync from the beginning"
@@ -52,31 +249,247 @@ fn read_checkpoint(raw: Option<&str>) -> Result<CursorCheckpoint, ProviderError>
     }
 }
 
-fn users_page(checkpoint: CursorCheckpoint) -> Result<SyncPage, ProviderError> {
+fn write_checkpoint(checkpoint: &Checkpoint) -> Result<String, ProviderError> {
+    to_json(checkpoint)
+}
+
+/// The window of this run: resumed, continued from the last finished one,
+/// or a first run's backfill.
+fn window(checkpoint: &Checkpoint, options: &SyncOptions) -> Result<(String, String), ProviderError> {
+    if let (Some(from), Some(to)) = (&checkpoint.from, &checkpoint.to) {
+        return Ok((from.clone(), to.clone()));
+    }
+    let now = time::now_unix();
+    let from = match (&checkpoint.since, &options.modified_since) {
+        (Some(since), _) => since.clone(),
+        (None, Some(given)) => {
+            if !time::is_rfc3339(given) {
+                return Err(ProviderError::InvalidInput(format!(
+                    "modified-since must be an RFC 3339 date-time such as 2024-05-01T00:00:00Z, got {given:?}"
+                )));
+            }
+            given.clone()
+        }
+        (None, None) => {
+            let days = options.backfill_days.unwrap_or(DEFAULT_BACKFILL_DAYS);
+            time::format_rfc3339(now - i64::from(days) * 86_400)
+        }
+    };
+    Ok((from, time::format_rfc3339(now)))
+}
+
+fn list_page(sync: &SyncDef, checkpoint: Checkpoint, options: &SyncOptions) -> Result<SyncPage, ProviderError> {
+    let window = if sync.incremental() { Some(window(&checkpoint, options)?) } else { None };
+    let answer = match sync.source {
+        Source::Get => {
+            let mut query: Vec<(&str, &str)> = Vec::new();
+            if let Some((from, to)) = &window {
+                query.push(("fromDateTime", from));
+                query.push(("toDateTime", to));
+            }
+            if let Some(cursor) = &checkpoint.cursor {
+                query.push(("cursor", cursor));
+            }
+            api::send_with(Method::Get, sync.path, &query, None, true)?
+        }
+        Source::Post => {
+            let mut body = sync.body.map(|b| b()).unwrap_or_else(|| json!({}));
+            let mut filter = Map::new();
+            if let Some((from, to)) = &window {
+                match sync.window {
+                    Window::CallDate => {
+                        // The day part of our RFC 3339 bounds.
+                        filter.insert("callFromDate".into(), json!(from.get(..10).unwrap_or(from)));
+                        filter.insert("callToDate".into(), json!(to.get(..10).unwrap_or(to)));
+                    }
+                    _ => {
+                        filter.insert("fromDateTime".into(), json!(from));
+                        filter.insert("toDateTime".into(), json!(to));
+                    }
+                }
+            }
+            body["filter"] = Value::Object(filter);
+            if let Some(cursor) = &checkpoint.cursor {
+                body["cursor"] = json!(cursor);
+            }
+            let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::BadResponse(e.to_string()))?;
+            // These POSTs only read: safe for the host to retry.
+            api::send_with(Method::Post, sync.path, &[], Some(bytes), true)?
+        }
+    };
+    let (records, next_cursor) = match answer.status {
+        // Gong's "No calls found corresponding to the provided filters".
+        404 if !sync.plan_gated => (Vec::new(), None),
+        401 | 403 | 404 if sync.plan_gated => return Err(not_available(sync.path)),
+        _ => {
+            let page: Value = api::decode_success(sync.path, answer)?;
+            let next = next_cursor(&page);
+            (records_of(sync, page)?, next)
+        }
+    };
+    let next = match (next_cursor, window) {
+        (Some(cursor), window) => Some(Checkpoint {
+            cursor: Some(cursor),
+            from: window.as_ref().map(|w| w.0.clone()),
+            to: window.map(|w| w.1),
+            ..Checkpoint::default()
+        }),
+        // Window finished: the next run starts where it ended.
+        (None, Some((_, to))) => {
+            return finish(records, Some(Checkpoint { since: Some(to), ..Checkpoint::default() }), true);
+        }
+        (None, None) => None,
+    };
+    let done = next.is_none();
+    finish(records, next, done)
+}
+
+fn finish(records: Vec<SyncRecord>, next: Option<Checkpoint>, done: bool) -> Result<SyncPage, ProviderError> {
+    let next_checkpoint = next.as_ref().map(write_checkpoint).transpose()?;
+    Ok(SyncPage { records, next_checkpoint, done })
+}
+
+/// Gong's cursor sits in `records.cursor`; settings lists may put it at the top level.
+fn next_cursor(page: &Value) -> Option<String> {
+    page.pointer("/records/cursor")
+        .or_else(|| page.get("cursor"))
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+}
+
+fn records_of(sync: &SyncDef, page: Value) -> Result<Vec<SyncRecord>, ProviderError> {
+    let Value::Object(mut page) = page else {
+        return Err(ProviderError::BadResponse(format!("{}: the answer is not a JSON object", sync.path)));
+    };
+    let items = match page.remove(sync.items) {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => Vec::new(),
+        Some(other) => {
+            return Err(ProviderError::BadResponse(format!(
+                "{}: `{}` is not a list but {other}",
+                sync.path, sync.items
+            )));
+        }
+    };
+    items.into_iter().map(|item| record_of(sync, item)).collect()
+}
+
+fn record_of(sync: &SyncDef, mut item: Value) -> Result<SyncRecord, ProviderError> {
+    let id = lookup(&item, sync.id)
+        .and_then(gong::id_text)
+        .ok_or_else(|| ProviderError::BadResponse(format!("{}: a record has no usable `{}`", sync.path, sync.id)))?;
+    let modified_at = sync.modified.and_then(|path| lookup(&item, path)).and_then(Value::as_str).map(str::to_string);
+    if let Value::Object(object) = &mut item {
+        // Every record gets a top-level string `id`, whatever Gong called it.
+        object.insert("id".into(), json!(id));
+    }
+    Ok(SyncRecord { id, modified_at, json: to_json(&item)? })
+}
+
+fn lookup<'v>(value: &'v Value, dotted: &str) -> Option<&'v Value> {
+    dotted.split('.').try_fold(value, |v, key| v.get(key))
+}
+
+fn users_page(checkpoint: Checkpoint) -> Result<SyncPage, ProviderError> {
     let query: Vec<(&str, &str)> = checkpoint.cursor.as_deref().map(|c| ("cursor", c)).into_iter().collect();
     let page: UsersPage = api::get_json("/v2/users", &query)?;
     let next_cursor = page.records.next_cursor().map(str::to_string);
-    let records =
-        page.users.into_iter().map(|u| to_record(User::from(u), |u| &u.id, |_| None)).collect::<Result<Vec<_>, _>>()?;
-    finish_page(records, next_cursor)
+    let records = page
+        .users
+        .into_iter()
+        .map(|u| {
+            let user = User::from(u);
+            Ok(SyncRecord { id: user.id.clone(), modified_at: None, json: to_json(&user)? })
+        })
+        .collect::<Result<Vec<_>, ProviderError>>()?;
+    let next = next_cursor.map(|cursor| Checkpoint { cursor: Some(cursor), ..Checkpoint::default() });
+    let done = next.is_none();
+    finish(records, next, done)
 }
 
-fn finish_page(records: Vec<SyncRecord>, next_cursor: Option<String>) -> Result<SyncPage, ProviderError> {
-    let next_checkpoint = match next_cursor {
-        Some(cursor) => Some(to_json(&CursorCheckpoint { cursor: Some(cursor) })?),
-        None => None,
+/// Visits every workspace: the first page lists them, each later page is one
+/// workspace's profiles (with `workspaceId` added to each record).
+fn permission_profiles_page(sync: &SyncDef, checkpoint: Checkpoint) -> Result<SyncPage, ProviderError> {
+    let mut remaining = match checkpoint.workspaces {
+        Some(remaining) => remaining,
+        None => {
+            let answer: Value = api::get_json("/v2/workspaces", &[])?;
+            let ids: Vec<String> = answer["workspaces"]
+                .as_array()
+                .map(|ws| ws.iter().filter_map(|w| w.get("id").and_then(gong::id_text)).collect())
+                .unwrap_or_default();
+            ids
+        }
     };
-    Ok(SyncPage { done: next_checkpoint.is_none(), next_checkpoint, records })
-}
-
-fn to_record<T: Serialize>(
-    model: T,
-    id: impl Fn(&T) -> &String,
-    modified_at: impl Fn(&T) -> Option<String>,
-) -> Result<SyncRecord, ProviderError> {
-    Ok(SyncRecord { id: id(&model).clone(), modified_at: modified_at(&model), json: to_json(&model)? })
+    let Some(workspace) = remaining.first().cloned() else {
+        return finish(Vec::new(), None, true);
+    };
+    let mut query = vec![("workspaceId", workspace.as_str())];
+    if let Some(cursor) = &checkpoint.cursor {
+        query.push(("cursor", cursor));
+    }
+    let answer = api::send_with(Method::Get, sync.path, &query, None, true)?;
+    if matches!(answer.status, 401 | 403 | 404) {
+        return Err(not_available(sync.path));
+    }
+    let page: Value = api::decode_success(sync.path, answer)?;
+    let cursor = next_cursor(&page);
+    let mut records = records_of(sync, page)?;
+    for record in &mut records {
+        // Profiles are per workspace; the id is only unique within one.
+        if let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&record.json) {
+            object.insert("workspaceId".into(), json!(workspace));
+            record.id = format!("{workspace}:{}", record.id);
+            object.insert("id".into(), json!(record.id));
+            record.json = to_json(&object)?;
+        }
+    }
+    // More of this workspace's profiles, or on to the next workspace.
+    if cursor.is_none() {
+        remaining.remove(0);
+    }
+    let next =
+        (!remaining.is_empty()).then(|| Checkpoint { workspaces: Some(remaining), cursor, ..Checkpoint::default() });
+    let done = next.is_none();
+    finish(records, next, done)
 }
 
 pub fn to_json<T: Serialize>(value: &T) -> Result<String, ProviderError> {
     serde_json::to_string(value).map_err(|e| ProviderError::BadResponse(format!("could not encode a record: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_and_reject_strangers() {
+        let c = Checkpoint {
+            cursor: Some("c".into()),
+            from: Some("a".into()),
+            to: Some("b".into()),
+            ..Checkpoint::default()
+        };
+        let text = write_checkpoint(&c).unwrap();
+        assert_eq!(read_checkpoint(Some(&text)).unwrap(), c);
+        assert!(read_checkpoint(Some(r#"{"page":3}"#)).is_err());
+    }
+
+    #[test]
+    fn the_cursor_is_found_in_records_or_at_the_top() {
+        assert_eq!(next_cursor(&json!({"records":{"cursor":"a"}})), Some("a".into()));
+        assert_eq!(next_cursor(&json!({"cursor":"b"})), Some("b".into()));
+        assert_eq!(next_cursor(&json!({"records":{"cursor":""}})), None);
+    }
+
+    #[test]
+    fn records_get_a_string_id_from_wherever_gong_put_it() {
+        let sync = SYNCS.iter().find(|s| s.name == "calls").unwrap();
+        let record = record_of(sync, json!({"metaData":{"id":123,"started":"2024-01-01T00:00:00Z"}})).unwrap();
+        assert_eq!(record.id, "123");
+        assert_eq!(record.modified_at.as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert!(record.json.contains(r#""id":"123""#));
+        assert!(record_of(sync, json!({"metaData":{}})).is_err());
+    }
 }

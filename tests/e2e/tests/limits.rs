@@ -73,7 +73,7 @@ fn a_spent_daily_budget_stops_a_sync_at_a_page_boundary_and_says_when_it_resets(
 
         let start = store.begin_sync(&connection.id, "users", "GongUser", false).unwrap();
         let mut sink = store.page_sink(&connection.id, "users", "GongUser");
-        let options = SyncOptions { modified_since: None };
+        let options = SyncOptions { modified_since: None, backfill_days: None };
         let error = terapi_host::run_sync(&session, "users", start, &options, &mut sink).await.unwrap_err();
         let Error::Provider(ProviderFailure::Http(EgressError::RateLimited(message))) = &error else {
             panic!("{error:?}")

@@ -76,7 +76,7 @@ fn a_repeating_cursor_ends_the_sync_with_an_error_not_a_hang() {
     block_on(async {
         let gong = start_gong(FakeGongConfig::default()).await;
         let mut sink = CollectingSink::default();
-        let options = SyncOptions { modified_since: None };
+        let options = SyncOptions { modified_since: None, backfill_days: None };
         let error = terapi_host::run_sync(&hostile(&gong), "same-cursor", None, &options, &mut sink).await.unwrap_err();
         assert!(matches!(error, Error::Sync(SyncFailure::RepeatingCheckpoint { page: 2, .. })), "{error:?}");
         assert_eq!(sink.pages.len(), 1, "the looping page was not accepted");

@@ -44,7 +44,7 @@ fn ids(store: &Store, connection: &str) -> Vec<String> {
     ids
 }
 
-const NO_OPTIONS: SyncOptions = SyncOptions { modified_since: None };
+const NO_OPTIONS: SyncOptions = SyncOptions { modified_since: None, backfill_days: None };
 
 #[test]
 fn a_sync_that_dies_after_page_k_resumes_and_ends_with_exactly_the_full_set() {

@@ -142,3 +142,65 @@ mod tests {
         }
     }
 }
+
+/// A call as `/v2/calls/extensive` answers it: metaData, parties, and CRM
+/// context with the deal (opportunity) it belongs to.
+pub fn extensive_call(call: &Value) -> Value {
+    let id = call["id"].as_str().unwrap_or_default();
+    json!({
+        "metaData": call,
+        "parties": [
+            { "id": "1", "emailAddress": "rep@example.com", "name": "Rep", "affiliation": "Internal", "userId": call["primaryUserId"] },
+            { "id": "2", "emailAddress": "buyer@customer.com", "name": "Buyer", "affiliation": "External" }
+        ],
+        "context": [{
+            "system": "Salesforce",
+            "objects": [
+                { "objectType": "Account", "objectId": "001A", "fields": [{ "name": "Name", "value": "Customer Inc" }] },
+                { "objectType": "Opportunity", "objectId": format!("006-{id}"), "fields": [{ "name": "StageName", "value": "Discovery" }] }
+            ]
+        }],
+        "content": { "brief": "A short summary", "topics": [{ "name": "Pricing", "duration": 120 }] }
+    })
+}
+
+pub fn transcript(call: &Value) -> Value {
+    json!({
+        "callId": call["id"],
+        "transcript": [{
+            "speakerId": "1",
+            "topic": "Pricing",
+            "sentences": [{ "start": 0, "end": 1500, "text": "Thanks for joining." }]
+        }]
+    })
+}
+
+pub fn answered_scorecard(call: &Value) -> Value {
+    let id = call["id"].as_str().unwrap_or_default();
+    json!({
+        "answeredScorecardId": format!("9{}", &id[1..]),
+        "scorecardId": "6000000000000000001",
+        "scorecardName": "Discovery quality",
+        "callId": id,
+        "callStartTime": call["started"],
+        "reviewedUserId": call["primaryUserId"],
+        "reviewerUserId": user_id(0),
+        "reviewTime": call["started"],
+        "answers": [{ "questionId": "1", "score": 4 }]
+    })
+}
+
+/// Items of a settings-like list, `n` of them (per workspace where it matters).
+pub fn settings(key: &str, n: usize, workspace: Option<&str>) -> Vec<Value> {
+    (0..n)
+        .map(|i| match key {
+            "scorecards" => json!({ "scorecardId": format!("600000000000000{i:04}"), "scorecardName": format!("Scorecard {i}"), "enabled": true }),
+            "trackers" => json!({ "trackerId": format!("610000000000000{i:04}"), "trackerName": format!("Tracker {i}"), "keywords": ["price"] }),
+            "workspaces" => json!({ "id": format!("500000000000000{i:04}"), "name": format!("Workspace {i}") }),
+            "flows" => json!({ "id": format!("620000000000000{i:04}"), "name": format!("Flow {i}"), "visibility": "Company" }),
+            "callOutcomes" => json!({ "id": format!("630000000000000{i:04}"), "name": format!("Outcome {i}") }),
+            "profiles" => json!({ "id": format!("64000000000000{i:05}"), "name": format!("Profile {i}"), "workspaceId": workspace }),
+            _ => json!({ "id": i.to_string() }),
+        })
+        .collect()
+}

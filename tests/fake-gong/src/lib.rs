@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 
 pub mod fixtures;
 mod oauth;
+mod surface;
 
 pub use oauth::OAuthConfig;
 
@@ -39,6 +40,12 @@ pub struct FakeGongConfig {
     /// Enforce Gong's per-second limit: more requests than this in any one
     /// second get 429 with `Retry-After: 1`.
     pub rate_limit_per_second: Option<usize>,
+    /// Permission profiles, CRM and library answer 404, as for a company
+    /// whose plan lacks them.
+    pub plan_gated: bool,
+    /// How many of each settings list (scorecards, trackers, workspaces,
+    /// flows, call outcomes, permission profiles per workspace).
+    pub extras: usize,
     /// Play Gong's OAuth server too: the API then also takes bearer tokens,
     /// and a second port serves as the customer's API base URL.
     pub oauth: Option<OAuthConfig>,
@@ -53,6 +60,8 @@ impl Default for FakeGongConfig {
             calls: fixtures::calls(10),
             page_size: 100,
             rate_limit_per_second: None,
+            plan_gated: false,
+            extras: 5,
             oauth: None,
         }
     }
@@ -88,6 +97,8 @@ pub(crate) struct Shared {
     /// Each user as JSON text, serialised once: pages are assembled from
     /// these, so the fake stays cheap next to the code it serves.
     users_json: Vec<String>,
+    /// Calls can be added while running (new calls for incremental syncs).
+    calls: Mutex<Vec<Value>>,
     oauth: Mutex<oauth::OAuthState>,
     /// The second port's URL (the customer API base URL under OAuth).
     second_base_url: std::sync::OnceLock<String>,
@@ -116,8 +127,10 @@ impl FakeGong {
 
     pub async fn start_on(addr: SocketAddr, config: FakeGongConfig) -> std::io::Result<FakeGong> {
         let users_json = config.users.iter().map(|u| u.to_string()).collect();
+        let calls = Mutex::new(config.calls.clone());
         let shared = Arc::new(Shared {
             users_json,
+            calls,
             config,
             oauth: Mutex::new(oauth::OAuthState::default()),
             second_base_url: std::sync::OnceLock::new(),
@@ -132,7 +145,30 @@ impl FakeGong {
         let app = Router::new()
             .route("/v2/users", get(list_users))
             .route("/v2/users/{id}", get(get_user))
-            .route("/v2/calls", get(list_calls))
+            .route("/v2/calls", get(list_calls).post(surface::echo))
+            .route("/v2/calls/extensive", axum::routing::post(surface::calls_extensive))
+            .route("/v2/calls/transcript", axum::routing::post(surface::transcripts))
+            .route("/v2/stats/activity/scorecards", axum::routing::post(surface::answered_scorecards))
+            .route("/v2/settings/scorecards", get(surface::settings_list))
+            .route("/v2/settings/trackers", get(surface::settings_list))
+            .route("/v2/workspaces", get(surface::settings_list))
+            .route("/v2/flows", get(surface::settings_list))
+            .route("/v2/call-outcomes", get(surface::settings_list))
+            .route("/v2/all-permission-profiles", get(surface::settings_list))
+            .route("/v2/calls/{id}", get(surface::echo))
+            .route("/v2/flows/prospects", axum::routing::post(surface::echo))
+            .route("/v2/flows/prospects/assign", axum::routing::post(surface::echo))
+            .route("/v2/flows/prospects/unassign-flows-by-crm-id", axum::routing::post(surface::echo))
+            .route("/v2/permission-profile/users", get(surface::echo))
+            .route("/v2/crm/entities", get(surface::echo).post(surface::echo))
+            .route("/v2/crm/entity-schema", get(surface::echo))
+            .route("/v2/stats/activity/aggregate", axum::routing::post(surface::echo))
+            .route("/v2/stats/activity/day-by-day", axum::routing::post(surface::echo))
+            .route("/v2/stats/interaction", axum::routing::post(surface::echo))
+            .route("/v2/library/folders", get(surface::echo))
+            .route("/v2/logs", get(surface::echo))
+            .route("/v2/data-privacy/data-for-email-address", get(surface::echo))
+            .route("/v2/data-privacy/erase-data-for-email-address", axum::routing::post(surface::echo))
             .route("/oauth2/authorize", get(oauth::authorize))
             .route("/oauth2/generate-customer-token", axum::routing::post(oauth::token))
             .fallback(not_found)
@@ -183,6 +219,11 @@ impl FakeGong {
 
     pub fn config(&self) -> &FakeGongConfig {
         &self.shared.config
+    }
+
+    /// New calls appear in Gong (for incremental syncs).
+    pub fn add_calls(&self, calls: Vec<Value>) {
+        lock(&self.shared.calls).extend(calls);
     }
 
     /// Every request so far, in arrival order.
@@ -239,11 +280,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn request_id(shared: &Shared) -> String {
+pub(crate) fn request_id(shared: &Shared) -> String {
     format!("fake-{:x}", shared.request_ids.fetch_add(1, Ordering::Relaxed))
 }
 
-fn gong_error(shared: &Shared, status: StatusCode, message: &str) -> Response {
+pub(crate) fn gong_error(shared: &Shared, status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "requestId": request_id(shared), "errors": [message] }))).into_response()
 }
 
@@ -362,9 +403,29 @@ fn decode_cursor(cursor: &str, list: &str, filter: &str) -> Option<usize> {
     (l == list && f == filter).then(|| offset.parse().ok()).flatten()
 }
 
+/// Where a list answer carries its cursor.
+#[derive(Clone, Copy)]
+pub(crate) enum CursorAt {
+    Records,
+    TopLevel,
+    /// Not paginated: everything in one answer.
+    Unpaged,
+}
+
+fn page(shared: &Shared, list: &str, items: &[String], cursor: Option<&String>, filter: &str) -> Response {
+    page_at(shared, list, items, cursor.map(String::as_str), filter, CursorAt::Records)
+}
+
 /// One page of `items` (JSON texts) from the cursor's offset, in Gong's
 /// list shape.
-fn page(shared: &Shared, list: &str, items: &[String], cursor: Option<&String>, filter: &str) -> Response {
+pub(crate) fn page_at(
+    shared: &Shared,
+    list: &str,
+    items: &[String],
+    cursor: Option<&str>,
+    filter: &str,
+    cursor_at: CursorAt,
+) -> Response {
     let offset = match cursor {
         None => 0,
         Some(c) => match decode_cursor(c, list, filter) {
@@ -372,19 +433,26 @@ fn page(shared: &Shared, list: &str, items: &[String], cursor: Option<&String>, 
             _ => return gong_error(shared, StatusCode::BAD_REQUEST, "cursor is invalid for this request"),
         },
     };
-    let size = shared.config.page_size.max(1);
+    let size = match cursor_at {
+        CursorAt::Unpaged => items.len().max(1),
+        _ => shared.config.page_size.max(1),
+    };
     let end = (offset + size).min(items.len());
     let mut records = json!({
         "totalRecords": items.len(),
         "currentPageSize": end - offset,
         "currentPageNumber": offset / size,
     });
-    if end < items.len() {
-        records["cursor"] = json!(encode_cursor(list, end, filter));
+    let next = (end < items.len()).then(|| encode_cursor(list, end, filter));
+    let mut top = String::new();
+    match (cursor_at, next) {
+        (CursorAt::Records, Some(next)) => records["cursor"] = json!(next),
+        (CursorAt::TopLevel, Some(next)) => top = format!(r#""cursor":{},"#, json!(next)),
+        (CursorAt::Unpaged, _) | (_, None) => {}
     }
     let page = &items[offset..end];
     let mut body = String::with_capacity(128 + page.iter().map(|i| i.len() + 1).sum::<usize>());
-    body.push_str(&format!(r#"{{"requestId":"{}","records":{records},"{list}":["#, request_id(shared)));
+    body.push_str(&format!(r#"{{"requestId":"{}",{top}"records":{records},"{list}":["#, request_id(shared)));
     for (i, item) in page.iter().enumerate() {
         if i > 0 {
             body.push(',');
@@ -419,9 +487,7 @@ async fn list_calls(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<
         (Ok(f), Ok(t)) => (f, t),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let matching: Vec<String> = shared
-        .config
-        .calls
+    let matching: Vec<String> = lock(&shared.calls)
         .iter()
         .filter(|c| {
             let started = c["started"].as_str().and_then(fixtures::parse_rfc3339).unwrap_or(i64::MIN);

@@ -35,6 +35,8 @@ async fn main() -> anyhow::Result<()> {
         calls: fixtures::calls(args.calls),
         page_size: args.page_size,
         rate_limit_per_second: (args.rate_limit > 0).then_some(args.rate_limit),
+        plan_gated: false,
+        extras: 5,
         oauth: None,
     };
     let gong = FakeGong::start_on(([127, 0, 0, 1], args.port).into(), config).await?;

@@ -1,0 +1,319 @@
+//! All of Gong: every sync over a multi-page fixture, incremental reruns,
+//! every action's round trip, input checks before any request, and
+//! plan-gated endpoints.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+use terapi_e2e::fake_gong::{FakeGong, FakeGongConfig, fixtures};
+use terapi_e2e::terapi_host::{Error, ProviderFailure, Session, SyncOptions};
+use terapi_e2e::*;
+
+const SINCE_2023: &str = "2023-12-31T00:00:00Z";
+
+async fn gong(plan_gated: bool) -> FakeGong {
+    start_gong(FakeGongConfig {
+        users: fixtures::users(5),
+        calls: fixtures::calls(7),
+        page_size: 2,
+        extras: 5,
+        plan_gated,
+        ..FakeGongConfig::default()
+    })
+    .await
+}
+
+fn session(gong: &FakeGong) -> Session<'static> {
+    host().connect(gong_component(), providers().get("gong").unwrap(), &connection(gong)).unwrap()
+}
+
+fn since(modified_since: &str) -> SyncOptions {
+    SyncOptions { modified_since: Some(modified_since.into()), backfill_days: None }
+}
+
+#[test]
+fn every_sync_returns_every_record_of_a_multi_page_fixture_once() {
+    block_on(async {
+        let gong = gong(false).await;
+        let session = session(&gong);
+        let description = host().describe(gong_component()).await.unwrap();
+        let expected = [
+            ("users", 5),
+            ("calls", 7),
+            ("call-transcripts", 7),
+            ("scorecards", 5),
+            ("answered-scorecards", 7),
+            ("trackers", 5),
+            ("workspaces", 5),
+            ("flows", 5),
+            ("permission-profiles", 25),
+            ("call-outcomes", 5),
+        ];
+        assert_eq!(description.syncs.len(), expected.len(), "every sync is covered here");
+        for (name, count) in expected {
+            let mut sink = CollectingSink::default();
+            let run = terapi_host::run_sync(&session, name, None, &since(SINCE_2023), &mut sink).await.unwrap();
+            let ids: Vec<&str> = sink.records().map(|r| r.id.as_str()).collect();
+            let unique: HashSet<&str> = ids.iter().copied().collect();
+            assert_eq!((ids.len(), unique.len()), (count, count), "{name}: {ids:?}");
+            // Gong answers workspaces in one go; everything else comes in pages.
+            assert!(run.pages > 1 || name == "workspaces", "{name} was paginated");
+            for record in sink.records() {
+                let json: Value = serde_json::from_str(&record.json).unwrap();
+                assert_eq!(json["id"], record.id.as_str(), "{name}: the record carries its id");
+            }
+        }
+    });
+}
+
+#[test]
+fn calls_carry_parties_and_crm_deal_context_and_post_pagination_resends_the_filter() {
+    block_on(async {
+        let gong = gong(false).await;
+        let mut sink = CollectingSink::default();
+        terapi_host::run_sync(&session(&gong), "calls", None, &since(SINCE_2023), &mut sink).await.unwrap();
+        let first: Value = serde_json::from_str(&sink.records().next().unwrap().json).unwrap();
+        assert_eq!(first["id"], fixtures::call_id(0));
+        assert_eq!(first["context"][0]["objects"][1]["objectType"], "Opportunity");
+        assert_eq!(first["parties"].as_array().unwrap().len(), 2);
+        let posts: Vec<Value> = gong
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/v2/calls/extensive")
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        assert_eq!(posts.len(), 4, "7 calls in pages of 2");
+        assert!(posts.iter().all(|p| p["filter"] == posts[0]["filter"]), "the same filter on every page");
+        assert_eq!(posts[0]["filter"]["fromDateTime"], SINCE_2023);
+        assert!(posts[0].get("cursor").is_none() && posts[1]["cursor"].is_string());
+        assert_eq!(posts[0]["contentSelector"]["context"], "Extended");
+    });
+}
+
+#[test]
+fn an_incremental_rerun_fetches_only_new_calls() {
+    block_on(async {
+        let gong = gong(false).await;
+        let session = session(&gong);
+        let mut first = CollectingSink::default();
+        let run = terapi_host::run_sync(&session, "calls", None, &since(SINCE_2023), &mut first).await.unwrap();
+        assert_eq!(run.records, 7);
+        let checkpoint: Value = serde_json::from_str(run.checkpoint.as_deref().unwrap()).unwrap();
+        let window_end = checkpoint["since"].as_str().unwrap().to_string();
+
+        // Two calls happen after the first run.
+        let mut new_calls: Vec<Value> = (100..102).map(fixtures::call).collect();
+        for call in &mut new_calls {
+            call["started"] = json!(window_end);
+        }
+        gong.add_calls(new_calls);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let before = gong.requests().len();
+        let mut second = CollectingSink::default();
+        let run = terapi_host::run_sync(
+            &session,
+            "calls",
+            run.checkpoint,
+            &SyncOptions { modified_since: None, backfill_days: None },
+            &mut second,
+        )
+        .await
+        .unwrap();
+        let ids: Vec<&str> = second.records().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, [fixtures::call_id(100), fixtures::call_id(101)]);
+        assert_eq!(run.records, 2);
+        let asked: Value = serde_json::from_slice(&gong.requests()[before].body).unwrap();
+        assert_eq!(
+            asked["filter"]["fromDateTime"],
+            window_end.as_str(),
+            "the rerun starts where the last window ended"
+        );
+    });
+}
+
+#[test]
+fn a_first_run_backfills_30_days_by_default() {
+    block_on(async {
+        let gong = gong(false).await;
+        let mut sink = CollectingSink::default();
+        let options = SyncOptions { modified_since: None, backfill_days: None };
+        terapi_host::run_sync(&session(&gong), "calls", None, &options, &mut sink).await.unwrap();
+        let asked: Value = serde_json::from_slice(&gong.requests()[0].body).unwrap();
+        let from = fixtures::parse_rfc3339(asked["filter"]["fromDateTime"].as_str().unwrap()).unwrap();
+        let to = fixtures::parse_rfc3339(asked["filter"]["toDateTime"].as_str().unwrap()).unwrap();
+        assert_eq!(to - from, 30 * 86_400);
+        assert_eq!(sink.records().count(), 0, "the 2024 fixture is older than 30 days: Gong's 404 is an empty page");
+    });
+}
+
+#[test]
+fn every_catalogued_action_round_trips() {
+    block_on(async {
+        let gong = gong(false).await;
+        let session = session(&gong);
+        let id = fixtures::call_id(1);
+        // (action, input, method, path, where the input should show up)
+        let cases: Vec<(&str, Value, &str, &str)> = vec![
+            ("list-users", json!({}), "GET", "/v2/users"),
+            ("get-call", json!({"id": id}), "GET", "/v2/calls/8000000000000000001"),
+            ("get-call-transcripts", json!({"callIds": [id]}), "POST", "/v2/calls/transcript"),
+            ("get-extensive-calls", json!({"callIds": [id]}), "POST", "/v2/calls/extensive"),
+            (
+                "upload-call",
+                json!({"clientUniqueId": "c1", "actualStart": "2024-01-01T00:00:00Z", "parties": [], "direction": "Inbound", "primaryUser": fixtures::user_id(1)}),
+                "POST",
+                "/v2/calls",
+            ),
+            ("list-scorecards", json!({}), "GET", "/v2/settings/scorecards"),
+            (
+                "list-answered-scorecards",
+                json!({"callFromDate": "2024-01-01"}),
+                "POST",
+                "/v2/stats/activity/scorecards",
+            ),
+            ("list-trackers", json!({"workspaceId": "5000000000000000000"}), "GET", "/v2/settings/trackers"),
+            ("list-workspaces", json!({}), "GET", "/v2/workspaces"),
+            ("list-flows", json!({"flowOwnerEmail": "rep@example.com"}), "GET", "/v2/flows"),
+            ("list-flow-prospects", json!({"crmProspectsIds": ["003A"]}), "POST", "/v2/flows/prospects"),
+            (
+                "assign-flow-prospects",
+                json!({"crmProspectsIds": ["003A"], "flowId": "620", "flowInstanceOwnerEmail": "rep@example.com"}),
+                "POST",
+                "/v2/flows/prospects/assign",
+            ),
+            (
+                "unassign-flow-prospects",
+                json!({"crmProspectId": "003A"}),
+                "POST",
+                "/v2/flows/prospects/unassign-flows-by-crm-id",
+            ),
+            (
+                "list-permission-profiles",
+                json!({"workspaceId": "5000000000000000000"}),
+                "GET",
+                "/v2/all-permission-profiles",
+            ),
+            ("list-permission-profile-users", json!({"profileId": "64"}), "GET", "/v2/permission-profile/users"),
+            (
+                "crm-get-entities",
+                json!({"integrationId": "1", "objectType": "DEAL", "objectsCrmIds": "006A"}),
+                "GET",
+                "/v2/crm/entities",
+            ),
+            (
+                "crm-upload-entities",
+                json!({"integrationId": "1", "objectType": "DEAL", "clientRequestId": "r1", "entities": [{"objectId": "006A"}]}),
+                "POST",
+                "/v2/crm/entities",
+            ),
+            (
+                "crm-get-entity-schema",
+                json!({"integrationId": "1", "objectType": "DEAL"}),
+                "GET",
+                "/v2/crm/entity-schema",
+            ),
+            (
+                "stats-activity-aggregate",
+                json!({"fromDate": "2024-01-01", "toDate": "2024-02-01", "userIds": ["1"]}),
+                "POST",
+                "/v2/stats/activity/aggregate",
+            ),
+            (
+                "stats-activity-day-by-day",
+                json!({"fromDate": "2024-01-01", "toDate": "2024-02-01"}),
+                "POST",
+                "/v2/stats/activity/day-by-day",
+            ),
+            (
+                "stats-interaction",
+                json!({"fromDate": "2024-01-01", "toDate": "2024-02-01"}),
+                "POST",
+                "/v2/stats/interaction",
+            ),
+            ("list-library-folders", json!({}), "GET", "/v2/library/folders"),
+            ("get-logs", json!({"logType": "AccessLog", "fromDateTime": "2024-01-01T00:00:00Z"}), "GET", "/v2/logs"),
+            (
+                "data-privacy-lookup",
+                json!({"emailAddress": "buyer@customer.com"}),
+                "GET",
+                "/v2/data-privacy/data-for-email-address",
+            ),
+            (
+                "data-privacy-erase",
+                json!({"emailAddress": "buyer@customer.com"}),
+                "POST",
+                "/v2/data-privacy/erase-data-for-email-address",
+            ),
+            ("list-call-outcomes", json!({}), "GET", "/v2/call-outcomes"),
+        ];
+        let description = host().describe(gong_component()).await.unwrap();
+        let catalogued: HashSet<&str> = description
+            .actions
+            .iter()
+            .map(|a| a.name.as_str())
+            .filter(|n| !matches!(*n, "get-user" | "list-calls"))
+            .collect();
+        assert_eq!(catalogued, cases.iter().map(|c| c.0).collect::<HashSet<_>>(), "every action is covered here");
+
+        for (i, (action, input, method, path)) in cases.iter().enumerate() {
+            let output =
+                session.run_action(action, &input.to_string()).await.unwrap_or_else(|e| panic!("{action}: {e}"));
+            let output: Value = serde_json::from_str(&output).unwrap();
+            let seen = &gong.requests()[i];
+            assert_eq!((seen.method.as_str(), seen.path.as_str()), (*method, *path), "{action}");
+            // Every input field reached Gong: in the query, or in the body (maybe under `filter`).
+            let body: Value = serde_json::from_slice(&seen.body).unwrap_or(Value::Null);
+            for (key, value) in input.as_object().unwrap() {
+                let in_query = seen.query.get(key).is_some_and(|q| value.as_str() == Some(q.as_str()));
+                let in_path = value.as_str().is_some_and(|v| seen.path.ends_with(v));
+                let in_body = body.get(key) == Some(value) || body["filter"].get(key) == Some(value);
+                assert!(in_query || in_path || in_body, "{action}: `{key}` did not reach Gong ({seen:?})");
+            }
+            assert!(output.get("requestId").is_some(), "{action}: Gong's answer comes back: {output}");
+        }
+    });
+}
+
+#[test]
+fn invalid_input_fails_before_any_request_naming_the_field() {
+    block_on(async {
+        let gong = gong(false).await;
+        let session = session(&gong);
+        let description = host().describe(gong_component()).await.unwrap();
+        for action in &description.actions {
+            let schema: Value = serde_json::from_str(&action.input_schema).unwrap();
+            let error = session.run_action(&action.name, r#"{"notAField": 1}"#).await.unwrap_err();
+            let Error::Provider(ProviderFailure::InvalidInput(message)) = &error else {
+                panic!("{}: {error:?}", action.name)
+            };
+            assert!(message.contains("notAField"), "{}: {message}", action.name);
+            if let Some(required) = schema["required"].as_array().and_then(|r| r.first()) {
+                let error = session.run_action(&action.name, "{}").await.unwrap_err();
+                assert!(error.to_string().contains(required.as_str().unwrap()), "{}: {error}", action.name);
+            }
+        }
+        assert!(gong.requests().is_empty(), "no request for any invalid input");
+    });
+}
+
+#[test]
+fn plan_gated_endpoints_say_they_are_not_available_for_the_account() {
+    block_on(async {
+        let gong = gong(true).await;
+        let session = session(&gong);
+        for (action, input) in [
+            ("list-permission-profiles", json!({"workspaceId": "1"})),
+            ("crm-get-entity-schema", json!({"integrationId": "1", "objectType": "DEAL"})),
+            ("list-library-folders", json!({})),
+        ] {
+            let error = session.run_action(action, &input.to_string()).await.unwrap_err();
+            assert!(matches!(&error, Error::Provider(ProviderFailure::NotAvailable(_))), "{action}: {error:?}");
+            assert!(error.to_string().contains("not available for this Gong account"), "{error}");
+        }
+        let mut sink = CollectingSink::default();
+        let error = terapi_host::run_sync(&session, "permission-profiles", None, &since(SINCE_2023), &mut sink)
+            .await
+            .unwrap_err();
+        assert!(matches!(&error, Error::Provider(ProviderFailure::NotAvailable(_))), "{error:?}");
+    });
+}

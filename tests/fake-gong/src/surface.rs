@@ -1,0 +1,157 @@
+//! The rest of Gong's API surface the component uses: POST lists with the
+//! cursor in the body beside the resent filter, settings lists with a
+//! top-level cursor, plan-gated endpoints (404 when `plan_gated`), and
+//! endpoints that echo the request (so actions can be checked end to end).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::{CursorAt, Shared, fixtures, gong_error, lock, page_at, request_id};
+
+fn time_of(value: &Value) -> Option<i64> {
+    value.as_str().and_then(fixtures::parse_rfc3339)
+}
+
+/// Calls matching Gong's `filter` (date window and/or ids).
+fn matching_calls(shared: &Shared, filter: &Value) -> Result<Vec<Value>, Response> {
+    let bound = |name: &str| match filter.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => time_of(v)
+            .map(Some)
+            .ok_or_else(|| gong_error(shared, StatusCode::BAD_REQUEST, &format!("{name} is invalid"))),
+    };
+    let (from, to) = (bound("fromDateTime")?, bound("toDateTime")?);
+    let ids: Option<Vec<&str>> =
+        filter.get("callIds").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect());
+    Ok(lock(&shared.calls)
+        .iter()
+        .filter(|c| {
+            let started = time_of(&c["started"]).unwrap_or(i64::MIN);
+            from.is_none_or(|f| started >= f)
+                && to.is_none_or(|t| started < t)
+                && ids.as_ref().is_none_or(|ids| ids.contains(&c["id"].as_str().unwrap_or_default()))
+        })
+        .cloned()
+        .collect())
+}
+
+fn body_json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+pub(crate) async fn calls_extensive(State(shared): State<Arc<Shared>>, body: String) -> Response {
+    let request = body_json(&body);
+    let calls = match matching_calls(&shared, &request["filter"]) {
+        Ok(calls) => calls,
+        Err(response) => return response,
+    };
+    if calls.is_empty() {
+        return gong_error(&shared, StatusCode::NOT_FOUND, "No calls found corresponding to the provided filters");
+    }
+    let items: Vec<String> = calls.iter().map(|c| fixtures::extensive_call(c).to_string()).collect();
+    let filter = request["filter"].to_string();
+    page_at(&shared, "calls", &items, request["cursor"].as_str(), &filter, CursorAt::Records)
+}
+
+pub(crate) async fn transcripts(State(shared): State<Arc<Shared>>, body: String) -> Response {
+    let request = body_json(&body);
+    let calls = match matching_calls(&shared, &request["filter"]) {
+        Ok(calls) => calls,
+        Err(response) => return response,
+    };
+    if calls.is_empty() {
+        return gong_error(&shared, StatusCode::NOT_FOUND, "No calls found corresponding to the provided filters");
+    }
+    let items: Vec<String> = calls.iter().map(|c| fixtures::transcript(c).to_string()).collect();
+    page_at(
+        &shared,
+        "callTranscripts",
+        &items,
+        request["cursor"].as_str(),
+        &request["filter"].to_string(),
+        CursorAt::Records,
+    )
+}
+
+pub(crate) async fn answered_scorecards(State(shared): State<Arc<Shared>>, body: String) -> Response {
+    let request = body_json(&body);
+    let day =
+        |name: &str| request["filter"][name].as_str().and_then(|d| fixtures::parse_rfc3339(&format!("{d}T00:00:00Z")));
+    let (from, to) = (day("callFromDate"), day("callToDate"));
+    let items: Vec<String> = lock(&shared.calls)
+        .iter()
+        .filter(|c| {
+            let started = time_of(&c["started"]).unwrap_or(i64::MIN);
+            from.is_none_or(|f| started >= f) && to.is_none_or(|t| started < t + 86_400)
+        })
+        .map(|c| fixtures::answered_scorecard(c).to_string())
+        .collect();
+    page_at(
+        &shared,
+        "answeredScorecards",
+        &items,
+        request["cursor"].as_str(),
+        &request["filter"].to_string(),
+        CursorAt::Records,
+    )
+}
+
+/// A GET list of fixed items: `list` is both the path's item key and the fixture.
+pub(crate) async fn settings_list(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let path = uri.path();
+    let (key, cursor_at) = match path {
+        "/v2/settings/scorecards" => ("scorecards", CursorAt::TopLevel),
+        "/v2/settings/trackers" => ("trackers", CursorAt::TopLevel),
+        "/v2/workspaces" => ("workspaces", CursorAt::Unpaged),
+        "/v2/flows" => ("flows", CursorAt::Records),
+        "/v2/call-outcomes" => ("callOutcomes", CursorAt::Records),
+        "/v2/all-permission-profiles" => {
+            if shared.config.plan_gated {
+                return gong_error(&shared, StatusCode::NOT_FOUND, "Not found");
+            }
+            ("profiles", CursorAt::Records)
+        }
+        _ => return gong_error(&shared, StatusCode::NOT_FOUND, "Not found"),
+    };
+    let items = fixtures::settings(key, shared.config.extras, q.get("workspaceId").map(String::as_str));
+    let items: Vec<String> = items.iter().map(Value::to_string).collect();
+    let filter = q.get("workspaceId").cloned().unwrap_or_default();
+    page_at(&shared, key, &items, q.get("cursor").map(String::as_str), &filter, cursor_at)
+}
+
+/// Endpoints the actions reach whose answers carry nothing our code reads:
+/// the fake answers with what it was asked, so tests can check the request.
+pub(crate) async fn echo(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    Query(q): Query<BTreeMap<String, String>>,
+    body: String,
+) -> Response {
+    let path = uri.path().to_string();
+    let gated = ["/v2/crm/", "/v2/library/", "/v2/permission-profile"].iter().any(|p| path.starts_with(p));
+    if gated && shared.config.plan_gated {
+        return gong_error(&shared, StatusCode::NOT_FOUND, "Not found");
+    }
+    if path.starts_with("/v2/calls/") && method == Method::GET {
+        let id = path.trim_start_matches("/v2/calls/");
+        return match lock(&shared.calls).iter().find(|c| c["id"] == json!(id)) {
+            Some(call) => axum::Json(json!({ "requestId": request_id(&shared), "call": call })).into_response(),
+            None => gong_error(&shared, StatusCode::NOT_FOUND, &format!("Call {id} not found")),
+        };
+    }
+    axum::Json(json!({
+        "requestId": request_id(&shared),
+        "echo": { "method": method.as_str(), "path": path, "query": q, "body": body_json(&body) }
+    }))
+    .into_response()
+}
