@@ -1,6 +1,7 @@
 //! `terapi`: run provider components (the Gong provider is bundled) against a
 //! connection from the command line.
 
+mod authorize;
 mod sinks;
 
 use std::collections::BTreeMap;
@@ -155,6 +156,27 @@ enum ConnectionCommand {
         id: String,
         #[command(flatten)]
         credential: CredentialArgs,
+    },
+    /// Authorize an OAuth connection (gong-oauth): open the printed URL, approve,
+    /// and the redirect to 127.0.0.1 completes it. Needs GONG_OAUTH_CLIENT_ID and
+    /// GONG_OAUTH_CLIENT_SECRET. Re-authorizing keeps records and checkpoints.
+    Authorize {
+        id: String,
+        /// An OAUTH2 provider from providers.yaml.
+        #[arg(long, default_value = "gong-oauth")]
+        provider: String,
+        /// Port of the local redirect listener (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The redirect URI registered with the OAuth app [default: http://127.0.0.1:PORT/callback].
+        #[arg(long)]
+        redirect_uri: Option<String>,
+        /// Skip the listener: exchange a code copied from the redirect by hand.
+        #[arg(long)]
+        code: Option<String>,
+        /// Scopes to ask for (repeatable) [default: what the component needs].
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
     },
     /// Saved connections (never their secrets).
     List,
@@ -353,6 +375,39 @@ impl App {
         Ok(self.store.get().expect("set above"))
     }
 
+    /// A session; a saved OAuth connection refreshes its token and saves the
+    /// new one when the OAuth app's credentials are in the environment.
+    fn session<'r>(
+        &self,
+        runtime: &'r Runtime,
+        component: &ProviderComponent,
+        connection: &Connection,
+        saved: bool,
+    ) -> Result<terapi_host::Session<'r>> {
+        let spec = self.providers.get(&connection.provider)?;
+        let refresher = match (&connection.credentials, saved) {
+            (Credentials::OAuth2 { .. }, true) => match authorize::client_from_env(String::new()) {
+                Ok(client) => {
+                    let dir = self.data_dir.clone().unwrap_or_default();
+                    let id = connection.id.clone();
+                    let on_refresh: terapi_host::oauth::OnRefresh = std::sync::Arc::new(move |tokens| {
+                        let credentials = terapi_host::egress::credentials_from(tokens);
+                        let saved = MasterKey::from_env_or_file(&dir)
+                            .and_then(|key| Store::open(&dir, key))
+                            .and_then(|store| store.save_tokens(&id, &credentials, &tokens.metadata));
+                        if let Err(e) = saved {
+                            tracing::warn!("the refreshed token of `{id}` could not be saved: {e}");
+                        }
+                    });
+                    Some(terapi_host::TokenRefresher { client, on_refresh })
+                }
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        Ok(runtime.connect_with_refresh(component, spec, connection, refresher)?)
+    }
+
     /// The connection from `--connection` (the store) or from the credential flags.
     fn connection(&self, args: &ConnectionArgs) -> Result<Connection> {
         match &args.connection {
@@ -368,7 +423,7 @@ impl App {
         match command {
             Command::Verify(args) => {
                 let connection = self.connection(&args)?;
-                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
+                let session = self.session(&runtime, &component, &connection, args.connection.is_some())?;
                 let verified = session.verify().await?;
                 if args.connection.is_some() {
                     self.store()?.mark_verified(&connection.id)?;
@@ -383,16 +438,76 @@ impl App {
                 }
                 // Like "paste key and secret, click Save": only a credential
                 // the provider accepts is saved.
-                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
+                let session = self.session(&runtime, &component, &connection, false)?;
                 let verified = session.verify().await.context("the credential was not saved")?;
                 store.create_connection(&connection)?;
                 println!("connection `{id}` saved ({})", verified.summary);
+            }
+            Command::Connection {
+                command: ConnectionCommand::Authorize { id, provider, port, redirect_uri, code, scopes },
+            } => {
+                let spec = self.providers.get(&provider)?;
+                if spec.auth_mode != terapi_host::AuthMode::OAuth2 {
+                    bail!("provider `{provider}` does not use OAuth; use `connection create` with an access key");
+                }
+                let listener = match &code {
+                    Some(_) => None,
+                    None => Some(
+                        tokio::net::TcpListener::bind(("127.0.0.1", port))
+                            .await
+                            .context("starting the redirect listener")?,
+                    ),
+                };
+                let redirect_uri = match (redirect_uri, &listener) {
+                    (Some(uri), _) => uri,
+                    (None, Some(l)) => format!("http://127.0.0.1:{}/callback", l.local_addr()?.port()),
+                    (None, None) => bail!("with --code, give the --redirect-uri registered with the OAuth app"),
+                };
+                let client = authorize::client_from_env(redirect_uri)?;
+                let scopes = if scopes.is_empty() {
+                    runtime.describe(&component).await?.requirements.oauth2_scopes
+                } else {
+                    scopes
+                };
+                let state = terapi_host::oauth::random_state();
+                let config = BTreeMap::new();
+                let url = terapi_host::oauth::authorization_url(spec, &config, &client, &state, &scopes)?;
+                let code = match (code, listener) {
+                    (Some(code), _) => code,
+                    (None, Some(listener)) => {
+                        eprintln!(
+                            "Open this URL in a browser and approve access:\n\n  {url}\n\nWaiting for the redirect to {} ...",
+                            client.redirect_uri
+                        );
+                        authorize::wait_for_code(listener, &state, std::time::Duration::from_secs(600)).await?
+                    }
+                    (None, None) => unreachable!("a listener exists unless --code was given"),
+                };
+                let tokens =
+                    terapi_host::oauth::exchange_code(runtime.http_client(), spec, &config, &client, &code).await?;
+                let connection = Connection {
+                    id: id.clone(),
+                    provider: provider.clone(),
+                    credentials: terapi_host::egress::credentials_from(&tokens),
+                    config: tokens.metadata.clone(),
+                };
+                let session = runtime.connect(&component, spec, &connection)?;
+                let verified = session.verify().await.context("the authorization was not saved")?;
+                let store = self.store()?;
+                if store.connection_summary(&id).is_ok() {
+                    store.save_tokens(&id, &connection.credentials, &connection.config)?;
+                } else {
+                    store.create_connection(&connection)?;
+                }
+                let base =
+                    connection.config.get(BASE_URL_CONFIG_KEY).map(String::as_str).unwrap_or("the default base URL");
+                println!("connection `{id}` authorized ({}; API at {base})", verified.summary);
             }
             Command::Connection { command: ConnectionCommand::Rotate { id, credential } } => {
                 let mut connection = self.store()?.connection(&id)?;
                 let new = connection_from(&credential, &id)?;
                 connection.credentials = new.credentials;
-                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
+                let session = self.session(&runtime, &component, &connection, false)?;
                 let verified =
                     session.verify().await.context("the new credential was not saved; the old one is kept")?;
                 self.store()?.rotate_credentials(&id, &connection.credentials)?;
@@ -410,7 +525,7 @@ impl App {
                     SyncCommand::Run { name, output, checkpoint, full, modified_since, backfill_days, connection: args },
             } => {
                 let connection = self.connection(&args)?;
-                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
+                let session = self.session(&runtime, &component, &connection, args.connection.is_some())?;
                 let options = SyncOptions { modified_since, backfill_days };
                 if args.connection.is_some() {
                     if output.is_some() {
@@ -484,7 +599,7 @@ impl App {
                     None => "{}".to_string(),
                 };
                 let connection = self.connection(&args)?;
-                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
+                let session = self.session(&runtime, &component, &connection, args.connection.is_some())?;
                 let output = session.run_action(&name, &input).await?;
                 println!("{}", pretty_json(&output));
             }
@@ -503,7 +618,7 @@ impl App {
                     idempotent: matches!(method, Method::Get | Method::Put | Method::Delete),
                 };
                 let connection = self.connection(&args)?;
-                let session = runtime.connect(&component, self.providers.get(&connection.provider)?, &connection)?;
+                let session = self.session(&runtime, &component, &connection, args.connection.is_some())?;
                 let response = session.proxy(request).await?;
                 eprintln!("HTTP {}", response.status);
                 let mut stdout = std::io::stdout().lock();
