@@ -244,8 +244,12 @@ enum SyncCommand {
 
 #[derive(Subcommand)]
 enum ActionCommand {
-    /// The actions the component offers, with their input schema.
-    List,
+    /// The actions the component offers, one line each.
+    List {
+        /// Also print each action's input JSON Schema.
+        #[arg(long)]
+        schemas: bool,
+    },
     /// Run one action and print its JSON output.
     Run {
         /// Action name (see `terapi action list`).
@@ -517,7 +521,7 @@ impl App {
                 let description = runtime.describe(&component).await?;
                 for sync in description.syncs {
                     let mode = if sync.incremental { "incremental" } else { "full" };
-                    println!("{:<20} {:<14} {:<11} {}", sync.name, sync.model, mode, sync.description);
+                    println!("{:<20} {:<22} {:<11} {}", sync.name, sync.model, mode, sync.description);
                 }
             }
             Command::Sync {
@@ -587,10 +591,13 @@ impl App {
                     }
                 }
             }
-            Command::Action { command: ActionCommand::List } => {
+            Command::Action { command: ActionCommand::List { schemas } } => {
                 let description = runtime.describe(&component).await?;
                 for action in description.actions {
-                    println!("{:<20} {}\n{:<20} input: {}", action.name, action.description, "", action.input_schema);
+                    println!("{:<30} {}", action.name, action.description);
+                    if schemas {
+                        println!("{:<30} input: {}", "", action.input_schema);
+                    }
                 }
             }
             Command::Action { command: ActionCommand::Run { name, input, connection: args } } => {
