@@ -2,6 +2,7 @@
 //! connection from the command line.
 
 mod authorize;
+mod mcp;
 mod sinks;
 
 use std::collections::BTreeMap;
@@ -112,6 +113,21 @@ enum Command {
         #[command(subcommand)]
         command: RecordsCommand,
     },
+    /// Serve the component's approved actions to AI clients as MCP tools.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
+    /// Approve or deny actions as MCP tools (read-only ones start approved).
+    Tool {
+        #[command(subcommand)]
+        command: ToolCommand,
+    },
+    /// The audit log of MCP tool calls.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// List or run syncs.
     Sync {
         #[command(subcommand)]
@@ -190,6 +206,51 @@ enum ConnectionCommand {
     },
     /// Delete a connection with its checkpoints and records.
     Delete { id: String },
+}
+
+#[derive(Subcommand)]
+enum McpCommand {
+    /// Speak MCP over stdio (register this command in an MCP client's config).
+    Serve {
+        /// The saved connection the tools act on.
+        #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
+        connection: String,
+        /// Caller name for the audit log when the client does not give one.
+        #[arg(long)]
+        caller: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolCommand {
+    /// Every action with its toolset and status (approved, pending, denied).
+    List {
+        #[arg(long, default_value = "gong")]
+        provider: String,
+    },
+    /// Let MCP clients list and call these tools.
+    Approve {
+        #[arg(required = true)]
+        tools: Vec<String>,
+        #[arg(long, default_value = "gong")]
+        provider: String,
+    },
+    /// Hide these tools from MCP clients and refuse their calls.
+    Deny {
+        #[arg(required = true)]
+        tools: Vec<String>,
+        #[arg(long, default_value = "gong")]
+        provider: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// The newest tool calls: time, caller, connection, tool, input hash, status, duration.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -351,6 +412,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             let _ = out.flush();
             eprintln!("{count} {model} records");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::List { limit } } => {
+            for e in app.open_store()?.audit_entries(limit)? {
+                println!(
+                    "{} {:<16} {:<14} {:<28} {:<8} {:>6}ms sha256:{}{}",
+                    e.at,
+                    e.caller,
+                    e.connection_id,
+                    e.tool,
+                    e.status,
+                    e.duration_ms,
+                    &e.input_sha256[..16.min(e.input_sha256.len())],
+                    e.detail.map(|d| format!("  ({d})")).unwrap_or_default()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         command => app.run_with_component(command, &cli.global).await,
@@ -637,9 +714,59 @@ impl App {
                     return Ok(ExitCode::FAILURE);
                 }
             }
+            Command::Tool { command } => {
+                let store = self.store()?;
+                let actions = runtime.describe(&component).await?.actions;
+                let approve = matches!(command, ToolCommand::Approve { .. });
+                match command {
+                    ToolCommand::List { provider } => {
+                        for action in &actions {
+                            let status = mcp::status(store, &provider, &action.name)?;
+                            println!(
+                                "{:<30} {:<12} {:<9} {}",
+                                action.name,
+                                mcp::toolset(&action.name),
+                                status,
+                                action.description
+                            );
+                        }
+                    }
+                    ToolCommand::Approve { tools, provider } | ToolCommand::Deny { tools, provider } => {
+                        for tool in &tools {
+                            if !actions.iter().any(|a| &a.name == tool) {
+                                bail!("no action named `{tool}`; `terapi tool list` shows them");
+                            }
+                        }
+                        for tool in &tools {
+                            store.set_tool_decision(&provider, tool, approve)?;
+                            eprintln!("{tool}: {}", if approve { "approved" } else { "denied" });
+                        }
+                    }
+                }
+            }
+            Command::Mcp { command: McpCommand::Serve { connection, caller } } => {
+                use rmcp::ServiceExt as _;
+                let store = std::sync::Arc::new(self.open_store()?);
+                let connection = store.connection(&connection)?;
+                let actions = runtime.describe(&component).await?.actions;
+                let server = mcp::ToolServer {
+                    runtime: std::sync::Arc::new(runtime),
+                    component,
+                    providers: self.providers,
+                    connection,
+                    store,
+                    actions,
+                    caller,
+                };
+                // stdout is the protocol channel from here on; logs go to stderr.
+                let running = server.serve(rmcp::transport::stdio()).await.context("starting the MCP server")?;
+                running.waiting().await.context("the MCP server stopped")?;
+                return Ok(ExitCode::SUCCESS);
+            }
             Command::Providers { .. }
             | Command::Connection { .. }
             | Command::Records { .. }
+            | Command::Audit { .. }
             | Command::Sync { command: SyncCommand::Status { .. } } => {
                 unreachable!("handled without a component in run()")
             }

@@ -368,3 +368,127 @@ fn oauth_authorize_saves_a_connection_that_uses_the_customer_base_url() {
     assert!(again.args(["verify", "--connection", "acme"]).output().unwrap().status.success());
     assert_eq!(gong.token_grants().len(), 2);
 }
+
+/// A minimal MCP client over stdio: newline-delimited JSON-RPC, as the
+/// protocol's stdio transport defines it.
+struct McpClient {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    next_id: u64,
+}
+
+impl McpClient {
+    fn start(mut command: Command) -> McpClient {
+        use std::io::BufRead;
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut client = McpClient { child, stdin, stdout, next_id: 1 };
+        let init = client.request(
+            "initialize",
+            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test-agent", "version": "1.0"}}),
+        );
+        assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
+        client.send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        client
+    }
+
+    fn send(&mut self, message: serde_json::Value) {
+        use std::io::Write;
+        writeln!(self.stdin, "{message}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn request(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let line = self.stdout.next().expect("the server answers").unwrap();
+            let message: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON-RPC on stdout ({e}): {line}"));
+            if message["id"] == id {
+                return message;
+            }
+        }
+    }
+}
+
+impl Drop for McpClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn mcp_serves_only_approved_tools_and_audits_every_call() {
+    let gong = gong(4);
+    let dir = data_dir("mcp");
+    let secret = gong.config().access_key_secret.clone();
+    let output =
+        terapi(Some(&gong)).env("TERAPI_DATA_DIR", &dir).args(["connection", "create", "acme"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output).1);
+
+    let mut serve = terapi(None);
+    serve.env("TERAPI_DATA_DIR", &dir).args(["mcp", "serve", "--connection", "acme"]);
+    let mut client = McpClient::start(serve);
+    let listed = client.request("tools/list", serde_json::json!({}));
+    let names: Vec<&str> =
+        listed["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"get-user") && names.contains(&"list-workspaces"), "{names:?}");
+    assert!(
+        !names.contains(&"upload-call") && !names.contains(&"data-privacy-erase"),
+        "writes start pending: {names:?}"
+    );
+    let get_user = listed["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "get-user").unwrap();
+    assert_eq!(get_user["inputSchema"]["required"][0], "id", "the tool carries the action's input schema");
+
+    let id = fixtures::user_id(2);
+    let called = client.request("tools/call", serde_json::json!({"name": "get-user", "arguments": {"id": id}}));
+    assert_eq!(called["result"]["isError"], false, "{called}");
+    assert_eq!(called["result"]["structuredContent"]["email"], "user2@example.com", "{called}");
+
+    let refused = client.request(
+        "tools/call",
+        serde_json::json!({"name": "data-privacy-erase", "arguments": {"emailAddress": "a@b.co"}}),
+    );
+    assert!(
+        refused["error"]["message"].as_str().unwrap().contains("terapi tool approve data-privacy-erase"),
+        "{refused}"
+    );
+    assert!(!gong.requests().iter().any(|r| r.path.contains("erase")), "an unapproved tool never reaches Gong");
+
+    let failed =
+        client.request("tools/call", serde_json::json!({"name": "get-user", "arguments": {"id": "not-an-id"}}));
+    assert_eq!(failed["result"]["isError"], true, "{failed}");
+    drop(client);
+
+    // An operator approves the write; now it is listed.
+    let output =
+        terapi(None).env("TERAPI_DATA_DIR", &dir).args(["tool", "approve", "data-privacy-erase"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output).1);
+    let mut serve = terapi(None);
+    serve.env("TERAPI_DATA_DIR", &dir).args(["mcp", "serve", "--connection", "acme"]);
+    let mut client = McpClient::start(serve);
+    let listed = client.request("tools/list", serde_json::json!({}));
+    assert!(listed["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "data-privacy-erase"));
+    drop(client);
+
+    let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["audit", "list"]).output().unwrap();
+    let (stdout, _) = text(&output);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].contains("test-agent") && lines[0].contains("get-user") && lines[0].contains(" ok "), "{stdout}");
+    assert!(lines[1].contains("data-privacy-erase") && lines[1].contains("refused"), "{stdout}");
+    assert!(lines[2].contains("error"), "{stdout}");
+    assert!(!stdout.contains(&secret), "no secret in the audit log");
+    let db = std::fs::read(dir.join("terapi.db")).unwrap();
+    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()));
+}

@@ -447,6 +447,98 @@ impl Store {
     }
 }
 
+/// One tool call as the audit log keeps it: never the input itself (it may
+/// hold personal data), only its SHA-256; never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub at: u64,
+    pub caller: String,
+    pub connection_id: String,
+    pub tool: String,
+    pub input_sha256: String,
+    /// `ok`, `error` or `refused`.
+    pub status: String,
+    pub duration_ms: u64,
+    pub detail: Option<String>,
+}
+
+impl Store {
+    /// The explicit decision on a tool, if an operator made one.
+    pub fn tool_decision(&self, provider: &str, tool: &str) -> Result<Option<String>, StoreError> {
+        self.db()
+            .query_row(
+                "SELECT status FROM tool_policy WHERE provider = ?1 AND tool = ?2",
+                params![provider, tool],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_tool_decision(&self, provider: &str, tool: &str, approved: bool) -> Result<(), StoreError> {
+        let status = if approved { "approved" } else { "denied" };
+        self.db()
+            .execute(
+                "INSERT INTO tool_policy (provider, tool, status, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (provider, tool) DO UPDATE SET status = ?3, updated_at = ?4",
+                params![provider, tool, status, now() as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "INSERT INTO audit (at, caller, connection_id, tool, input_sha256, status, duration_ms, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    entry.at as i64,
+                    entry.caller,
+                    entry.connection_id,
+                    entry.tool,
+                    entry.input_sha256,
+                    entry.status,
+                    entry.duration_ms as i64,
+                    entry.detail
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The newest `limit` entries, oldest first.
+    pub fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let db = self.db();
+        let mut statement = db
+            .prepare(
+                "SELECT at, caller, connection_id, tool, input_sha256, status, duration_ms, detail FROM
+                 (SELECT * FROM audit ORDER BY id DESC LIMIT ?1) ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map([limit], |r| {
+                Ok(AuditEntry {
+                    at: r.get::<_, i64>(0)? as u64,
+                    caller: r.get(1)?,
+                    connection_id: r.get(2)?,
+                    tool: r.get(3)?,
+                    input_sha256: r.get(4)?,
+                    status: r.get(5)?,
+                    duration_ms: r.get::<_, i64>(6)? as u64,
+                    detail: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
+
+/// Seconds since the Unix epoch (for audit entries).
+pub fn unix_now() -> u64 {
+    now()
+}
+
 pub struct StorePageSink<'s> {
     store: &'s Store,
     connection_id: &'s str,

@@ -38,6 +38,25 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (connection_id, model, id)
      );
      CREATE INDEX records_by_update ON records (connection_id, model, updated_at);",
+    // 2: governance of actions exposed as tools (MCP), and their audit trail.
+    "CREATE TABLE tool_policy (
+         provider TEXT NOT NULL,
+         tool TEXT NOT NULL,
+         status TEXT NOT NULL CHECK (status IN ('approved', 'denied')),
+         updated_at INTEGER NOT NULL,
+         PRIMARY KEY (provider, tool)
+     );
+     CREATE TABLE audit (
+         id INTEGER PRIMARY KEY,
+         at INTEGER NOT NULL,
+         caller TEXT NOT NULL,
+         connection_id TEXT NOT NULL,
+         tool TEXT NOT NULL,
+         input_sha256 TEXT NOT NULL,
+         status TEXT NOT NULL,
+         duration_ms INTEGER NOT NULL,
+         detail TEXT
+     );",
 ];
 
 pub fn migrate(db: &mut rusqlite::Connection) -> rusqlite::Result<()> {
