@@ -4,6 +4,7 @@
 mod authorize;
 mod mcp;
 mod sinks;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -118,6 +119,11 @@ enum Command {
         #[command(subcommand)]
         command: McpCommand,
     },
+    /// Receive the provider's webhooks (Gong Automation Rules) into the store.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Approve or deny actions as MCP tools (read-only ones start approved).
     Tool {
         #[command(subcommand)]
@@ -218,6 +224,26 @@ enum McpCommand {
         /// Caller name for the audit log when the client does not give one.
         #[arg(long)]
         caller: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Listen for POSTs to /webhooks/gong and store what they carry.
+    Serve {
+        /// Address to listen on (port 0: any free port; printed on start).
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        bind: std::net::SocketAddr,
+        /// The saved connection the records belong to.
+        #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
+        connection: String,
+        /// Gong's public key (PEM) for signed rules; unsigned or badly signed
+        /// payloads are then rejected with 401.
+        #[arg(long, value_name = "PEM_FILE")]
+        public_key: Option<PathBuf>,
+        /// Largest body accepted, in bytes.
+        #[arg(long, default_value_t = 4 << 20)]
+        max_body_bytes: usize,
     },
 }
 
@@ -761,6 +787,40 @@ impl App {
                 // stdout is the protocol channel from here on; logs go to stderr.
                 let running = server.serve(rmcp::transport::stdio()).await.context("starting the MCP server")?;
                 running.waiting().await.context("the MCP server stopped")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Command::Webhooks { command: WebhooksCommand::Serve { bind, connection, public_key, max_body_bytes } } => {
+                let public_key = match public_key {
+                    Some(path) => {
+                        let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                        Some(
+                            jsonwebtoken::DecodingKey::from_rsa_pem(&pem)
+                                .with_context(|| format!("{} is not an RSA public key in PEM form", path.display()))?,
+                        )
+                    }
+                    None => None,
+                };
+                let store = self.open_store()?;
+                let connection = store.connection(&connection)?;
+                let listener =
+                    tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
+                let address = listener.local_addr()?;
+                let signed = if public_key.is_some() { "signed payloads only" } else { "unsigned payloads accepted" };
+                eprintln!("listening on http://{address}/webhooks/gong ({signed})");
+                let server = std::sync::Arc::new(webhooks::WebhookServer {
+                    runtime,
+                    component,
+                    providers: self.providers,
+                    connection,
+                    store,
+                    public_key,
+                });
+                axum::serve(listener, webhooks::router(server, max_body_bytes))
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await
+                    .context("the webhook server stopped")?;
                 return Ok(ExitCode::SUCCESS);
             }
             Command::Providers { .. }

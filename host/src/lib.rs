@@ -29,7 +29,7 @@ pub use oauth::{OAuthClient, OAuthError, TokenRefresher, TokenSet};
 pub use providers::{AuthMode, ConfigError, ProviderSpec, Providers};
 pub use runtime::{
     ActionInfo, ProviderComponent, ProviderDescription, Requirements, Runtime, RuntimeConfig, Session, SyncInfo,
-    SyncOptions, SyncPage, SyncRecord, Verification,
+    SyncOptions, SyncPage, SyncRecord, Verification, WebhookRecords,
 };
 pub use secret::Secret;
 pub use sync::{PageSink, SyncRun, run_sync};

@@ -36,6 +36,7 @@ mod bindings {
 pub use bindings::exports::terapi::provider::action::ActionInfo;
 pub use bindings::exports::terapi::provider::auth::{BasicFields, Requirements, Verification};
 pub use bindings::exports::terapi::provider::sync::{SyncInfo, SyncOptions, SyncPage, SyncRecord};
+pub use bindings::exports::terapi::provider::webhook::WebhookRecords;
 use bindings::terapi::provider::types as wit;
 
 /// How often the epoch advances; the CPU budget is counted in these ticks.
@@ -383,6 +384,17 @@ impl Session<'_> {
         self.timed(async {
             let (mut store, provider) = self.instantiate().await?;
             let result = provider.terapi_provider_action().call_run(&mut store, name, input).await;
+            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+        })
+        .await
+    }
+
+    /// Maps a payload the provider pushed (a webhook) to records; makes no
+    /// HTTP request.
+    pub async fn handle_webhook(&self, payload: &[u8]) -> Result<WebhookRecords, Error> {
+        self.timed(async {
+            let (mut store, provider) = self.instantiate().await?;
+            let result = provider.terapi_provider_webhook().call_handle(&mut store, payload).await;
             self.finish(&store, result)?.map_err(|e| self.provider_error(e))
         })
         .await

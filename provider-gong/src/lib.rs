@@ -16,13 +16,14 @@ pub mod proxy;
 mod schema;
 mod syncs;
 pub mod time;
+mod webhook;
 
 wit_bindgen::generate!({
     path: "../wit",
     world: "provider",
 });
 
-use exports::terapi::provider::{action, auth, proxy as proxy_export, sync};
+use exports::terapi::provider::{action, auth, proxy as proxy_export, sync, webhook as webhook_export};
 use terapi::provider::types::{HttpRequest, ProviderError};
 
 struct GongProvider;
@@ -91,6 +92,12 @@ impl action::Guest for GongProvider {
 impl proxy_export::Guest for GongProvider {
     fn prepare(request: HttpRequest) -> Result<HttpRequest, ProviderError> {
         Ok(proxy::prepare(request))
+    }
+}
+
+impl webhook_export::Guest for GongProvider {
+    fn handle(payload: Vec<u8>) -> Result<webhook_export::WebhookRecords, ProviderError> {
+        webhook::handle(&payload)
     }
 }
 

@@ -387,6 +387,12 @@ fn record_of(sync: &SyncDef, mut item: Value) -> Result<SyncRecord, ProviderErro
     Ok(SyncRecord { id, modified_at, json: to_json(&item)? })
 }
 
+/// One extensive call as a `calls` record (also used for webhook payloads).
+pub fn calls_record(call: Value) -> Result<SyncRecord, ProviderError> {
+    let sync = SYNCS.iter().find(|s| s.name == "calls").ok_or_else(|| ProviderError::Unknown("calls".into()))?;
+    record_of(sync, call)
+}
+
 fn lookup<'v>(value: &'v Value, dotted: &str) -> Option<&'v Value> {
     dotted.split('.').try_fold(value, |v, key| v.get(key))
 }

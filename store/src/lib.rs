@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use terapi_host::{Connection, Credentials, PageSink, Secret, SyncPage, SyncRun};
+use terapi_host::{Connection, Credentials, PageSink, Secret, SyncPage, SyncRecord, SyncRun};
 
 pub use crypto::{KEY_ENV_VAR, MasterKey};
 
@@ -369,10 +369,23 @@ impl Store {
         StorePageSink { store: self, connection_id, sync, model }
     }
 
-    fn commit_page(&self, connection_id: &str, sync: &str, model: &str, page: &SyncPage) -> Result<(), StoreError> {
-        let now = now() as i64;
+    /// Upserts records outside any sync (e.g. from a webhook): the same
+    /// record delivered twice is stored once.
+    pub fn upsert_records(&self, connection_id: &str, model: &str, records: &[SyncRecord]) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
+        self.upsert_in(&tx, connection_id, model, records)?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn upsert_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        connection_id: &str,
+        model: &str,
+        records: &[SyncRecord],
+    ) -> Result<(), StoreError> {
+        let now = now() as i64;
         {
             // Unchanged records are left alone, so `updated_at` means "changed".
             let mut upsert = tx
@@ -384,12 +397,19 @@ impl Store {
                      WHERE records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at",
                 )
                 .map_err(|e| self.err(e))?;
-            for record in &page.records {
+            for record in records {
                 upsert
                     .execute(params![connection_id, model, record.id, record.json, record.modified_at, now])
                     .map_err(|e| self.err(e))?;
             }
         }
+        Ok(())
+    }
+
+    fn commit_page(&self, connection_id: &str, sync: &str, model: &str, page: &SyncPage) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        self.upsert_in(&tx, connection_id, model, &page.records)?;
         tx.execute(
             "UPDATE sync_state SET checkpoint = ?3, pages = pages + 1 WHERE connection_id = ?1 AND sync = ?2",
             params![connection_id, sync, page.next_checkpoint],

@@ -8,7 +8,7 @@ wit_bindgen::generate!({
     world: "provider",
 });
 
-use exports::terapi::provider::{action, auth, proxy, sync};
+use exports::terapi::provider::{action, auth, proxy, sync, webhook};
 use terapi::provider::types::{HttpRequest, ProviderError};
 
 struct Boundary;
@@ -72,6 +72,12 @@ impl auth::Guest for Boundary {
 impl proxy::Guest for Boundary {
     fn prepare(request: HttpRequest) -> Result<HttpRequest, ProviderError> {
         Ok(request)
+    }
+}
+
+impl webhook::Guest for Boundary {
+    fn handle(_payload: Vec<u8>) -> Result<webhook::WebhookRecords, ProviderError> {
+        Err(ProviderError::Unknown("no webhooks".into()))
     }
 }
 

@@ -7,7 +7,7 @@ wit_bindgen::generate!({
     world: "provider",
 });
 
-use exports::terapi::provider::{action, auth, proxy, sync};
+use exports::terapi::provider::{action, auth, proxy, sync, webhook};
 use terapi::provider::http;
 use terapi::provider::types::{HttpError, HttpRequest, Method, ProviderError};
 
@@ -111,6 +111,12 @@ impl sync::Guest for Hostile {
 impl proxy::Guest for Hostile {
     fn prepare(request: HttpRequest) -> Result<HttpRequest, ProviderError> {
         Ok(request)
+    }
+}
+
+impl webhook::Guest for Hostile {
+    fn handle(_payload: Vec<u8>) -> Result<webhook::WebhookRecords, ProviderError> {
+        Err(ProviderError::Unknown("no webhooks".into()))
     }
 }
 
