@@ -37,10 +37,9 @@ fn main() {
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace).args(["build", "--release", "--target", TARGET, "--target-dir"]).arg(&target_dir);
-    if env::var_os("TERAPI_GUEST_OFFLINE").is_some() {
-        cmd.arg("--offline");
-    }
+    cmd.current_dir(&workspace)
+        .args(["build", "--profile", "guest", "--target", TARGET, "--target-dir"])
+        .arg(&target_dir);
     for (package, _, _) in GUESTS {
         cmd.args(["-p", package]);
     }
@@ -64,7 +63,7 @@ fn main() {
     }
 
     for (package, _, file) in GUESTS {
-        let built = target_dir.join(TARGET).join("release").join(file);
+        let built = target_dir.join(TARGET).join("guest").join(file);
         let copy = out_dir.join(file);
         std::fs::copy(&built, &copy)
             .unwrap_or_else(|e| fail(&format!("{package} built, but {} could not be copied: {e}", built.display())));

@@ -11,6 +11,6 @@ fi
 
 cargo test --workspace --locked
 
-# The benchmarks once each (criterion's --test), so they never rot; the
-# figures come from a full `cargo bench -p terapi-benches`.
-cargo bench --locked -p terapi-benches --bench sandbox -- --test
+# The benchmarks once each, on the debug build above, so they never rot;
+# the figures come from a full `cargo bench -p terapi-benches`.
+cargo test --locked -p terapi-benches --benches

@@ -10,9 +10,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use terapi_benches::*;
 use terapi_host::SyncOptions;
 
-/// `cargo bench -- --test` (the CI smoke) runs each benchmark once.
+/// Anything but a real `cargo bench` (e.g. the CI smoke, `cargo test
+/// --benches`, where criterion runs each benchmark once): small sizes.
 fn quick() -> bool {
-    std::env::args().any(|a| a == "--test")
+    !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--test")
 }
 
 /// Runs `a` and `b` alternately `rounds` times each; their median times.
@@ -122,7 +123,7 @@ fn action_call(c: &mut Criterion) {
 ///    native, in records per second; and the host's peak memory for 10k and
 ///    100k records (flat: one page in flight).
 fn sync_100k(c: &mut Criterion) {
-    const RECORDS: usize = 100_000;
+    let records = if quick() { 1_000 } else { 100_000 };
     let rt = tokio();
     let host = runtime(true);
     let component = host.load_component(terapi_artifacts::PROVIDER_GONG).expect("compiles");
@@ -131,7 +132,7 @@ fn sync_100k(c: &mut Criterion) {
     let options = SyncOptions { modified_since: None, backfill_days: None };
 
     // Peak memory beyond what the fake's fixture already holds.
-    for n in [10_000, RECORDS] {
+    for n in [records / 10, records] {
         let gong = rt.block_on(fake_gong(n));
         let session = host.connect(&component, spec, &connection(&gong)).expect("connects");
         let before = current_rss().unwrap_or(0);
@@ -149,7 +150,7 @@ fn sync_100k(c: &mut Criterion) {
         }
     }
 
-    let gong = rt.block_on(fake_gong(RECORDS));
+    let gong = rt.block_on(fake_gong(records));
     let session = host.connect(&component, spec, &connection(&gong)).expect("connects");
     let native = Native::new(host.http_client().clone(), &gong);
     let (component_median, native_median) = interleaved(
@@ -163,7 +164,7 @@ fn sync_100k(c: &mut Criterion) {
             native.sync_users().await;
         },
     );
-    let rate = |d: Duration| RECORDS as f64 / d.as_secs_f64() / 1000.0;
+    let rate = |d: Duration| records as f64 / d.as_secs_f64() / 1000.0;
     println!(
         "users_sync_100k/interleaved: component {:.0}k records/s native {:.0}k records/s ({:.0}% of native)",
         rate(component_median),
@@ -172,16 +173,16 @@ fn sync_100k(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("users_sync_100k");
-    group.sample_size(10).measurement_time(Duration::from_secs(20)).throughput(Throughput::Elements(RECORDS as u64));
+    group.sample_size(10).measurement_time(Duration::from_secs(20)).throughput(Throughput::Elements(records as u64));
     group.bench_function("component", |b| {
         b.to_async(&rt).iter(|| async {
             let mut sink = CountingSink::default();
             terapi_host::run_sync(&session, "users", None, &options, &mut sink).await.expect("sync");
-            assert_eq!(sink.records, RECORDS as u64);
+            assert_eq!(sink.records, records as u64);
         })
     });
     group.bench_function("native", |b| {
-        b.to_async(&rt).iter(|| async { assert_eq!(native.sync_users().await, RECORDS as u64) })
+        b.to_async(&rt).iter(|| async { assert_eq!(native.sync_users().await, records as u64) })
     });
     group.finish();
 }
