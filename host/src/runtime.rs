@@ -160,13 +160,7 @@ impl Runtime {
     /// imports resolve, its initialisation runs within the limits) before the
     /// first real call, and warms the instance pool.
     pub async fn check_instantiate(&self, component: &ProviderComponent) -> Result<(), Error> {
-        let session = Session {
-            runtime: self,
-            component: component.clone(),
-            egress: None,
-            secrets: Arc::new(Vec::new()),
-            label: Arc::from("check"),
-        };
+        let session = Session::unconnected(self, component, "check");
         session.timed(async { session.instantiate().await.map(drop) }).await
     }
 
@@ -287,13 +281,7 @@ impl Runtime {
 
     /// Reads what a component offers; no connection needed.
     pub async fn describe(&self, component: &ProviderComponent) -> Result<ProviderDescription, Error> {
-        let session = Session {
-            runtime: self,
-            component: component.clone(),
-            egress: None,
-            secrets: Arc::new(Vec::new()),
-            label: Arc::from("describe"),
-        };
+        let session = Session::unconnected(self, component, "describe");
         session
             .timed(async {
                 let (mut store, provider) = session.instantiate().await?;
@@ -346,7 +334,18 @@ pub struct Session<'r> {
     label: Arc<str>,
 }
 
-impl Session<'_> {
+impl<'r> Session<'r> {
+    /// A session with no connection: its guest's HTTP requests are refused.
+    fn unconnected(runtime: &'r Runtime, component: &ProviderComponent, label: &str) -> Session<'r> {
+        Session {
+            runtime,
+            component: component.clone(),
+            egress: None,
+            secrets: Arc::new(Vec::new()),
+            label: Arc::from(label),
+        }
+    }
+
     pub fn base_url(&self) -> Option<&url::Url> {
         self.egress.as_deref().map(Egress::base_url)
     }
