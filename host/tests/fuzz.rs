@@ -21,8 +21,13 @@ fn egress() -> Egress {
     Egress::new(reqwest::Client::new(), base, auth, EgressLimits::default(), Arc::new(Budget::new("f", None)), vec![])
 }
 
+/// The CI smoke's case count, or `PROPTEST_CASES` for a longer run.
+fn cases(smoke: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(smoke)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(512), ..ProptestConfig::default() })]
 
     #[test]
     fn providers_yaml_never_panics_on_any_text(text in "\\PC{0,400}") {

@@ -35,8 +35,13 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// The CI smoke's case count, or `PROPTEST_CASES` for a longer run.
+fn cases(smoke: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(smoke)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(1024), ..ProptestConfig::default() })]
 
     #[test]
     fn any_bytes_are_an_error_or_a_page(body in prop::collection::vec(any::<u8>(), 0..256)) {
