@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use terapi_e2e::fake_gong::{FakeGong, FakeGongConfig, OAuthConfig, fixtures};
 use terapi_e2e::terapi_host::oauth::{self, OAuthClient, TokenRefresher, TokenSet};
-use terapi_e2e::terapi_host::{Connection, Credentials, EgressError, Error, ProviderFailure, Providers, Secret};
+use terapi_e2e::terapi_host::{
+    Connection, Credentials, EgressError, Error, ProviderFailure, Providers, Secret, Session,
+};
 use terapi_e2e::*;
 
 /// providers.yaml with gong-oauth's authorize and token URLs on the fake.
@@ -71,6 +73,21 @@ fn recording_refresher() -> (TokenRefresher, Arc<Mutex<Vec<TokenSet>>>) {
     (refresher, saved)
 }
 
+type Saved = Arc<Mutex<Vec<TokenSet>>>;
+
+/// A fake with OAuth, a connection authorized against it, and a session that
+/// refreshes its token and records every token set it hands over to be saved.
+async fn refreshing(ttl: Duration) -> (FakeGong, Session<'static>, Connection, Saved) {
+    let gong = start(ttl).await;
+    let providers = providers_for(&gong);
+    let connection = authorize(&providers).await;
+    let (refresher, saved) = recording_refresher();
+    let session = host()
+        .connect_with_refresh(gong_component(), providers.get("gong-oauth").unwrap(), &connection, Some(refresher))
+        .unwrap();
+    (gong, session, connection, saved)
+}
+
 #[test]
 fn the_flow_ends_with_calls_to_the_customer_base_url() {
     block_on(async {
@@ -92,13 +109,7 @@ fn the_flow_ends_with_calls_to_the_customer_base_url() {
 #[test]
 fn an_expired_token_is_refreshed_once_and_the_call_succeeds() {
     block_on(async {
-        let gong = start(Duration::from_secs(3600)).await;
-        let providers = providers_for(&gong);
-        let connection = authorize(&providers).await;
-        let (refresher, saved) = recording_refresher();
-        let session = host()
-            .connect_with_refresh(gong_component(), providers.get("gong-oauth").unwrap(), &connection, Some(refresher))
-            .unwrap();
+        let (gong, session, _connection, saved) = refreshing(Duration::from_secs(3600)).await;
         gong.expire_access_tokens();
         session.verify().await.unwrap();
         let statuses: Vec<u16> = gong.requests().iter().filter(|r| r.path == "/v2/users").map(|r| r.status).collect();
@@ -112,13 +123,7 @@ fn an_expired_token_is_refreshed_once_and_the_call_succeeds() {
 fn a_token_about_to_expire_is_refreshed_before_the_call() {
     block_on(async {
         // 30 s is inside the host's 60 s refresh margin.
-        let gong = start(Duration::from_secs(30)).await;
-        let providers = providers_for(&gong);
-        let connection = authorize(&providers).await;
-        let (refresher, _) = recording_refresher();
-        let session = host()
-            .connect_with_refresh(gong_component(), providers.get("gong-oauth").unwrap(), &connection, Some(refresher))
-            .unwrap();
+        let (gong, session, _connection, _saved) = refreshing(Duration::from_secs(30)).await;
         session.verify().await.unwrap();
         assert_eq!(gong.token_grants(), ["authorization_code", "refresh_token"]);
         assert!(gong.requests().iter().all(|r| r.status != 401), "no call was sent with the old token");
@@ -128,20 +133,8 @@ fn a_token_about_to_expire_is_refreshed_before_the_call() {
 #[test]
 fn concurrent_calls_share_one_refresh() {
     block_on(async {
-        let gong = start(Duration::from_secs(3600)).await;
-        let providers = providers_for(&gong);
-        let connection = authorize(&providers).await;
-        let (refresher, saved) = recording_refresher();
-        let session = Arc::new(
-            host()
-                .connect_with_refresh(
-                    gong_component(),
-                    providers.get("gong-oauth").unwrap(),
-                    &connection,
-                    Some(refresher),
-                )
-                .unwrap(),
-        );
+        let (gong, session, _connection, saved) = refreshing(Duration::from_secs(3600)).await;
+        let session = Arc::new(session);
         gong.expire_access_tokens();
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..5 {
@@ -159,13 +152,7 @@ fn concurrent_calls_share_one_refresh() {
 #[test]
 fn a_revoked_grant_says_reauthorize_and_saves_nothing() {
     block_on(async {
-        let gong = start(Duration::from_secs(3600)).await;
-        let providers = providers_for(&gong);
-        let connection = authorize(&providers).await;
-        let (refresher, saved) = recording_refresher();
-        let session = host()
-            .connect_with_refresh(gong_component(), providers.get("gong-oauth").unwrap(), &connection, Some(refresher))
-            .unwrap();
+        let (gong, session, connection, saved) = refreshing(Duration::from_secs(3600)).await;
         gong.revoke_refresh_tokens();
         gong.expire_access_tokens();
         let error = session.verify().await.unwrap_err();

@@ -44,38 +44,27 @@ fn body_json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or(Value::Null)
 }
 
-pub(crate) async fn calls_extensive(State(shared): State<Arc<Shared>>, body: String) -> Response {
-    let request = body_json(&body);
-    let calls = match matching_calls(&shared, &request["filter"]) {
+/// A POST list of calls (body `filter` + `cursor`), each call shown as `item`
+/// shows it, under the key `list`; no match is Gong's "No calls found" 404.
+fn calls_page(shared: &Shared, body: &str, list: &str, item: fn(&Value) -> Value) -> Response {
+    let request = body_json(body);
+    let calls = match matching_calls(shared, &request["filter"]) {
         Ok(calls) => calls,
         Err(response) => return response,
     };
     if calls.is_empty() {
-        return gong_error(&shared, StatusCode::NOT_FOUND, "No calls found corresponding to the provided filters");
+        return gong_error(shared, StatusCode::NOT_FOUND, "No calls found corresponding to the provided filters");
     }
-    let items: Vec<String> = calls.iter().map(|c| fixtures::extensive_call(c).to_string()).collect();
-    let filter = request["filter"].to_string();
-    page_at(&shared, "calls", &items, request["cursor"].as_str(), &filter, CursorAt::Records)
+    let items: Vec<String> = calls.iter().map(|c| item(c).to_string()).collect();
+    page_at(shared, list, &items, request["cursor"].as_str(), &request["filter"].to_string(), CursorAt::Records)
+}
+
+pub(crate) async fn calls_extensive(State(shared): State<Arc<Shared>>, body: String) -> Response {
+    calls_page(&shared, &body, "calls", fixtures::extensive_call)
 }
 
 pub(crate) async fn transcripts(State(shared): State<Arc<Shared>>, body: String) -> Response {
-    let request = body_json(&body);
-    let calls = match matching_calls(&shared, &request["filter"]) {
-        Ok(calls) => calls,
-        Err(response) => return response,
-    };
-    if calls.is_empty() {
-        return gong_error(&shared, StatusCode::NOT_FOUND, "No calls found corresponding to the provided filters");
-    }
-    let items: Vec<String> = calls.iter().map(|c| fixtures::transcript(c).to_string()).collect();
-    page_at(
-        &shared,
-        "callTranscripts",
-        &items,
-        request["cursor"].as_str(),
-        &request["filter"].to_string(),
-        CursorAt::Records,
-    )
+    calls_page(&shared, &body, "callTranscripts", fixtures::transcript)
 }
 
 pub(crate) async fn answered_scorecards(State(shared): State<Arc<Shared>>, body: String) -> Response {
