@@ -9,8 +9,10 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
     rustup target add wasm32-wasip2
 fi
 
-cargo test --workspace --locked
-
-# The benchmarks once each, on the debug build above, so they never rot;
-# the figures come from a full `cargo bench -p terapi-benches`.
-cargo test --locked -p terapi-benches --benches
+# --benches adds the benchmarks, run once each on the debug build so they
+# never rot (the figures come from a full `cargo bench -p terapi-benches`).
+# One invocation over the whole workspace, so every dependency is resolved
+# with one feature set and built once. (Not --all-targets: that would also
+# build the harness libraries' empty test binaries, each linking wasmtime.)
+cargo test --workspace --locked --tests --benches
+cargo test --workspace --locked --doc

@@ -39,12 +39,13 @@ pub fn hostile_component() -> &'static ProviderComponent {
     HOSTILE.get_or_init(|| host().load_component(terapi_artifacts::GUEST_HOSTILE).expect("hostile component loads"))
 }
 
+/// The text of the repository's own providers.yaml.
+pub const PROVIDERS_YAML: &str = include_str!("../../../providers.yaml");
+
 /// The repository's own providers.yaml, as users get it.
 pub fn providers() -> &'static Providers {
     static PROVIDERS: OnceLock<Providers> = OnceLock::new();
-    PROVIDERS.get_or_init(|| {
-        Providers::parse(include_str!("../../../providers.yaml"), "providers.yaml").expect("providers.yaml")
-    })
+    PROVIDERS.get_or_init(|| Providers::parse(PROVIDERS_YAML, "providers.yaml").expect("providers.yaml"))
 }
 
 pub async fn start_gong(config: FakeGongConfig) -> FakeGong {

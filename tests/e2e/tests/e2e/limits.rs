@@ -61,7 +61,7 @@ fn a_burst_of_20_calls_keeps_to_3_a_second() {
 #[test]
 fn a_spent_daily_budget_stops_a_sync_at_a_page_boundary_and_says_when_it_resets() {
     block_on(async {
-        let text = include_str!("../../../providers.yaml").replacen("per_day: 10000", "per_day: 2", 1);
+        let text = terapi_e2e::PROVIDERS_YAML.replacen("per_day: 10000", "per_day: 2", 1);
         let providers = Providers::parse(&text, "providers.yaml").unwrap();
         let gong = start_gong(FakeGongConfig { users: fixtures::users(250), ..FakeGongConfig::default() }).await;
         let connection = connection(&gong);

@@ -17,7 +17,7 @@ use terapi_e2e::*;
 
 /// providers.yaml with gong-oauth's authorize and token URLs on the fake.
 fn providers_for(gong: &FakeGong) -> Providers {
-    let text = include_str!("../../../providers.yaml")
+    let text = terapi_e2e::PROVIDERS_YAML
         .replace("https://app.gong.io/oauth2/authorize", &format!("{}/oauth2/authorize", gong.base_url()))
         .replace(
             "https://app.gong.io/oauth2/generate-customer-token",

@@ -21,7 +21,7 @@ fn the_shipped_file_describes_gong_both_ways() {
 
 #[test]
 fn a_malformed_file_names_the_line_and_the_field() {
-    let shipped = include_str!("../../../providers.yaml");
+    let shipped = terapi_e2e::PROVIDERS_YAML;
     let cases = [
         (shipped.replacen("auth_mode: BASIC", "auth_mode: BASICS", 1), "auth_mode", "BASICS"),
         (shipped.replacen("    proxy:\n", "    proxi:\n", 1), "proxy", "missing field"),
@@ -44,7 +44,7 @@ fn a_malformed_file_names_the_line_and_the_field() {
 
 #[test]
 fn the_line_points_at_the_bad_field() {
-    let shipped = include_str!("../../../providers.yaml");
+    let shipped = terapi_e2e::PROVIDERS_YAML;
     let broken = shipped.replacen("auth_mode: BASIC", "auth_mode: BASICS", 1);
     let line = shipped.lines().position(|l| l.contains("auth_mode: BASIC")).unwrap() + 1;
     let error = Providers::parse(&broken, "providers.yaml").unwrap_err().to_string();

@@ -1,0 +1,12 @@
+//! The end-to-end suite: the real Gong component in the real wasmtime host,
+//! over real HTTP to the fake Gong on loopback. One test binary, because
+//! every binary links wasmtime and cranelift; seven of them cost minutes of
+//! linking and gigabytes of disk for nothing.
+
+mod limits;
+mod oauth;
+mod providers_yaml;
+mod sandbox;
+mod slice;
+mod store;
+mod surface;
