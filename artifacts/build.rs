@@ -81,12 +81,10 @@ fn ensure_target_installed() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if let Some(sysroot) = sysroot {
-        if !Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists() {
-            fail(&format!(
-                "the Rust target {TARGET} is not installed; run `rustup target add {TARGET}` and build again"
-            ));
-        }
+    if let Some(sysroot) = sysroot
+        && !Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists()
+    {
+        fail(&format!("the Rust target {TARGET} is not installed; run `rustup target add {TARGET}` and build again"));
     }
 }
 

@@ -294,6 +294,8 @@ enum RecordsCommand {
     },
 }
 
+// Parsed once per process; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum SyncCommand {
     /// The syncs the component offers.
@@ -329,6 +331,8 @@ enum SyncCommand {
     },
 }
 
+// Parsed once per process; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum ActionCommand {
     /// The actions the component offers, one line each.

@@ -60,11 +60,11 @@ fn verify(headers: &HeaderMap, body: &[u8], key: &DecodingKey) -> Result<(), Str
 
 async fn receive(State(server): State<Arc<WebhookServer>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let reply = |status: StatusCode, body: serde_json::Value| (status, axum::Json(body)).into_response();
-    if let Some(key) = &server.public_key {
-        if let Err(reason) = verify(&headers, &body, key) {
-            tracing::warn!("webhook rejected: {reason}");
-            return reply(StatusCode::UNAUTHORIZED, json!({ "error": reason }));
-        }
+    if let Some(key) = &server.public_key
+        && let Err(reason) = verify(&headers, &body, key)
+    {
+        tracing::warn!("webhook rejected: {reason}");
+        return reply(StatusCode::UNAUTHORIZED, json!({ "error": reason }));
     }
     let spec = match server.providers.get(&server.connection.provider) {
         Ok(spec) => spec,

@@ -13,7 +13,7 @@ use crate::connection::Credentials;
 use crate::limits::Budget;
 use crate::oauth::{self, OAuthError, TokenRefresher, TokenSet, unix_now};
 use crate::providers::ProviderSpec;
-use crate::secret::Secret;
+use crate::secret::{Redactor, Secret};
 
 /// A request as the guest (or the proxy) describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +367,8 @@ impl Authorizer {
 pub struct OAuthTokens {
     current: tokio::sync::Mutex<TokenState>,
     refresher: Option<TokenRefresher>,
+    /// Learns each new token, so text echoing it is scrubbed like the first.
+    redactor: Redactor,
     http: reqwest::Client,
     spec: ProviderSpec,
     config: std::collections::BTreeMap<String, String>,
@@ -385,6 +387,7 @@ impl OAuthTokens {
     pub fn new(
         credentials: &Credentials,
         refresher: Option<TokenRefresher>,
+        redactor: Redactor,
         http: reqwest::Client,
         spec: ProviderSpec,
         config: std::collections::BTreeMap<String, String>,
@@ -394,7 +397,7 @@ impl OAuthTokens {
             Credentials::Basic { .. } => (None, None),
         };
         let state = TokenState { header: authorization_header(credentials), refresh_token, expires_at };
-        OAuthTokens { current: tokio::sync::Mutex::new(state), refresher, http, spec, config }
+        OAuthTokens { current: tokio::sync::Mutex::new(state), refresher, redactor, http, spec, config }
     }
 
     async fn header(&self) -> Result<HeaderValue, EgressError> {
@@ -420,6 +423,10 @@ impl OAuthTokens {
         };
         match oauth::refresh(&self.http, &self.spec, &self.config, &refresher.client, refresh_token).await {
             Ok(tokens) => {
+                self.redactor.add(&tokens.access_token);
+                if let Some(refresh_token) = &tokens.refresh_token {
+                    self.redactor.add(refresh_token);
+                }
                 *state = TokenState {
                     header: authorization_header(&credentials_from(&tokens)),
                     refresh_token: tokens.refresh_token.clone(),

@@ -31,5 +31,5 @@ pub use runtime::{
     ActionInfo, ProviderComponent, ProviderDescription, Requirements, Runtime, RuntimeConfig, Session, SyncInfo,
     SyncOptions, SyncPage, SyncRecord, Verification, WebhookRecords,
 };
-pub use secret::Secret;
+pub use secret::{Redactor, Secret};
 pub use sync::{PageSink, SyncRun, run_sync};

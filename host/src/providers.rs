@@ -178,16 +178,17 @@ fn validate(key: &str, spec: &ProviderSpec) -> Result<(), (&'static str, String)
             let value = value.as_deref().ok_or((field, "required when auth_mode is OAUTH2".to_string()))?;
             Template::parse(value).map_err(|e| (field, e.to_string()))?;
         }
-        if let Some(method) = &spec.token_request_auth_method {
-            if method != "basic" && method != "custom" {
-                return Err(("token_request_auth_method", format!("`{method}` is not supported; use `basic`")));
-            }
+        if let Some(method) = &spec.token_request_auth_method
+            && method != "basic"
+            && method != "custom"
+        {
+            return Err(("token_request_auth_method", format!("`{method}` is not supported; use `basic`")));
         }
     }
-    if let Some(limit) = spec.proxy.rate_limit {
-        if limit.per_second == Some(0) || limit.per_day == Some(0) {
-            return Err(("proxy.rate_limit", "limits must be at least 1 (leave a limit out for none)".into()));
-        }
+    if let Some(limit) = spec.proxy.rate_limit
+        && (limit.per_second == Some(0) || limit.per_day == Some(0))
+    {
+        return Err(("proxy.rate_limit", "limits must be at least 1 (leave a limit out for none)".into()));
     }
     Ok(())
 }
@@ -205,13 +206,13 @@ fn locate(text: &str, key: &str, field: &str) -> Option<usize> {
         if !line.starts_with(' ') && !line.starts_with('\t') && !trimmed.is_empty() && !trimmed.starts_with('#') {
             break; // next provider
         }
-        if let Some(part) = wanted.peek() {
-            if trimmed.starts_with(&format!("{part}:")) {
-                best = Some(n + 1);
-                wanted.next();
-                if wanted.peek().is_none() {
-                    return best;
-                }
+        if let Some(part) = wanted.peek()
+            && trimmed.starts_with(&format!("{part}:"))
+        {
+            best = Some(n + 1);
+            wanted.next();
+            if wanted.peek().is_none() {
+                return best;
             }
         }
     }

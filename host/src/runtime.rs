@@ -22,7 +22,7 @@ use crate::error::{Error, GuestFailure, ProviderFailure};
 use crate::limits::Budgets;
 use crate::oauth::TokenRefresher;
 use crate::providers::ProviderSpec;
-use crate::secret::Secret;
+use crate::secret::Redactor;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -252,11 +252,13 @@ impl Runtime {
             connection.resolve(spec).map_err(|source| Error::Connection { id: connection.id.clone(), source })?;
         let limit = spec.proxy.rate_limit.filter(|_| self.config.rate_limits);
         let budget = self.budgets.for_connection(&format!("{}/{}", connection.provider, connection.id), limit);
+        let redactor = Redactor::new(connection.credentials.secrets());
         let auth = match &connection.credentials {
             Credentials::Basic { .. } => Authorizer::from_credentials(&connection.credentials),
             Credentials::OAuth2 { .. } => Authorizer::OAuth(Arc::new(OAuthTokens::new(
                 &connection.credentials,
                 refresher,
+                redactor.clone(),
                 self.http.clone(),
                 spec.clone(),
                 connection.config.clone(),
@@ -274,7 +276,7 @@ impl Runtime {
             runtime: self,
             component: component.clone(),
             egress: Some(Arc::new(egress)),
-            secrets: Arc::new(connection.credentials.secrets().into_iter().cloned().collect()),
+            redactor,
             label: Arc::from(format!("{}/{}", connection.provider, connection.id)),
         })
     }
@@ -330,7 +332,7 @@ pub struct Session<'r> {
     runtime: &'r Runtime,
     component: ProviderComponent,
     egress: Option<Arc<Egress>>,
-    secrets: Arc<Vec<Secret>>,
+    redactor: Redactor,
     label: Arc<str>,
 }
 
@@ -341,7 +343,7 @@ impl<'r> Session<'r> {
             runtime,
             component: component.clone(),
             egress: None,
-            secrets: Arc::new(Vec::new()),
+            redactor: Redactor::default(),
             label: Arc::from(label),
         }
     }
@@ -430,7 +432,7 @@ impl<'r> Session<'r> {
             table: ResourceTable::new(),
             limiter: GuestLimiter { max_memory_bytes: config.max_memory_bytes, memory_exceeded: false },
             egress: self.egress.clone(),
-            secrets: self.secrets.clone(),
+            redactor: self.redactor.clone(),
             label: self.label.clone(),
             stderr,
             cpu_ticks_left: ticks(config.cpu_budget),
@@ -480,13 +482,13 @@ impl<'r> Session<'r> {
         let message = if stderr.is_empty() {
             error.root_cause().to_string()
         } else {
-            format!("{} ({})", scrub(&stderr, &self.secrets), error.root_cause())
+            format!("{} ({})", self.redactor.scrub(&stderr), error.root_cause())
         };
         Err(GuestFailure::Crashed(message).into())
     }
 
     fn provider_error(&self, error: wit::ProviderError) -> Error {
-        let s = |m: String| scrub(&m, &self.secrets);
+        let s = |m: String| self.redactor.scrub(&m);
         Error::Provider(match error {
             wit::ProviderError::Unauthorized(m) => ProviderFailure::Unauthorized(s(m)),
             wit::ProviderError::InvalidInput(m) => ProviderFailure::InvalidInput(s(m)),
@@ -504,25 +506,13 @@ fn ticks(budget: Duration) -> u64 {
     (budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
-/// Replaces any secret of the connection found in `text`: guest and remote
-/// text is echoed to users, and a provider might echo what it was sent.
-fn scrub(text: &str, secrets: &[Secret]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets.iter().filter(|s| s.expose().len() >= 4) {
-        if out.contains(secret.expose()) {
-            out = out.replace(secret.expose(), "<redacted>");
-        }
-    }
-    out
-}
-
 /// Per-call state of one guest instance.
 pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: GuestLimiter,
     egress: Option<Arc<Egress>>,
-    secrets: Arc<Vec<Secret>>,
+    redactor: Redactor,
     label: Arc<str>,
     stderr: MemoryOutputPipe,
     cpu_ticks_left: u64,
@@ -574,7 +564,7 @@ impl bindings::terapi::provider::http::Host for GuestState {
 impl bindings::terapi::provider::log::Host for GuestState {
     async fn log(&mut self, level: bindings::terapi::provider::log::Level, message: String) -> wasmtime::Result<()> {
         use bindings::terapi::provider::log::Level;
-        let mut message = scrub(&message, &self.secrets);
+        let mut message = self.redactor.scrub(&message);
         if message.len() > MAX_LOG_LINE {
             let cut = (0..=MAX_LOG_LINE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
             message.truncate(cut);

@@ -1,6 +1,7 @@
 //! A string that never shows itself in `Debug`, `Display` or logs.
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -38,9 +39,66 @@ impl From<String> for Secret {
     }
 }
 
+/// The secrets of one connection, to scrub from text that might echo them
+/// (guest messages, remote error bodies). Shared by a session and its token
+/// refresher, so a token minted mid-session is scrubbed too.
+#[derive(Clone, Default)]
+pub struct Redactor(Arc<RwLock<Vec<Secret>>>);
+
+impl Redactor {
+    /// Shorter values would match ordinary text and redact nothing secret.
+    const MIN_LEN: usize = 4;
+
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
+        let redactor = Redactor::default();
+        for secret in secrets {
+            redactor.add(secret);
+        }
+        redactor
+    }
+
+    pub fn add(&self, secret: &Secret) {
+        if secret.expose().len() < Self::MIN_LEN {
+            return;
+        }
+        // A panic elsewhere while holding the lock leaves the list intact.
+        let mut secrets = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if !secrets.contains(secret) {
+            secrets.push(secret.clone());
+        }
+    }
+
+    /// `text` with every known secret replaced by `<redacted>`.
+    pub fn scrub(&self, text: &str) -> String {
+        let secrets = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = text.to_string();
+        for secret in secrets.iter() {
+            if out.contains(secret.expose()) {
+                out = out.replace(secret.expose(), "<redacted>");
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.read().map(|s| s.len()).unwrap_or(0);
+        write!(f, "Redactor({count} secrets)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_redactor_scrubs_secrets_added_later_and_ignores_tiny_ones() {
+        let redactor = Redactor::new([&Secret::new("first-secret"), &Secret::new("ab")]);
+        let clone = redactor.clone();
+        clone.add(&Secret::new("minted-later"));
+        assert_eq!(redactor.scrub("first-secret then minted-later; ab stays"), "<redacted> then <redacted>; ab stays");
+    }
 
     #[test]
     fn never_prints_the_value() {

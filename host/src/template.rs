@@ -76,10 +76,8 @@ impl Template {
                         // A value that is the whole alternative may be a full URL
                         // (Gong's `api_base_url_for_customer`); one spliced into a
                         // URL must not move it to another host or path.
-                        if !whole {
-                            if let Some(bad) = v.chars().find(|c| "/@?#:\\".contains(*c) || c.is_whitespace()) {
-                                return Err(TemplateError::UnsafeValue { name: name.clone(), bad });
-                            }
+                        if !whole && let Some(bad) = v.chars().find(|c| "/@?#:\\".contains(*c) || c.is_whitespace()) {
+                            return Err(TemplateError::UnsafeValue { name: name.clone(), bad });
                         }
                         out.push_str(v);
                     }

@@ -58,13 +58,12 @@ proptest! {
     fn a_spliced_value_never_changes_the_host(value in "\\PC{0,40}") {
         let template = Template::parse("https://${connectionConfig.sub}.example.com/api").unwrap();
         let config = BTreeMap::from([("sub".to_string(), value)]);
-        if let Ok(rendered) = template.render(&config) {
-            if let Ok(url) = url::Url::parse(&rendered) {
+        if let Ok(rendered) = template.render(&config)
+            && let Ok(url) = url::Url::parse(&rendered) {
                 let host = url.host_str().unwrap_or_default().to_string();
                 prop_assert!(host.ends_with(".example.com") || host == "example.com", "{rendered} -> {host}");
                 prop_assert!(url.path().starts_with("/api"));
             }
-        }
     }
 
     #[test]

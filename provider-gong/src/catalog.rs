@@ -477,10 +477,10 @@ pub fn run(endpoint: &Endpoint, input: &str) -> Result<String, ProviderError> {
     };
     let query: Vec<(&str, &str)> = built.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let answer = api::send_with(endpoint.method, &built.path, &query, body, endpoint.reads_only)?;
-    if answer.status == 404 {
-        if let Some(empty) = endpoint.empty_on_404 {
-            return Ok(empty.to_string());
-        }
+    if answer.status == 404
+        && let Some(empty) = endpoint.empty_on_404
+    {
+        return Ok(empty.to_string());
     }
     if endpoint.plan_gated && matches!(answer.status, 401 | 403 | 404) {
         return Err(not_available(endpoint.path));

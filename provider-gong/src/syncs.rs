@@ -179,7 +179,16 @@ pub const SYNCS: &[SyncDef] = &[
         "workspaces",
         "id",
     ),
-    def("flows", "GongFlow", "Engage flows (sequences) (GET /v2/flows).", Source::Get, "/v2/flows", "flows", "id"),
+    def(
+        "flows",
+        "GongFlow",
+        "Engage flows (sequences) of every active user: company flows and each user's personal ones \
+         (GET /v2/users, then GET /v2/flows per flowOwnerEmail; one request per user).",
+        Source::Get,
+        "/v2/flows",
+        "flows",
+        "id",
+    ),
     SyncDef {
         plan_gated: true,
         ..def(
@@ -220,6 +229,15 @@ struct Checkpoint {
     /// permission-profiles: the workspaces still to visit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     workspaces: Option<Vec<String>>,
+    /// flows: the owners (emails) of the current users page still to visit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owners: Option<Vec<String>>,
+    /// flows: where the users list continues once `owners` is used up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    users_cursor: Option<String>,
+    /// flows: the company-wide flows were listed in full once already.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    company_flows_seen: bool,
 }
 
 pub fn run_page(request: PageRequest) -> Result<SyncPage, ProviderError> {
@@ -234,6 +252,7 @@ pub fn run_page(request: PageRequest) -> Result<SyncPage, ProviderError> {
     match sync.name {
         "users" => users_page(checkpoint),
         "permission-profiles" => permission_profiles_page(sync, checkpoint),
+        "flows" => flows_page(sync, checkpoint),
         _ => list_page(sync, checkpoint, &request.options),
     }
 }
@@ -459,6 +478,85 @@ fn permission_profiles_page(sync: &SyncDef, checkpoint: Checkpoint) -> Result<Sy
         (!remaining.is_empty()).then(|| Checkpoint { workspaces: Some(remaining), cursor, ..Checkpoint::default() });
     let done = next.is_none();
     finish(records, next, done)
+}
+
+/// Gong lists flows only per owner (`flowOwnerEmail` is required), so the
+/// sync walks the users list a page at a time and asks for each active
+/// user's flows. Company flows come back for every owner: they are kept from
+/// the first owner whose list was read in full and dropped after that. Each
+/// call makes at most two requests: the next users page when the owners run
+/// out, and one page of one owner's flows.
+fn flows_page(sync: &SyncDef, checkpoint: Checkpoint) -> Result<SyncPage, ProviderError> {
+    let Checkpoint { owners, users_cursor, cursor, mut company_flows_seen, .. } = checkpoint;
+    let (mut owners, users_cursor) = match (owners, users_cursor) {
+        (Some(owners), users_cursor) if !owners.is_empty() => (owners, users_cursor),
+        // Every users page read and every owner visited.
+        (Some(_), None) => return finish(Vec::new(), None, true),
+        // The first users page, or the next one.
+        (_, users_cursor) => {
+            let query: Vec<(&str, &str)> = users_cursor.as_deref().map(|c| ("cursor", c)).into_iter().collect();
+            let page: UsersPage = api::get_json("/v2/users", &query)?;
+            let next_users = page.records.next_cursor().map(str::to_string);
+            let owners = page
+                .users
+                .into_iter()
+                .filter(|u| u.active.unwrap_or(true))
+                .filter_map(|u| u.email_address.filter(|e| !e.is_empty()))
+                .collect();
+            (owners, next_users)
+        }
+    };
+    let mut records = Vec::new();
+    let mut flows_cursor = None;
+    let mut listed = false;
+    if let Some(owner) = owners.first().cloned() {
+        let mut query = vec![("flowOwnerEmail", owner.as_str())];
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor));
+        }
+        let answer = api::send_with(Method::Get, sync.path, &query, None, true)?;
+        match answer.status {
+            // The user left Gong between the users page and now: no flows.
+            404 => {}
+            401 | 403 => return Err(not_available(sync.path)),
+            _ => {
+                let mut page: Value = api::decode_success(sync.path, answer)?;
+                flows_cursor = next_cursor(&page);
+                listed = true;
+                if let Some(Value::Array(flows)) = page.get_mut(sync.items) {
+                    let visibility = |flow: &Value| flow.get("visibility").and_then(Value::as_str).map(str::to_string);
+                    if company_flows_seen {
+                        flows.retain(|flow| visibility(flow).as_deref() != Some("Company"));
+                    }
+                    for flow in flows.iter_mut() {
+                        // A personal flow belongs to the owner we asked for;
+                        // Gong's flow object does not say so itself.
+                        if visibility(flow).as_deref() == Some("Personal")
+                            && let Value::Object(flow) = flow
+                        {
+                            flow.insert("ownerEmail".into(), json!(owner));
+                        }
+                    }
+                }
+                records = records_of(sync, page)?;
+            }
+        }
+        if flows_cursor.is_none() {
+            owners.remove(0);
+            company_flows_seen |= listed;
+        }
+    }
+    if owners.is_empty() && users_cursor.is_none() {
+        return finish(records, None, true);
+    }
+    let next = Checkpoint {
+        owners: Some(owners),
+        users_cursor,
+        cursor: flows_cursor,
+        company_flows_seen,
+        ..Checkpoint::default()
+    };
+    finish(records, Some(next), false)
 }
 
 pub fn to_json<T: Serialize>(value: &T) -> Result<String, ProviderError> {

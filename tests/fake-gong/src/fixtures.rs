@@ -127,22 +127,6 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_round_trip() {
-        assert_eq!(format_rfc3339(FIRST_CALL_AT), "2024-01-01T00:00:00Z");
-        assert_eq!(parse_rfc3339("2024-01-01T00:00:00Z"), Some(FIRST_CALL_AT));
-        assert_eq!(parse_rfc3339("2024-01-01T02:00:00.250+02:00"), Some(FIRST_CALL_AT));
-        assert_eq!(parse_rfc3339("2024-01-01"), None);
-        for t in [0, 951_782_400, 1_709_164_800, 4_102_444_800] {
-            assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));
-        }
-    }
-}
-
 /// A call as `/v2/calls/extensive` answers it: metaData, parties, and CRM
 /// context with the deal (opportunity) it belongs to.
 pub fn extensive_call(call: &Value) -> Value {
@@ -190,6 +174,14 @@ pub fn answered_scorecard(call: &Value) -> Value {
     })
 }
 
+/// The personal Engage flows of user `i`: two for every third user.
+pub fn personal_flows(i: usize) -> Vec<Value> {
+    let count = if i.is_multiple_of(3) { 2 } else { 0 };
+    (0..count)
+        .map(|k| json!({ "id": format!("621{i:012}{k:04}"), "name": format!("Flow of user {i} #{k}"), "visibility": "Personal" }))
+        .collect()
+}
+
 /// Items of a settings-like list, `n` of them (per workspace where it matters).
 pub fn settings(key: &str, n: usize, workspace: Option<&str>) -> Vec<Value> {
     (0..n)
@@ -203,4 +195,20 @@ pub fn settings(key: &str, n: usize, workspace: Option<&str>) -> Vec<Value> {
             _ => json!({ "id": i.to_string() }),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(format_rfc3339(FIRST_CALL_AT), "2024-01-01T00:00:00Z");
+        assert_eq!(parse_rfc3339("2024-01-01T00:00:00Z"), Some(FIRST_CALL_AT));
+        assert_eq!(parse_rfc3339("2024-01-01T02:00:00.250+02:00"), Some(FIRST_CALL_AT));
+        assert_eq!(parse_rfc3339("2024-01-01"), None);
+        for t in [0, 951_782_400, 1_709_164_800, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));
+        }
+    }
 }

@@ -7,6 +7,10 @@
 //! an empty call window, and 429 with `Retry-After` when told to throttle.
 //! Every request is recorded so tests can assert on what Gong saw.
 
+// Handlers return axum's `Response` as their error: the error *is* the
+// answer Gong would give, and its size does not matter in a test server.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,7 +156,7 @@ impl FakeGong {
             .route("/v2/settings/scorecards", get(surface::settings_list))
             .route("/v2/settings/trackers", get(surface::settings_list))
             .route("/v2/workspaces", get(surface::settings_list))
-            .route("/v2/flows", get(surface::settings_list))
+            .route("/v2/flows", get(surface::flows))
             .route("/v2/call-outcomes", get(surface::settings_list))
             .route("/v2/all-permission-profiles", get(surface::settings_list))
             .route("/v2/calls/{id}", get(surface::echo))
@@ -293,7 +297,7 @@ pub(crate) fn gong_error(shared: &Shared, status: StatusCode, message: &str) -> 
 async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    let query = request.uri().query().map(|q| url_decode_pairs(q)).unwrap_or_default();
+    let query = request.uri().query().map(url_decode_pairs).unwrap_or_default();
     let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     let host = request.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let oauth_endpoint = path.starts_with("/oauth2/");

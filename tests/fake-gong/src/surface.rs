@@ -101,7 +101,6 @@ pub(crate) async fn settings_list(
         "/v2/settings/scorecards" => ("scorecards", CursorAt::TopLevel),
         "/v2/settings/trackers" => ("trackers", CursorAt::TopLevel),
         "/v2/workspaces" => ("workspaces", CursorAt::Unpaged),
-        "/v2/flows" => ("flows", CursorAt::Records),
         "/v2/call-outcomes" => ("callOutcomes", CursorAt::Records),
         "/v2/all-permission-profiles" => {
             if shared.config.plan_gated {
@@ -115,6 +114,21 @@ pub(crate) async fn settings_list(
     let items: Vec<String> = items.iter().map(Value::to_string).collect();
     let filter = q.get("workspaceId").cloned().unwrap_or_default();
     page_at(&shared, key, &items, q.get("cursor").map(String::as_str), &filter, cursor_at)
+}
+
+/// GET /v2/flows: Gong lists flows per owner and requires `flowOwnerEmail`.
+/// An owner sees the company's flows and their own personal ones.
+pub(crate) async fn flows(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let Some(owner) = q.get("flowOwnerEmail").filter(|e| !e.is_empty()) else {
+        return gong_error(&shared, StatusCode::BAD_REQUEST, "flowOwnerEmail is required");
+    };
+    let Some(index) = shared.config.users.iter().position(|u| u["emailAddress"] == json!(owner)) else {
+        return gong_error(&shared, StatusCode::NOT_FOUND, &format!("No user found with email {owner}"));
+    };
+    let mut items = fixtures::settings("flows", shared.config.extras, None);
+    items.extend(fixtures::personal_flows(index));
+    let items: Vec<String> = items.iter().map(Value::to_string).collect();
+    page_at(&shared, "flows", &items, q.get("cursor").map(String::as_str), owner, CursorAt::Records)
 }
 
 /// Endpoints the actions reach whose answers carry nothing our code reads:

@@ -65,7 +65,8 @@ impl action::Guest for Hostile {
                     std::hint::black_box(&hoard);
                 }
             }
-            "panic" => panic!("the hostile guest panics on purpose"),
+            // Says its input back, as a guest echoing what it was sent would.
+            "panic" => panic!("the hostile guest panics on purpose: {input}"),
             // What the sandbox lets a guest see of the host.
             "probe-wasi" => Ok(format!(
                 "{{\"env\":{},\"args\":{},\"etc_passwd\":{},\"cwd_listing\":{},\"tcp\":{}}}",

@@ -10,7 +10,7 @@ use terapi_e2e::terapi_host::{EgressError, Error, Method, OutboundRequest, Provi
 use terapi_e2e::terapi_store::{MasterKey, Store};
 use terapi_e2e::*;
 
-fn session_for<'a>(gong: &terapi_e2e::fake_gong::FakeGong, providers: &'a Providers) -> terapi_host::Session<'static> {
+fn session_for(gong: &terapi_e2e::fake_gong::FakeGong, providers: &Providers) -> terapi_host::Session<'static> {
     host().connect(gong_component(), providers.get("gong").unwrap(), &connection(gong)).unwrap()
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use terapi_e2e::fake_gong::{FakeGong, FakeGongConfig, OAuthConfig, fixtures};
 use terapi_e2e::terapi_host::oauth::{self, OAuthClient, TokenRefresher, TokenSet};
 use terapi_e2e::terapi_host::{
-    Connection, Credentials, EgressError, Error, ProviderFailure, Providers, Secret, Session,
+    Connection, Credentials, EgressError, Error, ProviderComponent, ProviderFailure, Providers, Secret, Session,
 };
 use terapi_e2e::*;
 
@@ -78,12 +78,19 @@ type Saved = Arc<Mutex<Vec<TokenSet>>>;
 /// A fake with OAuth, a connection authorized against it, and a session that
 /// refreshes its token and records every token set it hands over to be saved.
 async fn refreshing(ttl: Duration) -> (FakeGong, Session<'static>, Connection, Saved) {
+    refreshing_with(gong_component(), ttl).await
+}
+
+async fn refreshing_with(
+    component: &'static ProviderComponent,
+    ttl: Duration,
+) -> (FakeGong, Session<'static>, Connection, Saved) {
     let gong = start(ttl).await;
     let providers = providers_for(&gong);
     let connection = authorize(&providers).await;
     let (refresher, saved) = recording_refresher();
     let session = host()
-        .connect_with_refresh(gong_component(), providers.get("gong-oauth").unwrap(), &connection, Some(refresher))
+        .connect_with_refresh(component, providers.get("gong-oauth").unwrap(), &connection, Some(refresher))
         .unwrap();
     (gong, session, connection, saved)
 }
@@ -116,6 +123,20 @@ fn an_expired_token_is_refreshed_once_and_the_call_succeeds() {
         assert_eq!(statuses, [401, 200]);
         assert_eq!(gong.token_grants(), ["authorization_code", "refresh_token"]);
         assert_eq!(saved.lock().unwrap().len(), 1, "the new tokens were handed over to be saved");
+    });
+}
+
+#[test]
+fn a_token_minted_by_a_refresh_is_scrubbed_like_the_first() {
+    block_on(async {
+        let (gong, session, _connection, saved) = refreshing_with(hostile_component(), Duration::from_secs(3600)).await;
+        gong.expire_access_tokens();
+        session.run_action("fetch", "/v2/users").await.unwrap();
+        let minted = saved.lock().unwrap()[0].access_token.expose().to_string();
+        // The guest echoes the new token in its last words.
+        let error = session.run_action("panic", &minted).await.unwrap_err().to_string();
+        assert!(error.contains("panics on purpose: <redacted>"), "{error}");
+        assert!(!error.contains(&minted), "the refreshed token leaked: {error}");
     });
 }
 

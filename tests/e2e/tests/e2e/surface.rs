@@ -2,7 +2,7 @@
 //! every action's round trip, input checks before any request, and
 //! plan-gated endpoints.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{Value, json};
 use terapi_e2e::fake_gong::{FakeGong, FakeGongConfig, fixtures};
@@ -45,7 +45,8 @@ fn every_sync_returns_every_record_of_a_multi_page_fixture_once() {
             ("answered-scorecards", 7),
             ("trackers", 5),
             ("workspaces", 5),
-            ("flows", 5),
+            // 5 company flows once, and two personal ones each of users 0 and 3.
+            ("flows", 9),
             ("permission-profiles", 25),
             ("call-outcomes", 5),
         ];
@@ -147,6 +148,45 @@ fn a_first_run_backfills_30_days_by_default() {
 }
 
 #[test]
+fn flows_are_listed_per_active_owner_with_company_flows_once() {
+    block_on(async {
+        // Ten users in pages of three; user 9 is inactive; users 0, 3, 6 and
+        // 9 own two personal flows each.
+        let gong = start_gong(FakeGongConfig {
+            users: fixtures::users(10),
+            page_size: 3,
+            extras: 4,
+            ..FakeGongConfig::default()
+        })
+        .await;
+        let mut sink = CollectingSink::default();
+        terapi_host::run_sync(&session(&gong), "flows", None, &since(SINCE_2023), &mut sink).await.unwrap();
+
+        let owners: BTreeSet<String> = gong
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/v2/flows")
+            .filter_map(|r| r.query.get("flowOwnerEmail").cloned())
+            .collect();
+        let active: BTreeSet<String> = (0..9).map(|i| format!("user{i}@example.com")).collect();
+        assert_eq!(owners, active, "every active user is asked for, the inactive one is not");
+        assert!(gong.requests().iter().all(|r| r.status == 200), "no request lacked flowOwnerEmail");
+
+        let records: Vec<Value> = sink.records().map(|r| serde_json::from_str(&r.json).unwrap()).collect();
+        let ids: HashSet<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!((records.len(), ids.len()), (4 + 6, 4 + 6), "company flows once, personal flows of 0, 3, 6");
+        let personal: Vec<&Value> = records.iter().filter(|r| r["visibility"] == "Personal").collect();
+        assert_eq!(personal.len(), 6);
+        for flow in personal {
+            let owner = flow["ownerEmail"].as_str().unwrap();
+            let n = owner.trim_start_matches("user").trim_end_matches("@example.com");
+            assert!(flow["name"].as_str().unwrap().starts_with(&format!("Flow of user {n} #")), "{flow}");
+        }
+        assert!(records.iter().filter(|r| r["visibility"] == "Company").all(|r| r.get("ownerEmail").is_none()));
+    });
+}
+
+#[test]
 fn every_catalogued_action_round_trips() {
     block_on(async {
         let gong = gong(false).await;
@@ -173,7 +213,7 @@ fn every_catalogued_action_round_trips() {
             ),
             ("list-trackers", json!({"workspaceId": "5000000000000000000"}), "GET", "/v2/settings/trackers"),
             ("list-workspaces", json!({}), "GET", "/v2/workspaces"),
-            ("list-flows", json!({"flowOwnerEmail": "rep@example.com"}), "GET", "/v2/flows"),
+            ("list-flows", json!({"flowOwnerEmail": "user0@example.com"}), "GET", "/v2/flows"),
             ("list-flow-prospects", json!({"crmProspectsIds": ["003A"]}), "POST", "/v2/flows/prospects"),
             (
                 "assign-flow-prospects",
