@@ -22,8 +22,10 @@ fn main() {
     let workspace = manifest_dir.parent().expect("artifacts/ sits in the workspace root").to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
 
-    let guest_sources = GUESTS.iter().flat_map(|(_, dir, _)| [format!("{dir}/src"), format!("{dir}/Cargo.toml")]);
-    for watched in guest_sources.chain(["wit".into(), "Cargo.lock".into()]) {
+    // Each guest's whole folder (sources, manifest, build script) and what
+    // every guest shares: the contract, the lock file, the guest profile.
+    let guest_dirs = GUESTS.iter().map(|(_, dir, _)| dir.to_string());
+    for watched in guest_dirs.chain(["wit".into(), "Cargo.lock".into(), "Cargo.toml".into()]) {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use terapi_benches::*;
 use terapi_host::SyncOptions;
 
@@ -211,5 +211,54 @@ fn boundary(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, startup, action_call, sync_100k, boundary);
-criterion_main!(benches);
+/// Criterion's FILTER argument, if one was given: criterion applies it to
+/// the benchmarks, and `main` to the side-by-side runs that print their own
+/// figures, so `cargo bench -- get_user` does not sit through the 100k sync.
+fn filter() -> Option<String> {
+    // Criterion's options that take a value; the value is not the filter.
+    const WITH_VALUE: &[&str] = &[
+        "--color",
+        "--save-baseline",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--profile-time",
+        "--plotting-backend",
+        "--output-format",
+        "--format",
+    ];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if WITH_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            return Some(arg);
+        }
+    }
+    None
+}
+
+fn main() {
+    let benches: [(&[&str], fn(&mut Criterion)); 4] = [
+        (&["startup", "instantiate"], startup),
+        (&["get_user_action"], action_call),
+        (&["users_sync_100k", "sync_memory"], sync_100k),
+        (&["page_across_boundary"], boundary),
+    ];
+    let filter = filter();
+    let mut criterion = Criterion::default().configure_from_args();
+    for (groups, bench) in benches {
+        let selected = filter.as_deref().is_none_or(|f| groups.iter().any(|g| g.contains(f) || f.starts_with(g)));
+        if selected {
+            bench(&mut criterion);
+        }
+    }
+    criterion.final_summary();
+}

@@ -94,6 +94,9 @@ pub enum Fault {
     Status(u16),
     /// 302 to this location.
     Redirect(String),
+    /// 200 with this body: a remote that answers garbage (truncated JSON,
+    /// absurd nesting) where JSON was promised.
+    Body(String),
 }
 
 pub(crate) struct Shared {
@@ -325,6 +328,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
                 }
                 response
             }
+            Fault::Body(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
         }
     } else if over_rate_limit(&shared, at) {
         too_many_requests(&shared, 1)

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
-use terapi_e2e::fake_gong::{FakeGongConfig, fixtures};
+use terapi_e2e::fake_gong::{FakeGongConfig, Fault, fixtures};
 use terapi_e2e::terapi_host::{
     EgressError, EgressLimits, Error, GuestFailure, ProviderComponent, ProviderFailure, Runtime, RuntimeConfig,
     Session, SyncFailure, SyncOptions,
@@ -130,5 +130,34 @@ fn the_guest_sees_no_env_args_files_or_network() {
         assert_eq!(probe["etc_passwd"], false);
         assert_eq!(probe["cwd_listing"], false);
         assert_eq!(probe["tcp"], 0);
+    });
+}
+
+#[test]
+fn absurdly_nested_json_is_refused_within_the_guest_stack() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig::default()).await;
+        let session = host().connect(gong_component(), providers().get("gong").unwrap(), &connection(&gong)).unwrap();
+        // serde_json stops at 128 levels; the guest's stack must hold that many.
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+
+        let input = format!(r#"{{"workspaceId": {}}}"#, nested(100_000));
+        let error = session.run_action("list-trackers", &input).await.unwrap_err();
+        assert!(matches!(error, Error::Provider(ProviderFailure::InvalidInput(_))), "{error:?}");
+        assert!(error.to_string().contains("recursion limit"), "{error}");
+
+        gong.inject(
+            1,
+            Fault::Body(format!(r#"{{"records":{{}},"trackers":[{{"trackerId":"1","x":{}}}]}}"#, nested(100))),
+        );
+        let options = SyncOptions { modified_since: None, backfill_days: None };
+        let mut sink = CollectingSink::default();
+        terapi_host::run_sync(&session, "trackers", None, &options, &mut sink).await.unwrap();
+        assert_eq!(sink.records().count(), 1, "deep but within serde_json's 128 levels is fine");
+
+        gong.inject(1, Fault::Body(format!(r#"{{"records":{{}},"trackers":{}}}"#, nested(100_000))));
+        let error = terapi_host::run_sync(&session, "trackers", None, &options, &mut sink).await;
+        let error = error.unwrap_err().to_string();
+        assert!(error.contains("recursion limit") && error.contains("/v2/settings/trackers"), "{error}");
     });
 }
