@@ -779,15 +779,11 @@ impl App {
                 let store = std::sync::Arc::new(self.open_store()?);
                 let connection = store.connection(&connection)?;
                 let actions = runtime.describe(&component).await?.actions;
-                let server = mcp::ToolServer {
-                    runtime: std::sync::Arc::new(runtime),
-                    component,
-                    providers: self.providers,
-                    connection,
-                    store,
-                    actions,
-                    caller,
-                };
+                // The server runs until the process ends, and so does the
+                // runtime its one session borrows.
+                let runtime: &'static Runtime = Box::leak(Box::new(runtime));
+                let session = self.session(runtime, &component, &connection, true)?;
+                let server = mcp::ToolServer { session, connection, store, actions, caller };
                 // stdout is the protocol channel from here on; logs go to stderr.
                 let running = server.serve(rmcp::transport::stdio()).await.context("starting the MCP server")?;
                 running.waiting().await.context("the MCP server stopped")?;

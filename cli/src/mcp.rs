@@ -17,7 +17,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use sha2::Digest as _;
-use terapi_host::{ActionInfo, Connection, ProviderComponent, Providers, Runtime};
+use terapi_host::{ActionInfo, Connection, Session};
 use terapi_store::{AuditEntry, Store};
 
 /// Read-only tools are approved unless an operator denies them; anything
@@ -56,9 +56,10 @@ pub fn status(store: &Store, provider: &str, tool: &str) -> Result<&'static str,
 }
 
 pub struct ToolServer {
-    pub runtime: Arc<Runtime>,
-    pub component: ProviderComponent,
-    pub providers: Providers,
+    /// One session for the server's life, so a token it refreshes (and
+    /// saves) is the one the next call uses, and every call shares the
+    /// connection's rate budget.
+    pub session: Session<'static>,
     pub connection: Connection,
     pub store: Arc<Store>,
     pub actions: Vec<ActionInfo>,
@@ -140,13 +141,7 @@ impl ServerHandler for ToolServer {
                 None,
             ));
         }
-        let spec =
-            self.providers.get(&self.connection.provider).map_err(|e| McpError::internal_error(e.to_string(), None))?;
-        let session = self
-            .runtime
-            .connect(&self.component, spec, &self.connection)
-            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
-        let result = match session.run_action(&tool, &input).await {
+        let result = match self.session.run_action(&tool, &input).await {
             Ok(output) => {
                 self.audit(&caller, &tool, &input, "ok", started, None);
                 let mut result = CallToolResult::success(vec![ContentBlock::text(output.clone())]);

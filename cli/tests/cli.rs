@@ -367,6 +367,21 @@ fn oauth_authorize_saves_a_connection_that_uses_the_customer_base_url() {
     with_oauth(&mut again);
     assert!(again.args(["verify", "--connection", "acme"]).output().unwrap().status.success());
     assert_eq!(gong.token_grants().len(), 2);
+
+    // A long-running MCP server refreshes an expired token once and keeps
+    // using the new one for the calls after.
+    gong.expire_access_tokens();
+    let mut serve = terapi(None);
+    with_oauth(&mut serve);
+    serve.args(["mcp", "serve", "--connection", "acme"]);
+    let mut client = McpClient::start(serve);
+    for i in 0..2 {
+        let arguments = serde_json::json!({"id": fixtures::user_id(i)});
+        let called = client.request("tools/call", serde_json::json!({"name": "get-user", "arguments": arguments}));
+        assert_eq!(called["result"]["isError"], false, "{called}");
+    }
+    drop(client);
+    assert_eq!(gong.token_grants(), ["authorization_code", "refresh_token", "refresh_token"]);
 }
 
 /// A minimal MCP client over stdio: newline-delimited JSON-RPC, as the
