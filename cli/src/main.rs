@@ -224,6 +224,11 @@ enum McpCommand {
         /// Caller name for the audit log when the client does not give one.
         #[arg(long)]
         caller: Option<String>,
+        /// Speak MCP's streamable HTTP at http://ADDR/mcp instead of stdio.
+        /// Loopback only (port 0: any free port; printed on start): the
+        /// endpoint has no authentication of its own.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
     },
 }
 
@@ -774,8 +779,14 @@ impl App {
                     }
                 }
             }
-            Command::Mcp { command: McpCommand::Serve { connection, caller } } => {
+            Command::Mcp { command: McpCommand::Serve { connection, caller, http } } => {
                 use rmcp::ServiceExt as _;
+                if let Some(address) = http.filter(|a| !a.ip().is_loopback()) {
+                    bail!(
+                        "--http {address}: the MCP endpoint acts with the connection's credential and has no \
+                         authentication of its own, so it listens on loopback only; use 127.0.0.1:PORT or [::1]:PORT"
+                    );
+                }
                 let store = std::sync::Arc::new(self.open_store()?);
                 let connection = store.connection(&connection)?;
                 let actions = runtime.describe(&component).await?.actions;
@@ -783,7 +794,15 @@ impl App {
                 // runtime its one session borrows.
                 let runtime: &'static Runtime = Box::leak(Box::new(runtime));
                 let session = self.session(runtime, &component, &connection, true)?;
-                let server = mcp::ToolServer { session, connection, store, actions, caller };
+                let server = mcp::ToolServer::new(session, connection, store, actions, caller);
+                if let Some(address) = http {
+                    let listener = tokio::net::TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("listening on {address}"))?;
+                    eprintln!("MCP (streamable HTTP) at http://{}/mcp", listener.local_addr()?);
+                    axum::serve(listener, mcp::http_router(server)).await.context("the MCP HTTP server stopped")?;
+                    return Ok(ExitCode::SUCCESS);
+                }
                 // stdout is the protocol channel from here on; logs go to stderr.
                 let running = server.serve(rmcp::transport::stdio()).await.context("starting the MCP server")?;
                 running.waiting().await.context("the MCP server stopped")?;

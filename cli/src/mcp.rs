@@ -15,6 +15,8 @@ use rmcp::model::{
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use sha2::Digest as _;
 use terapi_host::{ActionInfo, Connection, Session};
@@ -55,19 +57,50 @@ pub fn status(store: &Store, provider: &str, tool: &str) -> Result<&'static str,
     })
 }
 
+/// Cheap to clone: the HTTP transport makes one handler per MCP session,
+/// and they all share one host session, store and tool list.
+#[derive(Clone)]
 pub struct ToolServer {
     /// One session for the server's life, so a token it refreshes (and
     /// saves) is the one the next call uses, and every call shares the
     /// connection's rate budget.
-    pub session: Session<'static>,
-    pub connection: Connection,
-    pub store: Arc<Store>,
-    pub actions: Vec<ActionInfo>,
+    session: Arc<Session<'static>>,
+    connection: Arc<Connection>,
+    store: Arc<Store>,
+    actions: Arc<[ActionInfo]>,
     /// Who the caller is when the client does not say (`--caller`).
-    pub caller: Option<String>,
+    caller: Option<String>,
+}
+
+/// MCP's streamable HTTP transport at `/mcp`. rmcp's own checks stay on:
+/// `Host` must be a loopback name, which stops DNS-rebinding pages in a
+/// browser from reaching the tools.
+pub fn http_router(server: ToolServer) -> axum::Router {
+    let service = StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    axum::Router::new().nest_service("/mcp", service)
 }
 
 impl ToolServer {
+    pub fn new(
+        session: Session<'static>,
+        connection: Connection,
+        store: Arc<Store>,
+        actions: Vec<ActionInfo>,
+        caller: Option<String>,
+    ) -> ToolServer {
+        ToolServer {
+            session: Arc::new(session),
+            connection: Arc::new(connection),
+            store,
+            actions: actions.into(),
+            caller,
+        }
+    }
+
     fn approved(&self, tool: &str) -> bool {
         status(&self.store, &self.connection.provider, tool).is_ok_and(|s| s == "approved")
     }

@@ -508,6 +508,84 @@ fn mcp_serves_only_approved_tools_and_audits_every_call() {
     assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()));
 }
 
+/// The JSON-RPC answer with `id` in a streamable-HTTP response, which is
+/// either plain JSON or a server-sent event stream.
+fn rpc_answer(body: &str, id: u64) -> serde_json::Value {
+    let messages: Vec<serde_json::Value> = if body.trim_start().starts_with('{') {
+        vec![serde_json::from_str(body).unwrap()]
+    } else {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
+    };
+    messages.into_iter().find(|m| m["id"] == id).unwrap_or_else(|| panic!("no answer with id {id} in {body}"))
+}
+
+#[test]
+fn mcp_over_streamable_http_on_loopback_only() {
+    use std::io::BufRead;
+    let gong = gong(3);
+    let dir = data_dir("mcp-http");
+    let output =
+        terapi(Some(&gong)).env("TERAPI_DATA_DIR", &dir).args(["connection", "create", "acme"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output).1);
+
+    let refused = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .args(["mcp", "serve", "--connection", "acme", "--http", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(text(&refused).1.contains("loopback only"), "{}", text(&refused).1);
+
+    let mut child = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .args(["mcp", "serve", "--connection", "acme", "--http", "127.0.0.1:0", "--caller", "http-agent"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let url = stderr
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.split_once(" at ").map(|(_, url)| url.trim().to_string()))
+        .expect("the endpoint is printed");
+    let served = tokio().block_on(async {
+        let http = reqwest::Client::new();
+        let post = |body: serde_json::Value, session: Option<String>| {
+            let mut request = http
+                .post(&url)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            if let Some(session) = session {
+                request = request.header("mcp-session-id", session);
+            }
+            request.send()
+        };
+        let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "", "version": "1"}}});
+        let answer = post(init, None).await.unwrap();
+        let session = answer.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_string());
+        assert!(rpc_answer(&answer.text().await.unwrap(), 1)["result"]["capabilities"]["tools"].is_object());
+        let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        post(initialized, session.clone()).await.unwrap();
+        let call = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "get-user", "arguments": {"id": fixtures::user_id(1)}}});
+        let answer = post(call, session).await.unwrap();
+        rpc_answer(&answer.text().await.unwrap(), 2)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(served["result"]["isError"], false, "{served}");
+    assert_eq!(served["result"]["structuredContent"]["email"], "user1@example.com", "{served}");
+
+    let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["audit", "list"]).output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(stdout.contains("http-agent") && stdout.contains("get-user") && stdout.contains(" ok "), "{stdout}");
+}
+
 #[test]
 fn webhooks_store_a_signed_call_once_and_reject_the_rest() {
     use sha2::Digest as _;
