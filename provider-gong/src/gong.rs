@@ -212,25 +212,66 @@ fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 }
 
 fn opt_id_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        Text(String),
-        Unsigned(u64),
-        Signed(i64),
+    // A visitor rather than an untagged enum: untagged buffers every value and
+    // retries each variant.
+    struct IdVisitor;
+
+    impl<'de> de::Visitor<'de> for IdVisitor {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an id as a string or an integer")
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            if s.is_empty() { Err(E::custom("id is empty")) } else { Ok(Some(s.to_string())) }
+        }
+
+        fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+            if s.is_empty() { Err(E::custom("id is empty")) } else { Ok(Some(s)) }
+        }
+
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            Ok(Some(n.to_string()))
+        }
+
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            Ok(Some(n.to_string()))
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(IdVisitor)
+        }
     }
-    Ok(match Option::<Id>::deserialize(d)? {
-        None => None,
-        Some(Id::Text(s)) if s.is_empty() => return Err(de::Error::custom("id is empty")),
-        Some(Id::Text(s)) => Some(s),
-        Some(Id::Unsigned(n)) => Some(n.to_string()),
-        Some(Id::Signed(n)) => Some(n.to_string()),
-    })
+
+    d.deserialize_option(IdVisitor)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_text_from_strings_or_integers_and_nothing_else() {
+        let user = |id: &str| decode::<GongUser>(format!(r#"{{"id":{id},"managerId":{id}}}"#).as_bytes());
+        assert_eq!(user(r#""77""#).unwrap().id, "77");
+        assert_eq!(user("18446744073709551615").unwrap().manager_id.as_deref(), Some("18446744073709551615"));
+        assert_eq!(user("-5").unwrap().id, "-5");
+        for bad in [r#""""#, "1.5", "true", "[]", "{}"] {
+            assert!(user(bad).is_err(), "{bad}");
+        }
+        let no_manager: GongUser = decode(br#"{"id":"1","managerId":null}"#).unwrap();
+        assert_eq!(no_manager.manager_id, None);
+        assert!(decode::<GongUser>(br#"{"id":null}"#).is_err());
+    }
 
     #[test]
     fn users_page_reads_cursor_and_ids_of_either_type() {
