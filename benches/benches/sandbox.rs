@@ -245,8 +245,11 @@ fn filter() -> Option<String> {
     None
 }
 
+/// A bench function and the criterion groups it reports.
+type Bench = (&'static [&'static str], fn(&mut Criterion));
+
 fn main() {
-    let benches: [(&[&str], fn(&mut Criterion)); 4] = [
+    let benches: [Bench; 4] = [
         (&["startup", "instantiate"], startup),
         (&["get_user_action"], action_call),
         (&["users_sync_100k", "sync_memory"], sync_100k),

@@ -159,6 +159,15 @@ fn data_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A fresh data dir named `name` holding the saved connection `acme` to `gong`.
+fn saved_connection(gong: &FakeGong, name: &str) -> PathBuf {
+    let dir = data_dir(name);
+    let output =
+        terapi(Some(gong)).env("TERAPI_DATA_DIR", &dir).args(["connection", "create", "acme"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output).1);
+    dir
+}
+
 #[test]
 fn a_connection_is_verified_saved_synced_into_the_store_and_rotated() {
     let gong = gong(230);
@@ -241,10 +250,7 @@ fn a_credential_gong_rejects_is_not_saved() {
 #[test]
 fn a_wrong_master_key_is_refused_with_what_to_do() {
     let gong = gong(1);
-    let dir = data_dir("wrong-key");
-    let output =
-        terapi(Some(&gong)).env("TERAPI_DATA_DIR", &dir).args(["connection", "create", "acme"]).output().unwrap();
-    assert!(output.status.success());
+    let dir = saved_connection(&gong, "wrong-key");
     let key_file = std::fs::read_to_string(dir.join("master.key")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(dir.join("master.key")).unwrap().permissions().mode() & 0o777, 0o600);
@@ -445,11 +451,8 @@ impl Drop for McpClient {
 #[test]
 fn mcp_serves_only_approved_tools_and_audits_every_call() {
     let gong = gong(4);
-    let dir = data_dir("mcp");
+    let dir = saved_connection(&gong, "mcp");
     let secret = gong.config().access_key_secret.clone();
-    let output =
-        terapi(Some(&gong)).env("TERAPI_DATA_DIR", &dir).args(["connection", "create", "acme"]).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output).1);
 
     let mut serve = terapi(None);
     serve.env("TERAPI_DATA_DIR", &dir).args(["mcp", "serve", "--connection", "acme"]);
@@ -526,10 +529,7 @@ fn rpc_answer(body: &str, id: u64) -> serde_json::Value {
 fn mcp_over_streamable_http_on_loopback_only() {
     use std::io::BufRead;
     let gong = gong(3);
-    let dir = data_dir("mcp-http");
-    let output =
-        terapi(Some(&gong)).env("TERAPI_DATA_DIR", &dir).args(["connection", "create", "acme"]).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output).1);
+    let dir = saved_connection(&gong, "mcp-http");
 
     let refused = terapi(None)
         .env("TERAPI_DATA_DIR", &dir)
@@ -591,10 +591,7 @@ fn webhooks_store_a_signed_call_once_and_reject_the_rest() {
     use sha2::Digest as _;
     use std::io::BufRead;
     let gong = gong(1);
-    let dir = data_dir("webhooks");
-    let output =
-        terapi(Some(&gong)).env("TERAPI_DATA_DIR", &dir).args(["connection", "create", "acme"]).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output).1);
+    let dir = saved_connection(&gong, "webhooks");
 
     let fixtures_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     let mut server = terapi(None)
