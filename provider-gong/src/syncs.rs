@@ -515,31 +515,29 @@ fn flows_page(sync: &SyncDef, checkpoint: Checkpoint) -> Result<SyncPage, Provid
             query.push(("cursor", cursor));
         }
         let answer = api::send_with(Method::Get, sync.path, &query, None, true)?;
-        match answer.status {
-            // The user left Gong between the users page and now: no flows.
-            404 => {}
-            401 | 403 => return Err(not_available(sync.path)),
-            _ => {
-                let mut page: Value = api::decode_success(sync.path, answer)?;
-                flows_cursor = next_cursor(&page);
-                listed = true;
-                if let Some(Value::Array(flows)) = page.get_mut(sync.items) {
-                    let visibility = |flow: &Value| flow.get("visibility").and_then(Value::as_str).map(str::to_string);
-                    if company_flows_seen {
-                        flows.retain(|flow| visibility(flow).as_deref() != Some("Company"));
-                    }
-                    for flow in flows.iter_mut() {
-                        // A personal flow belongs to the owner we asked for;
-                        // Gong's flow object does not say so itself.
-                        if visibility(flow).as_deref() == Some("Personal")
-                            && let Value::Object(flow) = flow
-                        {
-                            flow.insert("ownerEmail".into(), json!(owner));
-                        }
+        // 404: the user left Gong between the users page and now; no flows.
+        // Anything else that is not a success is an error for the whole sync.
+        if answer.status != 404 {
+            let mut page: Value = api::decode_success(sync.path, answer)?;
+            flows_cursor = next_cursor(&page);
+            listed = true;
+            if let Some(Value::Array(flows)) = page.get_mut(sync.items) {
+                let is =
+                    |flow: &Value, visibility: &str| flow.get("visibility").and_then(Value::as_str) == Some(visibility);
+                if company_flows_seen {
+                    flows.retain(|flow| !is(flow, "Company"));
+                }
+                for flow in flows.iter_mut() {
+                    // A personal flow belongs to the owner we asked for;
+                    // Gong's flow object does not say so itself.
+                    if is(flow, "Personal")
+                        && let Value::Object(flow) = flow
+                    {
+                        flow.insert("ownerEmail".into(), json!(owner));
                     }
                 }
-                records = records_of(sync, page)?;
             }
+            records = records_of(sync, page)?;
         }
         if flows_cursor.is_none() {
             owners.remove(0);
