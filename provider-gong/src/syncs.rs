@@ -458,18 +458,20 @@ fn permission_profiles_page(sync: &SyncDef, checkpoint: Checkpoint) -> Result<Sy
     if matches!(answer.status, 401 | 403 | 404) {
         return Err(not_available(sync.path));
     }
-    let page: Value = api::decode_success(sync.path, answer)?;
+    let mut page: Value = api::decode_success(sync.path, answer)?;
     let cursor = next_cursor(&page);
-    let mut records = records_of(sync, page)?;
-    for record in &mut records {
-        // Profiles are per workspace; the id is only unique within one.
-        if let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&record.json) {
-            object.insert("workspaceId".into(), json!(workspace));
-            record.id = format!("{workspace}:{}", record.id);
-            object.insert("id".into(), json!(record.id));
-            record.json = to_json(&object)?;
+    if let Some(Value::Array(profiles)) = page.get_mut(sync.items) {
+        for profile in profiles.iter_mut() {
+            // Profiles are per workspace; the id is only unique within one.
+            if let Some(id) = profile.get(sync.id).and_then(gong::id_text)
+                && let Value::Object(profile) = profile
+            {
+                profile.insert("workspaceId".into(), json!(workspace));
+                profile.insert("id".into(), json!(format!("{workspace}:{id}")));
+            }
         }
     }
+    let records = records_of(sync, page)?;
     // More of this workspace's profiles, or on to the next workspace.
     if cursor.is_none() {
         remaining.remove(0);
