@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -66,14 +66,4 @@ pub async fn wait_for_code(listener: TcpListener, state: &str, timeout: Duration
             bail!("no redirect arrived within {} minutes; run `connection authorize` again", timeout.as_secs() / 60)
         }
     }
-}
-
-/// The OAuth app's credentials, from the environment.
-pub fn client_from_env(redirect_uri: String) -> Result<terapi_host::OAuthClient> {
-    let id = std::env::var("GONG_OAUTH_CLIENT_ID").context(
-        "set GONG_OAUTH_CLIENT_ID and GONG_OAUTH_CLIENT_SECRET to your Gong OAuth app's client id and secret",
-    )?;
-    let secret = std::env::var("GONG_OAUTH_CLIENT_SECRET")
-        .context("set GONG_OAUTH_CLIENT_SECRET to your Gong OAuth app's client secret")?;
-    Ok(terapi_host::OAuthClient { client_id: id, client_secret: terapi_host::Secret::new(secret), redirect_uri })
 }

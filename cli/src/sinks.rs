@@ -84,9 +84,9 @@ impl<S> Progress<S> {
     }
 }
 
-impl<S: PageSink> PageSink for Progress<S> {
-    async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
-        self.inner.accept(page).await?;
+impl<S> Progress<S> {
+    /// Counts a page that reached its destination.
+    pub fn count(&mut self, page: &SyncPage) {
         self.pages += 1;
         self.records += page.records.len() as u64;
         if self.live {
@@ -99,6 +99,13 @@ impl<S: PageSink> PageSink for Progress<S> {
                 self.records as f64 / seconds
             );
         }
+    }
+}
+
+impl<S: PageSink> PageSink for Progress<S> {
+    async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
+        self.inner.accept(page).await?;
+        self.count(page);
         Ok(())
     }
 }

@@ -16,12 +16,16 @@ fn gong(users: usize) -> FakeGong {
     tokio().block_on(FakeGong::start(config)).unwrap()
 }
 
-/// `terapi` with a clean environment: only what the test gives it.
+/// `terapi` with a clean environment: only what the test gives it, and a
+/// data dir of its own (a test that shares one between commands sets it).
 fn terapi(gong: Option<&FakeGong>) -> Command {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let own = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_terapi"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TERAPI_CACHE_DIR", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache"));
+        .env("TERAPI_CACHE_DIR", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache"))
+        .env("TERAPI_DATA_DIR", data_dir(&format!("auto-{}-{own}", std::process::id())));
     if let Some(gong) = gong {
         cmd.env("GONG_ACCESS_KEY", &gong.config().access_key)
             .env("GONG_ACCESS_KEY_SECRET", &gong.config().access_key_secret)
@@ -665,4 +669,134 @@ fn webhooks_store_a_signed_call_once_and_reject_the_rest() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, [fixtures::call_id(1)], "stored once; the test delivery not at all");
+}
+
+fn gong_limited(users: usize) -> FakeGong {
+    let config =
+        FakeGongConfig { users: fixtures::users(users), rate_limit_per_second: Some(3), ..FakeGongConfig::default() };
+    tokio().block_on(FakeGong::start(config)).unwrap()
+}
+
+#[test]
+fn three_processes_syncing_at_once_keep_gongs_three_a_second_together() {
+    // The fake answers 429 to a fourth request within any one second.
+    let gong = gong_limited(250);
+    let dir = data_dir("three-processes");
+    for id in ["acme-1", "acme-2", "acme-3"] {
+        let output = terapi(Some(&gong)).env("TERAPI_DATA_DIR", &dir).args(["connection", "create", id]).output();
+        assert!(output.as_ref().unwrap().status.success(), "{}", text(&output.unwrap()).1);
+    }
+    let children: Vec<_> = ["acme-1", "acme-2", "acme-3"]
+        .iter()
+        .map(|id| {
+            terapi(None)
+                .env("TERAPI_DATA_DIR", &dir)
+                .args(["sync", "run", "users", "--connection", id])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let (_, stderr) = text(&output);
+        assert!(output.status.success() && stderr.contains("250 records in 3 pages saved"), "{stderr}");
+    }
+    let mut arrivals: Vec<_> = gong.requests().iter().map(|r| (r.at, r.status)).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 12, "3 verifies and 9 pages, no retries");
+    assert!(arrivals.iter().all(|(_, status)| *status == 200), "Gong answered 429: {arrivals:?}");
+    for window in arrivals.windows(4) {
+        let span = window[3].0.duration_since(window[0].0);
+        assert!(span >= std::time::Duration::from_secs(1), "4 requests within {span:?}");
+    }
+    // Times are printed as RFC 3339.
+    let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["sync", "status", "-c", "acme-2"]).output().unwrap();
+    let (stdout, _) = text(&output);
+    let last_run = stdout.split("last_run=").nth(1).unwrap().split_whitespace().next().unwrap();
+    assert!(last_run.len() == 20 && last_run.ends_with('Z') && last_run.as_bytes()[10] == b'T', "{stdout}");
+}
+
+#[test]
+fn the_daily_budget_holds_across_processes() {
+    let gong = gong(3);
+    let dir = data_dir("daily-across");
+    let providers = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("providers-per-day-5.yaml");
+    std::fs::write(&providers, include_str!("../../providers.yaml").replacen("per_day: 10000", "per_day: 5", 1))
+        .unwrap();
+    let mut answered = 0;
+    for _ in 0..12 {
+        let output =
+            terapi(Some(&gong)).env("TERAPI_DATA_DIR", &dir).arg("--providers").arg(&providers).arg("verify").output();
+        let output = output.unwrap();
+        if output.status.success() {
+            answered += 1;
+        } else {
+            let (_, stderr) = text(&output);
+            assert!(
+                stderr.contains("daily budget of 5 requests") && stderr.contains("resets at 00:00 UTC"),
+                "{stderr}"
+            );
+        }
+    }
+    assert_eq!(answered, 5);
+    assert_eq!(gong.requests().len(), 5, "the other runs never reached Gong");
+}
+
+#[test]
+fn first_runs_at_once_on_a_fresh_data_dir_all_succeed() {
+    let dir = data_dir("fresh-race");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            terapi(None)
+                .env("TERAPI_DATA_DIR", &dir)
+                .args(["connection", "list"])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", text(&output).1);
+    }
+}
+
+#[test]
+fn bad_times_and_oversized_inputs_are_clear_errors_that_echo_nothing() {
+    let gong = gong(2);
+    let dir = saved_connection(&gong, "bad-input");
+    let output = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .args(["records", "list", "GongUser", "-c", "acme", "--modified-after", "last-tuesday-xyz"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("--modified-after") && stderr.contains("expected an RFC 3339 time"), "{stderr}");
+    assert!(!stderr.contains("last-tuesday-xyz"), "{stderr}");
+
+    let big = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("big-input.json");
+    std::fs::write(&big, vec![b' '; (8 << 20) + 1]).unwrap();
+    let output = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .args(["action", "run", "get-user", "-c", "acme", "--input"])
+        .arg(format!("@{}", big.display()))
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("larger than 8 MiB"), "{stderr}");
+
+    // A header typed without its colon may be a credential: never repeated.
+    let output = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .args(["proxy", "GET", "/v2/users", "-c", "acme", "-H", "X-Token secret-token-123"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("--header takes KEY:VALUE") && !stderr.contains("secret-token-123"), "{stderr}");
+    assert_eq!(gong.requests().len(), 1, "only the verify of `connection create` reached Gong");
 }

@@ -46,12 +46,18 @@ impl Credentials {
         }
     }
 
-    /// The secrets this credential holds, for scrubbing text that might echo them.
-    pub fn secrets(&self) -> Vec<&Secret> {
+    /// The secrets this credential holds, for scrubbing text that might echo
+    /// them: for basic auth also the `base64(user:password)` a server may
+    /// echo from the `Authorization` header.
+    pub fn secrets(&self) -> Vec<Secret> {
         match self {
-            Credentials::Basic { password, .. } => vec![password],
+            Credentials::Basic { username, password } => {
+                use base64::Engine as _;
+                let pair = format!("{username}:{}", password.expose());
+                vec![password.clone(), Secret::new(base64::engine::general_purpose::STANDARD.encode(pair))]
+            }
             Credentials::OAuth2 { access_token, refresh_token, .. } => {
-                std::iter::once(access_token).chain(refresh_token.as_ref()).collect()
+                std::iter::once(access_token).chain(refresh_token.as_ref()).cloned().collect()
             }
         }
     }
@@ -71,6 +77,8 @@ pub enum ConnectionError {
     },
     #[error("base URL `{url}` is not usable: {reason}")]
     BadBaseUrl { url: String, reason: String },
+    #[error("that connection id is not usable: {reason}; use letters, digits and `-`, `_`, `.`, `@`, e.g. `acme-gong`")]
+    BadId { reason: String },
 }
 
 impl Connection {
@@ -113,6 +121,58 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The provider-side account whose limits this connection's requests
+    /// count against. Gong's limits are per company, and a company on a
+    /// regional cluster has its own base URL (`https://us-44392.api.gong.io`),
+    /// so that URL names the tenant, whatever the connection or auth mode.
+    /// On the provider's default base URL, which many companies share, the
+    /// access key (basic) or the connection (OAuth) names it.
+    pub fn tenant(&self, spec: &ProviderSpec, base: &Url) -> String {
+        let default = Template::parse(&spec.proxy.base_url)
+            .and_then(|t| t.render(&BTreeMap::new()))
+            .ok()
+            .and_then(|text| parse_base_url(&text).ok());
+        let base_text = base.as_str().trim_end_matches('/');
+        if default.as_ref() != Some(base) {
+            return base_text.to_string();
+        }
+        match &self.credentials {
+            Credentials::Basic { username, .. } => format!("{base_text} (access key {username})"),
+            Credentials::OAuth2 { .. } => format!("{base_text} (connection {})", self.id),
+        }
+    }
+}
+
+/// Longest connection id accepted.
+pub const MAX_CONNECTION_ID_LEN: usize = 255;
+
+/// A connection id names a row, a log line and a URL segment (Nango's
+/// `connectionId`): any printable text but `/` and `\`, without surrounding
+/// space, up to 255 bytes.
+pub fn check_connection_id(id: &str) -> Result<(), ConnectionError> {
+    let bad = |reason: &str| ConnectionError::BadId { reason: reason.to_string() };
+    if id.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if id.len() > MAX_CONNECTION_ID_LEN {
+        return Err(bad(&format!("it is {} bytes long; the most is {MAX_CONNECTION_ID_LEN}", id.len())));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(bad("it contains a control character"));
+    }
+    if id.contains(['/', '\\']) {
+        return Err(bad("it contains `/` or `\\`"));
+    }
+    if id.trim() != id {
+        return Err(bad("it starts or ends with white space"));
+    }
+    if id == "." || id == ".." {
+        return Err(bad("it is only dots"));
+    }
+    Ok(())
+}
+
 /// `us-44392.api.gong.io` and `https://us-44392.api.gong.io/` both become
 /// `https://us-44392.api.gong.io`. Plain http is only allowed to loopback:
 /// anything else would send the credential in clear text.
@@ -148,6 +208,19 @@ pub fn parse_base_url(text: &str) -> Result<Url, ConnectionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_ids_are_checked() {
+        for good in ["acme", "acme-gong_1.prod", "user@example.com", "7f0c0c4e-1b2a-4c3d-9e8f-001122334455"] {
+            assert!(check_connection_id(good).is_ok(), "{good}");
+        }
+        let long = "x".repeat(256);
+        for bad in ["", " acme", "a/b", "a\\b", "..", "a\nb", "a\u{7f}b", long.as_str()] {
+            let error = check_connection_id(bad).unwrap_err().to_string();
+            assert!(error.starts_with("that connection id is not usable"), "{error}");
+            assert!(!error.contains(bad) || bad.is_empty(), "the id is not echoed: {error}");
+        }
+    }
 
     #[test]
     fn base_urls_are_normalised_and_checked() {

@@ -206,8 +206,10 @@ impl Egress {
         let mut attempt = 0;
         let mut renewed = false;
         loop {
-            self.budget.acquire().await?;
+            // The token first: a refresh can take a while, and the slot
+            // reserved in the budget is for the moment the request leaves.
             let authorization = self.auth.header().await?;
+            self.budget.acquire().await?;
             let result = self.send_once(request, &url, &headers, &authorization).await;
             // A token that expired (or was revoked) early: renew once, retry once.
             if matches!(&result, Ok(r) if r.status == 401) && !renewed {
@@ -230,7 +232,9 @@ impl Egress {
                     wait
                 }
                 Ok(response) if response.status >= 500 && retryable => self.backoff(attempt),
-                Err(EgressError::Transport(_) | EgressError::Timeout(_)) if retryable => self.backoff(attempt),
+                // A provider that did not answer within the request timeout
+                // is hung, not flaky: retrying would multiply the wait.
+                Err(EgressError::Transport(_)) if retryable => self.backoff(attempt),
                 _ => return result,
             };
             if attempt >= self.limits.max_retries {
@@ -287,7 +291,7 @@ impl Egress {
             builder = builder.body(body.clone());
         }
         let where_to = format!("{} {}", request.method.as_str(), url.path());
-        let response = builder.send().await.map_err(|e| transport_error(&where_to, &e))?;
+        let response = builder.send().await.map_err(|e| transport_error(&where_to, &e, self.limits.request_timeout))?;
         self.read(response, &where_to).await
     }
 
@@ -320,7 +324,9 @@ impl Egress {
             .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
             .collect();
         let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(where_to, &e))? {
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| transport_error(where_to, &e, self.limits.request_timeout))?
+        {
             if body.len() + chunk.len() > max {
                 return Err(too_large());
             }
@@ -432,7 +438,7 @@ impl OAuthTokens {
                     refresh_token: tokens.refresh_token.clone(),
                     expires_at: tokens.expires_at,
                 };
-                (refresher.on_refresh)(&tokens);
+                (refresher.on_refresh)(tokens).await;
                 Ok(true)
             }
             Err(OAuthError::Revoked(reason)) => Err(EgressError::Reauthorize(format!(
@@ -469,14 +475,17 @@ fn authorization_header(credentials: &Credentials) -> HeaderValue {
     value
 }
 
-fn transport_error(where_to: &str, error: &reqwest::Error) -> EgressError {
+fn transport_error(where_to: &str, error: &reqwest::Error, timeout: Duration) -> EgressError {
     // reqwest's own message is "error sending request"; the cause says why.
     let mut cause: &dyn std::error::Error = error;
     while let Some(next) = cause.source() {
         cause = next;
     }
     if error.is_timeout() {
-        EgressError::Timeout(format!("{where_to} did not answer in time"))
+        EgressError::Timeout(format!(
+            "no answer from the provider to {where_to} within {}s; it may be down or overloaded, try again later",
+            timeout.as_secs_f64()
+        ))
     } else {
         EgressError::Transport(format!("{where_to}: {cause}"))
     }
@@ -541,7 +550,7 @@ mod tests {
 
     fn egress(base: &str) -> Egress {
         let creds = Credentials::Basic { username: "key".into(), password: Secret::new("s3cret") };
-        let budget = Arc::new(Budget::new("test", None));
+        let budget = Arc::new(Budget::unlimited());
         let auth = Authorizer::from_credentials(&creds);
         Egress::new(reqwest::Client::new(), Url::parse(base).unwrap(), auth, EgressLimits::default(), budget, vec![])
     }

@@ -63,6 +63,8 @@ pub enum ProviderFailure {
     BadResponse(String),
     #[error("{0}")]
     Unknown(String),
+    #[error("not supported: {0}")]
+    NotSupported(String),
 }
 
 /// A sync loop that cannot go on.

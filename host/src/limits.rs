@@ -1,118 +1,188 @@
-//! Request budgets per connection, from providers.yaml's `proxy.rate_limit`
-//! (Gong: 3 a second and 10,000 a day per company). Every request a
-//! connection makes, from a sync, an action or the proxy, retries included,
-//! draws from the same budget.
+//! Request budgets per provider tenant, from providers.yaml's
+//! `proxy.rate_limit` (Gong: 3 a second and 10,000 a day per company). Every
+//! request a tenant's connections make, from a sync, an action or the proxy,
+//! retries included, draws from the same budget.
+//!
+//! The budget is a GCRA ("virtual scheduling"): each tenant keeps a
+//! theoretical arrival time (TAT), and a request reserves the slot at
+//! `max(TAT, now)` and moves the TAT one interval on. Reserving is a single
+//! read-modify-write, so it can live in a shared store (one SQL statement)
+//! and hold across processes: see [`BudgetStore`]. [`MemoryBudgets`] is the
+//! same algorithm for one process.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::egress::EgressError;
 use crate::providers::RateLimitSpec;
 
-const DAY: u64 = 86_400;
+pub const DAY_MS: u64 = 86_400_000;
 
-/// One connection's budget.
-pub struct Budget {
-    label: String,
-    per_second: Option<DefaultDirectRateLimiter>,
-    daily: Option<Mutex<DailyWindow>>,
+/// Requests are spaced a little wider than `1/per_second`: a request that
+/// reaches the provider late (scheduling, a busy machine) then still leaves
+/// every one-second window within the limit. 5% = 50 ms of slack at 3/s.
+const SPACING_MARGIN: f64 = 1.05;
+
+/// The per-tenant state a store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BudgetState {
+    /// Theoretical arrival time of the next request, unix milliseconds.
+    pub tat_ms: u64,
+    /// The UTC day (`unix_ms / DAY_MS`) `used` counts for.
+    pub day: u64,
+    pub used: u32,
 }
 
-struct DailyWindow {
-    limit: u32,
-    /// Unix day (UTC) the count belongs to.
-    day: u64,
-    used: u32,
+/// What a reservation got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The slot is reserved; send after waiting this long.
+    Granted { wait: Duration },
+    /// Today's budget is spent; nothing was reserved.
+    DailySpent { limit: u32 },
+}
+
+/// The spacing between two requests of one tenant, in milliseconds (0: no
+/// per-second limit).
+pub fn interval_ms(limit: &RateLimitSpec) -> u64 {
+    match limit.per_second {
+        Some(n) if n > 0 => (1000.0 * SPACING_MARGIN / f64::from(n)).ceil() as u64,
+        _ => 0,
+    }
+}
+
+/// One reservation, as a pure function of the stored state. A store that
+/// cannot run Rust in its transaction (SQL) implements the same arithmetic;
+/// `terapi-store`'s tests hold the two to the same answers.
+pub fn reserve(state: Option<BudgetState>, limit: &RateLimitSpec, now_ms: u64) -> (BudgetState, Reservation) {
+    let day = now_ms / DAY_MS;
+    let state = state.unwrap_or(BudgetState { tat_ms: now_ms, day, used: 0 });
+    let used_today = if state.day == day { state.used } else { 0 };
+    if let Some(limit) = limit.per_day
+        && used_today >= limit
+    {
+        return (state, Reservation::DailySpent { limit });
+    }
+    let start = state.tat_ms.max(now_ms);
+    let next = BudgetState { tat_ms: start + interval_ms(limit), day, used: used_today + 1 };
+    (next, Reservation::Granted { wait: Duration::from_millis(start - now_ms) })
+}
+
+/// Where budgets are kept. One atomic reservation per request; an
+/// implementation shared by several processes (a database) makes them keep
+/// the provider's limits together.
+pub trait BudgetStore: Send + Sync {
+    fn reserve<'a>(
+        &'a self,
+        tenant: &'a str,
+        limit: &'a RateLimitSpec,
+        now_ms: u64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Reservation, String>> + Send + 'a>>;
+}
+
+/// Budgets kept in this process only.
+#[derive(Default)]
+pub struct MemoryBudgets {
+    tenants: Mutex<HashMap<String, BudgetState>>,
+}
+
+impl BudgetStore for MemoryBudgets {
+    fn reserve<'a>(
+        &'a self,
+        tenant: &'a str,
+        limit: &'a RateLimitSpec,
+        now_ms: u64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Reservation, String>> + Send + 'a>> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let (state, reservation) = reserve(tenants.get(tenant).copied(), limit, now_ms);
+        tenants.insert(tenant.to_string(), state);
+        Box::pin(std::future::ready(Ok(reservation)))
+    }
+}
+
+/// One session's view of its tenant's budget.
+pub struct Budget {
+    tenant: String,
+    limit: Option<RateLimitSpec>,
+    store: Arc<dyn BudgetStore>,
 }
 
 impl Budget {
-    pub fn new(label: &str, spec: Option<RateLimitSpec>) -> Budget {
-        let spec = spec.unwrap_or(RateLimitSpec { per_second: None, per_day: None });
-        Budget {
-            label: label.to_string(),
-            per_second: spec.per_second.and_then(NonZeroU32::new).map(|n| {
-                // Evenly spaced, no burst, with a 2% margin: "3 a second" then
-                // holds in every one-second window, not just on average.
-                let period = Duration::from_secs(1).mul_f64(1.02 / f64::from(n.get()));
-                RateLimiter::direct(Quota::with_period(period).unwrap_or_else(|| Quota::per_second(n)))
-            }),
-            daily: spec.per_day.map(|limit| Mutex::new(DailyWindow { limit, day: 0, used: 0 })),
-        }
+    pub fn new(tenant: &str, limit: Option<RateLimitSpec>, store: Arc<dyn BudgetStore>) -> Budget {
+        let limit = limit.filter(|l| l.per_second.is_some_and(|n| n > 0) || l.per_day.is_some());
+        Budget { tenant: tenant.to_string(), limit, store }
     }
 
-    /// Waits for a slot in the per-second rate; fails at once when the daily
-    /// budget is spent, saying when it comes back.
+    /// No limits at all (benchmarks against a local fake).
+    pub fn unlimited() -> Budget {
+        Budget::new("unlimited", None, Arc::new(MemoryBudgets::default()))
+    }
+
+    /// Waits for this request's slot; fails at once when the daily budget is
+    /// spent, saying when it comes back.
     pub async fn acquire(&self) -> Result<(), EgressError> {
-        if let Some(daily) = &self.daily {
-            let now = unix_now();
-            let mut window = daily.lock().unwrap_or_else(|p| p.into_inner());
-            if window.day != now / DAY {
-                window.day = now / DAY;
-                window.used = 0;
+        let Some(limit) = &self.limit else { return Ok(()) };
+        let now = unix_ms();
+        match self.store.reserve(&self.tenant, limit, now).await {
+            Ok(Reservation::Granted { wait }) => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(())
             }
-            if window.used >= window.limit {
-                let left = DAY - now % DAY;
-                return Err(EgressError::RateLimited(format!(
-                    "the daily budget of {} requests for connection `{}` is spent; it resets at 00:00 UTC, in {}h {:02}m",
-                    window.limit,
-                    self.label,
+            Ok(Reservation::DailySpent { limit }) => {
+                let left = (DAY_MS - now % DAY_MS) / 1000;
+                Err(EgressError::RateLimited(format!(
+                    "the daily budget of {limit} requests for {} is spent; it resets at 00:00 UTC, in {}h {:02}m",
+                    self.tenant,
                     left / 3600,
                     left % 3600 / 60
-                )));
+                )))
             }
-            window.used += 1;
+            Err(e) => Err(EgressError::RateLimited(format!(
+                "the request budget for {} could not be checked ({e}); try again",
+                self.tenant
+            ))),
         }
-        if let Some(limiter) = &self.per_second {
-            limiter.until_ready().await;
-        }
-        Ok(())
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// Budgets by connection, shared by every session of the runtime.
-#[derive(Default)]
-pub struct Budgets {
-    by_connection: Mutex<HashMap<String, Arc<Budget>>>,
-}
-
-impl Budgets {
-    pub fn for_connection(&self, key: &str, spec: Option<RateLimitSpec>) -> Arc<Budget> {
-        self.by_connection
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.to_string())
-            .or_insert_with(|| Arc::new(Budget::new(key, spec)))
-            .clone()
-    }
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const THREE: RateLimitSpec = RateLimitSpec { per_second: Some(3), per_day: Some(5) };
+
+    #[test]
+    fn reservations_are_spaced_and_the_day_runs_out() {
+        let mut state = None;
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            let (next, r) = reserve(state, &THREE, 1_000_000);
+            state = Some(next);
+            let Reservation::Granted { wait } = r else { panic!("{r:?}") };
+            waits.push(wait.as_millis());
+        }
+        assert_eq!(waits, [0, 350, 700, 1050, 1400]);
+        assert_eq!(reserve(state, &THREE, 1_000_000).1, Reservation::DailySpent { limit: 5 });
+        // The next UTC day starts afresh.
+        let (_, r) = reserve(state, &THREE, 1_000_000 + DAY_MS);
+        assert_eq!(r, Reservation::Granted { wait: Duration::ZERO });
+    }
+
     #[tokio::test]
     async fn the_daily_budget_runs_out_with_a_clear_error() {
-        let budget = Budget::new("acme", Some(RateLimitSpec { per_second: None, per_day: Some(2) }));
+        let limit = RateLimitSpec { per_second: None, per_day: Some(2) };
+        let budget = Budget::new("tenant https://acme.example", Some(limit), Arc::new(MemoryBudgets::default()));
         budget.acquire().await.unwrap();
         budget.acquire().await.unwrap();
         let error = budget.acquire().await.unwrap_err().to_string();
-        assert!(error.contains("daily budget of 2 requests for connection `acme` is spent"), "{error}");
+        assert!(error.contains("daily budget of 2 requests for tenant https://acme.example is spent"), "{error}");
         assert!(error.contains("resets at 00:00 UTC, in "), "{error}");
-    }
-
-    #[test]
-    fn budgets_are_shared_per_connection() {
-        let budgets = Budgets::default();
-        let a = budgets.for_connection("gong/a", None);
-        assert!(Arc::ptr_eq(&a, &budgets.for_connection("gong/a", None)));
-        assert!(!Arc::ptr_eq(&a, &budgets.for_connection("gong/b", None)));
     }
 }

@@ -37,8 +37,10 @@ pub struct TokenSet {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Called with every refreshed token set, so the embedder can save it.
-pub type OnRefresh = Arc<dyn Fn(&TokenSet) + Send + Sync>;
+/// Called with every refreshed token set, so the embedder can save it. The
+/// host awaits it under the refresh lock: the new tokens are saved before
+/// any call uses them, and two saves never race each other.
+pub type OnRefresh = Arc<dyn Fn(TokenSet) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Lets a session refresh its access token.
 #[derive(Clone)]

@@ -134,11 +134,23 @@ impl Providers {
 
     /// Parses `text`; `origin` names it in errors (usually the file path).
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let entries: BTreeMap<String, ProviderSpec> = serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid {
+        let invalid = |e: serde_yaml::Error| ConfigError::Invalid {
             origin: origin.to_string(),
             line: e.location().map(|l| l.line()),
             message: e.to_string(),
+        };
+        // YAML loaders keep the last of two equal keys without a word; a
+        // provider or field written twice is a mistake to point at.
+        serde_yaml::from_str::<NoDuplicateKeys>(text).map_err(|e| {
+            let mut error = invalid(e);
+            if let ConfigError::Invalid { line, message, .. } = &mut error
+                && let Some(key) = message.split('`').nth(1)
+            {
+                *line = second_definition(text, key, line.unwrap_or(1)).or(*line);
+            }
+            error
         })?;
+        let entries: BTreeMap<String, ProviderSpec> = serde_yaml::from_str(text).map_err(invalid)?;
         if entries.is_empty() {
             return Err(ConfigError::Invalid {
                 origin: origin.to_string(),
@@ -166,6 +178,84 @@ impl Providers {
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ProviderSpec)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+/// The line where `key:` appears for the second time at one indentation
+/// from line `from` on (the loader reports only the mapping's start).
+fn second_definition(text: &str, key: &str, from: usize) -> Option<usize> {
+    let mut first_at_indent = std::collections::HashSet::new();
+    text.lines().enumerate().skip(from.saturating_sub(1)).find_map(|(number, line)| {
+        let trimmed = line.trim_start();
+        let defines = trimmed.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with(':'));
+        (defines && !first_at_indent.insert(line.len() - trimmed.len())).then_some(number + 1)
+    })
+}
+
+/// Any YAML document, refused if a mapping in it has a key twice.
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<serde_yaml::Value>()? {
+            map.next_value::<NoDuplicateKeys>()?;
+            let name = match &key {
+                serde_yaml::Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+            };
+            if !seen.insert(name.clone()) {
+                return Err(serde::de::Error::custom(format!("`{name}` is defined twice; keep one of them")));
+            }
+        }
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        NoDuplicateKeys::deserialize(d)
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
+        use serde::de::VariantAccess as _;
+        let (_, variant) = data.variant::<serde_yaml::Value>()?;
+        variant.newtype_variant::<NoDuplicateKeys>()
     }
 }
 
@@ -224,6 +314,16 @@ mod tests {
     use super::*;
 
     const GOOD: &str = "gong:\n    display_name: Gong\n    auth_mode: BASIC\n    proxy:\n        base_url: ${connectionConfig.api_base_url_for_customer} || https://api.gong.io\n";
+
+    #[test]
+    fn duplicate_keys_are_refused_with_their_line() {
+        let twice = format!("{GOOD}{GOOD}");
+        let err = Providers::parse(&twice, "p.yaml").unwrap_err().to_string();
+        assert!(err.contains("p.yaml, line 6") && err.contains("`gong` is defined twice"), "{err}");
+        let field_twice = GOOD.replace("    auth_mode: BASIC\n", "    auth_mode: BASIC\n    auth_mode: OAUTH2\n");
+        let err = Providers::parse(&field_twice, "p.yaml").unwrap_err().to_string();
+        assert!(err.contains("line 4") && err.contains("`auth_mode` is defined twice"), "{err}");
+    }
 
     #[test]
     fn parses_a_minimal_entry() {

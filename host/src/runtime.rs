@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -19,7 +19,7 @@ use crate::egress::{
     Authorizer, Egress, EgressError, EgressLimits, InboundResponse, Method, OAuthTokens, OutboundRequest,
 };
 use crate::error::{Error, GuestFailure, ProviderFailure};
-use crate::limits::Budgets;
+use crate::limits::{Budget, BudgetStore, MemoryBudgets};
 use crate::oauth::TokenRefresher;
 use crate::providers::ProviderSpec;
 use crate::secret::Redactor;
@@ -32,6 +32,11 @@ mod bindings {
         exports: { default: async },
     });
 }
+
+use bindings::exports::terapi::provider::{
+    action::GuestIndices as ActionExport, auth::GuestIndices as AuthExport, proxy::GuestIndices as ProxyExport,
+    sync::GuestIndices as SyncExport, webhook::GuestIndices as WebhookExport,
+};
 
 pub use bindings::exports::terapi::provider::action::ActionInfo;
 pub use bindings::exports::terapi::provider::auth::{BasicFields, Requirements, Verification};
@@ -81,19 +86,46 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// The process-wide part: engine, linker, HTTP client.
+/// The process-wide part: engine, linker, HTTP client, request budgets.
+/// Cheap to clone: clones share all of it.
+#[derive(Clone)]
 pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
     engine: Engine,
     linker: Linker<GuestState>,
     http: reqwest::Client,
     config: RuntimeConfig,
-    budgets: Budgets,
+    budgets: Arc<dyn BudgetStore>,
 }
 
-/// A compiled, linked provider component, ready to instantiate.
+/// A compiled, linked provider component, ready to instantiate. Only `auth`
+/// is required of a component; a call to an export it lacks fails with
+/// `ProviderFailure::NotSupported` (the proxy then sends requests unshaped).
 #[derive(Clone)]
 pub struct ProviderComponent {
-    pre: bindings::ProviderPre<GuestState>,
+    pre: InstancePre<GuestState>,
+    auth: AuthExport,
+    sync: Option<SyncExport>,
+    action: Option<ActionExport>,
+    proxy: Option<ProxyExport>,
+    webhook: Option<WebhookExport>,
+}
+
+impl ProviderComponent {
+    /// The optional exports this component has, by WIT interface name.
+    pub fn exports(&self) -> Vec<&'static str> {
+        let present = [
+            ("auth", true),
+            ("sync", self.sync.is_some()),
+            ("action", self.action.is_some()),
+            ("proxy", self.proxy.is_some()),
+            ("webhook", self.webhook.is_some()),
+        ];
+        present.into_iter().filter(|(_, there)| *there).map(|(name, _)| name).collect()
+    }
 }
 
 /// What a component offers, read without any connection.
@@ -105,7 +137,14 @@ pub struct ProviderDescription {
 }
 
 impl Runtime {
+    /// A runtime whose request budgets hold within this process.
     pub fn new(config: RuntimeConfig) -> Result<Self, Error> {
+        Self::with_budgets(config, Arc::new(MemoryBudgets::default()))
+    }
+
+    /// A runtime whose request budgets are kept in `budgets`: a store shared
+    /// by several processes makes them keep the provider's limits together.
+    pub fn with_budgets(config: RuntimeConfig, budgets: Arc<dyn BudgetStore>) -> Result<Self, Error> {
         let mut wasm = wasmtime::Config::new();
         wasm.epoch_interruption(true);
         if let Some(instances) = config.pooled_instances {
@@ -143,17 +182,17 @@ impl Runtime {
             .user_agent(concat!("terapi/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Load(format!("HTTP client: {e}")))?;
-        Ok(Runtime { engine, linker, http, config, budgets: Budgets::default() })
+        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, linker, http, config, budgets }) })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
-        &self.config
+        &self.inner.config
     }
 
     /// The HTTP client every connection's requests go through (one pool of
     /// keep-alive connections per process).
     pub fn http_client(&self) -> &reqwest::Client {
-        &self.http
+        &self.inner.http
     }
 
     /// Instantiates the component once and drops it: proves it starts (its
@@ -167,21 +206,30 @@ impl Runtime {
     /// Compiles and links a component (`.wasm` bytes of a component built for
     /// the `terapi:provider/provider` world).
     pub fn load_component(&self, wasm: &[u8]) -> Result<ProviderComponent, Error> {
-        let component = match &self.config.cache_dir {
+        let component = match &self.inner.config.cache_dir {
             Some(dir) => self.compile_cached(wasm, dir)?,
             None => self.compile(wasm)?,
         };
         let pre = self
+            .inner
             .linker
             .instantiate_pre(&component)
             .map_err(|e| Error::Load(format!("it imports something this host does not provide: {e:#}")))?;
-        let pre = bindings::ProviderPre::new(pre)
-            .map_err(|e| Error::Load(format!("it does not export the terapi:provider/provider world: {e:#}")))?;
-        Ok(ProviderComponent { pre })
+        let auth = AuthExport::new(&pre).map_err(|e| {
+            Error::Load(format!("it does not export `terapi:provider/auth`, which every provider must: {e:#}"))
+        })?;
+        Ok(ProviderComponent {
+            auth,
+            sync: SyncExport::new(&pre).ok(),
+            action: ActionExport::new(&pre).ok(),
+            proxy: ProxyExport::new(&pre).ok(),
+            webhook: WebhookExport::new(&pre).ok(),
+            pre,
+        })
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Component, Error> {
-        Component::new(&self.engine, wasm).map_err(|e| {
+        Component::new(&self.inner.engine, wasm).map_err(|e| {
             Error::Load(format!(
                 "not a valid WebAssembly component ({e}); build it with `cargo build --target wasm32-wasip2`"
             ))
@@ -193,11 +241,13 @@ impl Runtime {
     /// only costs a compile.
     fn compile_cached(&self, wasm: &[u8], dir: &Path) -> Result<Component, Error> {
         let path = dir.join(format!("{}.cwasm", self.cache_key(wasm)));
+        check_private(dir)?;
         if path.exists() {
+            check_private(&path)?;
             // SAFETY: the file was written by `Component::serialize` of this
             // very wasmtime build (the key includes its compatibility hash)
             // into a directory only this user can write.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            match unsafe { Component::deserialize_file(&self.inner.engine, &path) } {
                 Ok(component) => return Ok(component),
                 Err(e) => tracing::warn!("ignoring unreadable compiled component {}: {e}", path.display()),
             }
@@ -222,7 +272,7 @@ impl Runtime {
             }
         }
         let mut hasher = ShaHasher(sha2::Sha256::new());
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.inner.engine.precompile_compatibility_hash().hash(&mut hasher);
         hasher.0.update(wasm);
         hasher.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -234,7 +284,7 @@ impl Runtime {
         component: &ProviderComponent,
         spec: &ProviderSpec,
         connection: &Connection,
-    ) -> Result<Session<'_>, Error> {
+    ) -> Result<Session, Error> {
         self.connect_with_refresh(component, spec, connection, None)
     }
 
@@ -247,33 +297,34 @@ impl Runtime {
         spec: &ProviderSpec,
         connection: &Connection,
         refresher: Option<TokenRefresher>,
-    ) -> Result<Session<'_>, Error> {
+    ) -> Result<Session, Error> {
         let base =
             connection.resolve(spec).map_err(|source| Error::Connection { id: connection.id.clone(), source })?;
-        let limit = spec.proxy.rate_limit.filter(|_| self.config.rate_limits);
-        let budget = self.budgets.for_connection(&format!("{}/{}", connection.provider, connection.id), limit);
-        let redactor = Redactor::new(connection.credentials.secrets());
+        let limit = spec.proxy.rate_limit.filter(|_| self.inner.config.rate_limits);
+        let tenant = connection.tenant(spec, &base);
+        let budget = Arc::new(Budget::new(&tenant, limit, self.inner.budgets.clone()));
+        let redactor = Redactor::new(connection.credentials.secrets().iter());
         let auth = match &connection.credentials {
             Credentials::Basic { .. } => Authorizer::from_credentials(&connection.credentials),
             Credentials::OAuth2 { .. } => Authorizer::OAuth(Arc::new(OAuthTokens::new(
                 &connection.credentials,
                 refresher,
                 redactor.clone(),
-                self.http.clone(),
+                self.inner.http.clone(),
                 spec.clone(),
                 connection.config.clone(),
             ))),
         };
         let egress = Egress::new(
-            self.http.clone(),
+            self.inner.http.clone(),
             base,
             auth,
-            self.config.egress.clone(),
+            self.inner.config.egress.clone(),
             budget,
             spec.proxy.retry.after.clone(),
         );
         Ok(Session {
-            runtime: self,
+            runtime: self.clone(),
             component: component.clone(),
             egress: Some(Arc::new(egress)),
             redactor,
@@ -286,17 +337,69 @@ impl Runtime {
         let session = Session::unconnected(self, component, "describe");
         session
             .timed(async {
-                let (mut store, provider) = session.instantiate().await?;
-                let requirements = provider.terapi_provider_auth().call_describe(&mut store).await;
+                let (mut store, instance) = session.instantiate().await?;
+                let auth = component.auth.load(&mut store, &instance);
+                let auth = session.finish(&store, auth)?;
+                let requirements = auth.call_describe(&mut store).await;
                 let requirements = session.finish(&store, requirements)?;
-                let syncs = provider.terapi_provider_sync().call_list_syncs(&mut store).await;
-                let syncs = session.finish(&store, syncs)?;
-                let actions = provider.terapi_provider_action().call_list_actions(&mut store).await;
-                let actions = session.finish(&store, actions)?;
+                let syncs = match &component.sync {
+                    Some(export) => {
+                        let sync = export.load(&mut store, &instance);
+                        let sync = session.finish(&store, sync)?;
+                        let syncs = sync.call_list_syncs(&mut store).await;
+                        session.finish(&store, syncs)?
+                    }
+                    None => Vec::new(),
+                };
+                let actions = match &component.action {
+                    Some(export) => {
+                        let action = export.load(&mut store, &instance);
+                        let action = session.finish(&store, action)?;
+                        let actions = action.call_list_actions(&mut store).await;
+                        session.finish(&store, actions)?
+                    }
+                    None => Vec::new(),
+                };
                 Ok(ProviderDescription { requirements, syncs, actions })
             })
             .await
     }
+}
+
+/// Compiled code in the cache is loaded as native code: a file someone else
+/// could have written is a way into this process (a flipped byte in a
+/// `.cwasm` crashed it). Refuses a directory or file not owned by this user
+/// or writable by others.
+fn check_private(path: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let metadata = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::Load(format!("the component cache {} cannot be read: {e}", path.display()))),
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if metadata.uid() != me {
+            return Err(Error::Load(format!(
+                "the component cache {} belongs to another user (uid {}), so its compiled code cannot be trusted; \
+                 use a cache dir of your own (--cache-dir) or --no-cache",
+                path.display(),
+                metadata.uid()
+            )));
+        }
+        if metadata.mode() & 0o022 != 0 {
+            return Err(Error::Load(format!(
+                "the component cache {} is writable by other users (mode {:o}), so its compiled code cannot be \
+                 trusted; run `chmod go-w {}` (or use --no-cache)",
+                path.display(),
+                metadata.mode() & 0o777,
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Writes atomically (temp file + rename) so a concurrent reader never sees
@@ -327,20 +430,22 @@ fn spawn_epoch_ticker(engine: &Engine) {
         .expect("spawning a thread at startup");
 }
 
-/// A component bound to one connection.
-pub struct Session<'r> {
-    runtime: &'r Runtime,
+/// A component bound to one connection. Owns what it needs (clones of the
+/// runtime and component), so it can be kept for as long as the embedder likes.
+#[derive(Clone)]
+pub struct Session {
+    runtime: Runtime,
     component: ProviderComponent,
     egress: Option<Arc<Egress>>,
     redactor: Redactor,
     label: Arc<str>,
 }
 
-impl<'r> Session<'r> {
+impl Session {
     /// A session with no connection: its guest's HTTP requests are refused.
-    fn unconnected(runtime: &'r Runtime, component: &ProviderComponent, label: &str) -> Session<'r> {
+    fn unconnected(runtime: &Runtime, component: &ProviderComponent, label: &str) -> Session {
         Session {
-            runtime,
+            runtime: runtime.clone(),
             component: component.clone(),
             egress: None,
             redactor: Redactor::default(),
@@ -352,13 +457,32 @@ impl<'r> Session<'r> {
         self.egress.as_deref().map(Egress::base_url)
     }
 
+    /// `text` with this connection's secrets, and anything shaped like an
+    /// `Authorization` value, replaced by `<redacted>`: for text about to be
+    /// logged or stored.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.scrub(text)
+    }
+
+    pub fn component(&self) -> &ProviderComponent {
+        &self.component
+    }
+
     pub async fn verify(&self) -> Result<Verification, Error> {
         self.timed(async {
-            let (mut store, provider) = self.instantiate().await?;
-            let result = provider.terapi_provider_auth().call_verify(&mut store).await;
+            let (mut store, instance) = self.instantiate().await?;
+            let auth = self.component.auth.load(&mut store, &instance);
+            let auth = self.finish(&store, auth)?;
+            let result = auth.call_verify(&mut store).await;
             self.finish(&store, result)?.map_err(|e| self.provider_error(e))
         })
         .await
+    }
+
+    fn missing(&self, export: &str) -> Error {
+        Error::Provider(ProviderFailure::NotSupported(format!(
+            "this provider component does not export `{export}`, so it offers no {export}s"
+        )))
     }
 
     pub async fn run_sync_page(
@@ -372,9 +496,12 @@ impl<'r> Session<'r> {
             checkpoint: checkpoint.map(str::to_string),
             options: options.clone(),
         };
+        let export = self.component.sync.as_ref().ok_or_else(|| self.missing("sync"))?;
         self.timed(async {
-            let (mut store, provider) = self.instantiate().await?;
-            let result = provider.terapi_provider_sync().call_run_page(&mut store, &request).await;
+            let (mut store, instance) = self.instantiate().await?;
+            let sync = export.load(&mut store, &instance);
+            let sync = self.finish(&store, sync)?;
+            let result = sync.call_run_page(&mut store, &request).await;
             self.finish(&store, result)?.map_err(|e| self.provider_error(e))
         })
         .await
@@ -382,9 +509,12 @@ impl<'r> Session<'r> {
 
     /// Runs an action; `input` and the result are JSON documents.
     pub async fn run_action(&self, name: &str, input: &str) -> Result<String, Error> {
+        let export = self.component.action.as_ref().ok_or_else(|| self.missing("action"))?;
         self.timed(async {
-            let (mut store, provider) = self.instantiate().await?;
-            let result = provider.terapi_provider_action().call_run(&mut store, name, input).await;
+            let (mut store, instance) = self.instantiate().await?;
+            let action = export.load(&mut store, &instance);
+            let action = self.finish(&store, action)?;
+            let result = action.call_run(&mut store, name, input).await;
             self.finish(&store, result)?.map_err(|e| self.provider_error(e))
         })
         .await
@@ -393,9 +523,12 @@ impl<'r> Session<'r> {
     /// Maps a payload the provider pushed (a webhook) to records; makes no
     /// HTTP request.
     pub async fn handle_webhook(&self, payload: &[u8]) -> Result<WebhookRecords, Error> {
+        let export = self.component.webhook.as_ref().ok_or_else(|| self.missing("webhook"))?;
         self.timed(async {
-            let (mut store, provider) = self.instantiate().await?;
-            let result = provider.terapi_provider_webhook().call_handle(&mut store, payload).await;
+            let (mut store, instance) = self.instantiate().await?;
+            let webhook = export.load(&mut store, &instance);
+            let webhook = self.finish(&store, webhook)?;
+            let result = webhook.call_handle(&mut store, payload).await;
             self.finish(&store, result)?.map_err(|e| self.provider_error(e))
         })
         .await
@@ -404,24 +537,32 @@ impl<'r> Session<'r> {
     /// Lets the component shape a raw request, then sends it under the same
     /// egress rules as the component's own requests.
     pub async fn proxy(&self, request: OutboundRequest) -> Result<InboundResponse, Error> {
-        let prepared = self
-            .timed(async {
-                let (mut store, provider) = self.instantiate().await?;
-                let result = provider.terapi_provider_proxy().call_prepare(&mut store, &request.into()).await;
-                self.finish(&store, result)?.map_err(|e| self.provider_error(e))
-            })
-            .await?;
+        let prepared = match &self.component.proxy {
+            Some(export) => OutboundRequest::from(
+                self.timed(async {
+                    let (mut store, instance) = self.instantiate().await?;
+                    let proxy = export.load(&mut store, &instance);
+                    let proxy = self.finish(&store, proxy)?;
+                    let result = proxy.call_prepare(&mut store, &request.into()).await;
+                    self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+                })
+                .await?,
+            ),
+            // Shaping is the component's optional business; the egress
+            // rules below hold either way.
+            None => request,
+        };
         let egress = self.egress.as_deref().ok_or_else(|| EgressError::Refused("no connection".into()))?;
-        Ok(egress.send(&OutboundRequest::from(prepared)).await?)
+        Ok(egress.send(&prepared).await?)
     }
 
     async fn timed<R>(&self, call: impl Future<Output = Result<R, Error>>) -> Result<R, Error> {
-        let limit = self.runtime.config.call_timeout;
+        let limit = self.runtime.inner.config.call_timeout;
         tokio::time::timeout(limit, call).await.unwrap_or(Err(Error::Guest(GuestFailure::WallTime(limit))))
     }
 
-    async fn instantiate(&self) -> Result<(Store<GuestState>, bindings::Provider), Error> {
-        let config = &self.runtime.config;
+    async fn instantiate(&self) -> Result<(Store<GuestState>, Instance), Error> {
+        let config = &self.runtime.inner.config;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         // Deny by default: no env, args, preopened dirs or network; stdout is
         // discarded; stderr is kept for crash reports; clocks and randomness
@@ -438,7 +579,7 @@ impl<'r> Session<'r> {
             cpu_ticks_left: ticks(config.cpu_budget),
             cpu_exhausted: false,
         };
-        let mut store = Store::new(&self.runtime.engine, state);
+        let mut store = Store::new(&self.runtime.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
@@ -454,8 +595,8 @@ impl<'r> Session<'r> {
             Ok(UpdateDeadline::Yield(1))
         });
         let instance = self.component.pre.instantiate_async(&mut store).await;
-        let provider = self.finish(&store, instance)?;
-        Ok((store, provider))
+        let instance = self.finish(&store, instance)?;
+        Ok((store, instance))
     }
 
     /// Turns a wasmtime error (trap, limit, instantiation failure) into a
@@ -467,7 +608,7 @@ impl<'r> Session<'r> {
             Err(e) => e,
         };
         let state = store.data();
-        let config = &self.runtime.config;
+        let config = &self.runtime.inner.config;
         if state.cpu_exhausted {
             return Err(GuestFailure::CpuBudget(config.cpu_budget).into());
         }
@@ -498,6 +639,7 @@ impl<'r> Session<'r> {
             wit::ProviderError::Http(e) => ProviderFailure::Http(e.into()),
             wit::ProviderError::BadResponse(m) => ProviderFailure::BadResponse(s(m)),
             wit::ProviderError::Unknown(m) => ProviderFailure::Unknown(s(m)),
+            wit::ProviderError::NotSupported(m) => ProviderFailure::NotSupported(s(m)),
         })
     }
 }

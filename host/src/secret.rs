@@ -68,7 +68,9 @@ impl Redactor {
         }
     }
 
-    /// `text` with every known secret replaced by `<redacted>`.
+    /// `text` with every known secret replaced by `<redacted>`, and the
+    /// value of anything shaped like an `Authorization` header (`Basic …`,
+    /// `Bearer …`) too, whoever's credential it is.
     pub fn scrub(&self, text: &str) -> String {
         let secrets = self.0.read().unwrap_or_else(|e| e.into_inner());
         let mut out = text.to_string();
@@ -77,8 +79,36 @@ impl Redactor {
                 out = out.replace(secret.expose(), "<redacted>");
             }
         }
-        out
+        scrub_authorization_values(&out)
     }
+}
+
+/// Replaces the credential after `Basic ` / `Bearer ` (any case) with
+/// `<redacted>`.
+pub fn scrub_authorization_values(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut search = 0;
+    while let Some((at, scheme_len)) = ["basic ", "bearer "]
+        .iter()
+        .filter_map(|scheme| lower[search..].find(scheme).map(|i| (search + i, scheme.len())))
+        .min()
+    {
+        let start = at + scheme_len;
+        let token_len =
+            text[start..].bytes().take_while(|b| b.is_ascii_alphanumeric() || b"+/=-._~".contains(b)).count();
+        // A word such as "basic auth" is not a credential: tokens are longer.
+        if token_len >= 8 && !text[start..start + token_len].bytes().all(|b| b.is_ascii_lowercase()) {
+            out.push_str(&text[copied..start]);
+            out.push_str("<redacted>");
+            copied = start + token_len;
+        }
+        // Past the scheme at least, so the loop always moves on.
+        search = start + token_len;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 impl fmt::Debug for Redactor {
@@ -98,6 +128,17 @@ mod tests {
         let clone = redactor.clone();
         clone.add(&Secret::new("minted-later"));
         assert_eq!(redactor.scrub("first-secret then minted-later; ab stays"), "<redacted> then <redacted>; ab stays");
+    }
+
+    #[test]
+    fn authorization_values_are_scrubbed_whoever_they_belong_to() {
+        let text = "echo: Authorization: Basic a2V5OnMzY3JldA== and bearer eyJhbGciOi.x-y_z; basic auth is fine";
+        assert_eq!(
+            scrub_authorization_values(text),
+            "echo: Authorization: Basic <redacted> and bearer <redacted>; basic auth is fine"
+        );
+        assert_eq!(scrub_authorization_values("Bearer"), "Bearer");
+        assert_eq!(scrub_authorization_values("ünïcode bearer ünï"), "ünïcode bearer ünï");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub struct SyncRun {
 /// Runs `sync` from `start` (a checkpoint of an earlier run, or `None` for the
 /// beginning) until the provider says it is done.
 pub async fn run_sync(
-    session: &Session<'_>,
+    session: &Session,
     sync: &str,
     start: Option<String>,
     options: &SyncOptions,

@@ -18,7 +18,7 @@ fn egress() -> Egress {
     let creds = Credentials::Basic { username: "k".into(), password: Secret::new("s") };
     let base = url::Url::parse("https://us-44392.api.gong.io/api").unwrap();
     let auth = Authorizer::from_credentials(&creds);
-    Egress::new(reqwest::Client::new(), base, auth, EgressLimits::default(), Arc::new(Budget::new("f", None)), vec![])
+    Egress::new(reqwest::Client::new(), base, auth, EgressLimits::default(), Arc::new(Budget::unlimited()), vec![])
 }
 
 /// The CI smoke's case count, or `PROPTEST_CASES` for a longer run.

@@ -49,7 +49,8 @@ pub struct Endpoint {
     pub method: Method,
     pub path: &'static str,
     pub fields: &'static [Field],
-    /// A POST that only reads (Gong's filters go in POST bodies): safe to retry.
+    /// Changes nothing at Gong (a GET, or a POST that only reads: Gong's
+    /// filters go in POST bodies): safe to retry, and a read-only tool.
     pub reads_only: bool,
     /// Answers 404/401 when the customer's plan lacks the product.
     pub plan_gated: bool,

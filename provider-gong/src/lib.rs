@@ -74,12 +74,15 @@ impl action::Guest for GongProvider {
             description: a.description.into(),
             input_schema: a.input_schema.into(),
             output_schema: a.output_schema.into(),
+            // The typed actions (get-user, list-calls) only read.
+            read_only: true,
         });
         let catalogued = catalog::ENDPOINTS.iter().map(|e| action::ActionInfo {
             name: e.name.into(),
             description: e.description.into(),
             input_schema: catalog::input_schema(e),
             output_schema: schema::GONG_ANSWER.into(),
+            read_only: e.reads_only,
         });
         typed.chain(catalogued).collect()
     }

@@ -41,21 +41,40 @@ impl MasterKey {
     }
 
     /// `TERAPI_MASTER_KEY` if set; otherwise `DATA_DIR/master.key`, created
-    /// with a fresh random key and mode 0600 on first use.
+    /// with a fresh random key and mode 0600 on first use. A store that
+    /// already holds secrets but whose key file is gone stops here: a new key
+    /// would make every saved credential unreadable.
     pub fn from_env_or_file(data_dir: &Path) -> Result<Self, StoreError> {
         if let Some(value) = std::env::var_os(KEY_ENV_VAR).filter(|v| !v.is_empty()) {
             return Self::from_base64(&value.to_string_lossy());
         }
         let path = data_dir.join(KEY_FILE);
+        // Looked at before the key: a store created after this point was
+        // created with a key file another process wrote, which we then read.
+        let store_existed = data_dir.join(crate::DATABASE_FILE).exists();
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::from_base64(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                crate::create_private_dir(data_dir)
+                if store_existed {
+                    return Err(StoreError::Key(format!(
+                        "{} is missing, but the store beside it holds secrets sealed with it; restore the key file \
+                         (or set {KEY_ENV_VAR} to the key). No new key was made, since it could not open them.",
+                        path.display()
+                    )));
+                }
+                crate::sqlite::create_private_dir(data_dir)
                     .map_err(|e| StoreError::Key(format!("creating {}: {e}", data_dir.display())))?;
                 let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-                write_new_private(&path, STANDARD.encode(key).as_bytes())
-                    .map_err(|e| StoreError::Key(format!("creating {}: {e}", path.display())))?;
-                Ok(MasterKey(XChaCha20Poly1305::new(&key)))
+                match publish_new_private(&path, STANDARD.encode(key).as_bytes()) {
+                    Ok(()) => Ok(MasterKey(XChaCha20Poly1305::new(&key))),
+                    // Another process made one first: everyone uses theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(&path)
+                            .map_err(|e| StoreError::Key(format!("reading {}: {e}", path.display())))?;
+                        Self::from_base64(&text)
+                    }
+                    Err(e) => Err(StoreError::Key(format!("creating {}: {e}", path.display()))),
+                }
             }
             Err(e) => Err(StoreError::Key(format!("reading {}: {e}", path.display()))),
         }
@@ -83,16 +102,28 @@ impl MasterKey {
     }
 }
 
-/// Creates `path` with mode 0600, failing if it exists (never clobbers a key).
-fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Creates `path` with mode 0600 and its whole content at once: written to
+/// a temporary file, then hard-linked into place, which fails if `path`
+/// exists. So no reader ever sees half a key, and no key is clobbered.
+fn publish_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
+    let temp = path.with_extension(format!("tmp{}-{}", std::process::id(), rand_suffix()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+    let _ = std::fs::remove_file(&temp);
+    linked
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::thread::current().id())
 }
 
 #[cfg(test)]

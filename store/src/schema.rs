@@ -57,15 +57,33 @@ const MIGRATIONS: &[&str] = &[
          duration_ms INTEGER NOT NULL,
          detail TEXT
      );",
+    // 3: leases on sync runs (one run at a time; a killed run lapses), and
+    // request budgets per provider tenant shared by every process.
+    "ALTER TABLE sync_state ADD COLUMN lease_owner TEXT;
+     ALTER TABLE sync_state ADD COLUMN lease_expires_at INTEGER;
+     CREATE TABLE rate_budget (
+         tenant TEXT PRIMARY KEY,
+         tat_ms INTEGER NOT NULL,
+         day INTEGER NOT NULL,
+         used INTEGER NOT NULL
+     );",
 ];
 
-pub fn migrate(db: &mut rusqlite::Connection) -> rusqlite::Result<()> {
-    let applied: usize = db.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = db.transaction()?;
+/// The schema version this build writes.
+pub const LATEST: u32 = MIGRATIONS.len() as u32;
+
+pub fn version(db: &rusqlite::Connection) -> rusqlite::Result<u32> {
+    db.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map(|v| v as u32)
+}
+
+/// Applies the migrations after `applied`, inside the caller's write
+/// transaction (so two processes opening a fresh store cannot both run them).
+pub fn migrate(tx: &rusqlite::Transaction<'_>, applied: u32) -> rusqlite::Result<()> {
+    for sql in MIGRATIONS.iter().skip(applied as usize) {
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
-        tx.commit()?;
+    }
+    if applied < LATEST {
+        tx.pragma_update(None, "user_version", i64::from(LATEST))?;
     }
     Ok(())
 }

@@ -5,11 +5,11 @@
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "provider",
+    world: "sync-provider",
 });
 
-use exports::terapi::provider::{action, auth, proxy, sync, webhook};
-use terapi::provider::types::{HttpRequest, ProviderError};
+use exports::terapi::provider::{action, auth, sync};
+use terapi::provider::types::ProviderError;
 
 struct Boundary;
 
@@ -66,18 +66,6 @@ impl auth::Guest for Boundary {
     }
     fn verify() -> Result<auth::Verification, ProviderError> {
         Ok(auth::Verification { summary: String::new() })
-    }
-}
-
-impl proxy::Guest for Boundary {
-    fn prepare(request: HttpRequest) -> Result<HttpRequest, ProviderError> {
-        Ok(request)
-    }
-}
-
-impl webhook::Guest for Boundary {
-    fn handle(_payload: Vec<u8>) -> Result<webhook::WebhookRecords, ProviderError> {
-        Err(ProviderError::Unknown("no webhooks".into()))
     }
 }
 

@@ -13,7 +13,13 @@ use terapi_host::{
 
 pub use fake_gong;
 pub use terapi_host;
+pub use terapi_platform;
 pub use terapi_store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use terapi_platform::{ComponentSource, Platform, PlatformConfig};
+use terapi_store::SqliteStore;
 
 /// One multi-threaded runtime for the whole test binary, so the host's
 /// pooled HTTP connections never outlive the runtime they were made on.
@@ -84,5 +90,63 @@ impl PageSink for CollectingSink {
     async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
         self.pages.push((page.records.clone(), page.next_checkpoint.clone()));
         Ok(())
+    }
+}
+
+/// A fresh, private data directory for one test.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("terapi-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Compiled components are cached here, so each platform a test builds
+/// loads the component in milliseconds instead of compiling it again.
+fn component_cache() -> PathBuf {
+    std::env::temp_dir().join(format!("terapi-e2e-cache-{}", std::process::id()))
+}
+
+/// The platform as an embedder builds it: the repository's providers.yaml,
+/// the Gong component for gong and gong-oauth, a SQLite store in `dir`.
+pub fn platform_in(dir: &Path) -> Platform {
+    platform_with(dir, providers().clone(), RuntimeConfig::default())
+}
+
+pub fn platform_with(dir: &Path, providers: Providers, runtime: RuntimeConfig) -> Platform {
+    let store = Arc::new(SqliteStore::open_in(dir).expect("store opens"));
+    Platform::new(PlatformConfig {
+        runtime: RuntimeConfig { cache_dir: Some(component_cache()), ..runtime },
+        providers,
+        components: vec![ComponentSource {
+            providers: vec!["gong".into(), "gong-oauth".into()],
+            origin: "provider_gong.wasm".into(),
+            wasm: std::borrow::Cow::Borrowed(terapi_artifacts::PROVIDER_GONG),
+        }],
+        store,
+        oauth_clients: Default::default(),
+    })
+    .expect("platform starts")
+}
+
+/// Every stored record id of `model`, oldest first.
+pub async fn stored_ids(platform: &Platform, connection: &str, model: &str) -> Vec<String> {
+    let mut query = terapi_store::RecordQuery {
+        connection_id: connection.into(),
+        model: model.into(),
+        modified_after: None,
+        cursor: None,
+        limit: 1000,
+    };
+    let mut ids = Vec::new();
+    loop {
+        let page = platform.store().records(&query).await.expect("records");
+        for json in page.records {
+            let value: serde_json::Value = serde_json::from_str(&json).expect("stored JSON");
+            ids.push(value["id"].as_str().expect("id").to_string());
+        }
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return ids,
+        }
     }
 }

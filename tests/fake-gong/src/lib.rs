@@ -97,6 +97,10 @@ pub enum Fault {
     /// 200 with this body: a remote that answers garbage (truncated JSON,
     /// absurd nesting) where JSON was promised.
     Body(String),
+    /// This status, with the request's own `Authorization` header quoted
+    /// in the error (as some gateways and debug builds do): the host must
+    /// keep the echoed credential out of errors, logs and the store.
+    EchoAuthorization(u16),
 }
 
 pub(crate) struct Shared {
@@ -117,6 +121,9 @@ pub(crate) struct Shared {
     /// Once this many requests were answered normally, answer 500 until `recover`.
     fail_after: Mutex<Option<usize>>,
     served: AtomicU64,
+    /// Requests that arrived, counted before any delay (a client that gives
+    /// up on a slow answer is not in `requests`, which logs answers).
+    arrivals: AtomicU64,
     request_ids: AtomicU64,
 }
 
@@ -147,6 +154,7 @@ impl FakeGong {
             delay: Mutex::new(std::time::Duration::ZERO),
             fail_after: Mutex::new(None),
             served: AtomicU64::new(0),
+            arrivals: AtomicU64::new(0),
             request_ids: AtomicU64::new(1),
         });
         let app = Router::new()
@@ -269,6 +277,11 @@ impl FakeGong {
     }
 
     /// Every answer from now on waits this long first (a slow network or Gong).
+    /// How many requests arrived, answered or not.
+    pub fn arrivals(&self) -> u64 {
+        self.shared.arrivals.load(Ordering::SeqCst)
+    }
+
     pub fn set_delay(&self, delay: std::time::Duration) {
         *lock(&self.shared.delay) = delay;
     }
@@ -305,6 +318,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     let host = request.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let oauth_endpoint = path.starts_with("/oauth2/");
     let at = Instant::now();
+    shared.arrivals.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
     let request = Request::from_parts(parts, axum::body::Body::from(body.clone()));
@@ -329,6 +343,11 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
                 response
             }
             Fault::Body(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Fault::EchoAuthorization(status) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let echoed = authorization.as_deref().unwrap_or("(none)");
+                gong_error(&shared, status, &format!("Upstream refused the request with Authorization: {echoed}"))
+            }
         }
     } else if over_rate_limit(&shared, at) {
         too_many_requests(&shared, 1)

@@ -40,6 +40,7 @@ impl action::Guest for Hostile {
             description: String::new(),
             input_schema: "{}".into(),
             output_schema: "{}".into(),
+            read_only: false,
         })
         .collect()
     }
@@ -117,7 +118,7 @@ impl proxy::Guest for Hostile {
 
 impl webhook::Guest for Hostile {
     fn handle(_payload: Vec<u8>) -> Result<webhook::WebhookRecords, ProviderError> {
-        Err(ProviderError::Unknown("no webhooks".into()))
+        Err(ProviderError::NotSupported("no webhooks".into()))
     }
 }
 

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use terapi_e2e::fake_gong::{FakeGongConfig, fixtures};
-use terapi_e2e::terapi_host::{EgressError, Error, Method, OutboundRequest, ProviderFailure, Providers, SyncOptions};
-use terapi_e2e::terapi_store::{MasterKey, Store};
+use terapi_e2e::terapi_host::{EgressError, Error, Method, OutboundRequest, ProviderFailure, Providers, RuntimeConfig};
+use terapi_e2e::terapi_platform::{PlatformError, StoredSyncOptions};
 use terapi_e2e::*;
 
-fn session_for(gong: &terapi_e2e::fake_gong::FakeGong, providers: &Providers) -> terapi_host::Session<'static> {
+fn session_for(gong: &terapi_e2e::fake_gong::FakeGong, providers: &Providers) -> terapi_host::Session {
     host().connect(gong_component(), providers.get("gong").unwrap(), &connection(gong)).unwrap()
 }
 
@@ -61,33 +61,92 @@ fn a_burst_of_20_calls_keeps_to_3_a_second() {
 #[test]
 fn a_spent_daily_budget_stops_a_sync_at_a_page_boundary_and_says_when_it_resets() {
     block_on(async {
-        let text = terapi_e2e::PROVIDERS_YAML.replacen("per_day: 10000", "per_day: 2", 1);
+        let text = terapi_e2e::PROVIDERS_YAML.replacen("per_day: 10000", "per_day: 3", 1);
         let providers = Providers::parse(&text, "providers.yaml").unwrap();
         let gong = start_gong(FakeGongConfig { users: fixtures::users(250), ..FakeGongConfig::default() }).await;
         let connection = connection(&gong);
-        let session = host().connect(gong_component(), providers.get("gong").unwrap(), &connection).unwrap();
-        let dir = std::env::temp_dir().join(format!("terapi-e2e-{}-budget", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir, MasterKey::from_env_or_file(&dir).unwrap()).unwrap();
-        store.create_connection(&connection).unwrap();
+        let dir = fresh_dir("budget");
+        let platform = platform_with(&dir, providers.clone(), RuntimeConfig::default());
+        // Saving the connection verifies it: one request of the three.
+        platform.create_connection(&connection).await.unwrap();
 
-        let start = store.begin_sync(&connection.id, "users", "GongUser", false).unwrap();
-        let mut sink = store.page_sink(&connection.id, "users", "GongUser");
-        let options = SyncOptions { modified_since: None, backfill_days: None };
-        let error = terapi_host::run_sync(&session, "users", start, &options, &mut sink).await.unwrap_err();
-        let Error::Provider(ProviderFailure::Http(EgressError::RateLimited(message))) = &error else {
+        let options = StoredSyncOptions::default();
+        let error = platform.run_sync(&connection.id, "users", &options, &mut |_: &_| {}).await.unwrap_err();
+        let PlatformError::Host(Error::Provider(ProviderFailure::Http(EgressError::RateLimited(message)))) = &error
+        else {
             panic!("{error:?}")
         };
-        assert!(message.contains("daily budget of 2 requests") && message.contains("resets at 00:00 UTC"), "{message}");
-        assert_eq!(gong.requests().len(), 2, "the third request never left the host");
-        let state = &store.sync_states(&connection.id).unwrap()[0];
+        assert!(message.contains("daily budget of 3 requests") && message.contains("resets at 00:00 UTC"), "{message}");
+        assert_eq!(gong.requests().len(), 3, "the fourth request never left the host");
+        let state = &platform.store().sync_states(&connection.id).await.unwrap()[0];
         assert_eq!(state.records, 200);
         assert!(state.checkpoint.is_some(), "resumable from the last committed page");
 
-        // The same budget covers actions and the proxy of this connection.
+        // The same budget covers actions, and any other platform on the
+        // same store (another process) too.
+        let session = platform.session(&connection.id).await.unwrap();
         let error =
             session.run_action("get-user", &format!(r#"{{"id":"{}"}}"#, fixtures::user_id(1))).await.unwrap_err();
         assert!(error.to_string().contains("daily budget"), "{error}");
+        let other = platform_with(&dir, providers, RuntimeConfig::default());
+        let error = other.verify(&connection.id).await.unwrap_err();
+        assert!(error.to_string().contains("daily budget"), "{error}");
+        assert_eq!(gong.requests().len(), 3);
+    });
+}
+
+#[test]
+fn two_platforms_on_one_store_keep_gongs_rate_together() {
+    block_on(async {
+        // This fake enforces Gong's limit: a 429 would show the host broke it.
+        let config =
+            FakeGongConfig { rate_limit_per_second: Some(3), users: fixtures::users(5), ..FakeGongConfig::default() };
+        let gong = start_gong(config).await;
+        let dir = fresh_dir("shared-rate");
+        let (a, b) = (platform_in(&dir), platform_in(&dir));
+        // Two connections to one tenant (one base URL): one budget.
+        let (first, second) = (connection(&gong), connection(&gong));
+        a.create_connection(&first).await.unwrap();
+        b.create_connection(&second).await.unwrap();
+        let (a, b) = (a.session(&first.id).await.unwrap(), b.session(&second.id).await.unwrap());
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..12 {
+            let session = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let input = format!(r#"{{"id":"{}"}}"#, fixtures::user_id(i % 5));
+            calls.spawn(async move { session.run_action("get-user", &input).await });
+        }
+        while let Some(result) = calls.join_next().await {
+            result.unwrap().unwrap();
+        }
+        let mut arrivals: Vec<_> = gong.requests().iter().map(|r| (r.at, r.status)).collect();
+        arrivals.sort();
+        assert_eq!(arrivals.len(), 14, "two verifies and twelve calls, no retries");
+        assert!(arrivals.iter().all(|(_, status)| *status == 200), "the fake answered 429: the limit was broken");
+        for window in arrivals.windows(4) {
+            let span = window[3].0.duration_since(window[0].0);
+            assert!(span >= Duration::from_secs(1), "4 requests within {span:?}");
+        }
+    });
+}
+
+#[test]
+fn a_provider_that_does_not_answer_fails_once_with_no_answer_not_after_retries() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig::default()).await;
+        gong.set_delay(Duration::from_secs(30));
+        let runtime = terapi_host::Runtime::new(RuntimeConfig {
+            egress: terapi_host::EgressLimits {
+                request_timeout: Duration::from_millis(500),
+                ..terapi_host::EgressLimits::default()
+            },
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let component = runtime.load_component(terapi_artifacts::PROVIDER_GONG).unwrap();
+        let session = runtime.connect(&component, providers().get("gong").unwrap(), &connection(&gong)).unwrap();
+        let error = session.verify().await.unwrap_err().to_string();
+        assert!(error.contains("no answer from the provider to GET /v2/users within 0.5s"), "{error}");
+        assert_eq!(gong.arrivals(), 1, "a hung provider is not asked again (each retry would wait as long)");
     });
 }
 

@@ -5,6 +5,7 @@
 
 mod limits;
 mod oauth;
+mod platform;
 mod providers_yaml;
 mod sandbox;
 mod slice;

@@ -68,7 +68,10 @@ fn recording_refresher() -> (TokenRefresher, Arc<Mutex<Vec<TokenSet>>>) {
     let sink = saved.clone();
     let refresher = TokenRefresher {
         client: client(),
-        on_refresh: Arc::new(move |tokens: &TokenSet| sink.lock().unwrap().push(tokens.clone())),
+        on_refresh: Arc::new(move |tokens: TokenSet| {
+            sink.lock().unwrap().push(tokens);
+            Box::pin(std::future::ready(()))
+        }),
     };
     (refresher, saved)
 }
@@ -77,14 +80,14 @@ type Saved = Arc<Mutex<Vec<TokenSet>>>;
 
 /// A fake with OAuth, a connection authorized against it, and a session that
 /// refreshes its token and records every token set it hands over to be saved.
-async fn refreshing(ttl: Duration) -> (FakeGong, Session<'static>, Connection, Saved) {
+async fn refreshing(ttl: Duration) -> (FakeGong, Session, Connection, Saved) {
     refreshing_with(gong_component(), ttl).await
 }
 
 async fn refreshing_with(
     component: &'static ProviderComponent,
     ttl: Duration,
-) -> (FakeGong, Session<'static>, Connection, Saved) {
+) -> (FakeGong, Session, Connection, Saved) {
     let gong = start(ttl).await;
     let providers = providers_for(&gong);
     let connection = authorize(&providers).await;

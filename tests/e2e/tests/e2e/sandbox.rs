@@ -28,13 +28,13 @@ fn strict() -> &'static Runtime {
     })
 }
 
-fn hostile(gong: &terapi_e2e::fake_gong::FakeGong) -> Session<'static> {
+fn hostile(gong: &terapi_e2e::fake_gong::FakeGong) -> Session {
     static COMPONENT: OnceLock<ProviderComponent> = OnceLock::new();
     let component = COMPONENT.get_or_init(|| strict().load_component(terapi_artifacts::GUEST_HOSTILE).unwrap());
     strict().connect(component, providers().get("gong").unwrap(), &connection(gong)).unwrap()
 }
 
-fn gong_strict(gong: &terapi_e2e::fake_gong::FakeGong) -> Session<'static> {
+fn gong_strict(gong: &terapi_e2e::fake_gong::FakeGong) -> Session {
     static COMPONENT: OnceLock<ProviderComponent> = OnceLock::new();
     let component = COMPONENT.get_or_init(|| strict().load_component(terapi_artifacts::PROVIDER_GONG).unwrap());
     strict().connect(component, providers().get("gong").unwrap(), &connection(gong)).unwrap()

@@ -1,135 +1,112 @@
-//! Connections and syncs that survive: the store with the real component,
-//! real host and fake Gong.
-
-use std::path::PathBuf;
+//! The platform layer as an embedder uses it: connections saved only once
+//! Gong accepted them, syncs stored page by page and resumed, rotation,
+//! the master key. Real component, real host, SQLite store, fake Gong.
 
 use terapi_e2e::fake_gong::{FakeGongConfig, fixtures};
-use terapi_e2e::terapi_host::{Credentials, Secret, SyncOptions};
-use terapi_e2e::terapi_store::{MasterKey, Store, StoreError};
+use terapi_e2e::terapi_host::{Credentials, Secret};
+use terapi_e2e::terapi_platform::{PlatformError, StoredSyncOptions};
+use terapi_e2e::terapi_store::{MasterKey, SqliteStore, Store, StoreError};
 use terapi_e2e::*;
 
 fn key(byte: u8) -> MasterKey {
-    // base64 of 32 equal bytes
-    let b64 = {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let bytes = [byte; 33]; // 33 bytes encode without padding; take 32 of them below
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = (chunk[0] as u32) << 16 | (chunk[1] as u32) << 8 | chunk[2] as u32;
-            for shift in [18, 12, 6, 0] {
-                out.push(ALPHABET[(n >> shift & 63) as usize] as char);
-            }
+    // base64 of 32 equal bytes: 32 bytes = 43 characters + one '='.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = [byte; 33];
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = (chunk[0] as u32) << 16 | (chunk[1] as u32) << 8 | chunk[2] as u32;
+        for shift in [18, 12, 6, 0] {
+            out.push(ALPHABET[(n >> shift & 63) as usize] as char);
         }
-        // 32 bytes = 43 characters + one '='
-        format!("{}=", &out[..43])
-    };
-    MasterKey::from_base64(&b64).unwrap()
+    }
+    MasterKey::from_base64(&format!("{}=", &out[..43])).unwrap()
 }
 
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("terapi-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn no_progress() -> impl FnMut(&terapi_e2e::terapi_host::SyncPage) + Send {
+    |_| {}
 }
-
-fn ids(store: &Store, connection: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    store
-        .for_each_record(connection, "GongUser", None, |json| {
-            let value: serde_json::Value = serde_json::from_str(json).unwrap();
-            ids.push(value["id"].as_str().unwrap().to_string());
-            Ok(())
-        })
-        .unwrap();
-    ids
-}
-
-const NO_OPTIONS: SyncOptions = SyncOptions { modified_since: None, backfill_days: None };
 
 #[test]
 fn a_sync_that_dies_after_page_k_resumes_and_ends_with_exactly_the_full_set() {
     block_on(async {
         let gong = start_gong(FakeGongConfig { users: fixtures::users(450), ..FakeGongConfig::default() }).await;
-        let store = Store::open(&data_dir("resume"), key(1)).unwrap();
+        let platform = platform_in(&fresh_dir("resume"));
         let connection = connection(&gong);
         let id = connection.id.as_str();
-        store.create_connection(&connection).unwrap();
-        let session = host().connect(gong_component(), providers().get("gong").unwrap(), &connection).unwrap();
+        platform.create_connection(&connection).await.unwrap();
+        let options = StoredSyncOptions::default();
 
-        // Gong dies after two pages.
+        // Gong dies after two more pages.
         gong.fail_after(2);
-        let start = store.begin_sync(id, "users", "GongUser", false).unwrap();
-        assert_eq!(start, None);
-        let mut sink = store.page_sink(id, "users", "GongUser");
-        let error = terapi_host::run_sync(&session, "users", start, &NO_OPTIONS, &mut sink).await.unwrap_err();
-        store.finish_sync(id, "users", Err(&error.to_string())).unwrap();
+        let error = platform.run_sync(id, "users", &options, &mut no_progress()).await.unwrap_err();
         assert!(error.to_string().contains("500"), "{error}");
-        assert_eq!(ids(&store, id).len(), 200, "both committed pages are kept");
-        let state = &store.sync_states(id).unwrap()[0];
+        assert_eq!(stored_ids(&platform, id, "GongUser").await.len(), 200, "both committed pages are kept");
+        let state = &platform.store().sync_states(id).await.unwrap()[0];
         assert_eq!((state.status.as_str(), state.records), ("failed", 200));
         assert!(state.checkpoint.is_some() && state.last_error.as_deref().is_some_and(|e| e.contains("500")));
 
         // The rerun resumes from the checkpoint: no page is fetched twice.
         gong.recover();
         let before = gong.requests().len();
-        let start = store.begin_sync(id, "users", "GongUser", false).unwrap();
-        assert_eq!(start, state.checkpoint);
-        let mut sink = store.page_sink(id, "users", "GongUser");
-        let run = terapi_host::run_sync(&session, "users", start, &NO_OPTIONS, &mut sink).await.unwrap();
-        store.finish_sync(id, "users", Ok(&run)).unwrap();
-        assert_eq!(run.records, 250);
+        let done = platform.run_sync(id, "users", &options, &mut no_progress()).await.unwrap();
+        assert!(done.resumed);
+        assert_eq!(done.run.records, 250);
         let resumed: Vec<_> = gong.requests()[before..].iter().map(|r| r.query.contains_key("cursor")).collect();
         assert_eq!(resumed, [true, true, true], "every resumed request carries a cursor");
-        assert_eq!(ids(&store, id), (0..450).map(fixtures::user_id).collect::<Vec<_>>());
+        assert_eq!(stored_ids(&platform, id, "GongUser").await, (0..450).map(fixtures::user_id).collect::<Vec<_>>());
 
         // A full rerun of the same data stores nothing twice.
-        let start = store.begin_sync(id, "users", "GongUser", true).unwrap();
-        assert_eq!(start, None);
-        let mut sink = store.page_sink(id, "users", "GongUser");
-        terapi_host::run_sync(&session, "users", start, &NO_OPTIONS, &mut sink).await.unwrap();
-        assert_eq!(ids(&store, id).len(), 450);
+        let full = StoredSyncOptions { full: true, ..StoredSyncOptions::default() };
+        let done = platform.run_sync(id, "users", &full, &mut no_progress()).await.unwrap();
+        assert!(!done.resumed);
+        assert_eq!(stored_ids(&platform, id, "GongUser").await.len(), 450);
+        assert_eq!(platform.store().sync_states(id).await.unwrap()[0].status, "done");
     });
 }
 
 #[test]
-fn rotation_replaces_the_credential_and_keeps_checkpoints_and_records() {
+fn a_credential_gong_rejects_is_not_saved_and_a_rotation_gong_rejects_keeps_the_old_one() {
     block_on(async {
         let gong = start_gong(FakeGongConfig { users: fixtures::users(150), ..FakeGongConfig::default() }).await;
-        let dir = data_dir("rotate");
-        let store = Store::open(&dir, key(2)).unwrap();
-        let old = connection_with_secret(&gong, "old-secret-before-rotation");
-        let id = old.id.as_str();
-        store.create_connection(&old).unwrap();
-        // One page synced with the old credential's session (the fake accepts
-        // only its configured secret, so use the real one for the sync).
-        let session = host().connect(gong_component(), providers().get("gong").unwrap(), &connection(&gong)).unwrap();
-        store.begin_sync(id, "users", "GongUser", false).unwrap();
-        let page = session.run_sync_page("users", None, &NO_OPTIONS).await.unwrap();
-        use terapi_e2e::terapi_host::PageSink;
-        store.page_sink(id, "users", "GongUser").accept(&page).await.unwrap();
-        let before = store.sync_states(id).unwrap();
+        let dir = fresh_dir("rotate");
+        let platform = platform_in(&dir);
+        let wrong = connection_with_secret(&gong, "wrong-secret-at-create");
+        let error = platform.create_connection(&wrong).await.unwrap_err();
+        assert!(matches!(error, PlatformError::NotSaved { .. }), "{error}");
+        assert!(error.to_string().starts_with("the credential was not saved: unauthorized"), "{error}");
+        assert!(platform.store().connections().await.unwrap().is_empty());
 
-        let new = Credentials::Basic {
+        let good = connection(&gong);
+        let id = good.id.as_str();
+        platform.create_connection(&good).await.unwrap();
+        platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+        let before = platform.store().sync_states(id).await.unwrap();
+
+        let rejected = Credentials::Basic {
             username: gong.config().access_key.clone(),
-            password: Secret::new("new-secret-after-rotation"),
+            password: Secret::new("new-secret-gong-does-not-know"),
         };
-        store.rotate_credentials(id, &new).unwrap();
+        let error = platform.rotate_credentials(id, rejected).await.unwrap_err();
+        assert!(error.to_string().contains("the old one is kept"), "{error}");
+        let kept = platform.store().connection(id).await.unwrap();
+        let Credentials::Basic { password, .. } = &kept.credentials else { panic!() };
+        assert_eq!(password.expose(), gong.config().access_key_secret);
 
-        let rotated = store.connection(id).unwrap();
-        let Credentials::Basic { password, .. } = &rotated.credentials else { panic!() };
-        assert_eq!(password.expose(), "new-secret-after-rotation");
-        assert_eq!(rotated.config, old.config);
-        let after = store.sync_states(id).unwrap();
-        assert_eq!(after[0].checkpoint, before[0].checkpoint);
-        assert_eq!(after[0].records, 100);
-        assert_eq!(ids(&store, id).len(), 100);
-        drop(store);
+        // A rotation Gong accepts replaces it in place; sync state and records stay.
+        let accepted = Credentials::Basic {
+            username: gong.config().access_key.clone(),
+            password: Secret::new(gong.config().access_key_secret.clone()),
+        };
+        platform.rotate_credentials(id, accepted).await.unwrap();
+        assert_eq!(platform.store().sync_states(id).await.unwrap(), before);
+        assert_eq!(stored_ids(&platform, id, "GongUser").await.len(), 150);
+        drop(platform);
 
-        // Neither secret is in any file of the store in plain text.
+        // No secret is in any file of the store in plain text.
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let bytes = std::fs::read(&path).unwrap();
-            for secret in ["old-secret-before-rotation", "new-secret-after-rotation"] {
+            for secret in ["wrong-secret-at-create", "new-secret-gong-does-not-know", "fake-access-key-secret"] {
                 assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in {}", path.display());
             }
         }
@@ -137,37 +114,81 @@ fn rotation_replaces_the_credential_and_keeps_checkpoints_and_records() {
 }
 
 #[test]
+fn bad_connection_ids_are_refused_before_any_request() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig::default()).await;
+        let platform = platform_in(&fresh_dir("ids"));
+        for bad in ["", "../escape", "tab\tinside", &"x".repeat(300)] {
+            let mut connection = connection(&gong);
+            connection.id = bad.to_string();
+            let error = platform.create_connection(&connection).await.unwrap_err().to_string();
+            assert!(error.starts_with("that connection id is not usable"), "{error}");
+        }
+        assert!(gong.requests().is_empty());
+    });
+}
+
+#[test]
+fn a_second_run_of_the_same_sync_is_refused_while_the_first_holds_its_lease() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig { users: fixtures::users(300), ..FakeGongConfig::default() }).await;
+        let dir = fresh_dir("single");
+        let platform = platform_in(&dir);
+        let connection = connection(&gong);
+        platform.create_connection(&connection).await.unwrap();
+        // The first run is slow (each page takes 300 ms); the second, from
+        // another platform on the same store, starts meanwhile.
+        gong.set_delay(std::time::Duration::from_millis(300));
+        let other = platform_in(&dir);
+        let (options, mut progress) = (StoredSyncOptions::default(), no_progress());
+        let first = platform.run_sync(&connection.id, "users", &options, &mut progress);
+        let second = async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            other.run_sync(&connection.id, "users", &StoredSyncOptions::default(), &mut no_progress()).await
+        };
+        let (first, second) = tokio::join!(first, second);
+        assert_eq!(first.unwrap().run.records, 300);
+        let error = second.unwrap_err().to_string();
+        assert!(error.contains("`users` of `test-") && error.contains("is already running"), "{error}");
+    });
+}
+
+#[test]
 fn a_wrong_key_is_a_clear_error_and_overwrites_nothing() {
-    let dir = data_dir("wrong-key");
-    let store = Store::open(&dir, key(3)).unwrap();
-    let gong_like = terapi_host::Connection {
-        id: "acme".into(),
-        provider: "gong".into(),
-        credentials: Credentials::Basic { username: "key".into(), password: Secret::new("the-real-secret") },
-        config: Default::default(),
-    };
-    store.create_connection(&gong_like).unwrap();
-    drop(store);
-    let db = dir.join("terapi.db");
-    let before = std::fs::read(&db).unwrap();
+    block_on(async {
+        let dir = fresh_dir("wrong-key");
+        let store = SqliteStore::open(&dir, key(3)).unwrap();
+        let gong_like = terapi_host::Connection {
+            id: "acme".into(),
+            provider: "gong".into(),
+            credentials: Credentials::Basic { username: "key".into(), password: Secret::new("the-real-secret") },
+            config: Default::default(),
+        };
+        store.create_connection(&gong_like).await.unwrap();
+        drop(store);
+        let db = dir.join("terapi.db");
+        let before = std::fs::read(&db).unwrap();
 
-    let error = Store::open(&dir, key(4)).err().expect("wrong key must fail");
-    assert!(matches!(error, StoreError::WrongKey));
-    let message = error.to_string();
-    assert!(message.contains("TERAPI_MASTER_KEY") && message.contains("Nothing was changed"), "{message}");
-    assert_eq!(std::fs::read(&db).unwrap(), before, "the file is untouched");
+        let error = SqliteStore::open(&dir, key(4)).err().expect("wrong key must fail");
+        assert!(matches!(error, StoreError::WrongKey));
+        let message = error.to_string();
+        assert!(message.contains("TERAPI_MASTER_KEY") && message.contains("Nothing was changed"), "{message}");
+        assert_eq!(std::fs::read(&db).unwrap(), before, "the file is untouched");
 
-    let store = Store::open(&dir, key(3)).unwrap();
-    let Credentials::Basic { password, .. } = store.connection("acme").unwrap().credentials else { panic!() };
-    assert_eq!(password.expose(), "the-real-secret");
-    assert!(matches!(store.create_connection(&gong_like), Err(StoreError::ConnectionExists(_))));
+        let store = SqliteStore::open(&dir, key(3)).unwrap();
+        let Credentials::Basic { password, .. } = store.connection("acme").await.unwrap().credentials else { panic!() };
+        assert_eq!(password.expose(), "the-real-secret");
+        assert!(matches!(store.create_connection(&gong_like).await, Err(StoreError::ConnectionExists(_))));
+    });
 }
 
 #[test]
 fn migrations_run_once_and_reopen_is_idempotent() {
-    let dir = data_dir("reopen");
-    for _ in 0..3 {
-        let store = Store::open(&dir, key(5)).unwrap();
-        assert!(store.connections().unwrap().is_empty());
-    }
+    block_on(async {
+        let dir = fresh_dir("reopen");
+        for _ in 0..3 {
+            let store = SqliteStore::open(&dir, key(5)).unwrap();
+            assert!(store.connections().await.unwrap().is_empty());
+        }
+    });
 }

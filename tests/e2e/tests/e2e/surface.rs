@@ -23,7 +23,7 @@ async fn gong(plan_gated: bool) -> FakeGong {
     .await
 }
 
-fn session(gong: &FakeGong) -> Session<'static> {
+fn session(gong: &FakeGong) -> Session {
     host().connect(gong_component(), providers().get("gong").unwrap(), &connection(gong)).unwrap()
 }
 

@@ -1,0 +1,214 @@
+//! From global options to a platform: providers.yaml, components, the store
+//! in the data dir, the OAuth app from the environment.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use terapi_host::{AuthMode, BASE_URL_CONFIG_KEY, Connection, Credentials, Providers, RuntimeConfig, Secret, Session};
+use terapi_platform::{ComponentSource, Platform, PlatformConfig};
+use terapi_store::SqliteStore;
+
+use crate::{ConnectionArgs, CredentialArgs, GlobalArgs};
+
+const BUNDLED_PROVIDERS: &str = include_str!("../../providers.yaml");
+/// The providers the bundled component serves.
+const BUNDLED_SERVES: &[&str] = &["gong", "gong-oauth"];
+/// Largest `--input`, `--data` or `@file` read: far above any real action
+/// input, and small enough that `@/dev/zero` fails fast.
+pub const MAX_ARGUMENT_BYTES: u64 = 8 << 20;
+
+pub struct App {
+    pub global: GlobalArgs,
+    pub providers: Providers,
+}
+
+impl App {
+    pub fn new(global: GlobalArgs) -> Result<App> {
+        let providers = match &global.providers {
+            Some(path) => Providers::load(path)?,
+            None => Providers::parse(BUNDLED_PROVIDERS, "bundled providers.yaml")?,
+        };
+        Ok(App { global, providers })
+    }
+
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        self.global
+            .data_dir
+            .clone()
+            .or_else(|| xdg_dir("XDG_DATA_HOME", ".local/share"))
+            .ok_or_else(|| anyhow!("no data directory: set --data-dir or TERAPI_DATA_DIR"))
+    }
+
+    /// The store in the data dir, with its request budgets: every terapi
+    /// process on the same data dir keeps the provider's limits together.
+    pub fn store(&self) -> Result<Arc<SqliteStore>> {
+        let dir = self.data_dir()?;
+        let store = SqliteStore::open_in(&dir).with_context(|| format!("opening the store in {}", dir.display()))?;
+        Ok(Arc::new(store))
+    }
+
+    pub fn platform(&self) -> Result<Platform> {
+        let cache_dir =
+            if self.global.no_cache { None } else { self.global.cache_dir.clone().or_else(default_cache_dir) };
+        let config = PlatformConfig {
+            runtime: RuntimeConfig { cache_dir, ..RuntimeConfig::default() },
+            providers: self.providers.clone(),
+            components: self.components()?,
+            store: self.store()?,
+            oauth_clients: self
+                .providers
+                .iter()
+                .filter(|(_, spec)| spec.auth_mode == AuthMode::OAuth2)
+                .filter_map(|(key, _)| oauth_client_from_env(String::new()).ok().map(|c| (key.to_string(), c)))
+                .collect(),
+        };
+        Ok(Platform::new(config)?)
+    }
+
+    /// `--component FILE` serves every provider; `--component P=FILE` one;
+    /// with none, the bundled Gong component serves gong and gong-oauth.
+    fn components(&self) -> Result<Vec<ComponentSource>> {
+        let read = |path: &str| -> Result<Cow<'static, [u8]>> {
+            Ok(Cow::Owned(std::fs::read(path).with_context(|| format!("reading component {path}"))?))
+        };
+        let mut sources = Vec::new();
+        for given in &self.global.component {
+            match given.split_once('=') {
+                Some((provider, path)) => sources.push(ComponentSource {
+                    providers: vec![provider.to_string()],
+                    origin: path.to_string(),
+                    wasm: read(path)?,
+                }),
+                None => sources.push(ComponentSource {
+                    providers: self.providers.iter().map(|(key, _)| key.to_string()).collect(),
+                    origin: given.clone(),
+                    wasm: read(given)?,
+                }),
+            }
+        }
+        if sources.is_empty() {
+            sources.push(ComponentSource {
+                providers: BUNDLED_SERVES
+                    .iter()
+                    .filter(|key| self.providers.get(key).is_ok())
+                    .map(|key| key.to_string())
+                    .collect(),
+                origin: "the bundled Gong component".into(),
+                wasm: Cow::Borrowed(terapi_artifacts::PROVIDER_GONG),
+            });
+        }
+        Ok(sources)
+    }
+
+    /// The provider a describe-only command (lists) is about: the first one
+    /// a component serves.
+    pub fn default_provider(&self) -> &str {
+        if self.providers.get("gong").is_ok() {
+            "gong"
+        } else {
+            self.providers.iter().next().map(|(key, _)| key).unwrap_or("gong")
+        }
+    }
+}
+
+/// A session on `--connection` (saved) or on the credential flags (used for
+/// this run only), with the connection's id.
+pub async fn session(platform: &Platform, args: &ConnectionArgs) -> Result<(Session, String)> {
+    match &args.connection {
+        Some(id) => Ok((platform.session(id).await?, id.clone())),
+        None => {
+            let connection = connection_from(&args.credential, "cli")?;
+            Ok((platform.session_for(&connection)?, connection.id))
+        }
+    }
+}
+
+/// Builds a connection from flags and environment; says which value is missing.
+pub fn connection_from(args: &CredentialArgs, id: &str) -> Result<Connection> {
+    let mut config = BTreeMap::new();
+    for pair in &args.config {
+        let (k, v) = split_pair(pair, '=', "--config")?;
+        config.insert(k, v);
+    }
+    if let Some(base_url) = &args.base_url {
+        config.insert(BASE_URL_CONFIG_KEY.to_string(), base_url.clone());
+    }
+    let credentials = if let Some(token) = &args.access_token {
+        Credentials::OAuth2 { access_token: Secret::new(token.clone()), refresh_token: None, expires_at: None }
+    } else {
+        let username = args.access_key.clone().ok_or_else(|| {
+            anyhow!("no access key given; set GONG_ACCESS_KEY (or --access-key) to the access key from Gong > Company settings > Ecosystem > API")
+        })?;
+        let password = args.access_key_secret.clone().ok_or_else(|| {
+            anyhow!("no access key secret given; set GONG_ACCESS_KEY_SECRET to the secret shown when the access key was created")
+        })?;
+        Credentials::Basic { username, password: Secret::new(password) }
+    };
+    Ok(Connection { id: id.to_string(), provider: args.provider.clone(), credentials, config })
+}
+
+/// `KEY<sep>VALUE`. The error never repeats the argument: a header given
+/// without its colon may be a credential.
+pub fn split_pair(text: &str, separator: char, flag: &str) -> Result<(String, String)> {
+    match text.split_once(separator) {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim_start().to_string())),
+        _ => bail!("{flag} takes KEY{separator}VALUE; one of the values given has no `{separator}` after a name"),
+    }
+}
+
+/// `text` itself, `@path` for a file's contents, or `-` for stdin, up to
+/// `MAX_ARGUMENT_BYTES`.
+pub fn read_text_argument(text: &str) -> Result<String> {
+    let too_large = || anyhow!("the input is larger than {} MiB; terapi reads no more", MAX_ARGUMENT_BYTES >> 20);
+    let read_capped = |reader: &mut dyn std::io::Read| -> Result<String> {
+        let mut buffer = Vec::new();
+        reader.take(MAX_ARGUMENT_BYTES + 1).read_to_end(&mut buffer)?;
+        if buffer.len() as u64 > MAX_ARGUMENT_BYTES {
+            return Err(too_large());
+        }
+        String::from_utf8(buffer).map_err(|_| anyhow!("the input is not UTF-8 text"))
+    };
+    if text == "-" {
+        read_capped(&mut std::io::stdin().lock())
+    } else if let Some(path) = text.strip_prefix('@') {
+        let mut file = std::fs::File::open(path).with_context(|| format!("reading {path}"))?;
+        read_capped(&mut file).with_context(|| format!("reading {path}"))
+    } else if text.len() as u64 > MAX_ARGUMENT_BYTES {
+        Err(too_large())
+    } else {
+        Ok(text.to_string())
+    }
+}
+
+/// The OAuth app's credentials, from the environment.
+pub fn oauth_client_from_env(redirect_uri: String) -> Result<terapi_host::OAuthClient> {
+    let var = |names: [&str; 2]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
+    let id = var(["TERAPI_OAUTH_CLIENT_ID", "GONG_OAUTH_CLIENT_ID"]).ok_or_else(|| {
+        anyhow!("set GONG_OAUTH_CLIENT_ID and GONG_OAUTH_CLIENT_SECRET to your Gong OAuth app's client id and secret")
+    })?;
+    let secret = var(["TERAPI_OAUTH_CLIENT_SECRET", "GONG_OAUTH_CLIENT_SECRET"])
+        .ok_or_else(|| anyhow!("set GONG_OAUTH_CLIENT_SECRET to your Gong OAuth app's client secret"))?;
+    Ok(terapi_host::OAuthClient { client_id: id, client_secret: Secret::new(secret), redirect_uri })
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    xdg_dir("XDG_CACHE_HOME", ".cache")
+}
+
+/// `$VAR/terapi`, or `$HOME/FALLBACK/terapi` (the XDG base directory rules).
+fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    let base = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(fallback)))?;
+    Some(base.join("terapi"))
+}
+
+/// Seconds since the epoch as RFC 3339, or `-`.
+pub fn when(unix: Option<u64>) -> String {
+    unix.map(terapi_store::time::rfc3339).unwrap_or_else(|| "-".into())
+}

@@ -1,0 +1,98 @@
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use terapi_host::BASE_URL_CONFIG_KEY;
+use terapi_store::Store as _;
+
+use crate::ConnectionCommand;
+use crate::app::{self, App, when};
+use crate::authorize;
+
+pub async fn run(app: &App, command: ConnectionCommand) -> Result<ExitCode> {
+    match command {
+        ConnectionCommand::List => {
+            for c in app.store()?.connections().await? {
+                let base = c.config.get(BASE_URL_CONFIG_KEY).map(String::as_str).unwrap_or("(default base URL)");
+                println!("{:<20} {:<11} {:<7} {}", c.id, c.provider, c.auth_mode, base);
+            }
+        }
+        ConnectionCommand::Show { id } => {
+            let store = app.store()?;
+            let summary = store.connection_summary(&id).await?;
+            let syncs = store.sync_states(&id).await?;
+            let shown = serde_json::json!({
+                "connection": {
+                    "id": summary.id,
+                    "provider": summary.provider,
+                    "auth_mode": summary.auth_mode,
+                    "username": summary.username,
+                    "config": summary.config,
+                    "created_at": when(Some(summary.created_at)),
+                    "updated_at": when(Some(summary.updated_at)),
+                    "verified_at": summary.verified_at.map(terapi_store::time::rfc3339),
+                },
+                "syncs": syncs.iter().map(|s| serde_json::json!({
+                    "sync": s.sync,
+                    "model": s.model,
+                    "status": s.status,
+                    "records": s.records,
+                    "pages": s.pages,
+                    "checkpoint": s.checkpoint,
+                    "last_started_at": s.last_started_at.map(terapi_store::time::rfc3339),
+                    "last_finished_at": s.last_finished_at.map(terapi_store::time::rfc3339),
+                    "last_error": s.last_error,
+                })).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        ConnectionCommand::Delete { id } => {
+            app.store()?.delete_connection(&id).await?;
+            eprintln!("connection `{id}` deleted, with its checkpoints and records");
+        }
+        ConnectionCommand::Create { id, credential } => {
+            let connection = app::connection_from(&credential, &id)?;
+            let verified = app.platform()?.create_connection(&connection).await?;
+            println!("connection `{id}` saved ({})", verified.summary);
+        }
+        ConnectionCommand::Rotate { id, credential } => {
+            let credentials = app::connection_from(&credential, &id)?.credentials;
+            let verified = app.platform()?.rotate_credentials(&id, credentials).await?;
+            println!("connection `{id}`: credential replaced ({})", verified.summary);
+        }
+        ConnectionCommand::Authorize { id, provider, port, redirect_uri, code, scopes } => {
+            terapi_host::connection::check_connection_id(&id)?;
+            let platform = app.platform()?;
+            let listener = match &code {
+                Some(_) => None,
+                None => Some(
+                    tokio::net::TcpListener::bind(("127.0.0.1", port))
+                        .await
+                        .context("starting the redirect listener")?,
+                ),
+            };
+            let redirect_uri = match (redirect_uri, &listener) {
+                (Some(uri), _) => uri,
+                (None, Some(l)) => format!("http://127.0.0.1:{}/callback", l.local_addr()?.port()),
+                (None, None) => bail!("with --code, give the --redirect-uri registered with the OAuth app"),
+            };
+            // Says which variables to set before anything else happens.
+            app::oauth_client_from_env(String::new())?;
+            let state = terapi_host::oauth::random_state();
+            let url = platform.authorization_url(&provider, &redirect_uri, &state, &scopes).await?;
+            let code = match (code, listener) {
+                (Some(code), _) => code,
+                (None, None) => bail!("no redirect listener and no --code"),
+                (None, Some(listener)) => {
+                    eprintln!(
+                        "Open this URL in a browser and approve access:\n\n  {url}\n\nWaiting for the redirect to {redirect_uri} ..."
+                    );
+                    authorize::wait_for_code(listener, &state, std::time::Duration::from_secs(600)).await?
+                }
+            };
+            let done = platform.complete_authorization(&id, &provider, &code, &redirect_uri).await?;
+            let base = done.base_url.as_deref().unwrap_or("the default base URL");
+            println!("connection `{id}` authorized ({}; API at {base})", done.verification.summary);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

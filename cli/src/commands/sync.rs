@@ -1,0 +1,95 @@
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use terapi_host::SyncOptions;
+use terapi_platform::StoredSyncOptions;
+use terapi_store::Store as _;
+
+use crate::SyncCommand;
+use crate::app::{self, App, when};
+use crate::sinks::{NdjsonSink, Progress};
+
+pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
+    match command {
+        SyncCommand::List => {
+            let platform = app.platform()?;
+            for sync in &platform.describe(app.default_provider()).await?.syncs {
+                let mode = if sync.incremental { "incremental" } else { "full" };
+                println!("{:<20} {:<22} {:<11} {}", sync.name, sync.model, mode, sync.description);
+            }
+        }
+        SyncCommand::Status { connection } => {
+            let store = app.store()?;
+            store.connection_summary(&connection).await?;
+            let states = store.sync_states(&connection).await?;
+            if states.is_empty() {
+                eprintln!("no sync has run for `{connection}` yet");
+            }
+            for s in states {
+                println!(
+                    "{:<18} {:<11} records={:<8} pages={:<6} last_run={} checkpoint={}{}",
+                    s.sync,
+                    s.status,
+                    s.records,
+                    s.pages,
+                    when(s.last_finished_at.or(s.last_started_at)),
+                    if s.checkpoint.is_some() { "saved" } else { "none (next run starts from the beginning)" },
+                    s.last_error.map(|e| format!("\n{:<18} last error: {e}", "")).unwrap_or_default()
+                );
+            }
+        }
+        SyncCommand::Run { name, output, checkpoint, full, modified_since, backfill_days, connection: args } => {
+            if let Some(since) = &modified_since {
+                terapi_store::time::parse(since).map_err(|e| anyhow::anyhow!("--modified-since: {e}"))?;
+            }
+            let platform = app.platform()?;
+            let sync = SyncOptions { modified_since, backfill_days };
+            if let Some(id) = &args.connection {
+                if output.is_some() {
+                    bail!("--output is for syncs without --connection; read saved records with `terapi records list`");
+                }
+                let options = StoredSyncOptions { full, checkpoint, sync };
+                let mut progress = Progress::new((), &name);
+                let result = platform.run_sync(id, &name, &options, &mut |page: &_| progress.count(page)).await;
+                progress.finish();
+                let (pages, records) = (progress.pages, progress.records);
+                match result {
+                    Ok(done) => {
+                        let from =
+                            if done.resumed { "resumed from the saved checkpoint" } else { "from the beginning" };
+                        eprintln!("{name}: {records} records in {pages} pages saved ({from}), done");
+                    }
+                    Err(error) => {
+                        eprintln!(
+                            "{name}: {records} records in {pages} pages saved before the error; run again to resume"
+                        );
+                        return Err(error.into());
+                    }
+                }
+            } else {
+                let (session, _) = app::session(&platform, &args).await?;
+                let mut sink = Progress::new(NdjsonSink::open(output.as_deref())?, &name);
+                let result = terapi_host::run_sync(&session, &name, checkpoint, &sync, &mut sink).await;
+                sink.finish();
+                if sink.inner.broken_pipe {
+                    // The reader (e.g. `| head`) has all it wants.
+                    return Ok(ExitCode::SUCCESS);
+                }
+                sink.inner.flush()?;
+                match result {
+                    Ok(run) => eprintln!("{name}: {} records in {} pages, done", run.records, run.pages),
+                    Err(error) => {
+                        if let Some(resume) = &sink.inner.last_checkpoint {
+                            eprintln!(
+                                "{name}: stopped after {} records in {} pages; resume with --checkpoint '{resume}'",
+                                sink.records, sink.pages
+                            );
+                        }
+                        return Err(error.into());
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,180 @@
+//! Connections: saved only once the provider accepted the credential, and
+//! sessions on them that keep refreshed OAuth tokens.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use terapi_host::connection::check_connection_id;
+use terapi_host::{
+    AuthMode, BASE_URL_CONFIG_KEY, Connection, Credentials, Session, TokenRefresher, Verification, oauth,
+};
+use terapi_store::{Store, StoreError};
+
+use crate::{Platform, PlatformError};
+
+/// A finished OAuth authorization.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub verification: Verification,
+    /// The API base URL the token response named (Gong's
+    /// `api_base_url_for_customer`), if any.
+    pub base_url: Option<String>,
+    /// Whether an existing connection was re-authorized (its records and
+    /// checkpoints kept).
+    pub replaced: bool,
+}
+
+impl Platform {
+    /// A session on a saved connection. For OAuth connections whose
+    /// provider has an OAuth app configured, tokens are refreshed before
+    /// they expire and once after a 401, and each new set is saved before
+    /// it is used.
+    pub async fn session(&self, connection_id: &str) -> Result<Session, PlatformError> {
+        let connection = self.store.connection(connection_id).await?;
+        self.session_with_refresh(&connection)
+    }
+
+    /// A session on a connection that is not saved (credentials given for
+    /// one run); nothing it does is stored.
+    pub fn session_for(&self, connection: &Connection) -> Result<Session, PlatformError> {
+        let spec = self.providers.get(&connection.provider)?;
+        Ok(self.runtime.connect(self.component(&connection.provider)?, spec, connection)?)
+    }
+
+    fn session_with_refresh(&self, connection: &Connection) -> Result<Session, PlatformError> {
+        let spec = self.providers.get(&connection.provider)?;
+        let refresher = match (&connection.credentials, self.oauth_clients.get(&connection.provider)) {
+            (Credentials::OAuth2 { .. }, Some(client)) => Some(TokenRefresher {
+                client: client.clone(),
+                on_refresh: save_refreshed_tokens(self.store.clone(), connection.id.clone()),
+            }),
+            _ => None,
+        };
+        Ok(self.runtime.connect_with_refresh(self.component(&connection.provider)?, spec, connection, refresher)?)
+    }
+
+    /// Checks the credential with the provider (one cheap call) and saves
+    /// the connection only if it was accepted, like "paste key and
+    /// secret, click Save". A taken id is refused before any call.
+    pub async fn create_connection(&self, connection: &Connection) -> Result<Verification, PlatformError> {
+        check_connection_id(&connection.id)?;
+        if self.store.connection_summary(&connection.id).await.is_ok() {
+            return Err(StoreError::ConnectionExists(connection.id.clone()).into());
+        }
+        let session = self.session_for(connection)?;
+        let verified =
+            session.verify().await.map_err(|source| PlatformError::NotSaved { what: "the credential", source })?;
+        self.store.create_connection(connection).await?;
+        Ok(verified)
+    }
+
+    /// Replaces a saved connection's credential, after the provider accepted
+    /// the new one; id, config, checkpoints and records stay. A rejected
+    /// credential changes nothing.
+    pub async fn rotate_credentials(&self, id: &str, credentials: Credentials) -> Result<Verification, PlatformError> {
+        let mut connection = self.store.connection(id).await?;
+        connection.credentials = credentials;
+        let verified = self
+            .session_for(&connection)?
+            .verify()
+            .await
+            .map_err(|source| PlatformError::NotSaved { what: "the new credential (the old one is kept)", source })?;
+        self.store.rotate_credentials(id, &connection.credentials).await?;
+        Ok(verified)
+    }
+
+    /// Checks a saved connection's credential and notes when it last worked.
+    pub async fn verify(&self, id: &str) -> Result<Verification, PlatformError> {
+        let verified = self.session(id).await?.verify().await?;
+        self.store.mark_verified(id).await?;
+        Ok(verified)
+    }
+
+    pub async fn delete_connection(&self, id: &str) -> Result<(), PlatformError> {
+        Ok(self.store.delete_connection(id).await?)
+    }
+
+    /// The URL an end user opens to grant `provider` access; `state` must
+    /// come back with the redirect. `scopes` empty: what the component says
+    /// its syncs and actions need.
+    pub async fn authorization_url(
+        &self,
+        provider: &str,
+        redirect_uri: &str,
+        state: &str,
+        scopes: &[String],
+    ) -> Result<String, PlatformError> {
+        let spec = self.oauth_provider(provider)?;
+        let client = self.oauth_client(provider, redirect_uri)?;
+        let scopes = if scopes.is_empty() {
+            self.describe(provider).await?.requirements.oauth2_scopes.clone()
+        } else {
+            scopes.to_vec()
+        };
+        Ok(oauth::authorization_url(spec, &BTreeMap::new(), &client, state, &scopes)?.to_string())
+    }
+
+    /// Exchanges the code from the redirect, checks the token with the
+    /// provider, and saves the connection (a new one, or new tokens for an
+    /// existing one, whose records and checkpoints stay).
+    pub async fn complete_authorization(
+        &self,
+        id: &str,
+        provider: &str,
+        code: &str,
+        redirect_uri: &str,
+    ) -> Result<Authorization, PlatformError> {
+        check_connection_id(id)?;
+        let spec = self.oauth_provider(provider)?;
+        let client = self.oauth_client(provider, redirect_uri)?;
+        let tokens = oauth::exchange_code(self.runtime.http_client(), spec, &BTreeMap::new(), &client, code).await?;
+        let connection = Connection {
+            id: id.to_string(),
+            provider: provider.to_string(),
+            credentials: terapi_host::egress::credentials_from(&tokens),
+            config: tokens.metadata.clone(),
+        };
+        let verification = self
+            .session_for(&connection)?
+            .verify()
+            .await
+            .map_err(|source| PlatformError::NotSaved { what: "the authorization", source })?;
+        let replaced = self.store.connection_summary(id).await.is_ok();
+        if replaced {
+            self.store.save_tokens(id, &connection.credentials, &connection.config).await?;
+        } else {
+            self.store.create_connection(&connection).await?;
+        }
+        Ok(Authorization { verification, base_url: connection.config.get(BASE_URL_CONFIG_KEY).cloned(), replaced })
+    }
+
+    fn oauth_provider(&self, provider: &str) -> Result<&terapi_host::ProviderSpec, PlatformError> {
+        let spec = self.providers.get(provider)?;
+        if spec.auth_mode != AuthMode::OAuth2 {
+            return Err(PlatformError::NotOAuth(provider.to_string()));
+        }
+        Ok(spec)
+    }
+
+    fn oauth_client(&self, provider: &str, redirect_uri: &str) -> Result<terapi_host::OAuthClient, PlatformError> {
+        let mut client =
+            self.oauth_clients.get(provider).cloned().ok_or_else(|| PlatformError::NoOAuthClient(provider.into()))?;
+        client.redirect_uri = redirect_uri.to_string();
+        Ok(client)
+    }
+}
+
+/// Saves each refreshed token set (and the metadata that came with it,
+/// such as a new base URL) into the store.
+fn save_refreshed_tokens(store: Arc<dyn Store>, id: String) -> terapi_host::oauth::OnRefresh {
+    Arc::new(move |tokens| {
+        let store = store.clone();
+        let id = id.clone();
+        Box::pin(async move {
+            let credentials = terapi_host::egress::credentials_from(&tokens);
+            if let Err(e) = store.save_tokens(&id, &credentials, &tokens.metadata).await {
+                tracing::warn!("the refreshed token of `{id}` could not be saved: {e}");
+            }
+        })
+    })
+}

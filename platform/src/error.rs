@@ -1,0 +1,40 @@
+//! Errors at the platform's boundary. Each says what went wrong and what to
+//! do; none carries a secret (text from the provider is scrubbed first).
+
+use terapi_host::connection::ConnectionError;
+use terapi_host::{ConfigError, OAuthError};
+use terapi_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error(transparent)]
+    Host(#[from] terapi_host::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    /// The provider refused the credential (or the call failed) while
+    /// checking it; nothing was saved or changed.
+    #[error("{what} was not saved: {source}")]
+    NotSaved {
+        what: &'static str,
+        #[source]
+        source: terapi_host::Error,
+    },
+    #[error("no component serves provider `{provider}`; {hint}")]
+    NoComponent { provider: String, hint: String },
+    #[error("the component serving `{provider}` offers no sync named `{sync}`; `sync list` shows them")]
+    NoSync { provider: String, sync: String },
+    #[error("provider `{0}` does not use OAuth; create the connection with its credential instead")]
+    NotOAuth(String),
+    #[error("no OAuth app is configured for provider `{0}`; give its client id and secret")]
+    NoOAuthClient(String),
+    #[error("no approved tool named `{0}`; an operator can approve it with `terapi tool approve {0}`")]
+    ToolRefused(String),
+    #[error("no action named `{0}`; `tool list` shows them")]
+    NoAction(String),
+}

@@ -1,0 +1,129 @@
+//! The platform layer a host embeds: providers.yaml, the components that
+//! serve its providers, a store, and the runtime, put together into the
+//! operations a product offers its users.
+//!
+//! ```text
+//! providers.yaml ─┐                     ┌─ connections: create (verify, then save) / rotate / authorize / delete
+//! components ─────┼─► Platform ─────────┼─ sessions that save refreshed OAuth tokens
+//! Store (SQLite) ─┘   (Runtime inside,  ├─ stored syncs: leased, page by page, resumable
+//!                      budgets in the   ├─ tools: policy (approve/deny) and audit of every call
+//!                      store)           └─ webhooks: payload → records, upserted
+//! ```
+//!
+//! Every process that opens the same store shares its request budgets, so
+//! together they keep the provider's limits (Gong: 3/s, 10,000/day per
+//! company).
+
+mod connections;
+mod error;
+mod registry;
+mod syncs;
+mod tools;
+pub mod webhooks;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use terapi_host::{OAuthClient, ProviderComponent, ProviderDescription, Providers, Runtime, RuntimeConfig};
+use terapi_store::Store;
+
+pub use connections::Authorization;
+pub use error::PlatformError;
+pub use registry::{ComponentRegistry, ComponentSource};
+pub use syncs::{StoredSyncOptions, StoredSyncRun, SyncProgress};
+pub use terapi_host;
+pub use terapi_store;
+pub use tools::{ToolCall, ToolInfo, ToolStatus, toolset};
+pub use webhooks::WebhookOutcome;
+
+/// What a platform is made of.
+pub struct PlatformConfig {
+    pub runtime: RuntimeConfig,
+    pub providers: Providers,
+    /// Which component serves which providers; one component may serve
+    /// several (the Gong component serves `gong` and `gong-oauth`).
+    pub components: Vec<ComponentSource>,
+    pub store: Arc<dyn Store>,
+    /// OAuth apps by provider key, for authorizing connections and
+    /// refreshing their tokens. A provider without one cannot refresh.
+    pub oauth_clients: BTreeMap<String, OAuthClient>,
+}
+
+/// The platform. Cheap to share: wrap it in an `Arc` and hand it to every
+/// task; it holds no per-request state.
+pub struct Platform {
+    runtime: Runtime,
+    providers: Providers,
+    components: ComponentRegistry,
+    store: Arc<dyn Store>,
+    oauth_clients: BTreeMap<String, OAuthClient>,
+    descriptions: Mutex<HashMap<String, Arc<ProviderDescription>>>,
+    /// Names this process in sync leases.
+    owner: String,
+}
+
+impl Platform {
+    /// Starts the runtime (with its request budgets in `store`) and
+    /// compiles each component once.
+    pub fn new(config: PlatformConfig) -> Result<Platform, PlatformError> {
+        let runtime = Runtime::with_budgets(config.runtime, config.store.clone())?;
+        let components = ComponentRegistry::load(&runtime, &config.providers, config.components)?;
+        Ok(Platform {
+            runtime,
+            providers: config.providers,
+            components,
+            store: config.store,
+            oauth_clients: config.oauth_clients,
+            descriptions: Mutex::new(HashMap::new()),
+            owner: lease_owner(),
+        })
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    /// The store, for reads the platform adds nothing to (connection
+    /// summaries, sync states, records, the audit log).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn component(&self, provider: &str) -> Result<&ProviderComponent, PlatformError> {
+        self.components.get(provider)
+    }
+
+    /// What the component serving `provider` offers, read once per process.
+    pub async fn describe(&self, provider: &str) -> Result<Arc<ProviderDescription>, PlatformError> {
+        if let Some(known) = self.descriptions.lock().unwrap_or_else(|p| p.into_inner()).get(provider) {
+            return Ok(known.clone());
+        }
+        let description = Arc::new(self.runtime.describe(self.component(provider)?).await?);
+        self.descriptions.lock().unwrap_or_else(|p| p.into_inner()).insert(provider.to_string(), description.clone());
+        Ok(description)
+    }
+
+    /// How long a sync run's lease lasts without a new page: one call's
+    /// wall-clock limit and a margin, so only a dead run loses it.
+    fn lease_ttl(&self) -> Duration {
+        self.runtime.config().call_timeout + Duration::from_secs(30)
+    }
+}
+
+/// `host:pid:random`: unique per process, and readable in `sync status`.
+fn lease_owner() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let nonce = RandomState::new().hash_one(std::process::id()) & 0xffff_ffff;
+    format!("{host}:{}:{nonce:08x}", std::process::id())
+}

@@ -1,0 +1,121 @@
+//! Syncs into the store: leased (never twice at once; a killed run lapses),
+//! page by page (each page's records and checkpoint in one transaction),
+//! resumable from the last committed page.
+
+use terapi_host::{PageSink, Session, SyncOptions, SyncPage, SyncRun};
+use terapi_store::{Store, SyncLease};
+
+use crate::{Platform, PlatformError};
+
+#[derive(Debug, Clone)]
+pub struct StoredSyncOptions {
+    /// Start from the beginning, ignoring the saved checkpoint.
+    pub full: bool,
+    /// Start from this checkpoint instead of the saved one.
+    pub checkpoint: Option<String>,
+    pub sync: SyncOptions,
+}
+
+impl Default for StoredSyncOptions {
+    fn default() -> Self {
+        StoredSyncOptions {
+            full: false,
+            checkpoint: None,
+            sync: SyncOptions { modified_since: None, backfill_days: None },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSyncRun {
+    pub run: SyncRun,
+    /// Whether the run started from a checkpoint (resumed or incremental).
+    pub resumed: bool,
+}
+
+/// Told about every page once it is committed.
+pub trait SyncProgress: Send {
+    fn page_saved(&mut self, page: &SyncPage);
+}
+
+impl<F: FnMut(&SyncPage) + Send> SyncProgress for F {
+    fn page_saved(&mut self, page: &SyncPage) {
+        self(page)
+    }
+}
+
+impl Platform {
+    /// Runs `sync` of a saved connection to the end, committing page by
+    /// page. On failure the pages already committed stay, the error is
+    /// recorded in the sync state (scrubbed of secrets), and the next run
+    /// resumes after them.
+    pub async fn run_sync(
+        &self,
+        connection_id: &str,
+        sync: &str,
+        options: &StoredSyncOptions,
+        progress: &mut dyn SyncProgress,
+    ) -> Result<StoredSyncRun, PlatformError> {
+        let session = self.session(connection_id).await?;
+        self.run_sync_in(&session, connection_id, sync, options, progress).await
+    }
+
+    /// `run_sync` on a session the caller keeps (so an OAuth token it
+    /// refreshes serves later calls too).
+    pub async fn run_sync_in(
+        &self,
+        session: &Session,
+        connection_id: &str,
+        sync: &str,
+        options: &StoredSyncOptions,
+        progress: &mut dyn SyncProgress,
+    ) -> Result<StoredSyncRun, PlatformError> {
+        let provider = self.store.connection_summary(connection_id).await?.provider;
+        let model = self
+            .describe(&provider)
+            .await?
+            .syncs
+            .iter()
+            .find(|s| s.name == sync)
+            .map(|s| s.model.clone())
+            .ok_or_else(|| PlatformError::NoSync { provider: provider.clone(), sync: sync.to_string() })?;
+        let lease = SyncLease {
+            connection_id: connection_id.to_string(),
+            sync: sync.to_string(),
+            owner: self.owner.clone(),
+            ttl: self.lease_ttl(),
+        };
+        let saved = self.store.begin_sync(&lease, &model, options.full).await?;
+        let start = options.checkpoint.clone().or(saved);
+        let resumed = start.is_some();
+        let mut sink = StoreSink { store: self.store.as_ref(), lease: &lease, model: &model, progress };
+        match terapi_host::run_sync(session, sync, start, &options.sync, &mut sink).await {
+            Ok(run) => {
+                self.store.finish_sync(&lease, Ok(())).await?;
+                Ok(StoredSyncRun { run, resumed })
+            }
+            Err(error) => {
+                let message = session.redact(&error.to_string());
+                if let Err(e) = self.store.finish_sync(&lease, Err(&message)).await {
+                    tracing::error!("sync `{sync}` of `{connection_id}`: its failure could not be recorded: {e}");
+                }
+                Err(error.into())
+            }
+        }
+    }
+}
+
+struct StoreSink<'a> {
+    store: &'a dyn Store,
+    lease: &'a SyncLease,
+    model: &'a str,
+    progress: &'a mut dyn SyncProgress,
+}
+
+impl PageSink for StoreSink<'_> {
+    async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
+        self.store.commit_page(self.lease, self.model, page).await.map_err(|e| e.to_string())?;
+        self.progress.page_saved(page);
+        Ok(())
+    }
+}

@@ -1,0 +1,792 @@
+//! The store on one machine: one SQLite file (WAL) under a data directory.
+//! Several processes may share it: opening is race-free, sync runs are
+//! leased, and request budgets are kept in it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use terapi_host::limits::{BudgetStore, Reservation, interval_ms};
+use terapi_host::providers::RateLimitSpec;
+use terapi_host::{Connection, Credentials, Secret, SyncPage, SyncRecord};
+
+use crate::crypto::{self, MasterKey};
+use crate::{
+    AuditEntry, ConnectionSummary, RecordPage, RecordQuery, Store, StoreError, SyncLease, SyncState, schema, unix_now,
+};
+
+pub const DATABASE_FILE: &str = "terapi.db";
+
+pub struct SqliteStore {
+    path: PathBuf,
+    db: Mutex<rusqlite::Connection>,
+    key: MasterKey,
+}
+
+/// The secret part of a credential, as encrypted in the `connections` table.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum SealedCredentials {
+    Basic { username: String, password: String },
+    Oauth2 { access_token: String, refresh_token: Option<String>, expires_at: Option<u64> },
+}
+
+impl SqliteStore {
+    /// Opens `DATA_DIR/terapi.db` with the master key from the environment
+    /// or `DATA_DIR/master.key` (see [`MasterKey::from_env_or_file`]).
+    pub fn open_in(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        let key = MasterKey::from_env_or_file(data_dir)?;
+        Self::open(data_dir, key)
+    }
+
+    /// Opens (creating if needed) `DATA_DIR/terapi.db`, migrates it, and
+    /// checks `key` against the store before anything is written. Safe to
+    /// call from several processes at once on a fresh directory.
+    pub fn open(data_dir: &Path, key: MasterKey) -> Result<SqliteStore, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        let db_error = |e: &dyn std::fmt::Display| StoreError::Database { path: path.clone(), message: e.to_string() };
+        create_private_dir(data_dir).map_err(|e| db_error(&e))?;
+        let mut db = rusqlite::Connection::open(&path).map_err(|e| db_error(&e))?;
+        // Before anything that takes a lock: a second process opening at the
+        // same moment waits instead of failing with "database is locked".
+        db.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| db_error(&e))?;
+        // SQLite gives the WAL and shared-memory files the database file's
+        // mode, so tightening it first covers them.
+        tighten(&path, 0o600).map_err(|e| db_error(&e))?;
+        // WAL: a crashed writer never corrupts what was committed, and
+        // readers do not block a running sync.
+        db.pragma_update(None, "journal_mode", "WAL").map_err(|e| db_error(&e))?;
+        db.pragma_update(None, "synchronous", "NORMAL").map_err(|e| db_error(&e))?;
+        db.pragma_update(None, "foreign_keys", "ON").map_err(|e| db_error(&e))?;
+        for side in ["-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{side}", path.display()));
+            tighten(&file, 0o600).map_err(|e| db_error(&e))?;
+        }
+
+        // Migrations and the key check in one write transaction: a process
+        // that arrives second waits, then sees the first one's work.
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_error(&e))?;
+        let found = schema::version(&tx).map_err(|e| db_error(&e))?;
+        if found > schema::LATEST {
+            return Err(StoreError::NewerSchema { path, found, known: schema::LATEST });
+        }
+        schema::migrate(&tx, found).map_err(|e| db_error(&e))?;
+        let check: Option<Vec<u8>> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'key_check'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| db_error(&e))?;
+        match check {
+            Some(sealed) => key.open(crypto::KEY_CHECK_AAD, &sealed).map_err(|_| StoreError::WrongKey).map(drop)?,
+            None => {
+                let sealed = key.seal(crypto::KEY_CHECK_AAD, crypto::KEY_CHECK_PLAINTEXT);
+                tx.execute("INSERT INTO meta (key, value) VALUES ('key_check', ?1)", params![sealed])
+                    .map_err(|e| db_error(&e))?;
+            }
+        }
+        tx.commit().map_err(|e| db_error(&e))?;
+        Ok(SqliteStore { path, db: Mutex::new(db), key })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::Database { path: self.path.clone(), message: e.to_string() }
+    }
+
+    fn seal_credentials(&self, id: &str, credentials: &Credentials) -> Vec<u8> {
+        let sealed = match credentials {
+            Credentials::Basic { username, password } => {
+                SealedCredentials::Basic { username: username.clone(), password: password.expose().to_string() }
+            }
+            Credentials::OAuth2 { access_token, refresh_token, expires_at } => SealedCredentials::Oauth2 {
+                access_token: access_token.expose().to_string(),
+                refresh_token: refresh_token.as_ref().map(|t| t.expose().to_string()),
+                expires_at: *expires_at,
+            },
+        };
+        // Serialising plain strings cannot fail.
+        let plain = serde_json::to_vec(&sealed).unwrap_or_default();
+        self.key.seal(id.as_bytes(), &plain)
+    }
+
+    fn summaries(&self, id: Option<&str>) -> Result<Vec<ConnectionSummary>, StoreError> {
+        let db = self.db();
+        let mut statement = db
+            .prepare_cached(
+                "SELECT id, provider, auth_mode, username, config, created_at, updated_at, verified_at
+                 FROM connections WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map([id], |r| {
+                Ok(ConnectionSummary {
+                    id: r.get(0)?,
+                    provider: r.get(1)?,
+                    auth_mode: r.get(2)?,
+                    username: r.get(3)?,
+                    config: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                    created_at: r.get::<_, i64>(5)? as u64,
+                    updated_at: r.get::<_, i64>(6)? as u64,
+                    verified_at: r.get::<_, Option<i64>>(7)?.map(|t| t as u64),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    fn upsert_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        connection_id: &str,
+        model: &str,
+        records: &[SyncRecord],
+    ) -> Result<(), StoreError> {
+        let now = unix_now() as i64;
+        // Unchanged records are left alone, so `updated_at` means "changed".
+        let mut upsert = tx
+            .prepare_cached(
+                "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT (connection_id, model, id) DO UPDATE
+                 SET json = excluded.json, modified_at = excluded.modified_at, updated_at = excluded.updated_at
+                 WHERE records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at",
+            )
+            .map_err(|e| self.err(e))?;
+        for record in records {
+            upsert
+                .execute(params![connection_id, model, record.id, record.json, record.modified_at, now])
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The reservation of one request slot (see `terapi_host::limits`), as
+    /// one statement: the GCRA step and the daily count together.
+    fn reserve_slot(&self, tenant: &str, limit: &RateLimitSpec, now_ms: u64) -> Result<Reservation, StoreError> {
+        let interval = interval_ms(limit) as i64;
+        let day = (now_ms / terapi_host::limits::DAY_MS) as i64;
+        let tat: Option<i64> = self
+            .db()
+            .prepare_cached(
+                "INSERT INTO rate_budget (tenant, tat_ms, day, used) VALUES (?1, ?2 + ?3, ?4, 1)
+                 ON CONFLICT (tenant) DO UPDATE SET
+                     tat_ms = MAX(rate_budget.tat_ms, ?2) + ?3,
+                     used = CASE WHEN rate_budget.day = ?4 THEN rate_budget.used + 1 ELSE 1 END,
+                     day = ?4
+                 WHERE ?5 IS NULL OR rate_budget.day <> ?4 OR rate_budget.used < ?5
+                 RETURNING tat_ms",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![tenant, now_ms as i64, interval, day, limit.per_day], |r| r.get(0)).optional()
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(match tat {
+            Some(tat) => {
+                let start = (tat - interval).max(now_ms as i64) as u64;
+                Reservation::Granted { wait: std::time::Duration::from_millis(start - now_ms) }
+            }
+            None => Reservation::DailySpent { limit: limit.per_day.unwrap_or(0) },
+        })
+    }
+}
+
+impl BudgetStore for SqliteStore {
+    fn reserve<'a>(
+        &'a self,
+        tenant: &'a str,
+        limit: &'a RateLimitSpec,
+        now_ms: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Reservation, String>> + Send + 'a>> {
+        Box::pin(std::future::ready(self.reserve_slot(tenant, limit, now_ms).map_err(|e| e.to_string())))
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let now = unix_now();
+        let sealed = self.seal_credentials(&connection.id, &connection.credentials);
+        let config = serde_json::to_string(&connection.config).unwrap_or_else(|_| "{}".into());
+        let inserted = self
+            .db()
+            .execute(
+                "INSERT INTO connections (id, provider, auth_mode, username, sealed_credentials, config, created_at, updated_at, verified_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7) ON CONFLICT (id) DO NOTHING",
+                params![
+                    connection.id,
+                    connection.provider,
+                    auth_mode_name(&connection.credentials),
+                    username(&connection.credentials),
+                    sealed,
+                    config,
+                    now as i64
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        if inserted == 0 {
+            return Err(StoreError::ConnectionExists(connection.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn rotate_credentials(&self, id: &str, credentials: &Credentials) -> Result<(), StoreError> {
+        let sealed = self.seal_credentials(id, credentials);
+        let changed = self
+            .db()
+            .execute(
+                "UPDATE connections SET sealed_credentials = ?2, auth_mode = ?3, username = ?4, updated_at = ?5, verified_at = ?5 WHERE id = ?1",
+                params![id, sealed, auth_mode_name(credentials), username(credentials), unix_now() as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed == 0 {
+            return Err(StoreError::NoConnection(id.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn save_tokens(
+        &self,
+        id: &str,
+        credentials: &Credentials,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection(id).await?;
+        connection.config.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let merged = serde_json::to_string(&connection.config).unwrap_or_else(|_| "{}".into());
+        let sealed = self.seal_credentials(id, credentials);
+        let changed = self
+            .db()
+            .execute(
+                "UPDATE connections SET sealed_credentials = ?2, auth_mode = ?3, username = ?4, config = ?5,
+                 updated_at = ?6, verified_at = ?6 WHERE id = ?1",
+                params![id, sealed, auth_mode_name(credentials), username(credentials), merged, unix_now() as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed == 0 {
+            return Err(StoreError::NoConnection(id.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM records WHERE connection_id = ?1", [id]).map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM sync_state WHERE connection_id = ?1", [id]).map_err(|e| self.err(e))?;
+        let deleted = tx.execute("DELETE FROM connections WHERE id = ?1", [id]).map_err(|e| self.err(e))?;
+        if deleted == 0 {
+            return Err(StoreError::NoConnection(id.to_string()));
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    async fn connection(&self, id: &str) -> Result<Connection, StoreError> {
+        let row = self
+            .db()
+            .query_row("SELECT provider, sealed_credentials, config FROM connections WHERE id = ?1", [id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let (provider, sealed, config) = row.ok_or_else(|| StoreError::NoConnection(id.to_string()))?;
+        let corrupt = |message: String| StoreError::Corrupt { id: id.to_string(), message };
+        let plain = self.key.open(id.as_bytes(), &sealed).map_err(|_| StoreError::WrongKey)?;
+        let sealed: SealedCredentials = serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?;
+        let credentials = match sealed {
+            SealedCredentials::Basic { username, password } => {
+                Credentials::Basic { username, password: Secret::new(password) }
+            }
+            SealedCredentials::Oauth2 { access_token, refresh_token, expires_at } => Credentials::OAuth2 {
+                access_token: Secret::new(access_token),
+                refresh_token: refresh_token.map(Secret::new),
+                expires_at,
+            },
+        };
+        let config = serde_json::from_str(&config).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Connection { id: id.to_string(), provider, credentials, config })
+    }
+
+    async fn connections(&self) -> Result<Vec<ConnectionSummary>, StoreError> {
+        self.summaries(None)
+    }
+
+    async fn connection_summary(&self, id: &str) -> Result<ConnectionSummary, StoreError> {
+        self.summaries(Some(id))?.pop().ok_or_else(|| StoreError::NoConnection(id.to_string()))
+    }
+
+    async fn mark_verified(&self, id: &str) -> Result<(), StoreError> {
+        self.db()
+            .execute("UPDATE connections SET verified_at = ?2 WHERE id = ?1", params![id, unix_now() as i64])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn begin_sync(&self, lease: &SyncLease, model: &str, full: bool) -> Result<Option<String>, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let holder: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT lease_owner, lease_expires_at FROM sync_state
+                 WHERE connection_id = ?1 AND sync = ?2 AND lease_owner IS NOT NULL AND lease_expires_at > ?3",
+                params![lease.connection_id, lease.sync, now_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if let Some((owner, until)) = holder
+            && owner != lease.owner
+        {
+            return Err(StoreError::SyncRunning {
+                connection: lease.connection_id.clone(),
+                sync: lease.sync.clone(),
+                owner,
+                until: crate::time::rfc3339((until / 1000) as u64),
+            });
+        }
+        let expires = now_ms + lease.ttl.as_millis() as i64;
+        let checkpoint = tx
+            .query_row(
+                "INSERT INTO sync_state (connection_id, sync, model, status, last_started_at, lease_owner, lease_expires_at)
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)
+                 ON CONFLICT (connection_id, sync) DO UPDATE SET status = 'running', model = ?3, last_started_at = ?4,
+                     last_error = NULL, lease_owner = ?5, lease_expires_at = ?6,
+                     checkpoint = CASE WHEN ?7 THEN NULL ELSE sync_state.checkpoint END
+                 RETURNING checkpoint",
+                params![lease.connection_id, lease.sync, model, now_ms / 1000, lease.owner, expires, full],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(checkpoint)
+    }
+
+    async fn commit_page(&self, lease: &SyncLease, model: &str, page: &SyncPage) -> Result<(), StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let held = tx
+            .execute(
+                "UPDATE sync_state SET checkpoint = ?4, pages = pages + 1, lease_expires_at = ?5
+                 WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3",
+                params![
+                    lease.connection_id,
+                    lease.sync,
+                    lease.owner,
+                    page.next_checkpoint,
+                    now_ms + lease.ttl.as_millis() as i64
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        if held == 0 {
+            return Err(StoreError::LeaseLost { connection: lease.connection_id.clone(), sync: lease.sync.clone() });
+        }
+        self.upsert_in(&tx, &lease.connection_id, model, &page.records)?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    async fn finish_sync(&self, lease: &SyncLease, outcome: Result<(), &str>) -> Result<(), StoreError> {
+        let (status, error) = match outcome {
+            Ok(()) => ("done", None),
+            Err(message) => ("failed", Some(message)),
+        };
+        self.db()
+            .execute(
+                "UPDATE sync_state SET status = ?4, last_error = ?5, last_finished_at = ?6,
+                     lease_owner = NULL, lease_expires_at = NULL
+                 WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3",
+                params![lease.connection_id, lease.sync, lease.owner, status, error, unix_now() as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn sync_states(&self, connection_id: &str) -> Result<Vec<SyncState>, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let db = self.db();
+        let mut statement = db
+            .prepare_cached(
+                "SELECT s.sync, s.model, s.checkpoint,
+                        CASE WHEN s.status = 'running' AND (s.lease_expires_at IS NULL OR s.lease_expires_at <= ?2)
+                             THEN 'interrupted' ELSE s.status END,
+                        s.pages, s.last_started_at, s.last_finished_at, s.last_error,
+                        (SELECT COUNT(*) FROM records r WHERE r.connection_id = s.connection_id AND r.model = s.model)
+                 FROM sync_state s WHERE s.connection_id = ?1 ORDER BY s.sync",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map(params![connection_id, now_ms], |r| {
+                Ok(SyncState {
+                    connection_id: connection_id.to_string(),
+                    sync: r.get(0)?,
+                    model: r.get(1)?,
+                    checkpoint: r.get(2)?,
+                    status: r.get(3)?,
+                    pages: r.get::<_, i64>(4)? as u64,
+                    last_started_at: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),
+                    last_finished_at: r.get::<_, Option<i64>>(6)?.map(|t| t as u64),
+                    last_error: r.get(7)?,
+                    records: r.get::<_, i64>(8)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    async fn upsert_records(&self, connection_id: &str, model: &str, records: &[SyncRecord]) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        self.upsert_in(&tx, connection_id, model, records)?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    async fn records(&self, query: &RecordQuery) -> Result<RecordPage, StoreError> {
+        let after_row: i64 = match &query.cursor {
+            Some(cursor) => cursor.parse().map_err(|_| {
+                StoreError::BadQuery("the cursor is not one this store handed out; start again without it".into())
+            })?,
+            None => 0,
+        };
+        let after_text = query.modified_after.map(crate::time::rfc3339);
+        let after_unix = query.modified_after.map(|t| t as i64);
+        let limit = query.limit.clamp(1, 10_000);
+        let db = self.db();
+        let mut statement = db
+            .prepare_cached(
+                "SELECT rowid, json FROM records WHERE connection_id = ?1 AND model = ?2 AND rowid > ?3
+                 AND (?4 IS NULL OR modified_at > ?4 OR (modified_at IS NULL AND updated_at > ?5))
+                 ORDER BY rowid LIMIT ?6",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map(params![query.connection_id, query.model, after_row, after_text, after_unix, limit + 1], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut rows: Vec<(i64, String)> = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = more.then(|| rows.last().map(|(row, _)| row.to_string())).flatten();
+        Ok(RecordPage { records: rows.into_iter().map(|(_, json)| json).collect(), next_cursor })
+    }
+
+    async fn tool_decision(&self, provider: &str, tool: &str) -> Result<Option<String>, StoreError> {
+        self.db()
+            .query_row(
+                "SELECT status FROM tool_policy WHERE provider = ?1 AND tool = ?2",
+                params![provider, tool],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn set_tool_decision(&self, provider: &str, tool: &str, approved: bool) -> Result<(), StoreError> {
+        let status = if approved { "approved" } else { "denied" };
+        self.db()
+            .execute(
+                "INSERT INTO tool_policy (provider, tool, status, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (provider, tool) DO UPDATE SET status = ?3, updated_at = ?4",
+                params![provider, tool, status, unix_now() as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "INSERT INTO audit (at, caller, connection_id, tool, input_sha256, status, duration_ms, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    entry.at as i64,
+                    entry.caller,
+                    entry.connection_id,
+                    entry.tool,
+                    entry.input_sha256,
+                    entry.status,
+                    entry.duration_ms as i64,
+                    entry.detail
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let db = self.db();
+        let mut statement = db
+            .prepare(
+                "SELECT at, caller, connection_id, tool, input_sha256, status, duration_ms, detail FROM
+                 (SELECT * FROM audit ORDER BY id DESC LIMIT ?1) ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map([limit], |r| {
+                Ok(AuditEntry {
+                    at: r.get::<_, i64>(0)? as u64,
+                    caller: r.get(1)?,
+                    connection_id: r.get(2)?,
+                    tool: r.get(3)?,
+                    input_sha256: r.get(4)?,
+                    status: r.get(5)?,
+                    duration_ms: r.get::<_, i64>(6)? as u64,
+                    detail: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
+
+fn auth_mode_name(credentials: &Credentials) -> &'static str {
+    match credentials {
+        Credentials::Basic { .. } => "BASIC",
+        Credentials::OAuth2 { .. } => "OAUTH2",
+    }
+}
+
+fn username(credentials: &Credentials) -> Option<&str> {
+    match credentials {
+        Credentials::Basic { username, .. } => Some(username),
+        Credentials::OAuth2 { .. } => None,
+    }
+}
+
+/// Creates `dir` (mode 0700), or tightens an existing one of ours to 0700:
+/// it holds the key file and every secret.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    tighten(dir, 0o700)
+}
+
+/// Clears the group and other bits of `path` if any are set (a missing file
+/// is fine: SQLite may not have made it yet). A shared directory (sticky
+/// bit, like /tmp) is refused rather than taken over.
+fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        match std::fs::metadata(path) {
+            Ok(m) if m.permissions().mode() & 0o1000 != 0 => Err(std::io::Error::other(format!(
+                "{} is a shared directory; give a data directory of your own (--data-dir)",
+                path.display()
+            ))),
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use terapi_host::limits::{BudgetState, reserve};
+
+    fn key() -> MasterKey {
+        MasterKey::from_base64("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap()
+    }
+
+    fn fresh_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("terapi-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    #[test]
+    fn the_budget_statement_does_what_the_budget_function_does() {
+        let store = SqliteStore::open(&fresh_dir("budget"), key()).unwrap();
+        let limit = RateLimitSpec { per_second: Some(3), per_day: Some(7) };
+        let mut state: Option<BudgetState> = None;
+        // Requests arriving at these times (ms), across a day boundary.
+        let day = terapi_host::limits::DAY_MS;
+        for now in [5 * day + 10, 5 * day + 11, 5 * day + 400, 5 * day + 2000, 5 * day + 2001, 5 * day + 2002]
+            .into_iter()
+            .chain([5 * day + 2003, 5 * day + 2004, 5 * day + 2005, 6 * day, 6 * day + 1])
+        {
+            let (next, expected) = reserve(state, &limit, now);
+            state = Some(next);
+            assert_eq!(store.reserve_slot("tenant", &limit, now).unwrap(), expected, "at {now}");
+        }
+    }
+
+    #[test]
+    fn a_store_from_a_newer_terapi_is_refused_untouched() {
+        let dir = fresh_dir("newer");
+        drop(SqliteStore::open(&dir, key()).unwrap());
+        let db = rusqlite::Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        db.pragma_update(None, "user_version", i64::from(schema::LATEST + 1)).unwrap();
+        drop(db);
+        let error = SqliteStore::open(&dir, key()).err().unwrap().to_string();
+        assert!(error.contains("written by a newer terapi") && error.contains("upgrade terapi"), "{error}");
+        let db = rusqlite::Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        assert_eq!(schema::version(&db).unwrap(), schema::LATEST + 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_data_dir_and_its_files_are_made_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = fresh_dir("modes");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join(DATABASE_FILE), b"").unwrap();
+        std::fs::set_permissions(dir.join(DATABASE_FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SqliteStore::open(&dir, key()).unwrap();
+        block_on(store.set_tool_decision("gong", "x", true)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for name in [DATABASE_FILE, "terapi.db-wal", "terapi.db-shm"] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+        let shared = fresh_dir("sticky");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let error = SqliteStore::open(&shared, key()).err().unwrap().to_string();
+        assert!(error.contains("is a shared directory"), "{error}");
+    }
+
+    #[test]
+    fn a_store_with_secrets_but_no_key_file_stops_instead_of_minting_a_key() {
+        let dir = fresh_dir("lost-key");
+        // The env var would take precedence; these tests never set it.
+        assert!(std::env::var_os(crypto::KEY_ENV_VAR).is_none());
+        drop(SqliteStore::open_in(&dir).unwrap());
+        let original = std::fs::read(dir.join(crypto::KEY_FILE)).unwrap();
+        std::fs::remove_file(dir.join(crypto::KEY_FILE)).unwrap();
+        let error = SqliteStore::open_in(&dir).err().unwrap().to_string();
+        assert!(error.contains("master.key is missing") && error.contains("restore the key file"), "{error}");
+        assert!(!dir.join(crypto::KEY_FILE).exists(), "no new key was written");
+        std::fs::write(dir.join(crypto::KEY_FILE), original).unwrap();
+        SqliteStore::open_in(&dir).unwrap();
+    }
+
+    #[test]
+    fn many_first_opens_at_once_all_succeed_with_one_key() {
+        let dir = fresh_dir("race");
+        let opened: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8).map(|_| scope.spawn(|| SqliteStore::open_in(&dir).map(drop))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for result in opened {
+            result.unwrap();
+        }
+        let key = std::fs::read_to_string(dir.join(crypto::KEY_FILE)).unwrap();
+        assert_eq!(key.trim().len(), 44);
+    }
+
+    fn connection(id: &str) -> Connection {
+        Connection {
+            id: id.into(),
+            provider: "gong".into(),
+            credentials: Credentials::Basic { username: "k".into(), password: Secret::new("s") },
+            config: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_lease_keeps_a_sync_single_and_a_lapsed_one_shows_interrupted() {
+        let store = SqliteStore::open(&fresh_dir("lease"), key()).unwrap();
+        let connection = connection("acme");
+        let lease = |owner: &str, ttl: u64| SyncLease {
+            connection_id: "acme".into(),
+            sync: "users".into(),
+            owner: owner.into(),
+            ttl: Duration::from_millis(ttl),
+        };
+        let page = |id: &str, next: &str| SyncPage {
+            records: vec![SyncRecord { id: id.into(), modified_at: None, json: format!("{{\"id\":\"{id}\"}}") }],
+            next_checkpoint: Some(next.into()),
+            done: false,
+        };
+        block_on(async {
+            store.create_connection(&connection).await.unwrap();
+            let a = lease("host:1", 60_000);
+            assert_eq!(store.begin_sync(&a, "GongUser", false).await.unwrap(), None);
+            store.commit_page(&a, "GongUser", &page("1", "c1")).await.unwrap();
+            let error = store.begin_sync(&lease("host:2", 60_000), "GongUser", false).await.unwrap_err();
+            assert!(error.to_string().contains("already running (by host:1"), "{error}");
+            assert_eq!(store.sync_states("acme").await.unwrap()[0].status, "running");
+
+            // host:1 dies; with a lease that has lapsed, the run shows as
+            // interrupted and another may take over from its checkpoint.
+            let dying = lease("host:1", 0);
+            store.commit_page(&dying, "GongUser", &page("2", "c2")).await.unwrap();
+            assert_eq!(store.sync_states("acme").await.unwrap()[0].status, "interrupted");
+            let b = lease("host:2", 60_000);
+            assert_eq!(store.begin_sync(&b, "GongUser", false).await.unwrap().as_deref(), Some("c2"));
+            // The dead run's late page is refused, not interleaved.
+            let late = store.commit_page(&a, "GongUser", &page("3", "c3")).await.unwrap_err();
+            assert!(matches!(late, StoreError::LeaseLost { .. }), "{late}");
+            store.finish_sync(&b, Ok(())).await.unwrap();
+            let state = &store.sync_states("acme").await.unwrap()[0];
+            assert_eq!((state.status.as_str(), state.records, state.checkpoint.as_deref()), ("done", 2, Some("c2")));
+        });
+    }
+
+    #[test]
+    fn records_page_by_cursor_and_filter_by_time() {
+        let store = SqliteStore::open(&fresh_dir("records"), key()).unwrap();
+        let records: Vec<SyncRecord> = (0..5)
+            .map(|i| SyncRecord {
+                id: i.to_string(),
+                modified_at: Some(format!("2024-05-0{}T00:00:00Z", i + 1)),
+                json: format!("{{\"id\":\"{i}\"}}"),
+            })
+            .collect();
+        block_on(async {
+            store.create_connection(&connection("c")).await.unwrap();
+            store.upsert_records("c", "M", &records).await.unwrap();
+            let mut query = RecordQuery {
+                connection_id: "c".into(),
+                model: "M".into(),
+                modified_after: None,
+                cursor: None,
+                limit: 2,
+            };
+            let mut seen = Vec::new();
+            loop {
+                let page = store.records(&query).await.unwrap();
+                seen.extend(page.records);
+                match page.next_cursor {
+                    Some(cursor) => query.cursor = Some(cursor),
+                    None => break,
+                }
+            }
+            assert_eq!(seen.len(), 5);
+            query.cursor = None;
+            query.limit = 100;
+            query.modified_after = Some(crate::time::parse("2024-05-03T00:00:00Z").unwrap());
+            assert_eq!(store.records(&query).await.unwrap().records, ["{\"id\":\"3\"}", "{\"id\":\"4\"}"]);
+            query.cursor = Some("not-a-cursor".into());
+            assert!(matches!(store.records(&query).await, Err(StoreError::BadQuery(_))));
+        });
+    }
+}
