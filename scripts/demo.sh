@@ -16,6 +16,8 @@ fake=$!
 trap 'kill $fake 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done
 
+# The demo's connections, records and master key live in a scratch data dir.
+export TERAPI_DATA_DIR="$work/data"
 export GONG_BASE_URL=$(cat "$work/url")
 export GONG_ACCESS_KEY=demo-access-key
 export GONG_ACCESS_KEY_SECRET=demo-access-key-secret
@@ -38,3 +40,10 @@ step "proxy GET https://attacker.example/steal   (refused by the host)"
 $terapi proxy GET https://attacker.example/steal || true
 step "verify with a wrong secret"
 GONG_ACCESS_KEY_SECRET=wrong $terapi verify || true
+step "connection create demo   (verified with Gong, then saved encrypted)"
+$terapi connection create demo
+step "sync run users --connection demo   (stored page by page, resumable)"
+$terapi sync run users --connection demo
+step sync status --connection demo;  $terapi sync status --connection demo
+step "records list GongUser --connection demo | head -n 2"
+$terapi records list GongUser --connection demo | head -n 2

@@ -48,7 +48,31 @@ pub fn run(name: &str, input: &str) -> Result<String, ProviderError> {
 pub fn parse_input<T: DeserializeOwned>(action: &str, input: &str) -> Result<T, ProviderError> {
     // An empty input means "no arguments", which is `{}`.
     let input = if input.trim().is_empty() { "{}" } else { input };
-    serde_json::from_str(input).map_err(|e| ProviderError::InvalidInput(format!("input of `{action}` is invalid: {e}")))
+    serde_json::from_str(input)
+        .map_err(|e| ProviderError::InvalidInput(format!("input of `{action}` is invalid: {}", without_values(&e))))
+}
+
+/// serde's message with any quoted value replaced by `"…"`: "invalid type:
+/// string \"jane@example.com\", expected u32" would echo personal data into
+/// logs and audit entries. Field names stay: serde puts them in backticks.
+pub fn without_values(error: &serde_json::Error) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in error.to_string().chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                out.push_str("\"…");
+                quoted = true;
+            }
+            ('"', true) => {
+                out.push('"');
+                quoted = false;
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,7 +149,7 @@ fn list_calls(input: ListCallsInput) -> Result<String, ProviderError> {
 
 fn check_numeric_id(field: &str, id: &str) -> Result<(), ProviderError> {
     if !catalog::is_id(id) {
-        return Err(ProviderError::InvalidInput(format!("`{field}` must be a Gong id (1 to 20 digits), got {id:?}")));
+        return Err(ProviderError::InvalidInput(format!("`{field}` must be a Gong id (1 to 20 digits)")));
     }
     Ok(())
 }
@@ -136,7 +160,7 @@ pub fn check_rfc3339(field: &str, text: &str) -> Result<(), ProviderError> {
         Ok(())
     } else {
         Err(ProviderError::InvalidInput(format!(
-            "`{field}` must be an RFC 3339 date-time such as 2024-05-01T10:00:00Z, got {text:?}"
+            "`{field}` must be an RFC 3339 date-time such as 2024-05-01T10:00:00Z"
         )))
     }
 }

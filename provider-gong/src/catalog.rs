@@ -368,7 +368,8 @@ pub struct Built {
 pub fn build(endpoint: &Endpoint, input: &str) -> Result<Built, ProviderError> {
     let invalid = |m: String| ProviderError::InvalidInput(format!("input of `{}`: {m}", endpoint.name));
     let input = if input.trim().is_empty() { "{}" } else { input };
-    let value: Value = serde_json::from_str(input).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let value: Value = serde_json::from_str(input)
+        .map_err(|e| invalid(format!("not JSON: {}", crate::actions::without_values(&e))))?;
     let Value::Object(mut given) = value else {
         return Err(invalid("must be a JSON object".into()));
     };
@@ -414,39 +415,51 @@ fn scalar(value: &Value) -> String {
 }
 
 fn check(field: &Field, value: &Value) -> Result<(), String> {
-    let text = || value.as_str().ok_or_else(|| format!("must be a string, got {value}"));
+    // Errors say what was wrong, never the value: it may be an email, an
+    // id or other personal data, and errors are logged and audited.
+    let text = || value.as_str().ok_or_else(|| format!("must be a string, got {}", kind(value)));
     match field.kind {
         Text => text().map(drop),
-        Id => text().and_then(|t| {
-            is_id(t).then_some(()).ok_or_else(|| format!("must be a Gong id (1 to 20 digits), got {t:?}"))
-        }),
+        Id => {
+            text().and_then(|t| is_id(t).then_some(()).ok_or_else(|| "must be a Gong id (1 to 20 digits)".to_string()))
+        }
         DateTime => text().and_then(|t| {
             time::is_rfc3339(t)
                 .then_some(())
-                .ok_or_else(|| format!("must be an RFC 3339 date-time such as 2024-05-01T10:00:00Z, got {t:?}"))
+                .ok_or_else(|| "must be an RFC 3339 date-time such as 2024-05-01T10:00:00Z".to_string())
         }),
-        Date => text().and_then(|t| {
-            time::is_date(t).then_some(()).ok_or_else(|| format!("must be a date YYYY-MM-DD, got {t:?}"))
-        }),
-        Email => {
-            text().and_then(|t| is_email(t).then_some(()).ok_or_else(|| format!("must be an email address, got {t:?}")))
+        Date => {
+            text().and_then(|t| time::is_date(t).then_some(()).ok_or_else(|| "must be a date YYYY-MM-DD".to_string()))
         }
-        Bool => value.is_boolean().then_some(()).ok_or_else(|| format!("must be true or false, got {value}")),
+        Email => text().and_then(|t| is_email(t).then_some(()).ok_or_else(|| "must be an email address".to_string())),
+        Bool => value.is_boolean().then_some(()).ok_or_else(|| format!("must be true or false, got {}", kind(value))),
         Ids | Texts => {
-            let items = value.as_array().ok_or_else(|| format!("must be an array, got {value}"))?;
+            let items = value.as_array().ok_or_else(|| format!("must be an array, got {}", kind(value)))?;
             if items.is_empty() {
                 return Err("must not be empty".into());
             }
             for item in items {
-                let t = item.as_str().ok_or_else(|| format!("must hold strings, got {item}"))?;
+                let t = item.as_str().ok_or_else(|| format!("must hold strings, got {}", kind(item)))?;
                 if field.kind == Ids && !is_id(t) {
-                    return Err(format!("must hold Gong ids (1 to 20 digits), got {t:?}"));
+                    return Err(format!("must hold Gong ids (1 to 20 digits)"));
                 }
             }
             Ok(())
         }
-        Object => value.is_object().then_some(()).ok_or_else(|| format!("must be an object, got {value}")),
-        Array => value.is_array().then_some(()).ok_or_else(|| format!("must be an array, got {value}")),
+        Object => value.is_object().then_some(()).ok_or_else(|| format!("must be an object, got {}", kind(value))),
+        Array => value.is_array().then_some(()).ok_or_else(|| format!("must be an array, got {}", kind(value))),
+    }
+}
+
+/// What a JSON value is, for errors that must not quote it.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "true or false",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -563,5 +576,23 @@ mod tests {
                 "{action} {input}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn bad_input_is_never_quoted_back() {
+        let cases = [
+            ("list-flows", r#"{"flowOwnerEmail":"jane.doe.private"}"#),
+            ("get-call", r#"{"id":"jane.doe.private"}"#),
+            ("get-call-transcripts", r#"{"callIds":["jane.doe.private"]}"#),
+            ("list-flows", r#"{"flowOwnerEmail":"jane.doe.private""#),
+        ];
+        for (action, input) in cases {
+            let err = build(find(action).unwrap(), input).unwrap_err();
+            assert!(!format!("{err:?}").contains("jane.doe"), "{action} {input}: {err:?}");
+        }
+        let typed =
+            crate::actions::parse_input::<crate::actions::GetUserInput>("get-user", r#"{"id":7, "x":"jane.doe"}"#);
+        let err = format!("{:?}", typed.unwrap_err());
+        assert!(err.contains("invalid type") && !err.contains("jane.doe"), "{err}");
     }
 }

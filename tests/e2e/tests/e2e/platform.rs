@@ -138,4 +138,11 @@ fn a_compiled_code_cache_others_can_write_is_refused() {
     std::fs::set_permissions(&cached, std::fs::Permissions::from_mode(0o666)).unwrap();
     let error = runtime.load_component(terapi_artifacts::PROVIDER_GONG).err().unwrap().to_string();
     assert!(error.contains("writable by other users"), "{error}");
+
+    // A cache that belongs to someone else (only root can make one here).
+    std::fs::set_permissions(&cached, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).is_ok() {
+        let error = runtime.load_component(terapi_artifacts::PROVIDER_GONG).err().unwrap().to_string();
+        assert!(error.contains("belongs to another user (uid 65534)"), "{error}");
+    }
 }
