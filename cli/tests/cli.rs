@@ -471,6 +471,8 @@ fn mcp_serves_only_approved_tools_and_audits_every_call() {
     );
     let get_user = listed["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "get-user").unwrap();
     assert_eq!(get_user["inputSchema"]["required"][0], "id", "the tool carries the action's input schema");
+    assert_eq!(get_user["annotations"]["readOnlyHint"], true, "{get_user}");
+    assert_eq!(get_user["annotations"]["title"], "Get user", "{get_user}");
 
     let id = fixtures::user_id(2);
     let called = client.request("tools/call", serde_json::json!({"name": "get-user", "arguments": {"id": id}}));

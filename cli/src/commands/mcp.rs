@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -75,6 +75,13 @@ pub fn http_router(server: ToolServer) -> axum::Router {
     axum::Router::new().nest_service("/mcp", service)
 }
 
+/// `get-call-transcripts` → `Get call transcripts`.
+fn title(name: &str) -> String {
+    let spaced = name.replace('-', " ");
+    let mut chars = spaced.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 fn internal(error: PlatformError) -> McpError {
     McpError::internal_error(error.to_string(), None)
 }
@@ -104,7 +111,11 @@ impl ServerHandler for ToolServer {
             .map(|t| {
                 let schema = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&t.action.input_schema)
                     .unwrap_or_default();
+                // Clients show the read-only flag (and may skip confirmation
+                // for reads); it comes from the component, not the name.
+                let annotations = ToolAnnotations::with_title(title(&t.action.name)).read_only(t.action.read_only);
                 Tool::new(t.action.name.clone(), format!("[{}] {}", t.toolset, t.action.description), Arc::new(schema))
+                    .annotate(annotations)
             })
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
