@@ -705,14 +705,9 @@ fn three_processes_syncing_at_once_keep_gongs_three_a_second_together() {
         let (_, stderr) = text(&output);
         assert!(output.status.success() && stderr.contains("250 records in 3 pages saved"), "{stderr}");
     }
-    let mut arrivals: Vec<_> = gong.requests().iter().map(|r| (r.at, r.status)).collect();
-    arrivals.sort();
-    assert_eq!(arrivals.len(), 12, "3 verifies and 9 pages, no retries");
-    assert!(arrivals.iter().all(|(_, status)| *status == 200), "Gong answered 429: {arrivals:?}");
-    for window in arrivals.windows(4) {
-        let span = window[3].0.duration_since(window[0].0);
-        assert!(span >= std::time::Duration::from_secs(1), "4 requests within {span:?}");
-    }
+    let statuses: Vec<u16> = gong.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200; 12], "3 verifies and 9 pages, none answered 429 or retried");
+    assert_eq!(gong.busiest_second(), 3, "Gong's limit was kept, and used");
     // Times are printed as RFC 3339.
     let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["sync", "status", "-c", "acme-2"]).output().unwrap();
     let (stdout, _) = text(&output);

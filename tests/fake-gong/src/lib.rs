@@ -277,6 +277,22 @@ impl FakeGong {
     }
 
     /// Every answer from now on waits this long first (a slow network or Gong).
+    /// The most requests that arrived within any one second (what Gong's
+    /// per-second limit counts).
+    pub fn busiest_second(&self) -> usize {
+        let mut times: Vec<Instant> = lock(&self.shared.requests).iter().map(|r| r.at).collect();
+        times.sort();
+        let mut most = 0;
+        let mut first = 0;
+        for (last, at) in times.iter().enumerate() {
+            while at.duration_since(times[first]) >= std::time::Duration::from_secs(1) {
+                first += 1;
+            }
+            most = most.max(last - first + 1);
+        }
+        most
+    }
+
     /// How many requests arrived, answered or not.
     pub fn arrivals(&self) -> u64 {
         self.shared.arrivals.load(Ordering::SeqCst)
