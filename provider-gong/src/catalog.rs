@@ -441,7 +441,7 @@ fn check(field: &Field, value: &Value) -> Result<(), String> {
             for item in items {
                 let t = item.as_str().ok_or_else(|| format!("must hold strings, got {}", kind(item)))?;
                 if field.kind == Ids && !is_id(t) {
-                    return Err(format!("must hold Gong ids (1 to 20 digits)"));
+                    return Err("must hold Gong ids (1 to 20 digits)".into());
                 }
             }
             Ok(())
