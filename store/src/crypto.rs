@@ -10,12 +10,23 @@ use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
+use serde::{Deserialize, Serialize};
+use terapi_host::{Credentials, Secret};
+
 use crate::StoreError;
+
+/// The secret part of a credential, as sealed.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum SealedCredentials {
+    Basic { username: String, password: String },
+    Oauth2 { access_token: String, refresh_token: Option<String>, expires_at: Option<u64> },
+}
 
 pub const KEY_ENV_VAR: &str = "TERAPI_MASTER_KEY";
 pub const KEY_FILE: &str = "master.key";
-pub(crate) const KEY_CHECK_AAD: &[u8] = b"terapi:key-check";
-pub(crate) const KEY_CHECK_PLAINTEXT: &[u8] = b"terapi key check v1";
+const KEY_CHECK_AAD: &[u8] = b"terapi:key-check";
+const KEY_CHECK_PLAINTEXT: &[u8] = b"terapi key check v1";
 const FORMAT_V1: u8 = 1;
 const NONCE_LEN: usize = 24;
 
@@ -78,6 +89,52 @@ impl MasterKey {
             }
             Err(e) => Err(StoreError::Key(format!("reading {}: {e}", path.display()))),
         }
+    }
+
+    /// Seals a connection's credential, bound to its id: what every store
+    /// keeps in place of the secret.
+    pub fn seal_credentials(&self, id: &str, credentials: &Credentials) -> Vec<u8> {
+        let sealed = match credentials {
+            Credentials::Basic { username, password } => {
+                SealedCredentials::Basic { username: username.clone(), password: password.expose().to_string() }
+            }
+            Credentials::OAuth2 { access_token, refresh_token, expires_at } => SealedCredentials::Oauth2 {
+                access_token: access_token.expose().to_string(),
+                refresh_token: refresh_token.as_ref().map(|t| t.expose().to_string()),
+                expires_at: *expires_at,
+            },
+        };
+        // Serialising plain strings cannot fail.
+        let plain = serde_json::to_vec(&sealed).unwrap_or_default();
+        self.seal(id.as_bytes(), &plain)
+    }
+
+    /// The credential sealed for connection `id`.
+    pub fn open_credentials(&self, id: &str, sealed: &[u8]) -> Result<Credentials, StoreError> {
+        let plain = self.open(id.as_bytes(), sealed).map_err(|_| StoreError::WrongKey)?;
+        let sealed: SealedCredentials = serde_json::from_slice(&plain)
+            .map_err(|e| StoreError::Corrupt { id: id.to_string(), message: e.to_string() })?;
+        Ok(match sealed {
+            SealedCredentials::Basic { username, password } => {
+                Credentials::Basic { username, password: Secret::new(password) }
+            }
+            SealedCredentials::Oauth2 { access_token, refresh_token, expires_at } => Credentials::OAuth2 {
+                access_token: Secret::new(access_token),
+                refresh_token: refresh_token.map(Secret::new),
+                expires_at,
+            },
+        })
+    }
+
+    /// The value a store keeps to tell, before writing anything, whether it
+    /// was given the key it was created with.
+    pub fn key_check(&self) -> Vec<u8> {
+        self.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)
+    }
+
+    /// Whether `sealed` (from `key_check`) was made with this key.
+    pub fn matches(&self, sealed: &[u8]) -> Result<(), StoreError> {
+        self.open(KEY_CHECK_AAD, sealed).map(drop).map_err(|_| StoreError::WrongKey)
     }
 
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {

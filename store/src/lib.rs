@@ -31,6 +31,9 @@ use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 pub use crypto::{KEY_ENV_VAR, KEY_FILE, MasterKey};
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 
+/// A failed run is due again this long after it failed.
+pub const RETRY_FAILED_AFTER_MS: u64 = 60_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the store at {path} could not be used: {message}")]
@@ -111,6 +114,23 @@ pub struct SyncLease {
     pub ttl: Duration,
 }
 
+/// One run of a sync, as its history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncRunRecord {
+    pub connection_id: String,
+    pub sync: String,
+    pub owner: String,
+    /// Unix milliseconds.
+    pub started_at_ms: u64,
+    /// The last sign of life: the start, a committed page, or a renewed lease.
+    pub last_beat_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    /// `running` (or dead, if its lease lapsed), `done`, `failed`.
+    pub status: String,
+    pub pages: u64,
+    pub records: u64,
+}
+
 /// A page of stored records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordQuery {
@@ -183,7 +203,22 @@ pub trait Store: BudgetStore + Send + Sync {
     /// Records how a run ended and gives the lease up. The checkpoint stays
     /// as the last committed page set it.
     async fn finish_sync(&self, lease: &SyncLease, outcome: Result<(), &str>) -> Result<(), StoreError>;
+    /// Extends a held lease by its `ttl` (a run's heartbeat while a long
+    /// page is fetched); `LeaseLost` if another holder has it now.
+    async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError>;
     async fn sync_states(&self, connection_id: &str) -> Result<Vec<SyncState>, StoreError>;
+    /// The runs of a connection's syncs, oldest first.
+    async fn sync_runs(&self, connection_id: &str) -> Result<Vec<SyncRunRecord>, StoreError>;
+
+    /// Marks a sync due at `due_at_ms` (unix ms) for a worker to run. A run
+    /// that finishes clears it; one that fails leaves it due a minute later.
+    async fn schedule_sync(&self, connection_id: &str, sync: &str, model: &str, due_at_ms: u64)
+    -> Result<(), StoreError>;
+    /// Claims one due sync whose lease is free or lapsed, taking the lease
+    /// for `owner`: workers on one store never claim the same sync twice,
+    /// and a dead worker's sync is claimed again once its lease lapses.
+    /// Returns (connection id, sync).
+    async fn claim_due_sync(&self, owner: &str, ttl: Duration) -> Result<Option<(String, String)>, StoreError>;
 
     /// Upserts records outside any sync (a webhook): a record delivered
     /// twice is stored once.

@@ -57,10 +57,26 @@ const MIGRATIONS: &[&str] = &[
          duration_ms INTEGER NOT NULL,
          detail TEXT
      );",
-    // 3: leases on sync runs (one run at a time; a killed run lapses), and
-    // request budgets per provider tenant shared by every process.
+    // 3: leases on sync runs (one run at a time; a killed run lapses), due
+    // syncs for workers, the history of runs, and request budgets per
+    // provider tenant shared by every process.
     "ALTER TABLE sync_state ADD COLUMN lease_owner TEXT;
      ALTER TABLE sync_state ADD COLUMN lease_expires_at INTEGER;
+     ALTER TABLE sync_state ADD COLUMN due_at INTEGER;
+     CREATE INDEX sync_state_due ON sync_state (due_at) WHERE due_at IS NOT NULL;
+     CREATE TABLE sync_runs (
+         id INTEGER PRIMARY KEY,
+         connection_id TEXT NOT NULL,
+         sync TEXT NOT NULL,
+         owner TEXT NOT NULL,
+         started_at_ms INTEGER NOT NULL,
+         last_beat_ms INTEGER NOT NULL,
+         finished_at_ms INTEGER,
+         status TEXT NOT NULL,
+         pages INTEGER NOT NULL DEFAULT 0,
+         records INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX sync_runs_by_sync ON sync_runs (connection_id, sync, id);
      CREATE TABLE rate_budget (
          tenant TEXT PRIMARY KEY,
          tat_ms INTEGER NOT NULL,

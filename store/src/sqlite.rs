@@ -6,16 +6,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use serde::{Deserialize, Serialize};
 use terapi_host::limits::{BudgetStore, Reservation, interval_ms};
 use terapi_host::providers::RateLimitSpec;
-use terapi_host::{Connection, Credentials, Secret, SyncPage, SyncRecord};
+use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 
-use crate::crypto::{self, MasterKey};
+use crate::crypto::MasterKey;
 use crate::{
-    AuditEntry, ConnectionSummary, RecordPage, RecordQuery, Store, StoreError, SyncLease, SyncState, schema, unix_now,
+    AuditEntry, ConnectionSummary, RecordPage, RecordQuery, Store, StoreError, SyncLease, SyncRunRecord, SyncState,
+    schema, unix_now,
 };
 
 pub const DATABASE_FILE: &str = "terapi.db";
@@ -24,14 +25,6 @@ pub struct SqliteStore {
     path: PathBuf,
     db: Mutex<rusqlite::Connection>,
     key: MasterKey,
-}
-
-/// The secret part of a credential, as encrypted in the `connections` table.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum SealedCredentials {
-    Basic { username: String, password: String },
-    Oauth2 { access_token: String, refresh_token: Option<String>, expires_at: Option<u64> },
 }
 
 impl SqliteStore {
@@ -79,10 +72,9 @@ impl SqliteStore {
             .optional()
             .map_err(|e| db_error(&e))?;
         match check {
-            Some(sealed) => key.open(crypto::KEY_CHECK_AAD, &sealed).map_err(|_| StoreError::WrongKey).map(drop)?,
+            Some(sealed) => key.matches(&sealed)?,
             None => {
-                let sealed = key.seal(crypto::KEY_CHECK_AAD, crypto::KEY_CHECK_PLAINTEXT);
-                tx.execute("INSERT INTO meta (key, value) VALUES ('key_check', ?1)", params![sealed])
+                tx.execute("INSERT INTO meta (key, value) VALUES ('key_check', ?1)", params![key.key_check()])
                     .map_err(|e| db_error(&e))?;
             }
         }
@@ -100,22 +92,6 @@ impl SqliteStore {
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
         StoreError::Database { path: self.path.clone(), message: e.to_string() }
-    }
-
-    fn seal_credentials(&self, id: &str, credentials: &Credentials) -> Vec<u8> {
-        let sealed = match credentials {
-            Credentials::Basic { username, password } => {
-                SealedCredentials::Basic { username: username.clone(), password: password.expose().to_string() }
-            }
-            Credentials::OAuth2 { access_token, refresh_token, expires_at } => SealedCredentials::Oauth2 {
-                access_token: access_token.expose().to_string(),
-                refresh_token: refresh_token.as_ref().map(|t| t.expose().to_string()),
-                expires_at: *expires_at,
-            },
-        };
-        // Serialising plain strings cannot fail.
-        let plain = serde_json::to_vec(&sealed).unwrap_or_default();
-        self.key.seal(id.as_bytes(), &plain)
     }
 
     fn summaries(&self, id: Option<&str>) -> Result<Vec<ConnectionSummary>, StoreError> {
@@ -214,7 +190,7 @@ impl BudgetStore for SqliteStore {
 impl Store for SqliteStore {
     async fn create_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         let now = unix_now();
-        let sealed = self.seal_credentials(&connection.id, &connection.credentials);
+        let sealed = self.key.seal_credentials(&connection.id, &connection.credentials);
         let config = serde_json::to_string(&connection.config).unwrap_or_else(|_| "{}".into());
         let inserted = self
             .db()
@@ -239,7 +215,7 @@ impl Store for SqliteStore {
     }
 
     async fn rotate_credentials(&self, id: &str, credentials: &Credentials) -> Result<(), StoreError> {
-        let sealed = self.seal_credentials(id, credentials);
+        let sealed = self.key.seal_credentials(id, credentials);
         let changed = self
             .db()
             .execute(
@@ -262,7 +238,7 @@ impl Store for SqliteStore {
         let mut connection = self.connection(id).await?;
         connection.config.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
         let merged = serde_json::to_string(&connection.config).unwrap_or_else(|_| "{}".into());
-        let sealed = self.seal_credentials(id, credentials);
+        let sealed = self.key.seal_credentials(id, credentials);
         let changed = self
             .db()
             .execute(
@@ -282,6 +258,7 @@ impl Store for SqliteStore {
         let tx = db.transaction().map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM records WHERE connection_id = ?1", [id]).map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM sync_state WHERE connection_id = ?1", [id]).map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM sync_runs WHERE connection_id = ?1", [id]).map_err(|e| self.err(e))?;
         let deleted = tx.execute("DELETE FROM connections WHERE id = ?1", [id]).map_err(|e| self.err(e))?;
         if deleted == 0 {
             return Err(StoreError::NoConnection(id.to_string()));
@@ -298,20 +275,9 @@ impl Store for SqliteStore {
             .optional()
             .map_err(|e| self.err(e))?;
         let (provider, sealed, config) = row.ok_or_else(|| StoreError::NoConnection(id.to_string()))?;
-        let corrupt = |message: String| StoreError::Corrupt { id: id.to_string(), message };
-        let plain = self.key.open(id.as_bytes(), &sealed).map_err(|_| StoreError::WrongKey)?;
-        let sealed: SealedCredentials = serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?;
-        let credentials = match sealed {
-            SealedCredentials::Basic { username, password } => {
-                Credentials::Basic { username, password: Secret::new(password) }
-            }
-            SealedCredentials::Oauth2 { access_token, refresh_token, expires_at } => Credentials::OAuth2 {
-                access_token: Secret::new(access_token),
-                refresh_token: refresh_token.map(Secret::new),
-                expires_at,
-            },
-        };
-        let config = serde_json::from_str(&config).map_err(|e| corrupt(e.to_string()))?;
+        let credentials = self.key.open_credentials(id, &sealed)?;
+        let config = serde_json::from_str(&config)
+            .map_err(|e| StoreError::Corrupt { id: id.to_string(), message: e.to_string() })?;
         Ok(Connection { id: id.to_string(), provider, credentials, config })
     }
 
@@ -366,6 +332,12 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO sync_runs (connection_id, sync, owner, started_at_ms, last_beat_ms, status)
+             VALUES (?1, ?2, ?3, ?4, ?4, 'running')",
+            params![lease.connection_id, lease.sync, lease.owner, now_ms],
+        )
+        .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(checkpoint)
     }
@@ -391,6 +363,12 @@ impl Store for SqliteStore {
             return Err(StoreError::LeaseLost { connection: lease.connection_id.clone(), sync: lease.sync.clone() });
         }
         self.upsert_in(&tx, &lease.connection_id, model, &page.records)?;
+        tx.execute(
+            "UPDATE sync_runs SET pages = pages + 1, records = records + ?4, last_beat_ms = ?5
+             WHERE connection_id = ?1 AND sync = ?2 AND owner = ?3 AND finished_at_ms IS NULL",
+            params![lease.connection_id, lease.sync, lease.owner, page.records.len() as i64, now_ms],
+        )
+        .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -399,15 +377,114 @@ impl Store for SqliteStore {
             Ok(()) => ("done", None),
             Err(message) => ("failed", Some(message)),
         };
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "UPDATE sync_state SET status = ?4, last_error = ?5, last_finished_at = ?6 / 1000,
+                 lease_owner = NULL, lease_expires_at = NULL,
+                 due_at = CASE WHEN ?4 = 'done' OR due_at IS NULL THEN NULL ELSE ?6 + ?7 END
+             WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3",
+            params![
+                lease.connection_id,
+                lease.sync,
+                lease.owner,
+                status,
+                error,
+                now_ms,
+                crate::RETRY_FAILED_AFTER_MS as i64
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "UPDATE sync_runs SET status = ?4, finished_at_ms = ?5, last_beat_ms = ?5
+             WHERE connection_id = ?1 AND sync = ?2 AND owner = ?3 AND finished_at_ms IS NULL",
+            params![lease.connection_id, lease.sync, lease.owner, status, now_ms],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let held = tx
+            .execute(
+                "UPDATE sync_state SET lease_expires_at = ?4 WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3",
+                params![lease.connection_id, lease.sync, lease.owner, now_ms + lease.ttl.as_millis() as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        if held == 0 {
+            return Err(StoreError::LeaseLost { connection: lease.connection_id.clone(), sync: lease.sync.clone() });
+        }
+        tx.execute(
+            "UPDATE sync_runs SET last_beat_ms = ?4
+             WHERE connection_id = ?1 AND sync = ?2 AND owner = ?3 AND finished_at_ms IS NULL",
+            params![lease.connection_id, lease.sync, lease.owner, now_ms],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    async fn sync_runs(&self, connection_id: &str) -> Result<Vec<SyncRunRecord>, StoreError> {
+        let db = self.db();
+        let mut statement = db
+            .prepare_cached(
+                "SELECT connection_id, sync, owner, started_at_ms, last_beat_ms, finished_at_ms, status, pages, records
+                 FROM sync_runs WHERE connection_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map([connection_id], |r| {
+                Ok(SyncRunRecord {
+                    connection_id: r.get(0)?,
+                    sync: r.get(1)?,
+                    owner: r.get(2)?,
+                    started_at_ms: r.get::<_, i64>(3)? as u64,
+                    last_beat_ms: r.get::<_, i64>(4)? as u64,
+                    finished_at_ms: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),
+                    status: r.get(6)?,
+                    pages: r.get::<_, i64>(7)? as u64,
+                    records: r.get::<_, i64>(8)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    async fn schedule_sync(
+        &self,
+        connection_id: &str,
+        sync: &str,
+        model: &str,
+        due_at_ms: u64,
+    ) -> Result<(), StoreError> {
         self.db()
             .execute(
-                "UPDATE sync_state SET status = ?4, last_error = ?5, last_finished_at = ?6,
-                     lease_owner = NULL, lease_expires_at = NULL
-                 WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3",
-                params![lease.connection_id, lease.sync, lease.owner, status, error, unix_now() as i64],
+                "INSERT INTO sync_state (connection_id, sync, model, status, due_at) VALUES (?1, ?2, ?3, 'queued', ?4)
+                 ON CONFLICT (connection_id, sync) DO UPDATE SET model = ?3, due_at = ?4",
+                params![connection_id, sync, model, due_at_ms as i64],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    async fn claim_due_sync(&self, owner: &str, ttl: Duration) -> Result<Option<(String, String)>, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        // SQLite has one writer at a time: the statement is the claim.
+        self.db()
+            .query_row(
+                "UPDATE sync_state SET lease_owner = ?1, lease_expires_at = ?2
+                 WHERE rowid = (SELECT rowid FROM sync_state
+                                WHERE due_at <= ?3 AND (lease_owner IS NULL OR lease_expires_at <= ?3)
+                                ORDER BY due_at LIMIT 1)
+                 RETURNING connection_id, sync",
+                params![owner, now_ms + ttl.as_millis() as i64, now_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
     }
 
     async fn sync_states(&self, connection_id: &str) -> Result<Vec<SyncState>, StoreError> {
@@ -604,6 +681,8 @@ fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use crate::crypto;
+    use terapi_host::Secret;
     use terapi_host::limits::{BudgetState, reserve};
 
     fn key() -> MasterKey {

@@ -1,0 +1,658 @@
+//! The store on PostgreSQL, for more than one machine: several `terapi`
+//! processes (serve, workers) on different hosts share one database.
+//!
+//! - The same encrypted secrets as the SQLite store (the master key never
+//!   enters the database; every host needs the same key).
+//! - Versioned migrations, run under an advisory lock so hosts starting
+//!   together migrate once.
+//! - Due syncs are claimed with `FOR UPDATE SKIP LOCKED`: workers never
+//!   claim the same sync, and a dead worker's lease lapses and its sync is
+//!   claimed again, resuming from the last committed page.
+//! - Request budgets per provider tenant in one `UPDATE`, timed by the
+//!   database's clock, so hosts with skewed clocks still share one rate.
+
+mod schema;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use terapi_host::limits::{BudgetStore, Reservation, interval_ms};
+use terapi_host::providers::RateLimitSpec;
+use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
+use terapi_store::{
+    AuditEntry, ConnectionSummary, MasterKey, RETRY_FAILED_AFTER_MS, RecordPage, RecordQuery, Store, StoreError,
+    SyncLease, SyncRunRecord, SyncState, unix_now,
+};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+pub struct PostgresStore {
+    pool: Pool,
+    key: MasterKey,
+    /// The URL without its password, for errors.
+    shown: String,
+}
+
+/// The database's clock in unix milliseconds: every host reads the same one.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+impl PostgresStore {
+    /// Connects (a pool of `max_connections`), migrates, and checks `key`
+    /// against the store before anything is written.
+    pub async fn open(url: &str, key: MasterKey, max_connections: usize) -> Result<PostgresStore, StoreError> {
+        let shown = without_password(url);
+        let bad = |message: String| StoreError::Database { path: shown.clone().into(), message };
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| bad(format!("not a PostgreSQL URL ({e}); expected postgres://user:password@host/db")))?;
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .build()
+            .map_err(|e| bad(format!("creating the connection pool: {e}")))?;
+        let store = PostgresStore { pool, key, shown };
+        let mut client = store.client().await?;
+        let tx = client.transaction().await.map_err(|e| store.err(e))?;
+        // One migrator at a time across every host; released at commit.
+        tx.execute("SELECT pg_advisory_xact_lock(7372658)", &[]).await.map_err(|e| store.err(e))?;
+        schema::migrate(&tx, &store.shown).await?;
+        let check: Option<Vec<u8>> = tx
+            .query_opt("SELECT value FROM meta WHERE key = 'key_check'", &[])
+            .await
+            .map_err(|e| store.err(e))?
+            .map(|row| row.get(0));
+        match check {
+            Some(sealed) => store.key.matches(&sealed)?,
+            None => {
+                tx.execute("INSERT INTO meta (key, value) VALUES ('key_check', $1)", &[&store.key.key_check()])
+                    .await
+                    .map_err(|e| store.err(e))?;
+            }
+        }
+        tx.commit().await.map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Database {
+            path: self.shown.clone().into(),
+            message: format!("no database connection: {e}"),
+        })
+    }
+
+    fn err(&self, e: tokio_postgres::Error) -> StoreError {
+        let message = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        };
+        StoreError::Database { path: self.shown.clone().into(), message }
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| self.err(e))?;
+        client.execute(&statement, params).await.map_err(|e| self.err(e))
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| self.err(e))?;
+        client.query(&statement, params).await.map_err(|e| self.err(e))
+    }
+
+    async fn summaries(&self, id: Option<&str>) -> Result<Vec<ConnectionSummary>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, provider, auth_mode, username, config, created_at, updated_at, verified_at
+                 FROM connections WHERE $1::text IS NULL OR id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ConnectionSummary {
+                id: r.get(0),
+                provider: r.get(1),
+                auth_mode: r.get(2),
+                username: r.get(3),
+                config: serde_json::from_str(r.get::<_, &str>(4)).unwrap_or_default(),
+                created_at: r.get::<_, i64>(5) as u64,
+                updated_at: r.get::<_, i64>(6) as u64,
+                verified_at: r.get::<_, Option<i64>>(7).map(|t| t as u64),
+            })
+            .collect())
+    }
+
+    async fn reserve_slot(&self, tenant: &str, limit: &RateLimitSpec) -> Result<Reservation, StoreError> {
+        let interval = interval_ms(limit) as i64;
+        let per_day = limit.per_day.map(i64::from);
+        let rows = self
+            .query(
+                &format!(
+                    "WITH now AS (SELECT {NOW_MS} AS ms)
+                     INSERT INTO rate_budget AS b (tenant, tat_ms, day, used)
+                     SELECT $1, now.ms + $2, now.ms / 86400000, 1 FROM now
+                     ON CONFLICT (tenant) DO UPDATE SET
+                         tat_ms = GREATEST(b.tat_ms, (SELECT ms FROM now)) + $2,
+                         used = CASE WHEN b.day = (SELECT ms FROM now) / 86400000 THEN b.used + 1 ELSE 1 END,
+                         day = (SELECT ms FROM now) / 86400000
+                     WHERE $3::bigint IS NULL OR b.day <> (SELECT ms FROM now) / 86400000 OR b.used < $3
+                     RETURNING b.tat_ms, (SELECT ms FROM now)"
+                ),
+                &[&tenant, &interval, &per_day],
+            )
+            .await?;
+        Ok(match rows.first() {
+            Some(row) => {
+                let (tat, now): (i64, i64) = (row.get(0), row.get(1));
+                Reservation::Granted { wait: Duration::from_millis((tat - interval - now).max(0) as u64) }
+            }
+            None => Reservation::DailySpent { limit: limit.per_day.unwrap_or(0) },
+        })
+    }
+
+    fn lease_lost(lease: &SyncLease) -> StoreError {
+        StoreError::LeaseLost { connection: lease.connection_id.clone(), sync: lease.sync.clone() }
+    }
+}
+
+impl BudgetStore for PostgresStore {
+    fn reserve<'a>(
+        &'a self,
+        tenant: &'a str,
+        limit: &'a RateLimitSpec,
+        _now_ms: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Reservation, String>> + Send + 'a>> {
+        Box::pin(async move { self.reserve_slot(tenant, limit).await.map_err(|e| e.to_string()) })
+    }
+}
+
+fn auth_mode_name(credentials: &Credentials) -> &'static str {
+    match credentials {
+        Credentials::Basic { .. } => "BASIC",
+        Credentials::OAuth2 { .. } => "OAUTH2",
+    }
+}
+
+fn username(credentials: &Credentials) -> Option<&str> {
+    match credentials {
+        Credentials::Basic { username, .. } => Some(username),
+        Credentials::OAuth2 { .. } => None,
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user@host/db`.
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn create_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let now = unix_now() as i64;
+        let sealed = self.key.seal_credentials(&connection.id, &connection.credentials);
+        let config = serde_json::to_string(&connection.config).unwrap_or_else(|_| "{}".into());
+        let inserted = self
+            .execute(
+                "INSERT INTO connections (id, provider, auth_mode, username, sealed_credentials, config, created_at, updated_at, verified_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) ON CONFLICT (id) DO NOTHING",
+                &[
+                    &connection.id,
+                    &connection.provider,
+                    &auth_mode_name(&connection.credentials),
+                    &username(&connection.credentials),
+                    &sealed,
+                    &config,
+                    &now,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::ConnectionExists(connection.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn rotate_credentials(&self, id: &str, credentials: &Credentials) -> Result<(), StoreError> {
+        let sealed = self.key.seal_credentials(id, credentials);
+        let changed = self
+            .execute(
+                "UPDATE connections SET sealed_credentials = $2, auth_mode = $3, username = $4, updated_at = $5, verified_at = $5
+                 WHERE id = $1",
+                &[&id, &sealed, &auth_mode_name(credentials), &username(credentials), &(unix_now() as i64)],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::NoConnection(id.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn save_tokens(
+        &self,
+        id: &str,
+        credentials: &Credentials,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection(id).await?;
+        connection.config.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let merged = serde_json::to_string(&connection.config).unwrap_or_else(|_| "{}".into());
+        let sealed = self.key.seal_credentials(id, credentials);
+        let changed = self
+            .execute(
+                "UPDATE connections SET sealed_credentials = $2, auth_mode = $3, username = $4, config = $5,
+                 updated_at = $6, verified_at = $6 WHERE id = $1",
+                &[&id, &sealed, &auth_mode_name(credentials), &username(credentials), &merged, &(unix_now() as i64)],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::NoConnection(id.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
+        // Sync state, runs and records go with it (ON DELETE CASCADE).
+        if self.execute("DELETE FROM connections WHERE id = $1", &[&id]).await? == 0 {
+            return Err(StoreError::NoConnection(id.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn connection(&self, id: &str) -> Result<Connection, StoreError> {
+        let rows =
+            self.query("SELECT provider, sealed_credentials, config FROM connections WHERE id = $1", &[&id]).await?;
+        let row = rows.first().ok_or_else(|| StoreError::NoConnection(id.to_string()))?;
+        let sealed: Vec<u8> = row.get(1);
+        let credentials = self.key.open_credentials(id, &sealed)?;
+        let config = serde_json::from_str(row.get::<_, &str>(2))
+            .map_err(|e| StoreError::Corrupt { id: id.to_string(), message: e.to_string() })?;
+        Ok(Connection { id: id.to_string(), provider: row.get(0), credentials, config })
+    }
+
+    async fn connections(&self) -> Result<Vec<ConnectionSummary>, StoreError> {
+        self.summaries(None).await
+    }
+
+    async fn connection_summary(&self, id: &str) -> Result<ConnectionSummary, StoreError> {
+        self.summaries(Some(id)).await?.pop().ok_or_else(|| StoreError::NoConnection(id.to_string()))
+    }
+
+    async fn mark_verified(&self, id: &str) -> Result<(), StoreError> {
+        self.execute("UPDATE connections SET verified_at = $2 WHERE id = $1", &[&id, &(unix_now() as i64)]).await?;
+        Ok(())
+    }
+
+    async fn begin_sync(&self, lease: &SyncLease, model: &str, full: bool) -> Result<Option<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        // The row, locked, so two runs deciding at once see each other.
+        tx.execute(
+            "INSERT INTO sync_state (connection_id, sync, model, status) VALUES ($1, $2, $3, 'queued')
+             ON CONFLICT (connection_id, sync) DO NOTHING",
+            &[&lease.connection_id, &lease.sync, &model],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT lease_owner, lease_expires_at, {NOW_MS} FROM sync_state
+                     WHERE connection_id = $1 AND sync = $2 FOR UPDATE"
+                ),
+                &[&lease.connection_id, &lease.sync],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        let (owner, until, now): (Option<String>, Option<i64>, i64) = (row.get(0), row.get(1), row.get(2));
+        if let (Some(owner), Some(until)) = (owner, until)
+            && owner != lease.owner
+            && until > now
+        {
+            return Err(StoreError::SyncRunning {
+                connection: lease.connection_id.clone(),
+                sync: lease.sync.clone(),
+                owner,
+                until: terapi_store::time::rfc3339((until / 1000) as u64),
+            });
+        }
+        let checkpoint: Option<String> = tx
+            .query_one(
+                "UPDATE sync_state SET status = 'running', model = $3, last_started_at = $4 / 1000, last_error = NULL,
+                     lease_owner = $5, lease_expires_at = $4 + $6,
+                     checkpoint = CASE WHEN $7 THEN NULL ELSE checkpoint END
+                 WHERE connection_id = $1 AND sync = $2 RETURNING checkpoint",
+                &[&lease.connection_id, &lease.sync, &model, &now, &lease.owner, &ms(lease.ttl), &full],
+            )
+            .await
+            .map_err(|e| self.err(e))?
+            .get(0);
+        tx.execute(
+            "INSERT INTO sync_runs (connection_id, sync, owner, started_at_ms, last_beat_ms, status)
+             VALUES ($1, $2, $3, $4, $4, 'running')",
+            &[&lease.connection_id, &lease.sync, &lease.owner, &now],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(checkpoint)
+    }
+
+    async fn commit_page(&self, lease: &SyncLease, model: &str, page: &SyncPage) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        let held = tx
+            .execute(
+                &format!(
+                    "UPDATE sync_state SET checkpoint = $4, pages = pages + 1, lease_expires_at = {NOW_MS} + $5
+                     WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3"
+                ),
+                &[&lease.connection_id, &lease.sync, &lease.owner, &page.next_checkpoint, &ms(lease.ttl)],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        if held == 0 {
+            return Err(Self::lease_lost(lease));
+        }
+        upsert_records(&tx, &lease.connection_id, model, &page.records).await.map_err(|e| self.err(e))?;
+        tx.execute(
+            &format!(
+                "UPDATE sync_runs SET pages = pages + 1, records = records + $4, last_beat_ms = {NOW_MS}
+                 WHERE connection_id = $1 AND sync = $2 AND owner = $3 AND finished_at_ms IS NULL"
+            ),
+            &[&lease.connection_id, &lease.sync, &lease.owner, &(page.records.len() as i64)],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn finish_sync(&self, lease: &SyncLease, outcome: Result<(), &str>) -> Result<(), StoreError> {
+        let (status, error) = match outcome {
+            Ok(()) => ("done", None),
+            Err(message) => ("failed", Some(message)),
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        tx.execute(
+            &format!(
+                "UPDATE sync_state SET status = $4, last_error = $5, last_finished_at = {NOW_MS} / 1000,
+                     lease_owner = NULL, lease_expires_at = NULL,
+                     due_at = CASE WHEN $4 = 'done' OR due_at IS NULL THEN NULL ELSE {NOW_MS} + $6 END
+                 WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3"
+            ),
+            &[&lease.connection_id, &lease.sync, &lease.owner, &status, &error, &(RETRY_FAILED_AFTER_MS as i64)],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            &format!(
+                "UPDATE sync_runs SET status = $4, finished_at_ms = {NOW_MS}, last_beat_ms = {NOW_MS}
+                 WHERE connection_id = $1 AND sync = $2 AND owner = $3 AND finished_at_ms IS NULL"
+            ),
+            &[&lease.connection_id, &lease.sync, &lease.owner, &status],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        let held = tx
+            .execute(
+                &format!(
+                    "UPDATE sync_state SET lease_expires_at = {NOW_MS} + $4
+                     WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3"
+                ),
+                &[&lease.connection_id, &lease.sync, &lease.owner, &ms(lease.ttl)],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        if held == 0 {
+            return Err(Self::lease_lost(lease));
+        }
+        tx.execute(
+            &format!(
+                "UPDATE sync_runs SET last_beat_ms = {NOW_MS}
+                 WHERE connection_id = $1 AND sync = $2 AND owner = $3 AND finished_at_ms IS NULL"
+            ),
+            &[&lease.connection_id, &lease.sync, &lease.owner],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn sync_states(&self, connection_id: &str) -> Result<Vec<SyncState>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT s.sync, s.model, s.checkpoint,
+                            CASE WHEN s.status = 'running' AND (s.lease_expires_at IS NULL OR s.lease_expires_at <= {NOW_MS})
+                                 THEN 'interrupted' ELSE s.status END,
+                            s.pages, s.last_started_at, s.last_finished_at, s.last_error,
+                            (SELECT COUNT(*) FROM records r WHERE r.connection_id = s.connection_id AND r.model = s.model)
+                     FROM sync_state s WHERE s.connection_id = $1 ORDER BY s.sync"
+                ),
+                &[&connection_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SyncState {
+                connection_id: connection_id.to_string(),
+                sync: r.get(0),
+                model: r.get(1),
+                checkpoint: r.get(2),
+                status: r.get(3),
+                pages: r.get::<_, i64>(4) as u64,
+                last_started_at: r.get::<_, Option<i64>>(5).map(|t| t as u64),
+                last_finished_at: r.get::<_, Option<i64>>(6).map(|t| t as u64),
+                last_error: r.get(7),
+                records: r.get::<_, i64>(8) as u64,
+            })
+            .collect())
+    }
+
+    async fn sync_runs(&self, connection_id: &str) -> Result<Vec<SyncRunRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT connection_id, sync, owner, started_at_ms, last_beat_ms, finished_at_ms, status, pages, records
+                 FROM sync_runs WHERE connection_id = $1 ORDER BY id",
+                &[&connection_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SyncRunRecord {
+                connection_id: r.get(0),
+                sync: r.get(1),
+                owner: r.get(2),
+                started_at_ms: r.get::<_, i64>(3) as u64,
+                last_beat_ms: r.get::<_, i64>(4) as u64,
+                finished_at_ms: r.get::<_, Option<i64>>(5).map(|t| t as u64),
+                status: r.get(6),
+                pages: r.get::<_, i64>(7) as u64,
+                records: r.get::<_, i64>(8) as u64,
+            })
+            .collect())
+    }
+
+    async fn schedule_sync(
+        &self,
+        connection_id: &str,
+        sync: &str,
+        model: &str,
+        due_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO sync_state (connection_id, sync, model, status, due_at) VALUES ($1, $2, $3, 'queued', $4)
+             ON CONFLICT (connection_id, sync) DO UPDATE SET model = $3, due_at = $4",
+            &[&connection_id, &sync, &model, &(due_at_ms as i64)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_due_sync(&self, owner: &str, ttl: Duration) -> Result<Option<(String, String)>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "WITH now AS (SELECT {NOW_MS} AS ms),
+                     due AS (SELECT connection_id, sync FROM sync_state, now
+                             WHERE due_at <= now.ms AND (lease_owner IS NULL OR lease_expires_at <= now.ms)
+                             ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     UPDATE sync_state s SET lease_owner = $1, lease_expires_at = (SELECT ms FROM now) + $2
+                     FROM due WHERE s.connection_id = due.connection_id AND s.sync = due.sync
+                     RETURNING s.connection_id, s.sync"
+                ),
+                &[&owner, &ms(ttl)],
+            )
+            .await?;
+        Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+    }
+
+    async fn upsert_records(&self, connection_id: &str, model: &str, records: &[SyncRecord]) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        upsert_records(&tx, connection_id, model, records).await.map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn records(&self, query: &RecordQuery) -> Result<RecordPage, StoreError> {
+        let after: i64 = match &query.cursor {
+            Some(cursor) => cursor.parse().map_err(|_| {
+                StoreError::BadQuery("the cursor is not one this store handed out; start again without it".into())
+            })?,
+            None => 0,
+        };
+        let after_text = query.modified_after.map(terapi_store::time::rfc3339);
+        let after_unix = query.modified_after.map(|t| t as i64);
+        let limit = i64::from(query.limit.clamp(1, 10_000));
+        let rows = self
+            .query(
+                "SELECT seq, json FROM records WHERE connection_id = $1 AND model = $2 AND seq > $3
+                 AND ($4::text IS NULL OR modified_at > $4 OR (modified_at IS NULL AND updated_at > $5))
+                 ORDER BY seq LIMIT $6",
+                &[&query.connection_id, &query.model, &after, &after_text, &after_unix, &(limit + 1)],
+            )
+            .await?;
+        let more = rows.len() as i64 > limit;
+        let rows = &rows[..rows.len().min(limit as usize)];
+        let next_cursor = more.then(|| rows.last().map(|r| r.get::<_, i64>(0).to_string())).flatten();
+        Ok(RecordPage { records: rows.iter().map(|r| r.get(1)).collect(), next_cursor })
+    }
+
+    async fn tool_decision(&self, provider: &str, tool: &str) -> Result<Option<String>, StoreError> {
+        let rows =
+            self.query("SELECT status FROM tool_policy WHERE provider = $1 AND tool = $2", &[&provider, &tool]).await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    async fn set_tool_decision(&self, provider: &str, tool: &str, approved: bool) -> Result<(), StoreError> {
+        let status = if approved { "approved" } else { "denied" };
+        self.execute(
+            "INSERT INTO tool_policy (provider, tool, status, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (provider, tool) DO UPDATE SET status = $3, updated_at = $4",
+            &[&provider, &tool, &status, &(unix_now() as i64)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO audit (at, caller, connection_id, tool, input_sha256, status, duration_ms, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &(entry.at as i64),
+                &entry.caller,
+                &entry.connection_id,
+                &entry.tool,
+                &entry.input_sha256,
+                &entry.status,
+                &(entry.duration_ms as i64),
+                &entry.detail,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT at, caller, connection_id, tool, input_sha256, status, duration_ms, detail FROM
+                 (SELECT * FROM audit ORDER BY id DESC LIMIT $1) newest ORDER BY id",
+                &[&i64::from(limit)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                at: r.get::<_, i64>(0) as u64,
+                caller: r.get(1),
+                connection_id: r.get(2),
+                tool: r.get(3),
+                input_sha256: r.get(4),
+                status: r.get(5),
+                duration_ms: r.get::<_, i64>(6) as u64,
+                detail: r.get(7),
+            })
+            .collect())
+    }
+}
+
+/// Unchanged records are left alone, so `updated_at` means "changed".
+async fn upsert_records(
+    tx: &deadpool_postgres::Transaction<'_>,
+    connection_id: &str,
+    model: &str,
+    records: &[SyncRecord],
+) -> Result<(), tokio_postgres::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let now = unix_now() as i64;
+    // One statement can touch a row once: of an id given twice, the last wins.
+    let mut last: std::collections::HashMap<&str, &SyncRecord> = std::collections::HashMap::new();
+    let mut order = Vec::with_capacity(records.len());
+    for record in records {
+        if last.insert(record.id.as_str(), record).is_none() {
+            order.push(record.id.as_str());
+        }
+    }
+    let page: Vec<&SyncRecord> = order.iter().map(|id| last[id]).collect();
+    // One statement for the page: arrays of ids, JSON and times, unnested.
+    let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+    let jsons: Vec<&str> = page.iter().map(|r| r.json.as_str()).collect();
+    let modified: Vec<Option<&str>> = page.iter().map(|r| r.modified_at.as_deref()).collect();
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at)
+             SELECT $1, $2, page.id, page.json, page.modified_at, $6, $6
+             FROM unnest($3::text[], $4::text[], $5::text[]) AS page (id, json, modified_at)
+             ON CONFLICT (connection_id, model, id) DO UPDATE
+             SET json = excluded.json, modified_at = excluded.modified_at, updated_at = excluded.updated_at
+             WHERE records.json IS DISTINCT FROM excluded.json OR records.modified_at IS DISTINCT FROM excluded.modified_at",
+        )
+        .await?;
+    tx.execute(&statement, &[&connection_id, &model, &ids, &jsons, &modified, &now]).await?;
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Versioned migrations. `schema_version` holds how many were applied; the
+//! caller holds an advisory lock, so hosts starting together apply each once.
+
+use terapi_store::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the same tables as the SQLite store, with ON DELETE CASCADE so a
+    // connection takes its state with it, and a sequence for record cursors.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
+     CREATE TABLE connections (
+         id TEXT PRIMARY KEY,
+         provider TEXT NOT NULL,
+         auth_mode TEXT NOT NULL,
+         username TEXT,
+         sealed_credentials BYTEA NOT NULL,
+         config TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         updated_at BIGINT NOT NULL,
+         verified_at BIGINT
+     );
+     CREATE TABLE sync_state (
+         connection_id TEXT NOT NULL REFERENCES connections (id) ON DELETE CASCADE,
+         sync TEXT NOT NULL,
+         model TEXT NOT NULL,
+         checkpoint TEXT,
+         status TEXT NOT NULL,
+         pages BIGINT NOT NULL DEFAULT 0,
+         last_started_at BIGINT,
+         last_finished_at BIGINT,
+         last_error TEXT,
+         lease_owner TEXT,
+         lease_expires_at BIGINT,
+         due_at BIGINT,
+         PRIMARY KEY (connection_id, sync)
+     );
+     CREATE INDEX sync_state_due ON sync_state (due_at) WHERE due_at IS NOT NULL;
+     CREATE TABLE sync_runs (
+         id BIGSERIAL PRIMARY KEY,
+         connection_id TEXT NOT NULL REFERENCES connections (id) ON DELETE CASCADE,
+         sync TEXT NOT NULL,
+         owner TEXT NOT NULL,
+         started_at_ms BIGINT NOT NULL,
+         last_beat_ms BIGINT NOT NULL,
+         finished_at_ms BIGINT,
+         status TEXT NOT NULL,
+         pages BIGINT NOT NULL DEFAULT 0,
+         records BIGINT NOT NULL DEFAULT 0
+     );
+     CREATE INDEX sync_runs_by_sync ON sync_runs (connection_id, sync, id);
+     CREATE TABLE records (
+         seq BIGSERIAL NOT NULL,
+         connection_id TEXT NOT NULL REFERENCES connections (id) ON DELETE CASCADE,
+         model TEXT NOT NULL,
+         id TEXT NOT NULL,
+         json TEXT NOT NULL,
+         modified_at TEXT,
+         first_seen_at BIGINT NOT NULL,
+         updated_at BIGINT NOT NULL,
+         PRIMARY KEY (connection_id, model, id)
+     );
+     CREATE INDEX records_by_seq ON records (connection_id, model, seq);
+     CREATE TABLE tool_policy (
+         provider TEXT NOT NULL,
+         tool TEXT NOT NULL,
+         status TEXT NOT NULL CHECK (status IN ('approved', 'denied')),
+         updated_at BIGINT NOT NULL,
+         PRIMARY KEY (provider, tool)
+     );
+     CREATE TABLE audit (
+         id BIGSERIAL PRIMARY KEY,
+         at BIGINT NOT NULL,
+         caller TEXT NOT NULL,
+         connection_id TEXT NOT NULL,
+         tool TEXT NOT NULL,
+         input_sha256 TEXT NOT NULL,
+         status TEXT NOT NULL,
+         duration_ms BIGINT NOT NULL,
+         detail TEXT
+     );
+     CREATE TABLE rate_budget (
+         tenant TEXT PRIMARY KEY,
+         tat_ms BIGINT NOT NULL,
+         day BIGINT NOT NULL,
+         used BIGINT NOT NULL
+     );",
+];
+
+pub async fn migrate(tx: &deadpool_postgres::Transaction<'_>, shown: &str) -> Result<(), StoreError> {
+    let error = |e: tokio_postgres::Error| StoreError::Database { path: shown.into(), message: e.to_string() };
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").await.map_err(error)?;
+    let applied: Option<i32> =
+        tx.query_opt("SELECT version FROM schema_version", &[]).await.map_err(error)?.map(|r| r.get(0));
+    let applied = applied.unwrap_or(0) as usize;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::NewerSchema { path: shown.into(), found: applied as u32, known: MIGRATIONS.len() as u32 });
+    }
+    for sql in &MIGRATIONS[applied..] {
+        tx.batch_execute(sql).await.map_err(error)?;
+    }
+    if applied < MIGRATIONS.len() {
+        tx.execute("DELETE FROM schema_version", &[]).await.map_err(error)?;
+        tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&(MIGRATIONS.len() as i32)])
+            .await
+            .map_err(error)?;
+    }
+    Ok(())
+}
