@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the guest's parsing tests (natively), and the
 # end-to-end tests of the real component in the real host against the fake
-# Gong. Installs the wasm target the guests are built for if it is missing.
+# Gong, on SQLite and on a real PostgreSQL server this script starts (and
+# installs from Debian's packages if it is missing). Installs the wasm
+# target the guests are built for if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
+fi
+
+# A throwaway PostgreSQL on loopback for the fleet tests, gone on exit.
+if [ -z "${TERAPI_TEST_DATABASE_URL:-}" ]; then
+    eval "$(scripts/postgres.sh start)"
+    trap 'scripts/postgres.sh stop "$TERAPI_TEST_PGDATA"' EXIT
 fi
 
 # --benches adds the benchmarks, run once each on the debug build so they

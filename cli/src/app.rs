@@ -10,7 +10,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use terapi_host::{AuthMode, BASE_URL_CONFIG_KEY, Connection, Credentials, Providers, RuntimeConfig, Secret, Session};
 use terapi_platform::{ComponentSource, Platform, PlatformConfig};
-use terapi_store::SqliteStore;
+use terapi_store::{MasterKey, SqliteStore, Store};
+use terapi_store_postgres::PostgresStore;
 
 use crate::{ConnectionArgs, CredentialArgs, GlobalArgs};
 
@@ -43,22 +44,33 @@ impl App {
             .ok_or_else(|| anyhow!("no data directory: set --data-dir or TERAPI_DATA_DIR"))
     }
 
-    /// The store in the data dir, with its request budgets: every terapi
-    /// process on the same data dir keeps the provider's limits together.
-    pub fn store(&self) -> Result<Arc<SqliteStore>> {
+    /// The store, with its request budgets: PostgreSQL with
+    /// `--database-url`, otherwise SQLite in the data dir. Every terapi
+    /// process on the same store keeps the provider's limits together.
+    pub async fn store(&self) -> Result<Arc<dyn Store>> {
         let dir = self.data_dir()?;
-        let store = SqliteStore::open_in(&dir).with_context(|| format!("opening the store in {}", dir.display()))?;
-        Ok(Arc::new(store))
+        match &self.global.database_url {
+            Some(url) => {
+                let key = MasterKey::from_env_or_file(&dir)?;
+                let store = PostgresStore::open(url, key, 16).await.context("opening the PostgreSQL store")?;
+                Ok(Arc::new(store))
+            }
+            None => {
+                let store =
+                    SqliteStore::open_in(&dir).with_context(|| format!("opening the store in {}", dir.display()))?;
+                Ok(Arc::new(store))
+            }
+        }
     }
 
-    pub fn platform(&self) -> Result<Platform> {
+    pub async fn platform(&self) -> Result<Platform> {
         let cache_dir =
             if self.global.no_cache { None } else { self.global.cache_dir.clone().or_else(default_cache_dir) };
         let config = PlatformConfig {
             runtime: RuntimeConfig { cache_dir, ..RuntimeConfig::default() },
             providers: self.providers.clone(),
             components: self.components()?,
-            store: self.store()?,
+            store: self.store().await?,
             oauth_clients: self
                 .providers
                 .iter()

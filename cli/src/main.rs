@@ -49,6 +49,13 @@ pub struct GlobalArgs {
     /// [default: $XDG_DATA_HOME/terapi or ~/.local/share/terapi].
     #[arg(long, env = "TERAPI_DATA_DIR", global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep connections, syncs, records and request budgets in this
+    /// PostgreSQL database instead of SQLite in the data dir, so several
+    /// terapi processes on several machines share them (every one needs the
+    /// same master key: set TERAPI_MASTER_KEY). Example:
+    /// postgres://terapi:PASSWORD@db.internal/terapi
+    #[arg(long, env = "TERAPI_DATABASE_URL", global = true, value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Compile the component afresh and keep nothing on disk.
     #[arg(long, global = true)]
     pub no_cache: bool,
@@ -132,6 +139,20 @@ pub enum Command {
     Sync {
         #[command(subcommand)]
         command: SyncCommand,
+    },
+    /// Run due syncs (see `sync schedule`) until stopped: start several,
+    /// on one machine or many sharing a --database-url.
+    Worker {
+        /// Syncs this worker runs at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Seconds a run's lease lasts without a sign of life; a worker that
+        /// dies has its syncs taken over after this.
+        #[arg(long, default_value_t = 60)]
+        lease_secs: u64,
+        /// Exit once nothing is due and nothing is running.
+        #[arg(long)]
+        exit_when_idle: bool,
     },
     /// List or run actions.
     Action {
@@ -299,6 +320,16 @@ pub enum RecordsCommand {
 pub enum SyncCommand {
     /// The syncs the component offers.
     List,
+    /// Mark a sync due now for `terapi worker`, for one connection or all.
+    Schedule {
+        /// Sync name (see `terapi sync list`).
+        name: String,
+        #[arg(long, short = 'c', env = "TERAPI_CONNECTION", required_unless_present = "all")]
+        connection: Option<String>,
+        /// Every saved connection.
+        #[arg(long, conflicts_with = "connection")]
+        all: bool,
+    },
     /// Per sync of a saved connection: last run, records, checkpoint, last error.
     Status {
         #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
@@ -404,6 +435,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Tool { command } => commands::tool::run(&app, command).await,
+        Command::Worker { concurrency, lease_secs, exit_when_idle } => {
+            commands::sync::worker(&app, concurrency, lease_secs, exit_when_idle).await
+        }
         Command::Audit { command } => commands::tool::audit(&app, command).await,
         Command::Mcp { command } => commands::mcp::run(&app, command).await,
         Command::Webhooks { command } => commands::webhooks::run(&app, command).await,

@@ -20,6 +20,7 @@ mod registry;
 mod syncs;
 mod tools;
 pub mod webhooks;
+mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,7 @@ pub use terapi_host;
 pub use terapi_store;
 pub use tools::{ToolCall, ToolInfo, ToolStatus, toolset};
 pub use webhooks::WebhookOutcome;
+pub use worker::{WorkerOptions, WorkerReport};
 
 /// What a platform is made of.
 pub struct PlatformConfig {
@@ -61,6 +63,7 @@ pub struct Platform {
     descriptions: Mutex<HashMap<String, Arc<ProviderDescription>>>,
     /// Names this process in sync leases.
     owner: String,
+    lease_ttl: Duration,
 }
 
 impl Platform {
@@ -77,6 +80,7 @@ impl Platform {
             oauth_clients: config.oauth_clients,
             descriptions: Mutex::new(HashMap::new()),
             owner: lease_owner(),
+            lease_ttl: Duration::from_secs(60),
         })
     }
 
@@ -108,10 +112,17 @@ impl Platform {
         Ok(description)
     }
 
-    /// How long a sync run's lease lasts without a new page: one call's
-    /// wall-clock limit and a margin, so only a dead run loses it.
-    fn lease_ttl(&self) -> Duration {
-        self.runtime.config().call_timeout + Duration::from_secs(30)
+    /// How long a sync run's lease lasts without a sign of life. A live run
+    /// renews it every third of that, so a run whose process died is taken
+    /// over by another within this time.
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
+    }
+
+    /// Sets the lease time (default 60 s; a few seconds in tests).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Platform {
+        self.lease_ttl = ttl.max(Duration::from_millis(300));
+        self
     }
 }
 

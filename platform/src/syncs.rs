@@ -2,6 +2,8 @@
 //! page by page (each page's records and checkpoint in one transaction),
 //! resumable from the last committed page.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use terapi_host::{PageSink, Session, SyncOptions, SyncPage, SyncRun};
 use terapi_store::{Store, SyncLease};
 
@@ -70,26 +72,64 @@ impl Platform {
         options: &StoredSyncOptions,
         progress: &mut dyn SyncProgress,
     ) -> Result<StoredSyncRun, PlatformError> {
-        let provider = self.store.connection_summary(connection_id).await?.provider;
-        let model = self
-            .describe(&provider)
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        // Each run is its own lease holder, even two in one process.
+        let owner = format!("{}:run{}", self.owner, RUNS.fetch_add(1, Ordering::Relaxed));
+        self.run_sync_as(session, connection_id, sync, options, progress, owner).await
+    }
+
+    /// The model a provider's sync writes.
+    pub(crate) async fn sync_model(&self, provider: &str, sync: &str) -> Result<String, PlatformError> {
+        self.describe(provider)
             .await?
             .syncs
             .iter()
             .find(|s| s.name == sync)
             .map(|s| s.model.clone())
-            .ok_or_else(|| PlatformError::NoSync { provider: provider.clone(), sync: sync.to_string() })?;
+            .ok_or_else(|| PlatformError::NoSync { provider: provider.to_string(), sync: sync.to_string() })
+    }
+
+    /// A run under the lease of `owner` (a worker's claim, or a fresh one).
+    pub(crate) async fn run_sync_as(
+        &self,
+        session: &Session,
+        connection_id: &str,
+        sync: &str,
+        options: &StoredSyncOptions,
+        progress: &mut dyn SyncProgress,
+        owner: String,
+    ) -> Result<StoredSyncRun, PlatformError> {
+        let provider = self.store.connection_summary(connection_id).await?.provider;
+        let model = self.sync_model(&provider, sync).await?;
         let lease = SyncLease {
             connection_id: connection_id.to_string(),
             sync: sync.to_string(),
-            owner: self.owner.clone(),
+            owner,
             ttl: self.lease_ttl(),
         };
         let saved = self.store.begin_sync(&lease, &model, options.full).await?;
         let start = options.checkpoint.clone().or(saved);
         let resumed = start.is_some();
         let mut sink = StoreSink { store: self.store.as_ref(), lease: &lease, model: &model, progress };
-        match terapi_host::run_sync(session, sync, start, &options.sync, &mut sink).await {
+        let run = terapi_host::run_sync(session, sync, start, &options.sync, &mut sink);
+        // While a page is fetched (which can take long: rate limits,
+        // retries), the lease is renewed, so only a dead run loses it.
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(lease.ttl / 3).await;
+                if let Err(lost) = self.store.renew_lease(&lease).await {
+                    return lost;
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = run => outcome,
+            lost = heartbeat => {
+                tracing::error!("sync `{sync}` of `{connection_id}` stopped: {lost}");
+                return Err(lost.into());
+            }
+        };
+        match outcome {
             Ok(run) => {
                 self.store.finish_sync(&lease, Ok(())).await?;
                 Ok(StoredSyncRun { run, resumed })

@@ -47,8 +47,7 @@ impl PostgresStore {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| bad(format!("not a PostgreSQL URL ({e}); expected postgres://user:password@host/db")))?;
-        let manager =
-            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(max_connections.max(1))
             .build()
@@ -332,8 +331,8 @@ impl Store for PostgresStore {
         }
         let checkpoint: Option<String> = tx
             .query_one(
-                "UPDATE sync_state SET status = 'running', model = $3, last_started_at = $4 / 1000, last_error = NULL,
-                     lease_owner = $5, lease_expires_at = $4 + $6,
+                "UPDATE sync_state SET status = 'running', model = $3, last_started_at = $4::bigint / 1000,
+                     last_error = NULL, lease_owner = $5, lease_expires_at = $4::bigint + $6::bigint,
                      checkpoint = CASE WHEN $7 THEN NULL ELSE checkpoint END
                  WHERE connection_id = $1 AND sync = $2 RETURNING checkpoint",
                 &[&lease.connection_id, &lease.sync, &model, &now, &lease.owner, &ms(lease.ttl), &full],
@@ -508,6 +507,11 @@ impl Store for PostgresStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn due_now(&self) -> Result<u64, StoreError> {
+        let rows = self.query(&format!("SELECT COUNT(*) FROM sync_state WHERE due_at <= {NOW_MS}"), &[]).await?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
     }
 
     async fn claim_due_sync(&self, owner: &str, ttl: Duration) -> Result<Option<(String, String)>, StoreError> {

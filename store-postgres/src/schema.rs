@@ -92,7 +92,11 @@ pub async fn migrate(tx: &deadpool_postgres::Transaction<'_>, shown: &str) -> Re
         tx.query_opt("SELECT version FROM schema_version", &[]).await.map_err(error)?.map(|r| r.get(0));
     let applied = applied.unwrap_or(0) as usize;
     if applied > MIGRATIONS.len() {
-        return Err(StoreError::NewerSchema { path: shown.into(), found: applied as u32, known: MIGRATIONS.len() as u32 });
+        return Err(StoreError::NewerSchema {
+            path: shown.into(),
+            found: applied as u32,
+            known: MIGRATIONS.len() as u32,
+        });
     }
     for sql in &MIGRATIONS[applied..] {
         tx.batch_execute(sql).await.map_err(error)?;

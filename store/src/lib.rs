@@ -212,13 +212,21 @@ pub trait Store: BudgetStore + Send + Sync {
 
     /// Marks a sync due at `due_at_ms` (unix ms) for a worker to run. A run
     /// that finishes clears it; one that fails leaves it due a minute later.
-    async fn schedule_sync(&self, connection_id: &str, sync: &str, model: &str, due_at_ms: u64)
-    -> Result<(), StoreError>;
+    async fn schedule_sync(
+        &self,
+        connection_id: &str,
+        sync: &str,
+        model: &str,
+        due_at_ms: u64,
+    ) -> Result<(), StoreError>;
     /// Claims one due sync whose lease is free or lapsed, taking the lease
     /// for `owner`: workers on one store never claim the same sync twice,
     /// and a dead worker's sync is claimed again once its lease lapses.
     /// Returns (connection id, sync).
     async fn claim_due_sync(&self, owner: &str, ttl: Duration) -> Result<Option<(String, String)>, StoreError>;
+    /// How many syncs are due now, claimable or not (a dead worker's stay
+    /// due until its lease lapses and another claims them).
+    async fn due_now(&self) -> Result<u64, StoreError>;
 
     /// Upserts records outside any sync (a webhook): a record delivered
     /// twice is stored once.

@@ -470,6 +470,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn due_now(&self) -> Result<u64, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        self.db()
+            .query_row("SELECT COUNT(*) FROM sync_state WHERE due_at <= ?1", [now_ms], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
     async fn claim_due_sync(&self, owner: &str, ttl: Duration) -> Result<Option<(String, String)>, StoreError> {
         let now_ms = terapi_host::limits::unix_ms() as i64;
         // SQLite has one writer at a time: the statement is the claim.
@@ -680,8 +688,8 @@ fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use crate::crypto;
+    use std::time::Duration;
     use terapi_host::Secret;
     use terapi_host::limits::{BudgetState, reserve};
 

@@ -8,7 +8,7 @@ use crate::app::{self, App};
 use crate::{ActionCommand, ConnectionArgs};
 
 pub async fn verify(app: &App, args: ConnectionArgs) -> Result<ExitCode> {
-    let platform = app.platform()?;
+    let platform = app.platform().await?;
     let (provider, verified) = match &args.connection {
         Some(id) => {
             let verified = platform.verify(id).await?;
@@ -24,7 +24,7 @@ pub async fn verify(app: &App, args: ConnectionArgs) -> Result<ExitCode> {
 }
 
 pub async fn run(app: &App, command: ActionCommand) -> Result<ExitCode> {
-    let platform = app.platform()?;
+    let platform = app.platform().await?;
     match command {
         ActionCommand::List { schemas } => {
             for action in &platform.describe(app.default_provider()).await?.actions {
@@ -72,7 +72,7 @@ pub async fn proxy(app: &App, args: ProxyArgs) -> Result<ExitCode> {
         // Only methods idempotent by definition are retried.
         idempotent: matches!(method, Method::Get | Method::Put | Method::Delete),
     };
-    let platform = app.platform()?;
+    let platform = app.platform().await?;
     let (session, _) = app::session(&platform, &args.connection).await?;
     let response = session.proxy(request).await?;
     eprintln!("HTTP {}", response.status);

@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use terapi_host::BASE_URL_CONFIG_KEY;
-use terapi_store::Store as _;
 
 use crate::ConnectionCommand;
 use crate::app::{self, App, when};
@@ -11,13 +10,13 @@ use crate::authorize;
 pub async fn run(app: &App, command: ConnectionCommand) -> Result<ExitCode> {
     match command {
         ConnectionCommand::List => {
-            for c in app.store()?.connections().await? {
+            for c in app.store().await?.connections().await? {
                 let base = c.config.get(BASE_URL_CONFIG_KEY).map(String::as_str).unwrap_or("(default base URL)");
                 println!("{:<20} {:<11} {:<7} {}", c.id, c.provider, c.auth_mode, base);
             }
         }
         ConnectionCommand::Show { id } => {
-            let store = app.store()?;
+            let store = app.store().await?;
             let summary = store.connection_summary(&id).await?;
             let syncs = store.sync_states(&id).await?;
             let shown = serde_json::json!({
@@ -46,22 +45,22 @@ pub async fn run(app: &App, command: ConnectionCommand) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         ConnectionCommand::Delete { id } => {
-            app.store()?.delete_connection(&id).await?;
+            app.store().await?.delete_connection(&id).await?;
             eprintln!("connection `{id}` deleted, with its checkpoints and records");
         }
         ConnectionCommand::Create { id, credential } => {
             let connection = app::connection_from(&credential, &id)?;
-            let verified = app.platform()?.create_connection(&connection).await?;
+            let verified = app.platform().await?.create_connection(&connection).await?;
             println!("connection `{id}` saved ({})", verified.summary);
         }
         ConnectionCommand::Rotate { id, credential } => {
             let credentials = app::connection_from(&credential, &id)?.credentials;
-            let verified = app.platform()?.rotate_credentials(&id, credentials).await?;
+            let verified = app.platform().await?.rotate_credentials(&id, credentials).await?;
             println!("connection `{id}`: credential replaced ({})", verified.summary);
         }
         ConnectionCommand::Authorize { id, provider, port, redirect_uri, code, scopes } => {
             terapi_host::connection::check_connection_id(&id)?;
-            let platform = app.platform()?;
+            let platform = app.platform().await?;
             let listener = match &code {
                 Some(_) => None,
                 None => Some(

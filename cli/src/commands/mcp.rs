@@ -32,7 +32,7 @@ pub async fn run(app: &App, command: McpCommand) -> Result<ExitCode> {
              authentication of its own, so it listens on loopback only; use 127.0.0.1:PORT or [::1]:PORT"
         );
     }
-    let platform = Arc::new(app.platform()?);
+    let platform = Arc::new(app.platform().await?);
     let provider = platform.store().connection_summary(&connection).await?.provider;
     // One session for the server's life, so a token it refreshes (and
     // saves) is the one the next call uses.

@@ -13,8 +13,7 @@ pub async fn run(app: &App, command: RecordsCommand) -> Result<ExitCode> {
         .map(|t| terapi_store::time::parse(&t).map_err(anyhow::Error::msg))
         .transpose()
         .context("--modified-after")?;
-    let store = app.store()?;
-    use terapi_store::Store as _;
+    let store = app.store().await?;
     store.connection_summary(&connection).await?;
     let mut query = RecordQuery { connection_id: connection, model, modified_after, cursor: None, limit: 1000 };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

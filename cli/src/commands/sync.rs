@@ -2,8 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use terapi_host::SyncOptions;
-use terapi_platform::StoredSyncOptions;
-use terapi_store::Store as _;
+use terapi_platform::{StoredSyncOptions, WorkerOptions};
 
 use crate::SyncCommand;
 use crate::app::{self, App, when};
@@ -12,14 +11,26 @@ use crate::sinks::{NdjsonSink, Progress};
 pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
     match command {
         SyncCommand::List => {
-            let platform = app.platform()?;
+            let platform = app.platform().await?;
             for sync in &platform.describe(app.default_provider()).await?.syncs {
                 let mode = if sync.incremental { "incremental" } else { "full" };
                 println!("{:<20} {:<22} {:<11} {}", sync.name, sync.model, mode, sync.description);
             }
         }
+        SyncCommand::Schedule { name, connection, all } => {
+            let platform = app.platform().await?;
+            let ids = match connection {
+                Some(id) => vec![id],
+                None if all => platform.store().connections().await?.into_iter().map(|c| c.id).collect(),
+                None => bail!("give --connection ID or --all"),
+            };
+            for id in &ids {
+                platform.schedule_sync(id, &name, None).await?;
+            }
+            eprintln!("{name}: due now for {} connection(s); `terapi worker` runs it", ids.len());
+        }
         SyncCommand::Status { connection } => {
-            let store = app.store()?;
+            let store = app.store().await?;
             store.connection_summary(&connection).await?;
             let states = store.sync_states(&connection).await?;
             if states.is_empty() {
@@ -42,7 +53,7 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
             if let Some(since) = &modified_since {
                 terapi_store::time::parse(since).map_err(|e| anyhow::anyhow!("--modified-since: {e}"))?;
             }
-            let platform = app.platform()?;
+            let platform = app.platform().await?;
             let sync = SyncOptions { modified_since, backfill_days };
             if let Some(id) = &args.connection {
                 if output.is_some() {
@@ -91,5 +102,20 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker(app: &App, concurrency: usize, lease_secs: u64, exit_when_idle: bool) -> Result<ExitCode> {
+    let platform = app.platform().await?.with_lease_ttl(std::time::Duration::from_secs(lease_secs));
+    let options = WorkerOptions { concurrency, exit_when_idle, ..WorkerOptions::default() };
+    eprintln!("worker: running due syncs, {concurrency} at a time (Ctrl-C stops after the current pages)");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let report = std::sync::Arc::new(platform).run_worker(options, shutdown).await?;
+    eprintln!(
+        "worker: {} runs ({} failed), {} pages, {} records",
+        report.runs, report.failed, report.pages, report.records
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,13 +1,12 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use terapi_store::Store as _;
 
 use crate::app::{App, when};
 use crate::{AuditCommand, ToolCommand};
 
 pub async fn run(app: &App, command: ToolCommand) -> Result<ExitCode> {
-    let platform = app.platform()?;
+    let platform = app.platform().await?;
     match command {
         ToolCommand::List { provider } => {
             for tool in platform.tools(&provider).await? {
@@ -38,7 +37,7 @@ pub async fn run(app: &App, command: ToolCommand) -> Result<ExitCode> {
 
 pub async fn audit(app: &App, command: AuditCommand) -> Result<ExitCode> {
     let AuditCommand::List { limit } = command;
-    for e in app.store()?.audit_entries(limit).await? {
+    for e in app.store().await?.audit_entries(limit).await? {
         println!(
             "{} {:<16} {:<14} {:<28} {:<8} {:>6}ms sha256:{}{}",
             when(Some(e.at)),

@@ -39,7 +39,7 @@ pub async fn run(app: &App, command: WebhooksCommand) -> Result<ExitCode> {
         }
         None => None,
     };
-    let platform = app.platform()?;
+    let platform = app.platform().await?;
     platform.store().connection_summary(&connection).await?;
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
     let address = listener.local_addr()?;

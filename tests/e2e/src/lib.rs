@@ -15,6 +15,8 @@ pub use fake_gong;
 pub use terapi_host;
 pub use terapi_platform;
 pub use terapi_store;
+pub use terapi_store_postgres;
+pub use tokio_postgres;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,15 +119,57 @@ pub fn platform_with(dir: &Path, providers: Providers, runtime: RuntimeConfig) -
     Platform::new(PlatformConfig {
         runtime: RuntimeConfig { cache_dir: Some(component_cache()), ..runtime },
         providers,
-        components: vec![ComponentSource {
-            providers: vec!["gong".into(), "gong-oauth".into()],
-            origin: "provider_gong.wasm".into(),
-            wasm: std::borrow::Cow::Borrowed(terapi_artifacts::PROVIDER_GONG),
-        }],
+        components: vec![gong_source()],
         store,
         oauth_clients: Default::default(),
     })
     .expect("platform starts")
+}
+
+/// The test PostgreSQL server (`scripts/test.sh` starts one and sets this).
+pub fn test_database_url() -> String {
+    std::env::var("TERAPI_TEST_DATABASE_URL").expect(
+        "TERAPI_TEST_DATABASE_URL is not set: run ./scripts/test.sh, which starts a PostgreSQL server for the tests",
+    )
+}
+
+/// A new, empty database on the test server; its URL.
+pub async fn fresh_database(name: &str) -> String {
+    let admin = test_database_url();
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("test PostgreSQL");
+    tokio::spawn(connection);
+    let database = format!("t_{}_{name}", std::process::id()).to_lowercase().replace('-', "_");
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {database}")).await.expect("drop database");
+    client.batch_execute(&format!("CREATE DATABASE {database}")).await.expect("create database");
+    match admin.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{database}"),
+        None => panic!("TERAPI_TEST_DATABASE_URL has no database name: {admin}"),
+    }
+}
+
+/// The platform on PostgreSQL at `url`, with the master key of `dir`
+/// (platforms given the same `dir` share a key, like hosts given one
+/// TERAPI_MASTER_KEY).
+pub async fn postgres_platform(url: &str, dir: &Path, providers: Providers, runtime: RuntimeConfig) -> Platform {
+    let key = terapi_store::MasterKey::from_env_or_file(dir).expect("master key");
+    let store =
+        Arc::new(terapi_store_postgres::PostgresStore::open(url, key, 8).await.expect("PostgreSQL store opens"));
+    Platform::new(PlatformConfig {
+        runtime: RuntimeConfig { cache_dir: Some(component_cache()), ..runtime },
+        providers,
+        components: vec![gong_source()],
+        store,
+        oauth_clients: Default::default(),
+    })
+    .expect("platform starts")
+}
+
+fn gong_source() -> ComponentSource {
+    ComponentSource {
+        providers: vec!["gong".into(), "gong-oauth".into()],
+        origin: "provider_gong.wasm".into(),
+        wasm: std::borrow::Cow::Borrowed(terapi_artifacts::PROVIDER_GONG),
+    }
 }
 
 /// Every stored record id of `model`, oldest first.

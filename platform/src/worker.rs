@@ -1,0 +1,122 @@
+//! A worker runs due syncs from the store. Several workers, in one process
+//! or on many machines sharing one database, never claim the same sync
+//! twice; a worker that dies leaves its leases to lapse, and another
+//! resumes its syncs from their last committed page.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use terapi_host::SyncPage;
+use tokio::task::JoinSet;
+
+use crate::{Platform, PlatformError, StoredSyncOptions};
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Syncs run at once by this worker.
+    pub concurrency: usize,
+    /// How often to look for due syncs when there is nothing to do.
+    pub poll_interval: Duration,
+    /// Return once nothing is due and nothing is running (batch jobs, tests).
+    pub exit_when_idle: bool,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions { concurrency: 4, poll_interval: Duration::from_secs(1), exit_when_idle: false }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub runs: u64,
+    pub failed: u64,
+    pub pages: u64,
+    pub records: u64,
+}
+
+impl Platform {
+    /// Marks `sync` of a saved connection due at `due_at_ms` (unix ms; now
+    /// when `None`) for a worker to run.
+    pub async fn schedule_sync(
+        &self,
+        connection_id: &str,
+        sync: &str,
+        due_at_ms: Option<u64>,
+    ) -> Result<(), PlatformError> {
+        let provider = self.store.connection_summary(connection_id).await?.provider;
+        let model = self.sync_model(&provider, sync).await?;
+        let due = due_at_ms.unwrap_or_else(terapi_host::limits::unix_ms);
+        Ok(self.store.schedule_sync(connection_id, sync, &model, due).await?)
+    }
+
+    /// Claims and runs due syncs, `concurrency` at a time, until `shutdown`
+    /// resolves (then the running syncs finish their current page and
+    /// stop) or, with `exit_when_idle`, until nothing is due or running.
+    pub async fn run_worker(
+        self: Arc<Self>,
+        options: WorkerOptions,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<WorkerReport, PlatformError> {
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let report = Arc::new(std::sync::Mutex::new(WorkerReport::default()));
+        let mut running = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let mut claimed_any = false;
+            while running.len() < options.concurrency.max(1) {
+                let owner = format!("{}:{}", self.owner, RUNS.fetch_add(1, Ordering::Relaxed));
+                let Some((connection, sync)) = self.store.claim_due_sync(&owner, self.lease_ttl()).await? else {
+                    break;
+                };
+                claimed_any = true;
+                let platform = self.clone();
+                let report = report.clone();
+                running.spawn(async move {
+                    let mut counted = (0u64, 0u64);
+                    let result = platform.run_claimed(&connection, &sync, owner, &mut counted).await;
+                    let mut report = report.lock().unwrap_or_else(|p| p.into_inner());
+                    report.runs += 1;
+                    report.pages += counted.0;
+                    report.records += counted.1;
+                    if let Err(e) = result {
+                        report.failed += 1;
+                        tracing::warn!("sync `{sync}` of `{connection}` failed: {e}");
+                    }
+                });
+            }
+            // Idle: nothing running here and nothing due anywhere (a sync a
+            // dead worker held is still due, and is waited for).
+            if running.is_empty() && !claimed_any && options.exit_when_idle && self.store.due_now().await? == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = tokio::time::sleep(options.poll_interval) => {}
+            }
+        }
+        // Runs in flight finish; their leases are released by finish_sync.
+        while running.join_next().await.is_some() {}
+        let report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(report)
+    }
+
+    async fn run_claimed(
+        &self,
+        connection_id: &str,
+        sync: &str,
+        owner: String,
+        counted: &mut (u64, u64),
+    ) -> Result<(), PlatformError> {
+        let session = self.session(connection_id).await?;
+        let mut progress = |page: &SyncPage| {
+            counted.0 += 1;
+            counted.1 += page.records.len() as u64;
+        };
+        self.run_sync_as(&session, connection_id, sync, &StoredSyncOptions::default(), &mut progress, owner)
+            .await
+            .map(drop)
+    }
+}

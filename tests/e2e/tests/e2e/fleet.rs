@@ -1,0 +1,176 @@
+//! Beyond one machine: the platform on a real PostgreSQL server
+//! (`scripts/test.sh` starts one), several platforms sharing it the way
+//! hosts of a fleet do.
+
+use std::time::Duration;
+
+use terapi_e2e::fake_gong::{FakeGongConfig, fixtures};
+use terapi_e2e::terapi_host::{Credentials, Providers, RuntimeConfig, Secret, SyncPage};
+use terapi_e2e::terapi_platform::{Platform, StoredSyncOptions, WorkerOptions};
+use terapi_e2e::terapi_store::{StoreError, SyncLease, SyncRunRecord};
+use terapi_e2e::*;
+
+async fn platform(url: &str, dir: &std::path::Path) -> Platform {
+    postgres_platform(url, dir, providers().clone(), RuntimeConfig::default()).await
+}
+
+fn nothing(_: &SyncPage) {}
+
+#[test]
+fn the_postgres_store_keeps_connections_syncs_and_secrets_like_sqlite() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig { users: fixtures::users(450), ..FakeGongConfig::default() }).await;
+        let url = fresh_database("round_trip").await;
+        let dir = fresh_dir("pg-round-trip");
+        let platform = platform(&url, &dir).await;
+        let connection = connection(&gong);
+        let id = connection.id.as_str();
+        let wrong = connection_with_secret(&gong, "wrong-secret-for-postgres");
+        assert!(platform.create_connection(&wrong).await.is_err());
+        platform.create_connection(&connection).await.unwrap();
+        assert!(matches!(
+            platform.create_connection(&connection).await,
+            Err(terapi_e2e::terapi_platform::PlatformError::Store(StoreError::ConnectionExists(_)))
+        ));
+
+        gong.fail_after(2);
+        let error = platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut nothing).await.unwrap_err();
+        assert!(error.to_string().contains("500"), "{error}");
+        let state = &platform.store().sync_states(id).await.unwrap()[0];
+        assert_eq!((state.status.as_str(), state.records), ("failed", 200));
+        gong.recover();
+        let done = platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut nothing).await.unwrap();
+        assert!(done.resumed);
+        assert_eq!(stored_ids(&platform, id, "GongUser").await, (0..450).map(fixtures::user_id).collect::<Vec<_>>());
+        let runs = platform.store().sync_runs(id).await.unwrap();
+        assert_eq!(
+            runs.iter().map(|r| (r.status.as_str(), r.records)).collect::<Vec<_>>(),
+            [("failed", 200), ("done", 250)]
+        );
+
+        // The secret is sealed in the database, and opens only with the key.
+        let (client, conn) = terapi_e2e::tokio_postgres::connect(&url, terapi_e2e::tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let sealed: Vec<u8> = client.query_one("SELECT sealed_credentials FROM connections", &[]).await.unwrap().get(0);
+        let secret = gong.config().access_key_secret.as_bytes();
+        assert!(!sealed.windows(secret.len()).any(|w| w == secret));
+        let other_key =
+            terapi_e2e::terapi_store::MasterKey::from_base64("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap();
+        let refused = terapi_e2e::terapi_store_postgres::PostgresStore::open(&url, other_key, 1).await;
+        assert!(matches!(refused, Err(StoreError::WrongKey)));
+        let Credentials::Basic { password, .. } = platform.store().connection(id).await.unwrap().credentials else {
+            panic!()
+        };
+        assert_eq!(password, Secret::new(gong.config().access_key_secret.clone()));
+
+        platform.delete_connection(id).await.unwrap();
+        assert!(platform.store().sync_states(id).await.unwrap().is_empty());
+        assert!(stored_ids(&platform, id, "GongUser").await.is_empty());
+    });
+}
+
+/// No two runs of one sync overlapped: each started after the one before it
+/// ended, or, for a run whose worker died, after its last sign of life.
+fn assert_never_concurrent(runs: &[SyncRunRecord]) {
+    for pair in runs.windows(2) {
+        let end = pair[0].finished_at_ms.unwrap_or(pair[0].last_beat_ms);
+        assert!(pair[1].started_at_ms >= end, "runs overlapped: {pair:?}");
+    }
+}
+
+#[test]
+fn workers_claim_each_due_sync_once_and_take_over_a_dead_workers_sync() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig { users: fixtures::users(250), ..FakeGongConfig::default() }).await;
+        let url = fresh_database("workers").await;
+        let dir = fresh_dir("pg-workers");
+        let setup = platform(&url, &dir).await;
+        let mut ids = Vec::new();
+        for _ in 0..12 {
+            let connection = connection(&gong);
+            setup.create_connection(&connection).await.unwrap();
+            setup.schedule_sync(&connection.id, "users", None).await.unwrap();
+            ids.push(connection.id);
+        }
+        // A worker claims one sync, commits a page, and dies.
+        let store = setup.store().clone();
+        let dead = SyncLease {
+            connection_id: String::new(),
+            sync: "users".into(),
+            owner: "dead-worker".into(),
+            ttl: Duration::from_millis(1500),
+        };
+        let (claimed, _) = store.claim_due_sync(&dead.owner, dead.ttl).await.unwrap().unwrap();
+        let dead = SyncLease { connection_id: claimed.clone(), ..dead };
+        store.begin_sync(&dead, "GongUser", false).await.unwrap();
+        let session = setup.session(&claimed).await.unwrap();
+        let page = session.run_sync_page(
+            "users",
+            None,
+            &terapi_e2e::terapi_host::SyncOptions { modified_since: None, backfill_days: None },
+        );
+        store.commit_page(&dead, "GongUser", &page.await.unwrap()).await.unwrap();
+
+        let worker = || async {
+            let platform = std::sync::Arc::new(platform(&url, &dir).await.with_lease_ttl(Duration::from_millis(1500)));
+            let options =
+                WorkerOptions { concurrency: 3, poll_interval: Duration::from_millis(100), exit_when_idle: true };
+            platform.run_worker(options, std::future::pending()).await.unwrap()
+        };
+        let (one, two, three) = tokio::join!(worker(), worker(), worker());
+        let reports = [one, two, three];
+        assert_eq!(reports.iter().map(|r| r.runs).sum::<u64>(), 12, "{reports:?}");
+        assert!(reports.iter().filter(|r| r.runs > 0).count() >= 2, "the work was shared: {reports:?}");
+
+        for id in &ids {
+            assert_eq!(stored_ids(&setup, id, "GongUser").await, (0..250).map(fixtures::user_id).collect::<Vec<_>>());
+            let runs = store.sync_runs(id).await.unwrap();
+            assert_eq!(runs.iter().filter(|r| r.status == "done").count(), 1, "{runs:?}");
+            assert_never_concurrent(&runs);
+            assert_eq!(store.sync_states(id).await.unwrap()[0].status, "done");
+        }
+        // The dead worker's sync resumed after its page: 2 pages, not 3.
+        let runs = store.sync_runs(&claimed).await.unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].owner.as_str(), runs[0].pages, runs[0].finished_at_ms), ("dead-worker", 1, None));
+        assert_eq!((runs[1].pages, runs[1].records), (2, 150));
+        assert_eq!(store.due_now().await.unwrap(), 0);
+    });
+}
+
+#[test]
+fn platforms_on_one_database_keep_gongs_rate_and_daily_budget_together() {
+    block_on(async {
+        let config =
+            FakeGongConfig { rate_limit_per_second: Some(3), users: fixtures::users(5), ..FakeGongConfig::default() };
+        let gong = start_gong(config).await;
+        let url = fresh_database("budgets").await;
+        let dir = fresh_dir("pg-budgets");
+        let text = PROVIDERS_YAML.replacen("per_day: 10000", "per_day: 14", 1);
+        let providers = Providers::parse(&text, "providers.yaml").unwrap();
+        let a = postgres_platform(&url, &dir, providers.clone(), RuntimeConfig::default()).await;
+        let b = postgres_platform(&url, &dir, providers, RuntimeConfig::default()).await;
+        let (first, second) = (connection(&gong), connection(&gong));
+        a.create_connection(&first).await.unwrap();
+        b.create_connection(&second).await.unwrap();
+        let (a, b) = (a.session(&first.id).await.unwrap(), b.session(&second.id).await.unwrap());
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..14 {
+            let session = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let input = format!(r#"{{"id":"{}"}}"#, fixtures::user_id(i % 5));
+            calls.spawn(async move { session.run_action("get-user", &input).await });
+        }
+        let mut spent = 0;
+        while let Some(result) = calls.join_next().await {
+            match result.unwrap() {
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("daily budget of 14 requests") => spent += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(spent, 2, "2 verifies and 12 of the 14 calls fit in the day's 14");
+        let statuses: Vec<u16> = gong.requests().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [200; 14], "none answered 429");
+        assert_eq!(gong.busiest_second(), 3);
+    });
+}
