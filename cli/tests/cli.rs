@@ -797,3 +797,105 @@ fn bad_times_and_oversized_inputs_are_clear_errors_that_echo_nothing() {
     assert!(stderr.contains("--header takes KEY:VALUE") && !stderr.contains("secret-token-123"), "{stderr}");
     assert_eq!(gong.requests().len(), 1, "only the verify of `connection create` reached Gong");
 }
+
+/// A new, empty database on the test PostgreSQL server (`scripts/test.sh`
+/// starts one and sets TERAPI_TEST_DATABASE_URL).
+fn fresh_database(name: &str) -> (String, tokio_postgres::Client) {
+    let admin = std::env::var("TERAPI_TEST_DATABASE_URL").expect(
+        "TERAPI_TEST_DATABASE_URL is not set: run ./scripts/test.sh, which starts a PostgreSQL server for the tests",
+    );
+    let connect = |url: String| {
+        tokio().block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+        })
+    };
+    let database = format!("cli_{}_{name}", std::process::id());
+    let admin_client = connect(admin.clone());
+    tokio().block_on(admin_client.batch_execute(&format!("CREATE DATABASE {database}"))).unwrap();
+    let url = format!("{}/{database}", admin.rsplit_once('/').unwrap().0);
+    (url.clone(), connect(url))
+}
+
+fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
+    tokio().block_on(db.query_one(sql, &[])).map(|row| row.get(0)).unwrap_or(0)
+}
+
+#[test]
+fn a_fleet_of_three_workers_survives_one_killed_mid_run() {
+    // Five Gong tenants (companies), each with Gong's 3-a-second limit, ten
+    // connections each: fifty syncs of three pages.
+    let tenants: Vec<FakeGong> = (0..5).map(|_| gong_limited(250)).collect();
+    let (url, db) = fresh_database("fleet");
+    let dir = data_dir("fleet");
+    let fleet = |cmd: &mut Command| {
+        cmd.env("TERAPI_DATA_DIR", &dir).env("TERAPI_DATABASE_URL", &url);
+    };
+    for i in 0..50 {
+        let mut create = terapi(Some(&tenants[i % 5]));
+        fleet(&mut create);
+        let output = create.args(["connection", "create", &format!("acme-{i}")]).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output).1);
+    }
+    let mut schedule = terapi(None);
+    fleet(&mut schedule);
+    let output = schedule.args(["sync", "schedule", "users", "--all"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output).1);
+
+    let mut workers: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            let mut worker = terapi(None);
+            fleet(&mut worker);
+            worker
+                .args(["worker", "--concurrency", "5", "--lease-secs", "3", "--exit-when-idle"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Kill the first worker with SIGKILL while it is inside a run that has
+    // committed a page but not finished.
+    let victim = workers[0].id();
+    let mid_run = format!(
+        "SELECT COUNT(*) FROM sync_runs WHERE owner LIKE '%:{victim}:%' AND finished_at_ms IS NULL AND pages > 0"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(&db, &mid_run) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first worker never got a run under way");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    workers[0].kill().unwrap();
+    workers[0].wait().unwrap();
+    for worker in workers.drain(1..) {
+        let output = worker.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", text(&output).1);
+    }
+
+    // Every record stored exactly once, for every connection.
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM records"), 50 * 250);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM (SELECT DISTINCT connection_id, id FROM records) r"), 50 * 250);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sync_state WHERE status = 'done' AND due_at IS NULL"), 50);
+    // The victim's runs were cut off, and taken over.
+    assert!(
+        count(
+            &db,
+            &format!("SELECT COUNT(*) FROM sync_runs WHERE owner LIKE '%:{victim}:%' AND finished_at_ms IS NULL")
+        ) >= 1
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sync_runs WHERE status = 'done'"), 50, "one finished run per sync");
+    // A taken-over sync resumed from its checkpoint: no page was committed twice.
+    assert_eq!(count(&db, "SELECT SUM(pages)::bigint FROM sync_runs"), 50 * 3);
+    // No sync ran concurrently with itself: each run started after the one
+    // before it ended (or, for a killed one, after its last sign of life).
+    let overlapping = "SELECT COUNT(*) FROM sync_runs a JOIN sync_runs b
+         ON a.connection_id = b.connection_id AND a.sync = b.sync AND a.id < b.id
+         WHERE b.started_at_ms < COALESCE(a.finished_at_ms, a.last_beat_ms)";
+    assert_eq!(count(&db, overlapping), 0);
+    // No tenant saw more than 3 requests in any second, and none got a 429.
+    for gong in &tenants {
+        assert!(gong.requests().iter().all(|r| r.status == 200));
+        assert!(gong.busiest_second() <= 3, "{}", gong.busiest_second());
+    }
+}

@@ -49,7 +49,8 @@ fn the_postgres_store_keeps_connections_syncs_and_secrets_like_sqlite() {
         );
 
         // The secret is sealed in the database, and opens only with the key.
-        let (client, conn) = terapi_e2e::tokio_postgres::connect(&url, terapi_e2e::tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) =
+            terapi_e2e::tokio_postgres::connect(&url, terapi_e2e::tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         let sealed: Vec<u8> = client.query_one("SELECT sealed_credentials FROM connections", &[]).await.unwrap().get(0);
         let secret = gong.config().access_key_secret.as_bytes();
