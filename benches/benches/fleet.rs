@@ -1,0 +1,166 @@
+//! A fleet of workers on one PostgreSQL: sync throughput with 1, 2 and 3
+//! workers against the fake Gong with rate limits off, and, with Gong's
+//! limits on, how close the fleet gets to 3 requests a second per tenant.
+//!
+//! Needs a PostgreSQL server: TERAPI_TEST_DATABASE_URL (scripts/test.sh
+//! starts one; `scripts/postgres.sh start` prints the variables to export).
+//! Each worker is a platform of its own (its own runtime, pool and database
+//! connections), as a worker process would be; they share the machine's two
+//! cores with the fake and the database, so this measures the platform's
+//! overhead per page, not a fleet spread over machines.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use fake_gong::{FakeGong, FakeGongConfig, fixtures};
+use terapi_benches::connection;
+use terapi_host::{Providers, RuntimeConfig};
+use terapi_platform::{ComponentSource, Platform, PlatformConfig, WorkerOptions};
+
+const PROVIDERS_YAML: &str = include_str!("../../providers.yaml");
+
+fn quick() -> bool {
+    !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--test")
+}
+
+fn database_url() -> Option<String> {
+    std::env::var("TERAPI_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// A fresh database for one benchmark; its URL.
+async fn fresh_database(admin: &str, name: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls).await.expect("PostgreSQL");
+    tokio::spawn(connection);
+    let database = format!("bench_{}_{name}", std::process::id());
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {database}")).await.expect("drop");
+    client.batch_execute(&format!("CREATE DATABASE {database}")).await.expect("create");
+    format!("{}/{database}", admin.rsplit_once('/').expect("a database URL").0)
+}
+
+async fn platform(url: &str, dir: &std::path::Path, rate_limits: bool) -> Platform {
+    let key = terapi_store::MasterKey::from_env_or_file(dir).expect("key");
+    let store = Arc::new(terapi_store_postgres::PostgresStore::open(url, key, 8).await.expect("store"));
+    Platform::new(PlatformConfig {
+        runtime: RuntimeConfig { rate_limits, cache_dir: Some(dir.join("cache")), ..RuntimeConfig::default() },
+        providers: Providers::parse(PROVIDERS_YAML, "providers.yaml").expect("providers.yaml"),
+        components: vec![ComponentSource {
+            providers: vec!["gong".into()],
+            origin: "provider_gong.wasm".into(),
+            wasm: std::borrow::Cow::Borrowed(terapi_artifacts::PROVIDER_GONG),
+        }],
+        store,
+        oauth_clients: Default::default(),
+    })
+    .expect("platform")
+}
+
+/// Creates `connections` connections spread over `tenants`; their ids.
+async fn connect_all(setup: &Platform, tenants: &[FakeGong], connections: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..connections {
+        let mut connection = connection(&tenants[i % tenants.len()]);
+        connection.id = format!("bench-{i}");
+        setup.create_connection(&connection).await.expect("connection");
+        ids.push(connection.id);
+    }
+    ids
+}
+
+/// Schedules every sync and runs `workers` workers until all are done.
+async fn run_fleet(workers: &[Arc<Platform>], ids: &[String]) -> Duration {
+    for id in ids {
+        workers[0].schedule_sync(id, "users", None).await.expect("schedule");
+    }
+    let started = Instant::now();
+    let options = WorkerOptions { concurrency: 4, poll_interval: Duration::from_millis(20), exit_when_idle: true };
+    let mut running = tokio::task::JoinSet::new();
+    for worker in workers {
+        running.spawn(worker.clone().run_worker(options.clone(), std::future::pending()));
+    }
+    while let Some(report) = running.join_next().await {
+        let report = report.expect("worker").expect("worker ran");
+        assert_eq!(report.failed, 0, "{report:?}");
+    }
+    started.elapsed()
+}
+
+fn throughput(c: &mut Criterion) {
+    let Some(admin) = database_url() else {
+        eprintln!("fleet: skipped, TERAPI_TEST_DATABASE_URL is not set (scripts/postgres.sh start)");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    let (connections, users): (usize, usize) = if quick() { (4, 150) } else { (20, 250) };
+    let pages = (connections * users.div_ceil(100)) as u64;
+    let mut group = c.benchmark_group("fleet_pages");
+    group.sample_size(10).throughput(Throughput::Elements(pages));
+    for workers in [1usize, 2, 3] {
+        let dir = std::env::temp_dir().join(format!("terapi-bench-fleet-{}-{workers}", std::process::id()));
+        let (tenants, fleet, ids) = rt.block_on(async {
+            let url = fresh_database(&admin, &format!("w{workers}")).await;
+            let config = FakeGongConfig { users: fixtures::users(users), ..FakeGongConfig::default() };
+            let tenants = vec![FakeGong::start(config).await.expect("fake")];
+            let mut fleet = Vec::new();
+            for _ in 0..workers {
+                fleet.push(Arc::new(platform(&url, &dir, false).await));
+            }
+            let ids = connect_all(&fleet[0], &tenants, connections).await;
+            (tenants, fleet, ids)
+        });
+        group.bench_with_input(BenchmarkId::from_parameter(workers), &workers, |b, _| {
+            b.iter_custom(|iterations| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        total += run_fleet(&fleet, &ids).await;
+                    }
+                    total
+                })
+            })
+        });
+        drop((tenants, fleet));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    group.finish();
+
+    // Gong's limits on: two tenants, three workers; requests a second per
+    // tenant over the run, against the 3 allowed.
+    let dir = std::env::temp_dir().join(format!("terapi-bench-fleet-{}-limited", std::process::id()));
+    rt.block_on(async {
+        let url = fresh_database(&admin, "limited").await;
+        let tenants: Vec<FakeGong> = {
+            let mut tenants = Vec::new();
+            for _ in 0..2 {
+                let config = FakeGongConfig {
+                    users: fixtures::users(if quick() { 150 } else { 250 }),
+                    rate_limit_per_second: Some(3),
+                    ..FakeGongConfig::default()
+                };
+                tenants.push(FakeGong::start(config).await.expect("fake"));
+            }
+            tenants
+        };
+        let mut fleet = Vec::new();
+        for _ in 0..3 {
+            fleet.push(Arc::new(platform(&url, &dir, true).await));
+        }
+        let ids = connect_all(&fleet[0], &tenants, if quick() { 4 } else { 12 }).await;
+        run_fleet(&fleet, &ids).await;
+        for (i, gong) in tenants.iter().enumerate() {
+            let requests = gong.requests();
+            let span = requests.last().expect("requests").at.duration_since(requests[0].at).as_secs_f64();
+            let throttled = requests.iter().filter(|r| r.status == 429).count();
+            println!(
+                "fleet_limited/tenant_{i}: {} requests in {span:.1} s = {:.2} requests/s (limit 3), busiest second {}, {throttled} answered 429",
+                requests.len(),
+                (requests.len() - 1) as f64 / span.max(0.001),
+                gong.busiest_second()
+            );
+        }
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+criterion::criterion_group!(benches, throughput);
+criterion::criterion_main!(benches);
