@@ -595,4 +595,25 @@ mod tests {
         let err = format!("{:?}", typed.unwrap_err());
         assert!(err.contains("invalid type") && !err.contains("jane.doe"), "{err}");
     }
+
+    #[test]
+    fn the_oauth_scopes_cover_every_sync_and_action() {
+        let method = |m: &Method| match m {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        };
+        let scopes = crate::gong::oauth_scopes();
+        let mut needed: Vec<(&str, &str)> = ENDPOINTS.iter().map(|e| (method(&e.method), e.path)).collect();
+        needed.extend(crate::syncs::SYNCS.iter().map(|s| (if s.reads_by_post() { "POST" } else { "GET" }, s.path())));
+        needed.extend([("GET", "/v2/users/{id}"), ("GET", "/v2/calls"), ("GET", "/v2/workspaces")]);
+        for (m, path) in needed {
+            let scope = crate::gong::scope_for(m, path).unwrap_or_else(|| panic!("no scope known for {m} {path}"));
+            assert!(scopes.contains(&scope), "{scope} missing");
+        }
+        assert_eq!(crate::gong::scope_for("GET", "/v2/users/7000000000000000001"), Some("api:users:read"));
+        assert_eq!(crate::gong::scope_for("GET", "/v2/users/"), None);
+    }
 }

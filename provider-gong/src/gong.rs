@@ -8,7 +8,66 @@ use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 
 /// The scopes our syncs and actions need when connected through `gong-oauth`.
-pub const OAUTH_SCOPES: &[&str] = &["api:users:read", "api:calls:read:basic"];
+/// The OAuth scope each endpoint this provider calls needs, from Gong's
+/// OpenAPI document (`api:permission-profile:read` and
+/// `api:call-outcomes:read` from Gong's scope list: the document names none
+/// for those). `{id}` stands for a path segment.
+const SCOPES: &[(&str, &str, &str)] = &[
+    ("GET", "/v2/users", "api:users:read"),
+    ("GET", "/v2/users/{id}", "api:users:read"),
+    ("GET", "/v2/calls", "api:calls:read:basic"),
+    ("GET", "/v2/calls/{id}", "api:calls:read:basic"),
+    ("POST", "/v2/calls", "api:calls:create"),
+    ("POST", "/v2/calls/extensive", "api:calls:read:extensive"),
+    ("POST", "/v2/calls/transcript", "api:calls:read:transcript"),
+    ("GET", "/v2/settings/scorecards", "api:settings:scorecards:read"),
+    ("GET", "/v2/settings/trackers", "api:settings:trackers:read"),
+    ("POST", "/v2/stats/activity/scorecards", "api:stats:scorecards"),
+    ("POST", "/v2/stats/activity/aggregate", "api:stats:user-actions"),
+    ("POST", "/v2/stats/activity/day-by-day", "api:stats:user-actions:detailed"),
+    ("POST", "/v2/stats/interaction", "api:stats:interaction"),
+    ("GET", "/v2/workspaces", "api:workspaces:read"),
+    ("GET", "/v2/flows", "api:flows:read"),
+    ("POST", "/v2/flows/prospects", "api:flows:read"),
+    ("POST", "/v2/flows/prospects/assign", "api:flows:write"),
+    ("POST", "/v2/flows/prospects/unassign-flows-by-crm-id", "api:flows:write"),
+    ("GET", "/v2/all-permission-profiles", "api:permission-profile:read"),
+    ("GET", "/v2/permission-profile/users", "api:users:read"),
+    ("GET", "/v2/crm/entities", "api:crm:get-objects"),
+    ("POST", "/v2/crm/entities", "api:crm:upload"),
+    ("GET", "/v2/crm/entity-schema", "api:crm:schema"),
+    ("GET", "/v2/library/folders", "api:library:read"),
+    ("GET", "/v2/library/folder-content", "api:library:read"),
+    ("GET", "/v2/logs", "api:logs:read"),
+    ("GET", "/v2/data-privacy/data-for-email-address", "api:data-privacy:read"),
+    ("POST", "/v2/data-privacy/erase-data-for-email-address", "api:data-privacy:delete"),
+    ("GET", "/v2/call-outcomes", "api:call-outcomes:read"),
+];
+
+/// The scope `method path` needs (`path` as written in a sync or action:
+/// `{id}` placeholders, or concrete ids).
+pub fn scope_for(method: &str, path: &str) -> Option<&'static str> {
+    let same = |pattern: &str| {
+        let (mut a, mut b) = (pattern.split('/'), path.split('/'));
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return true,
+                (Some(p), Some(s)) if p == s || (p.starts_with('{') && !s.is_empty()) => {}
+                _ => return false,
+            }
+        }
+    };
+    SCOPES.iter().find(|(m, p, _)| *m == method && same(p)).map(|(_, _, scope)| *scope)
+}
+
+/// Every scope the provider's syncs and actions need, for the OAuth
+/// authorization: a connection authorized with these can run all of them.
+pub fn oauth_scopes() -> Vec<&'static str> {
+    let mut scopes: Vec<&str> = SCOPES.iter().map(|(_, _, scope)| *scope).collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    scopes
+}
 
 /// Decodes a JSON body, with serde's message (line, column, what was expected).
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {

@@ -37,7 +37,7 @@ impl auth::Guest for GongProvider {
                 password_title: "Access Key Secret".into(),
                 password_description: "Your Gong access key secret, shown once when the key is created".into(),
             }),
-            oauth2_scopes: gong::OAUTH_SCOPES.iter().map(|s| s.to_string()).collect(),
+            oauth2_scopes: gong::oauth_scopes().into_iter().map(str::to_string).collect(),
         }
     }
 

@@ -58,6 +58,14 @@ impl SyncDef {
     pub fn incremental(&self) -> bool {
         !matches!(self.window, Window::None)
     }
+
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+
+    pub fn reads_by_post(&self) -> bool {
+        matches!(self.source, Source::Post)
+    }
 }
 
 fn extensive_selector() -> Value {
@@ -139,15 +147,18 @@ pub const SYNCS: &[SyncDef] = &[
             "callId",
         )
     },
-    def(
-        "scorecards",
-        "GongScorecard",
-        "Scorecard definitions (GET /v2/settings/scorecards).",
-        Source::Get,
-        "/v2/settings/scorecards",
-        "scorecards",
-        "scorecardId",
-    ),
+    SyncDef {
+        modified: Some("updated"),
+        ..def(
+            "scorecards",
+            "GongScorecard",
+            "Scorecard definitions (GET /v2/settings/scorecards).",
+            Source::Get,
+            "/v2/settings/scorecards",
+            "scorecards",
+            "scorecardId",
+        )
+    },
     SyncDef {
         window: Window::CallDate,
         modified: Some("reviewTime"),
@@ -161,15 +172,18 @@ pub const SYNCS: &[SyncDef] = &[
             "answeredScorecardId",
         )
     },
-    def(
-        "trackers",
-        "GongTracker",
-        "Keyword tracker definitions (GET /v2/settings/trackers).",
-        Source::Get,
-        "/v2/settings/trackers",
-        "trackers",
-        "trackerId",
-    ),
+    SyncDef {
+        modified: Some("updated"),
+        ..def(
+            "trackers",
+            "GongTracker",
+            "Keyword tracker definitions (GET /v2/settings/trackers).",
+            Source::Get,
+            "/v2/settings/trackers",
+            "keywordTrackers",
+            "trackerId",
+        )
+    },
     def(
         "workspaces",
         "GongWorkspace",
@@ -201,14 +215,15 @@ pub const SYNCS: &[SyncDef] = &[
             "id",
         )
     },
+    // Outcomes carry no id: their name (`callOutcome`) is unique per company.
     def(
         "call-outcomes",
         "GongCallOutcome",
-        "Call outcome definitions (GET /v2/call-outcomes).",
+        "Call outcome definitions of the dialer (GET /v2/call-outcomes).",
         Source::Get,
         "/v2/call-outcomes",
-        "callOutcomes",
-        "id",
+        "outcomes",
+        "callOutcome",
     ),
 ];
 
@@ -383,7 +398,18 @@ fn records_of(sync: &SyncDef, page: Value) -> Result<Vec<SyncRecord>, ProviderEr
     };
     let items = match page.remove(sync.items) {
         Some(Value::Array(items)) => items,
-        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Null) => Vec::new(),
+        // An answer without its list is not an empty page: saving nothing
+        // and reporting success would hide that Gong answered something else.
+        None => {
+            let keys: Vec<&str> = page.keys().map(String::as_str).collect();
+            return Err(ProviderError::BadResponse(format!(
+                "{}: the answer has no `{}` list (it has: {}); Gong's answer shape may have changed",
+                sync.path,
+                sync.items,
+                keys.join(", ")
+            )));
+        }
         Some(other) => {
             return Err(ProviderError::BadResponse(format!(
                 "{}: `{}` is not a list but {other}",
@@ -595,5 +621,28 @@ mod tests {
         assert_eq!(record.modified_at.as_deref(), Some("2024-01-01T00:00:00Z"));
         assert!(record.json.contains(r#""id":"123""#));
         assert!(record_of(sync, json!({"metaData":{}})).is_err());
+    }
+
+    fn sync(name: &str) -> &'static SyncDef {
+        SYNCS.iter().find(|s| s.name == name).unwrap()
+    }
+
+    #[test]
+    fn settings_lists_read_the_keys_gong_answers_with() {
+        // Shapes from Gong's OpenAPI document (Trackers) and recorded answers (outcomes).
+        let trackers = json!({"requestId": "r", "keywordTrackers": [{"trackerId": "61", "trackerName": "Pricing", "updated": "2024-03-01T10:00:00Z"}]});
+        let records = records_of(sync("trackers"), trackers).unwrap();
+        assert_eq!((records[0].id.as_str(), records[0].modified_at.as_deref()), ("61", Some("2024-03-01T10:00:00Z")));
+        let outcomes = json!({"requestId": "r", "outcomes": [{"callOutcome": "Connected", "category": "ANSWERED"}, {"callOutcome": "No Answer"}]});
+        let ids: Vec<String> = records_of(sync("call-outcomes"), outcomes).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["Connected", "No Answer"]);
+    }
+
+    #[test]
+    fn an_answer_without_its_list_is_an_error_not_an_empty_page() {
+        let error = records_of(sync("trackers"), json!({"requestId": "r", "trackers": []})).unwrap_err();
+        let ProviderError::BadResponse(message) = error else { panic!("{error:?}") };
+        assert!(message.contains("no `keywordTrackers` list") && message.contains("requestId, trackers"), "{message}");
+        assert!(records_of(sync("trackers"), json!({"keywordTrackers": null})).unwrap().is_empty());
     }
 }

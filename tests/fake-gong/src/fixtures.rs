@@ -186,11 +186,23 @@ pub fn personal_flows(i: usize) -> Vec<Value> {
 pub fn settings(key: &str, n: usize, workspace: Option<&str>) -> Vec<Value> {
     (0..n)
         .map(|i| match key {
-            "scorecards" => json!({ "scorecardId": format!("600000000000000{i:04}"), "scorecardName": format!("Scorecard {i}"), "enabled": true }),
-            "trackers" => json!({ "trackerId": format!("610000000000000{i:04}"), "trackerName": format!("Tracker {i}"), "keywords": ["price"] }),
+            "scorecards" => json!({
+                "scorecardId": format!("600000000000000{i:04}"), "scorecardName": format!("Scorecard {i}"),
+                "workspaceId": "5000000000000000000", "enabled": true, "updated": "2024-03-01T10:00:00Z", "questions": []
+            }),
+            "keywordTrackers" => json!({
+                "trackerId": format!("610000000000000{i:04}"), "trackerName": format!("Tracker {i}"),
+                "workspaceId": "5000000000000000000",
+                "languageKeywords": [{ "language": "eng", "keywords": ["price", "discount"], "includeRelatedForms": true }],
+                "affiliation": "Anyone", "saidAt": "Anytime", "created": "2024-01-01T10:00:00Z", "updated": "2024-03-01T10:00:00Z"
+            }),
             "workspaces" => json!({ "id": format!("500000000000000{i:04}"), "name": format!("Workspace {i}") }),
             "flows" => json!({ "id": format!("620000000000000{i:04}"), "name": format!("Flow {i}"), "visibility": "Company" }),
-            "callOutcomes" => json!({ "id": format!("630000000000000{i:04}"), "name": format!("Outcome {i}") }),
+            "outcomes" => json!({
+                "callOutcome": format!("Outcome {i}"), "displayOrder": i + 1,
+                "connectStatus": if i % 2 == 0 { "CONNECTED" } else { "NOT_CONNECTED" },
+                "sentiment": "NEUTRAL", "category": "ANSWERED"
+            }),
             "profiles" => json!({ "id": format!("64000000000000{i:05}"), "name": format!("Profile {i}"), "workspaceId": workspace }),
             _ => json!({ "id": i.to_string() }),
         })

@@ -98,10 +98,11 @@ pub(crate) async fn settings_list(
 ) -> Response {
     let path = uri.path();
     let (key, cursor_at) = match path {
-        "/v2/settings/scorecards" => ("scorecards", CursorAt::TopLevel),
-        "/v2/settings/trackers" => ("trackers", CursorAt::TopLevel),
+        // As Gong's OpenAPI document has them: settings lists are one answer.
+        "/v2/settings/scorecards" => ("scorecards", CursorAt::Unpaged),
+        "/v2/settings/trackers" => ("keywordTrackers", CursorAt::Unpaged),
         "/v2/workspaces" => ("workspaces", CursorAt::Unpaged),
-        "/v2/call-outcomes" => ("callOutcomes", CursorAt::Records),
+        "/v2/call-outcomes" => ("outcomes", CursorAt::TopLevel),
         "/v2/all-permission-profiles" => {
             if shared.config.plan_gated {
                 return gong_error(&shared, StatusCode::NOT_FOUND, "Not found");

@@ -148,14 +148,14 @@ fn absurdly_nested_json_is_refused_within_the_guest_stack() {
 
         gong.inject(
             1,
-            Fault::Body(format!(r#"{{"records":{{}},"trackers":[{{"trackerId":"1","x":{}}}]}}"#, nested(100))),
+            Fault::Body(format!(r#"{{"records":{{}},"keywordTrackers":[{{"trackerId":"1","x":{}}}]}}"#, nested(100))),
         );
         let options = SyncOptions { modified_since: None, backfill_days: None };
         let mut sink = CollectingSink::default();
         terapi_host::run_sync(&session, "trackers", None, &options, &mut sink).await.unwrap();
         assert_eq!(sink.records().count(), 1, "deep but within serde_json's 128 levels is fine");
 
-        gong.inject(1, Fault::Body(format!(r#"{{"records":{{}},"trackers":{}}}"#, nested(100_000))));
+        gong.inject(1, Fault::Body(format!(r#"{{"records":{{}},"keywordTrackers":{}}}"#, nested(100_000))));
         let error = terapi_host::run_sync(&session, "trackers", None, &options, &mut sink).await;
         let error = error.unwrap_err().to_string();
         assert!(error.contains("recursion limit") && error.contains("/v2/settings/trackers"), "{error}");
