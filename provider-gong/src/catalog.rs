@@ -20,6 +20,8 @@ pub enum Kind {
     Date,
     Email,
     Bool,
+    /// A JSON number (Gong's `duration` is a float of seconds).
+    Number,
     Ids,
     Texts,
     Object,
@@ -68,11 +70,14 @@ use Place::*;
 const CURSOR_Q: Field = f("cursor", Text, Query, false, "nextCursor of the previous answer (records.cursor)");
 const CURSOR_B: Field = f("cursor", Text, Body(None), false, "records.cursor of the previous answer");
 const WORKSPACE_Q: Field = f("workspaceId", Id, Query, false, "limit to one workspace");
+/// Gong's `MultipleUsersWithDates` filter (no workspace: the stats are
+/// per user, and Gong's document has no `workspaceId` there).
 const STATS_FILTER: &[Field] = &[
     f("fromDate", Date, Body(Some("filter")), true, "first day, YYYY-MM-DD"),
     f("toDate", Date, Body(Some("filter")), true, "day after the last, YYYY-MM-DD"),
     f("userIds", Ids, Body(Some("filter")), false, "only these users"),
-    f("workspaceId", Id, Body(Some("filter")), false, "limit to one workspace"),
+    f("createdFromDateTime", DateTime, Body(Some("filter")), false, "only activity created at or after"),
+    f("createdToDateTime", DateTime, Body(Some("filter")), false, "only activity created before"),
     CURSOR_B,
 ];
 
@@ -165,7 +170,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
             f("parties", Array, Body(None), true, "participants, Gong's party objects"),
             f("direction", Text, Body(None), true, "Inbound, Outbound, Conference or Unknown"),
             f("primaryUser", Id, Body(None), true, "Gong user id of the host"),
-            f("duration", Text, Body(None), false, "seconds"),
+            f("duration", Number, Body(None), false, "length in seconds (a number)"),
             f("downloadMediaUrl", Text, Body(None), false, "URL Gong downloads the media from"),
         ],
     ),
@@ -326,6 +331,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &[f("emailAddress", Email, Query, true, "the address")],
     ),
     read("list-call-outcomes", "Call outcome definitions (GET /v2/call-outcomes).", "/v2/call-outcomes", &[]),
+    gated(read(
+        "list-library-folder-content",
+        "The calls in a library folder (GET /v2/library/folder-content).",
+        "/v2/library/folder-content",
+        &[f("folderId", Id, Query, true, "the folder (from list-library-folders)")],
+    )),
 ];
 
 pub fn find(name: &str) -> Option<&'static Endpoint> {
@@ -343,6 +354,7 @@ pub fn input_schema(endpoint: &Endpoint) -> String {
             Date => json!({"type": "string", "format": "date"}),
             Email => json!({"type": "string", "format": "email"}),
             Bool => json!({"type": "boolean"}),
+            Number => json!({"type": "number", "minimum": 0}),
             Ids => json!({"type": "array", "items": {"type": "string", "pattern": "^[0-9]{1,20}$"}}),
             Texts => json!({"type": "array", "items": {"type": "string"}}),
             Object => json!({"type": "object"}),
@@ -402,6 +414,13 @@ pub fn build(endpoint: &Endpoint, input: &str) -> Result<Built, ProviderError> {
             }
         }
     }
+    // Gong requires the `filter` object of its POST lists even when no
+    // filter field is set (`{"filter": {}}` means everything).
+    for field in endpoint.fields {
+        if let Body(Some(parent)) = field.place {
+            body.entry(parent).or_insert_with(|| Value::Object(Map::new()));
+        }
+    }
     let has_body = endpoint.method != Method::Get
         && (!body.is_empty() || endpoint.fields.iter().any(|f| matches!(f.place, Body(_))));
     Ok(Built { path, query, body: has_body.then_some(Value::Object(body)) })
@@ -433,6 +452,11 @@ fn check(field: &Field, value: &Value) -> Result<(), String> {
         }
         Email => text().and_then(|t| is_email(t).then_some(()).ok_or_else(|| "must be an email address".to_string())),
         Bool => value.is_boolean().then_some(()).ok_or_else(|| format!("must be true or false, got {}", kind(value))),
+        Number => match value.as_f64() {
+            Some(n) if n >= 0.0 => Ok(()),
+            Some(_) => Err("must not be negative".into()),
+            None => Err(format!("must be a number, got {}", kind(value))),
+        },
         Ids | Texts => {
             let items = value.as_array().ok_or_else(|| format!("must be an array, got {}", kind(value)))?;
             if items.is_empty() {
@@ -615,5 +639,25 @@ mod tests {
         }
         assert_eq!(crate::gong::scope_for("GET", "/v2/users/7000000000000000001"), Some("api:users:read"));
         assert_eq!(crate::gong::scope_for("GET", "/v2/users/"), None);
+    }
+
+    #[test]
+    fn posts_follow_gongs_document() {
+        // `filter` is required by Gong even when no filter field is given.
+        let built = build(find("get-call-transcripts").unwrap(), "{}").unwrap();
+        assert_eq!(built.body, Some(json!({"filter": {}})));
+        // Stats filters have no workspace; upload-call's duration is a number.
+        let err = build(
+            find("stats-interaction").unwrap(),
+            r#"{"fromDate":"2024-01-01","toDate":"2024-02-01","workspaceId":"1"}"#,
+        );
+        assert!(format!("{:?}", err.unwrap_err()).contains("unknown field `workspaceId`"));
+        let upload = r#"{"clientUniqueId":"u1","actualStart":"2024-01-01T10:00:00Z","parties":[],"direction":"Inbound","primaryUser":"7","duration":"60"}"#;
+        assert!(
+            format!("{:?}", build(find("upload-call").unwrap(), upload).unwrap_err())
+                .contains("`duration` must be a number")
+        );
+        let built = build(find("upload-call").unwrap(), &upload.replace(r#""60""#, "61.5")).unwrap();
+        assert_eq!(built.body.unwrap()["duration"], json!(61.5));
     }
 }

@@ -59,10 +59,12 @@ impl SyncDef {
         !matches!(self.window, Window::None)
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &'static str {
         self.path
     }
 
+    #[cfg(test)]
     pub fn reads_by_post(&self) -> bool {
         matches!(self.source, Source::Post)
     }

@@ -181,6 +181,7 @@ impl FakeGong {
             .route("/v2/stats/activity/day-by-day", axum::routing::post(surface::echo))
             .route("/v2/stats/interaction", axum::routing::post(surface::echo))
             .route("/v2/library/folders", get(surface::echo))
+            .route("/v2/library/folder-content", get(surface::echo))
             .route("/v2/logs", get(surface::echo))
             .route("/v2/data-privacy/data-for-email-address", get(surface::echo))
             .route("/v2/data-privacy/erase-data-for-email-address", axum::routing::post(surface::echo))
