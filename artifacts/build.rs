@@ -23,9 +23,10 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
 
     // Each guest's whole folder (sources, manifest, build script) and what
-    // every guest shares: the contract, the lock file, the guest profile.
+    // every guest shares: the contract, the crates they use from the
+    // workspace, the lock file, the guest profile.
     let guest_dirs = GUESTS.iter().map(|(_, dir, _)| dir.to_string());
-    for watched in guest_dirs.chain(["wit".into(), "Cargo.lock".into(), "Cargo.toml".into()]) {
+    for watched in guest_dirs.chain(["wit".into(), "timestamps".into(), "Cargo.lock".into(), "Cargo.toml".into()]) {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
 

@@ -17,6 +17,14 @@ use crate::{api, schema, time};
 
 pub const DEFAULT_BACKFILL_DAYS: u32 = 30;
 
+/// How far back each incremental run of `calls` and `call-transcripts`
+/// reaches before the end of the last one. Gong files a call under its start
+/// time, but the call appears (and its transcript and CRM context fill in)
+/// only once processed, hours or days later: a window that ended before
+/// that would miss it for good. Re-read records are upserted, so the
+/// overlap costs requests, not duplicates. Nango's Gong syncs use 14 days.
+pub const DEFAULT_OVERLAP_DAYS: u32 = 14;
+
 #[derive(Clone, Copy)]
 enum Source {
     /// GET, cursor in the query.
@@ -30,8 +38,10 @@ enum Window {
     None,
     /// `fromDateTime`/`toDateTime` (RFC 3339), in the query or `filter`.
     DateTime,
-    /// `callFromDate`/`callToDate` (YYYY-MM-DD) in `filter`.
-    CallDate,
+    /// `reviewFromDate`/`reviewToDate` (YYYY-MM-DD) in `filter`: a scorecard
+    /// is answered days after its call, so windowing by call date would miss
+    /// reviews of calls from before the last run.
+    ReviewDate,
 }
 
 pub struct SyncDef {
@@ -50,6 +60,8 @@ pub struct SyncDef {
     window: Window,
     /// Extra body fields resent with every page (e.g. contentSelector).
     body: Option<fn() -> Value>,
+    /// Each run re-reads this many days before the last one's end.
+    overlap_days: u32,
     /// 404/401 means the account's plan lacks the product.
     plan_gated: bool,
 }
@@ -105,6 +117,7 @@ const fn def(
         modified: None,
         window: Window::None,
         body: None,
+        overlap_days: 0,
         plan_gated: false,
     }
 }
@@ -127,6 +140,7 @@ pub const SYNCS: &[SyncDef] = &[
         modified: Some("metaData.started"),
         window: Window::DateTime,
         body: Some(extensive_selector),
+        overlap_days: DEFAULT_OVERLAP_DAYS,
         ..def(
             "calls",
             "GongCallExtensive",
@@ -139,6 +153,7 @@ pub const SYNCS: &[SyncDef] = &[
     },
     SyncDef {
         window: Window::DateTime,
+        overlap_days: DEFAULT_OVERLAP_DAYS,
         ..def(
             "call-transcripts",
             "GongCallTranscript",
@@ -162,12 +177,12 @@ pub const SYNCS: &[SyncDef] = &[
         )
     },
     SyncDef {
-        window: Window::CallDate,
+        window: Window::ReviewDate,
         modified: Some("reviewTime"),
         ..def(
             "answered-scorecards",
             "GongAnsweredScorecard",
-            "Answered scorecards by call date, incremental (POST /v2/stats/activity/scorecards).",
+            "Answered scorecards by review date, incremental (POST /v2/stats/activity/scorecards).",
             Source::Post,
             "/v2/stats/activity/scorecards",
             "answeredScorecards",
@@ -291,13 +306,16 @@ fn write_checkpoint(checkpoint: &Checkpoint) -> Result<String, ProviderError> {
 
 /// The window of this run: resumed, continued from the last finished one,
 /// or a first run's backfill.
-fn window(checkpoint: &Checkpoint, options: &SyncOptions) -> Result<(String, String), ProviderError> {
+fn window(sync: &SyncDef, checkpoint: &Checkpoint, options: &SyncOptions) -> Result<(String, String), ProviderError> {
     if let (Some(from), Some(to)) = (&checkpoint.from, &checkpoint.to) {
         return Ok((from.clone(), to.clone()));
     }
     let now = time::now_unix();
     let from = match (&checkpoint.since, &options.modified_since) {
-        (Some(since), _) => since.clone(),
+        (Some(since), _) => match time::parse_rfc3339(since) {
+            Some(end) if sync.overlap_days > 0 => time::format_rfc3339(end - i64::from(sync.overlap_days) * 86_400),
+            _ => since.clone(),
+        },
         (None, Some(given)) => {
             if !time::is_rfc3339(given) {
                 return Err(ProviderError::InvalidInput(format!(
@@ -315,7 +333,7 @@ fn window(checkpoint: &Checkpoint, options: &SyncOptions) -> Result<(String, Str
 }
 
 fn list_page(sync: &SyncDef, checkpoint: Checkpoint, options: &SyncOptions) -> Result<SyncPage, ProviderError> {
-    let window = if sync.incremental() { Some(window(&checkpoint, options)?) } else { None };
+    let window = if sync.incremental() { Some(window(sync, &checkpoint, options)?) } else { None };
     let answer = match sync.source {
         Source::Get => {
             let mut query: Vec<(&str, &str)> = Vec::new();
@@ -333,10 +351,12 @@ fn list_page(sync: &SyncDef, checkpoint: Checkpoint, options: &SyncOptions) -> R
             let mut filter = Map::new();
             if let Some((from, to)) = &window {
                 match sync.window {
-                    Window::CallDate => {
-                        // The day part of our RFC 3339 bounds.
-                        filter.insert("callFromDate".into(), json!(from.get(..10).unwrap_or(from)));
-                        filter.insert("callToDate".into(), json!(to.get(..10).unwrap_or(to)));
+                    Window::ReviewDate => {
+                        // The day part of our RFC 3339 bounds; the end day
+                        // is included, so a review later today is read
+                        // again next run (and upserted).
+                        filter.insert("reviewFromDate".into(), json!(from.get(..10).unwrap_or(from)));
+                        filter.insert("reviewToDate".into(), json!(to.get(..10).unwrap_or(to)));
                     }
                     _ => {
                         filter.insert("fromDateTime".into(), json!(from));

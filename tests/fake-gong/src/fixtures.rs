@@ -1,6 +1,7 @@
 //! Deterministic Gong-shaped records.
 
 use serde_json::{Value, json};
+pub use terapi_time::{format_rfc3339, parse_rfc3339};
 
 /// Gong ids are 64-bit integers sent as strings.
 pub fn user_id(i: usize) -> String {
@@ -69,64 +70,6 @@ pub fn call(i: usize) -> Value {
     })
 }
 
-pub fn format_rfc3339(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
-/// `2024-01-01T10:00:00Z`, `2024-01-01T10:00:00.5+02:00` → unix seconds.
-pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(r)?;
-        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok()).flatten()
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &text[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &frac[n..];
-    }
-    let offset = match rest.as_bytes() {
-        [b'Z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] if [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()) => {
-            let digit = |c: &u8| i64::from(c - b'0');
-            let v = (digit(h1) * 10 + digit(h2)) * 3600 + (digit(m1) * 10 + digit(m2)) * 60;
-            if *sign == b'+' { v } else { -v }
-        }
-        _ => return None,
-    };
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
-}
-
-// Howard Hinnant's civil calendar algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// A call as `/v2/calls/extensive` answers it: metaData, parties, and CRM
 /// context with the deal (opportunity) it belongs to.
 pub fn extensive_call(call: &Value) -> Value {
@@ -169,7 +112,11 @@ pub fn answered_scorecard(call: &Value) -> Value {
         "callStartTime": call["started"],
         "reviewedUserId": call["primaryUserId"],
         "reviewerUserId": user_id(0),
-        "reviewTime": call["started"],
+        // Reviewed when the test says, or two days after the call: a sync
+        // windowed by call date would miss reviews of older calls.
+        "reviewTime": call.get("reviewed").cloned().unwrap_or_else(|| {
+            json!(call["started"].as_str().and_then(parse_rfc3339).map(|t| format_rfc3339(t + 2 * 86_400)))
+        }),
         "answers": [{ "questionId": "1", "score": 4 }]
     })
 }
@@ -207,20 +154,4 @@ pub fn settings(key: &str, n: usize, workspace: Option<&str>) -> Vec<Value> {
             _ => json!({ "id": i.to_string() }),
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_round_trip() {
-        assert_eq!(format_rfc3339(FIRST_CALL_AT), "2024-01-01T00:00:00Z");
-        assert_eq!(parse_rfc3339("2024-01-01T00:00:00Z"), Some(FIRST_CALL_AT));
-        assert_eq!(parse_rfc3339("2024-01-01T02:00:00.250+02:00"), Some(FIRST_CALL_AT));
-        assert_eq!(parse_rfc3339("2024-01-01"), None);
-        for t in [0, 951_782_400, 1_709_164_800, 4_102_444_800] {
-            assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));
-        }
-    }
 }

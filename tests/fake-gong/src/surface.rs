@@ -69,16 +69,22 @@ pub(crate) async fn transcripts(State(shared): State<Arc<Shared>>, body: String)
 
 pub(crate) async fn answered_scorecards(State(shared): State<Arc<Shared>>, body: String) -> Response {
     let request = body_json(&body);
-    let day =
-        |name: &str| request["filter"][name].as_str().and_then(|d| fixtures::parse_rfc3339(&format!("{d}T00:00:00Z")));
-    let (from, to) = (day("callFromDate"), day("callToDate"));
+    let day = |name: &str| request["filter"][name].as_str().and_then(terapi_time::parse_date);
+    // Both bounds are days, the last one included (as Gong's filters are).
+    let within = |t: i64, from: Option<i64>, to: Option<i64>| {
+        from.is_none_or(|f| t >= f) && to.is_none_or(|last| t < last + 86_400)
+    };
+    let (call_from, call_to) = (day("callFromDate"), day("callToDate"));
+    let (review_from, review_to) = (day("reviewFromDate"), day("reviewToDate"));
     let items: Vec<String> = lock(&shared.calls)
         .iter()
-        .filter(|c| {
-            let started = time_of(&c["started"]).unwrap_or(i64::MIN);
-            from.is_none_or(|f| started >= f) && to.is_none_or(|t| started < t + 86_400)
+        .map(fixtures::answered_scorecard)
+        .filter(|a| {
+            let started = time_of(&a["callStartTime"]).unwrap_or(i64::MIN);
+            let reviewed = time_of(&a["reviewTime"]).unwrap_or(i64::MIN);
+            within(started, call_from, call_to) && within(reviewed, review_from, review_to)
         })
-        .map(|c| fixtures::answered_scorecard(c).to_string())
+        .map(|a| a.to_string())
         .collect();
     page_at(
         &shared,

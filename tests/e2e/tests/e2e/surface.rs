@@ -94,7 +94,7 @@ fn calls_carry_parties_and_crm_deal_context_and_post_pagination_resends_the_filt
 }
 
 #[test]
-fn an_incremental_rerun_fetches_only_new_calls() {
+fn an_incremental_rerun_reads_14_days_back_and_catches_calls_gong_processed_late() {
     block_on(async {
         let gong = gong(false).await;
         let session = session(&gong);
@@ -103,34 +103,56 @@ fn an_incremental_rerun_fetches_only_new_calls() {
         assert_eq!(run.records, 7);
         let checkpoint: Value = serde_json::from_str(run.checkpoint.as_deref().unwrap()).unwrap();
         let window_end = checkpoint["since"].as_str().unwrap().to_string();
+        let end = fixtures::parse_rfc3339(&window_end).unwrap();
 
-        // Two calls happen after the first run.
-        let mut new_calls: Vec<Value> = (100..102).map(fixtures::call).collect();
-        for call in &mut new_calls {
-            call["started"] = json!(window_end);
-        }
-        gong.add_calls(new_calls);
+        // After the first run: two new calls, and one that started three days
+        // before it but that Gong only now finished processing.
+        let mut calls: Vec<Value> = (100..103).map(fixtures::call).collect();
+        calls[0]["started"] = json!(window_end);
+        calls[1]["started"] = json!(window_end);
+        calls[2]["started"] = json!(fixtures::format_rfc3339(end - 3 * 86_400));
+        gong.add_calls(calls);
         std::thread::sleep(std::time::Duration::from_millis(1100));
         let before = gong.requests().len();
         let mut second = CollectingSink::default();
-        let run = terapi_host::run_sync(
-            &session,
-            "calls",
-            run.checkpoint,
-            &SyncOptions { modified_since: None, backfill_days: None },
-            &mut second,
-        )
-        .await
-        .unwrap();
-        let ids: Vec<&str> = second.records().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, [fixtures::call_id(100), fixtures::call_id(101)]);
-        assert_eq!(run.records, 2);
+        let options = SyncOptions { modified_since: None, backfill_days: None };
+        let run = terapi_host::run_sync(&session, "calls", run.checkpoint, &options, &mut second).await.unwrap();
+        let mut ids: Vec<&str> = second.records().map(|r| r.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, [fixtures::call_id(100), fixtures::call_id(101), fixtures::call_id(102)]);
+        assert_eq!(run.records, 3);
         let asked: Value = serde_json::from_slice(&gong.requests()[before].body).unwrap();
-        assert_eq!(
-            asked["filter"]["fromDateTime"],
-            window_end.as_str(),
-            "the rerun starts where the last window ended"
-        );
+        let from = fixtures::parse_rfc3339(asked["filter"]["fromDateTime"].as_str().unwrap()).unwrap();
+        assert_eq!(end - from, 14 * 86_400, "the rerun reaches 14 days before the last window ended");
+    });
+}
+
+#[test]
+fn answered_scorecards_are_windowed_by_review_time_not_call_time() {
+    block_on(async {
+        let gong = gong(false).await;
+        let session = session(&gong);
+        let mut first = CollectingSink::default();
+        let run =
+            terapi_host::run_sync(&session, "answered-scorecards", None, &since(SINCE_2023), &mut first).await.unwrap();
+        let checkpoint: Value = serde_json::from_str(run.checkpoint.as_deref().unwrap()).unwrap();
+        let end = fixtures::parse_rfc3339(checkpoint["since"].as_str().unwrap()).unwrap();
+
+        // A call from ten days ago, reviewed only after the first run.
+        let mut call = fixtures::call(200);
+        call["started"] = json!(fixtures::format_rfc3339(end - 10 * 86_400));
+        call["reviewed"] = json!(fixtures::format_rfc3339(end + 1));
+        gong.add_calls(vec![call]);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let before = gong.requests().len();
+        let mut second = CollectingSink::default();
+        let options = SyncOptions { modified_since: None, backfill_days: None };
+        terapi_host::run_sync(&session, "answered-scorecards", run.checkpoint, &options, &mut second).await.unwrap();
+        let calls: Vec<Value> =
+            second.records().map(|r| serde_json::from_str::<Value>(&r.json).unwrap()["callId"].clone()).collect();
+        assert_eq!(calls, [json!(fixtures::call_id(200))]);
+        let asked: Value = serde_json::from_slice(&gong.requests()[before].body).unwrap();
+        assert!(asked["filter"]["reviewFromDate"].is_string() && asked["filter"]["callFromDate"].is_null(), "{asked}");
     });
 }
 
