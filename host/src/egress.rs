@@ -211,8 +211,10 @@ impl Egress {
             let authorization = self.auth.header().await?;
             self.budget.acquire().await?;
             let result = self.send_once(request, &url, &headers, &authorization).await;
-            // A token that expired (or was revoked) early: renew once, retry once.
-            if matches!(&result, Ok(r) if r.status == 401) && !renewed {
+            // A token that expired (or was revoked) early: renew once, retry
+            // once. Not for a token that lacks a scope: a new one would lack
+            // it too, and each refresh spends (and may rotate) the grant.
+            if matches!(&result, Ok(r) if r.status == 401 && !lacks_scope(r)) && !renewed {
                 renewed = true;
                 if self.auth.renew_after_unauthorized(&authorization).await? {
                     continue;
@@ -473,6 +475,18 @@ fn authorization_header(credentials: &Credentials) -> HeaderValue {
     let mut value = HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
     value.set_sensitive(true);
     value
+}
+
+/// A 401 that says the token lacks a permission or scope (RFC 6750's
+/// `insufficient_scope`, or a body about permission such as Gong's "You
+/// don't have permission to use 'api:…'"), rather than that it is invalid.
+fn lacks_scope(response: &InboundResponse) -> bool {
+    let challenge = response
+        .headers
+        .iter()
+        .any(|(name, value)| name.eq_ignore_ascii_case("www-authenticate") && value.contains("insufficient_scope"));
+    let body = String::from_utf8_lossy(&response.body[..response.body.len().min(4096)]).to_ascii_lowercase();
+    challenge || body.contains("insufficient_scope") || body.contains("permission")
 }
 
 fn transport_error(where_to: &str, error: &reqwest::Error, timeout: Duration) -> EgressError {

@@ -67,6 +67,18 @@ pub fn decode_success<T: DeserializeOwned>(path: &str, answer: Answer) -> Result
 pub fn error_for_status(path: &str, status: u16, body: &[u8]) -> ProviderError {
     let detail = gong::error_message(body);
     match status {
+        // Gong answers a token that lacks a scope with 401 "You don't have
+        // permission to use 'api:…'": the credential is fine, the grant is short.
+        401 if detail.to_ascii_lowercase().contains("permission") => {
+            let scope = scope_named(&detail)
+                .or_else(|| gong::scope_for("GET", path))
+                .or_else(|| gong::scope_for("POST", path))
+                .unwrap_or("the scope of this endpoint");
+            ProviderError::Unauthorized(format!(
+                "the connection's OAuth grant lacks the scope `{scope}` that {path} needs ({detail}); re-authorize the \
+                 connection with that scope (terapi's default scopes cover every sync and action)"
+            ))
+        }
         401 => ProviderError::Unauthorized(format!(
             "Gong rejected the credential ({detail}); check the access key and secret, or re-authorize the connection"
         )),
@@ -76,6 +88,13 @@ pub fn error_for_status(path: &str, status: u16, body: &[u8]) -> ProviderError {
         404 => ProviderError::NotFound(format!("{path}: {detail}")),
         _ => ProviderError::Remote(RemoteError { status, message: format!("{path}: {detail}") }),
     }
+}
+
+/// The first `api:…` scope named in Gong's message, if any.
+fn scope_named(detail: &str) -> Option<&str> {
+    let start = detail.find("api:")?;
+    let len = detail[start..].bytes().take_while(|b| b.is_ascii_alphanumeric() || b":-_".contains(b)).count();
+    Some(&detail[start..start + len])
 }
 
 fn method_name(method: Method) -> &'static str {

@@ -101,6 +101,8 @@ pub enum Fault {
     /// in the error (as some gateways and debug builds do): the host must
     /// keep the echoed credential out of errors, logs and the store.
     EchoAuthorization(u16),
+    /// 401 as Gong answers a token whose grant lacks this scope.
+    MissingScope(String),
 }
 
 pub(crate) struct Shared {
@@ -360,6 +362,11 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
                 response
             }
             Fault::Body(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Fault::MissingScope(scope) => gong_error(
+                &shared,
+                StatusCode::UNAUTHORIZED,
+                &format!("You don't have permission to use '{scope}', please contact your Gong admin"),
+            ),
             Fault::EchoAuthorization(status) => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
                 let echoed = authorization.as_deref().unwrap_or("(none)");

@@ -208,3 +208,23 @@ fn a_bad_client_secret_is_a_clear_error() {
         assert!(error.to_string().contains("rejected the client id or secret"), "{error}");
     });
 }
+
+#[test]
+fn a_token_without_a_scope_says_which_and_spends_no_refresh() {
+    block_on(async {
+        let (gong, session, _, saved) = refreshing(Duration::from_secs(3600)).await;
+        let grants = gong.token_grants().len();
+        gong.inject(1, terapi_e2e::fake_gong::Fault::MissingScope("api:calls:read:transcript".into()));
+        let error = session.run_action("get-call-transcripts", r#"{"callIds":["8000000000000000001"]}"#).await;
+        let message = error.unwrap_err().to_string();
+        assert!(
+            message.contains("lacks the scope `api:calls:read:transcript`") && message.contains("re-authorize"),
+            "{message}"
+        );
+        assert_eq!(gong.token_grants().len(), grants, "no refresh was spent on it");
+        assert!(saved.lock().unwrap().is_empty());
+        // The default scopes ask for it.
+        let scopes = host().describe(gong_component()).await.unwrap().requirements.oauth2_scopes;
+        assert!(scopes.iter().any(|s| s == "api:calls:read:transcript"), "{scopes:?}");
+    });
+}
