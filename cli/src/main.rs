@@ -311,6 +311,9 @@ pub enum RecordsCommand {
         /// The saved connection.
         #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
         connection: String,
+        /// Also records a full sync found gone upstream.
+        #[arg(long)]
+        include_deleted: bool,
     },
 }
 

@@ -33,6 +33,8 @@ pub struct StoredSyncRun {
     pub run: SyncRun,
     /// Whether the run started from a checkpoint (resumed or incremental).
     pub resumed: bool,
+    /// Records of a full sync found gone upstream, marked deleted.
+    pub deleted: u64,
 }
 
 /// Told about every page once it is committed.
@@ -78,14 +80,14 @@ impl Platform {
         self.run_sync_as(session, connection_id, sync, options, progress, owner).await
     }
 
-    /// The model a provider's sync writes.
-    pub(crate) async fn sync_model(&self, provider: &str, sync: &str) -> Result<String, PlatformError> {
+    /// The model a provider's sync writes, and whether it is incremental.
+    pub(crate) async fn sync_info(&self, provider: &str, sync: &str) -> Result<(String, bool), PlatformError> {
         self.describe(provider)
             .await?
             .syncs
             .iter()
             .find(|s| s.name == sync)
-            .map(|s| s.model.clone())
+            .map(|s| (s.model.clone(), s.incremental))
             .ok_or_else(|| PlatformError::NoSync { provider: provider.to_string(), sync: sync.to_string() })
     }
 
@@ -100,7 +102,7 @@ impl Platform {
         owner: String,
     ) -> Result<StoredSyncRun, PlatformError> {
         let provider = self.store.connection_summary(connection_id).await?.provider;
-        let model = self.sync_model(&provider, sync).await?;
+        let (model, incremental) = self.sync_info(&provider, sync).await?;
         let lease = SyncLease {
             connection_id: connection_id.to_string(),
             sync: sync.to_string(),
@@ -131,8 +133,17 @@ impl Platform {
         };
         match outcome {
             Ok(run) => {
+                // A full sync that reached its end from a pass that began at
+                // the beginning has seen everything Gong has: what it did
+                // not see is gone upstream. (A pass given a checkpoint by
+                // hand may have skipped records, so it deletes nothing.)
+                let deleted = if !incremental && options.checkpoint.is_none() {
+                    self.store.mark_unseen_deleted(&lease, &model).await?
+                } else {
+                    0
+                };
                 self.store.finish_sync(&lease, Ok(())).await?;
-                Ok(StoredSyncRun { run, resumed })
+                Ok(StoredSyncRun { run, resumed, deleted })
             }
             Err(error) => {
                 let message = session.redact(&error.to_string());

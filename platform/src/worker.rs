@@ -46,7 +46,7 @@ impl Platform {
         due_at_ms: Option<u64>,
     ) -> Result<(), PlatformError> {
         let provider = self.store.connection_summary(connection_id).await?.provider;
-        let model = self.sync_model(&provider, sync).await?;
+        let (model, _) = self.sync_info(&provider, sync).await?;
         let due = due_at_ms.unwrap_or_else(terapi_host::limits::unix_ms);
         Ok(self.store.schedule_sync(connection_id, sync, &model, due).await?)
     }

@@ -23,7 +23,7 @@ use terapi_host::providers::RateLimitSpec;
 use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use terapi_store::{
     AuditEntry, ConnectionSummary, MasterKey, RETRY_FAILED_AFTER_MS, RecordPage, RecordQuery, Store, StoreError,
-    SyncLease, SyncRunRecord, SyncState, unix_now,
+    StoredRecord, SyncLease, SyncRunRecord, SyncState, unix_now,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -347,6 +347,14 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(|e| self.err(e))?;
+        // A pass from the beginning starts now; a resumed one keeps its start.
+        tx.execute(
+            "UPDATE sync_state SET pass_started_at_ms = $3
+             WHERE connection_id = $1 AND sync = $2 AND (checkpoint IS NULL OR pass_started_at_ms IS NULL)",
+            &[&lease.connection_id, &lease.sync, &now],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(checkpoint)
     }
@@ -408,6 +416,17 @@ impl Store for PostgresStore {
         .await
         .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn mark_unseen_deleted(&self, lease: &SyncLease, model: &str) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE records SET deleted_at = $5, updated_at = $5
+             WHERE connection_id = $1 AND model = $4 AND deleted_at IS NULL
+               AND COALESCE(seen_at_ms, 0) < (SELECT pass_started_at_ms FROM sync_state
+                                              WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3)",
+            &[&lease.connection_id, &lease.sync, &lease.owner, &model, &(unix_now() as i64)],
+        )
+        .await
     }
 
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
@@ -551,16 +570,36 @@ impl Store for PostgresStore {
         let limit = i64::from(query.limit.clamp(1, 10_000));
         let rows = self
             .query(
-                "SELECT seq, json FROM records WHERE connection_id = $1 AND model = $2 AND seq > $3
-                 AND ($4::text IS NULL OR modified_at > $4 OR (modified_at IS NULL AND updated_at > $5))
+                "SELECT seq, id, json, first_seen_at, updated_at, deleted_at FROM records
+                 WHERE connection_id = $1 AND model = $2 AND seq > $3
+                 AND ($4::text IS NULL OR modified_at > $4 OR updated_at > $5)
+                 AND ($7 OR deleted_at IS NULL)
                  ORDER BY seq LIMIT $6",
-                &[&query.connection_id, &query.model, &after, &after_text, &after_unix, &(limit + 1)],
+                &[
+                    &query.connection_id,
+                    &query.model,
+                    &after,
+                    &after_text,
+                    &after_unix,
+                    &(limit + 1),
+                    &query.include_deleted,
+                ],
             )
             .await?;
         let more = rows.len() as i64 > limit;
         let rows = &rows[..rows.len().min(limit as usize)];
         let next_cursor = more.then(|| rows.last().map(|r| r.get::<_, i64>(0).to_string())).flatten();
-        Ok(RecordPage { records: rows.iter().map(|r| r.get(1)).collect(), next_cursor })
+        let records = rows
+            .iter()
+            .map(|r| StoredRecord {
+                id: r.get(1),
+                json: r.get(2),
+                first_seen_at: r.get::<_, i64>(3) as u64,
+                updated_at: r.get::<_, i64>(4) as u64,
+                deleted_at: r.get::<_, Option<i64>>(5).map(|t| t as u64),
+            })
+            .collect();
+        Ok(RecordPage { records, next_cursor })
     }
 
     async fn tool_decision(&self, provider: &str, tool: &str) -> Result<Option<String>, StoreError> {
@@ -647,16 +686,23 @@ async fn upsert_records(
     let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
     let jsons: Vec<&str> = page.iter().map(|r| r.json.as_str()).collect();
     let modified: Vec<Option<&str>> = page.iter().map(|r| r.modified_at.as_deref()).collect();
+    let now_ms = terapi_host::limits::unix_ms() as i64;
+    // `updated_at` moves only when the record changed (or came back after
+    // being found deleted); `seen_at_ms` every time, for deletion detection.
     let statement = tx
         .prepare_cached(
-            "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at)
-             SELECT $1, $2, page.id, page.json, page.modified_at, $6, $6
+            "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at, seen_at_ms)
+             SELECT $1, $2, page.id, page.json, page.modified_at, $6, $6, $7
              FROM unnest($3::text[], $4::text[], $5::text[]) AS page (id, json, modified_at)
              ON CONFLICT (connection_id, model, id) DO UPDATE
-             SET json = excluded.json, modified_at = excluded.modified_at, updated_at = excluded.updated_at
-             WHERE records.json IS DISTINCT FROM excluded.json OR records.modified_at IS DISTINCT FROM excluded.modified_at",
+             SET updated_at = CASE WHEN records.json IS DISTINCT FROM excluded.json
+                                     OR records.modified_at IS DISTINCT FROM excluded.modified_at
+                                     OR records.deleted_at IS NOT NULL
+                                   THEN excluded.updated_at ELSE records.updated_at END,
+                 json = excluded.json, modified_at = excluded.modified_at,
+                 seen_at_ms = excluded.seen_at_ms, deleted_at = NULL",
         )
         .await?;
-    tx.execute(&statement, &[&connection_id, &model, &ids, &jsons, &modified, &now]).await?;
+    tx.execute(&statement, &[&connection_id, &model, &ids, &jsons, &modified, &now, &now_ms]).await?;
     Ok(())
 }

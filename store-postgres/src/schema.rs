@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
          lease_owner TEXT,
          lease_expires_at BIGINT,
          due_at BIGINT,
+         pass_started_at_ms BIGINT,
          PRIMARY KEY (connection_id, sync)
      );
      CREATE INDEX sync_state_due ON sync_state (due_at) WHERE due_at IS NOT NULL;
@@ -56,6 +57,8 @@ const MIGRATIONS: &[&str] = &[
          modified_at TEXT,
          first_seen_at BIGINT NOT NULL,
          updated_at BIGINT NOT NULL,
+         seen_at_ms BIGINT,
+         deleted_at BIGINT,
          PRIMARY KEY (connection_id, model, id)
      );
      CREATE INDEX records_by_seq ON records (connection_id, model, seq);

@@ -142,13 +142,26 @@ pub struct RecordQuery {
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
     pub limit: u32,
+    /// Also records a full sync found gone upstream.
+    pub include_deleted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordPage {
-    /// Each record's JSON text, oldest first.
-    pub records: Vec<String>,
+    pub records: Vec<StoredRecord>,
     pub next_cursor: Option<String>,
+}
+
+/// A record as stored, with what the store knows about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub id: String,
+    /// The record's JSON text.
+    pub json: String,
+    /// Unix seconds: first stored, last changed here, found deleted.
+    pub first_seen_at: u64,
+    pub updated_at: u64,
+    pub deleted_at: Option<u64>,
 }
 
 /// One tool call as the audit log keeps it: never the input itself (it may
@@ -203,6 +216,11 @@ pub trait Store: BudgetStore + Send + Sync {
     /// Records how a run ended and gives the lease up. The checkpoint stays
     /// as the last committed page set it.
     async fn finish_sync(&self, lease: &SyncLease, outcome: Result<(), &str>) -> Result<(), StoreError>;
+    /// At the end of a complete pass of a full sync: every record of
+    /// `model` not seen since the pass started is gone upstream, and is
+    /// marked deleted (kept, with `deleted_at`, so readers learn of it).
+    /// Returns how many were marked.
+    async fn mark_unseen_deleted(&self, lease: &SyncLease, model: &str) -> Result<u64, StoreError>;
     /// Extends a held lease by its `ttl` (a run's heartbeat while a long
     /// page is fetched); `LeaseLost` if another holder has it now.
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError>;

@@ -58,11 +58,15 @@ const MIGRATIONS: &[&str] = &[
          detail TEXT
      );",
     // 3: leases on sync runs (one run at a time; a killed run lapses), due
-    // syncs for workers, the history of runs, and request budgets per
-    // provider tenant shared by every process.
+    // syncs for workers, the history of runs, deletion detection for full
+    // syncs (when each record was last seen, when it went missing), and
+    // request budgets per provider tenant shared by every process.
     "ALTER TABLE sync_state ADD COLUMN lease_owner TEXT;
      ALTER TABLE sync_state ADD COLUMN lease_expires_at INTEGER;
      ALTER TABLE sync_state ADD COLUMN due_at INTEGER;
+     ALTER TABLE sync_state ADD COLUMN pass_started_at_ms INTEGER;
+     ALTER TABLE records ADD COLUMN seen_at_ms INTEGER;
+     ALTER TABLE records ADD COLUMN deleted_at INTEGER;
      CREATE INDEX sync_state_due ON sync_state (due_at) WHERE due_at IS NOT NULL;
      CREATE TABLE sync_runs (
          id INTEGER PRIMARY KEY,

@@ -15,8 +15,8 @@ use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
 use crate::{
-    AuditEntry, ConnectionSummary, RecordPage, RecordQuery, Store, StoreError, SyncLease, SyncRunRecord, SyncState,
-    schema, unix_now,
+    AuditEntry, ConnectionSummary, RecordPage, RecordQuery, Store, StoreError, StoredRecord, SyncLease, SyncRunRecord,
+    SyncState, schema, unix_now,
 };
 
 pub const DATABASE_FILE: &str = "terapi.db";
@@ -127,19 +127,26 @@ impl SqliteStore {
         records: &[SyncRecord],
     ) -> Result<(), StoreError> {
         let now = unix_now() as i64;
-        // Unchanged records are left alone, so `updated_at` means "changed".
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        // `updated_at` moves only when the record changed (or came back
+        // after being found deleted); `seen_at_ms` moves every time, for
+        // deletion detection.
         let mut upsert = tx
             .prepare_cached(
-                "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at, seen_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
                  ON CONFLICT (connection_id, model, id) DO UPDATE
-                 SET json = excluded.json, modified_at = excluded.modified_at, updated_at = excluded.updated_at
-                 WHERE records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at",
+                 SET updated_at = CASE WHEN records.json IS NOT excluded.json
+                                         OR records.modified_at IS NOT excluded.modified_at
+                                         OR records.deleted_at IS NOT NULL
+                                       THEN excluded.updated_at ELSE records.updated_at END,
+                     json = excluded.json, modified_at = excluded.modified_at,
+                     seen_at_ms = excluded.seen_at_ms, deleted_at = NULL",
             )
             .map_err(|e| self.err(e))?;
         for record in records {
             upsert
-                .execute(params![connection_id, model, record.id, record.json, record.modified_at, now])
+                .execute(params![connection_id, model, record.id, record.json, record.modified_at, now, now_ms])
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -338,6 +345,13 @@ impl Store for SqliteStore {
             params![lease.connection_id, lease.sync, lease.owner, now_ms],
         )
         .map_err(|e| self.err(e))?;
+        // A pass from the beginning starts now; a resumed one keeps its start.
+        tx.execute(
+            "UPDATE sync_state SET pass_started_at_ms = ?3
+             WHERE connection_id = ?1 AND sync = ?2 AND (checkpoint IS NULL OR pass_started_at_ms IS NULL)",
+            params![lease.connection_id, lease.sync, now_ms],
+        )
+        .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(checkpoint)
     }
@@ -403,6 +417,20 @@ impl Store for SqliteStore {
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    async fn mark_unseen_deleted(&self, lease: &SyncLease, model: &str) -> Result<u64, StoreError> {
+        let marked = self
+            .db()
+            .execute(
+                "UPDATE records SET deleted_at = ?5, updated_at = ?5
+                 WHERE connection_id = ?1 AND model = ?4 AND deleted_at IS NULL
+                   AND COALESCE(seen_at_ms, 0) < (SELECT pass_started_at_ms FROM sync_state
+                                                  WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3)",
+                params![lease.connection_id, lease.sync, lease.owner, model, unix_now() as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(marked as u64)
     }
 
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
@@ -547,21 +575,41 @@ impl Store for SqliteStore {
         let db = self.db();
         let mut statement = db
             .prepare_cached(
-                "SELECT rowid, json FROM records WHERE connection_id = ?1 AND model = ?2 AND rowid > ?3
-                 AND (?4 IS NULL OR modified_at > ?4 OR (modified_at IS NULL AND updated_at > ?5))
+                "SELECT rowid, id, json, first_seen_at, updated_at, deleted_at FROM records
+                 WHERE connection_id = ?1 AND model = ?2 AND rowid > ?3
+                 AND (?4 IS NULL OR modified_at > ?4 OR updated_at > ?5)
+                 AND (?7 OR deleted_at IS NULL)
                  ORDER BY rowid LIMIT ?6",
             )
             .map_err(|e| self.err(e))?;
+        let parameters = params![
+            query.connection_id,
+            query.model,
+            after_row,
+            after_text,
+            after_unix,
+            limit + 1,
+            query.include_deleted
+        ];
         let rows = statement
-            .query_map(params![query.connection_id, query.model, after_row, after_text, after_unix, limit + 1], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            .query_map(parameters, |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    StoredRecord {
+                        id: r.get(1)?,
+                        json: r.get(2)?,
+                        first_seen_at: r.get::<_, i64>(3)? as u64,
+                        updated_at: r.get::<_, i64>(4)? as u64,
+                        deleted_at: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),
+                    },
+                ))
             })
             .map_err(|e| self.err(e))?;
-        let mut rows: Vec<(i64, String)> = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        let mut rows: Vec<(i64, StoredRecord)> = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next_cursor = more.then(|| rows.last().map(|(row, _)| row.to_string())).flatten();
-        Ok(RecordPage { records: rows.into_iter().map(|(_, json)| json).collect(), next_cursor })
+        Ok(RecordPage { records: rows.into_iter().map(|(_, record)| record).collect(), next_cursor })
     }
 
     async fn tool_decision(&self, provider: &str, tool: &str) -> Result<Option<String>, StoreError> {
@@ -857,6 +905,7 @@ mod tests {
                 modified_after: None,
                 cursor: None,
                 limit: 2,
+                include_deleted: false,
             };
             let mut seen = Vec::new();
             loop {
@@ -871,7 +920,8 @@ mod tests {
             query.cursor = None;
             query.limit = 100;
             query.modified_after = Some(crate::time::parse("2024-05-03T00:00:00Z").unwrap());
-            assert_eq!(store.records(&query).await.unwrap().records, ["{\"id\":\"3\"}", "{\"id\":\"4\"}"]);
+            let ids: Vec<String> = store.records(&query).await.unwrap().records.into_iter().map(|r| r.id).collect();
+            assert_eq!(ids, ["3", "4"]);
             query.cursor = Some("not-a-cursor".into());
             assert!(matches!(store.records(&query).await, Err(StoreError::BadQuery(_))));
         });

@@ -8,20 +8,21 @@ use crate::RecordsCommand;
 use crate::app::App;
 
 pub async fn run(app: &App, command: RecordsCommand) -> Result<ExitCode> {
-    let RecordsCommand::List { model, modified_after, connection } = command;
+    let RecordsCommand::List { model, modified_after, connection, include_deleted } = command;
     let modified_after = modified_after
         .map(|t| terapi_store::time::parse(&t).map_err(anyhow::Error::msg))
         .transpose()
         .context("--modified-after")?;
     let store = app.store().await?;
     store.connection_summary(&connection).await?;
-    let mut query = RecordQuery { connection_id: connection, model, modified_after, cursor: None, limit: 1000 };
+    let mut query =
+        RecordQuery { connection_id: connection, model, modified_after, cursor: None, limit: 1000, include_deleted };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut count = 0u64;
     'pages: loop {
         let page = store.records(&query).await?;
-        for json in &page.records {
-            if out.write_all(json.as_bytes()).and_then(|()| out.write_all(b"\n")).is_err() {
+        for record in &page.records {
+            if out.write_all(record.json.as_bytes()).and_then(|()| out.write_all(b"\n")).is_err() {
                 break 'pages; // the reader went away (e.g. `| head`)
             }
             count += 1;

@@ -68,7 +68,11 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
                     Ok(done) => {
                         let from =
                             if done.resumed { "resumed from the saved checkpoint" } else { "from the beginning" };
-                        eprintln!("{name}: {records} records in {pages} pages saved ({from}), done");
+                        let gone = match done.deleted {
+                            0 => String::new(),
+                            n => format!("; {n} gone from the provider, marked deleted"),
+                        };
+                        eprintln!("{name}: {records} records in {pages} pages saved ({from}){gone}, done");
                     }
                     Err(error) => {
                         eprintln!(

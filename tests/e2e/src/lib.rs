@@ -180,13 +180,15 @@ pub async fn stored_ids(platform: &Platform, connection: &str, model: &str) -> V
         modified_after: None,
         cursor: None,
         limit: 1000,
+        include_deleted: false,
     };
     let mut ids = Vec::new();
     loop {
         let page = platform.store().records(&query).await.expect("records");
-        for json in page.records {
-            let value: serde_json::Value = serde_json::from_str(&json).expect("stored JSON");
-            ids.push(value["id"].as_str().expect("id").to_string());
+        for record in page.records {
+            let value: serde_json::Value = serde_json::from_str(&record.json).expect("stored JSON");
+            assert_eq!(value["id"], record.id.as_str(), "the stored id is the record's");
+            ids.push(record.id);
         }
         match page.next_cursor {
             Some(cursor) => query.cursor = Some(cursor),

@@ -109,7 +109,9 @@ pub(crate) struct Shared {
     config: FakeGongConfig,
     /// Each user as JSON text, serialised once: pages are assembled from
     /// these, so the fake stays cheap next to the code it serves.
-    users_json: Vec<String>,
+    /// Swapped whole when users leave (`remove_users`), so a page request
+    /// only clones an `Arc`.
+    users_json: std::sync::RwLock<Arc<Vec<String>>>,
     /// Calls can be added while running (new calls for incremental syncs).
     calls: Mutex<Vec<Value>>,
     oauth: Mutex<oauth::OAuthState>,
@@ -142,7 +144,7 @@ impl FakeGong {
     }
 
     pub async fn start_on(addr: SocketAddr, config: FakeGongConfig) -> std::io::Result<FakeGong> {
-        let users_json = config.users.iter().map(|u| u.to_string()).collect();
+        let users_json = std::sync::RwLock::new(Arc::new(config.users.iter().map(|u| u.to_string()).collect()));
         let calls = Mutex::new(config.calls.clone());
         let shared = Arc::new(Shared {
             users_json,
@@ -294,6 +296,17 @@ impl FakeGong {
             most = most.max(last - first + 1);
         }
         most
+    }
+
+    /// Users deleted in Gong: later lists no longer have them.
+    pub fn remove_users(&self, ids: &[String]) {
+        let mut users = self.shared.users_json.write().unwrap_or_else(|p| p.into_inner());
+        let kept = users
+            .iter()
+            .filter(|json| !ids.iter().any(|id| json.contains(&format!("\"id\":\"{id}\""))))
+            .cloned()
+            .collect();
+        *users = Arc::new(kept);
     }
 
     /// How many requests arrived, answered or not.
@@ -515,7 +528,8 @@ pub(crate) fn page_at(
 }
 
 async fn list_users(State(shared): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
-    page(&shared, "users", &shared.users_json, q.get("cursor"), "")
+    let users = shared.users_json.read().unwrap_or_else(|p| p.into_inner()).clone();
+    page(&shared, "users", &users, q.get("cursor"), "")
 }
 
 async fn get_user(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {

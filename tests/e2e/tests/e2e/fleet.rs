@@ -64,6 +64,12 @@ fn the_postgres_store_keeps_connections_syncs_and_secrets_like_sqlite() {
         };
         assert_eq!(password, Secret::new(gong.config().access_key_secret.clone()));
 
+        // A user gone from Gong is found deleted by the next full pass.
+        gong.remove_users(&[fixtures::user_id(7)]);
+        let done = platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut nothing).await.unwrap();
+        assert_eq!((done.run.records, done.deleted), (449, 1));
+        assert!(!stored_ids(&platform, id, "GongUser").await.contains(&fixtures::user_id(7)));
+
         platform.delete_connection(id).await.unwrap();
         assert!(platform.store().sync_states(id).await.unwrap().is_empty());
         assert!(stored_ids(&platform, id, "GongUser").await.is_empty());

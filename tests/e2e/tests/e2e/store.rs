@@ -192,3 +192,44 @@ fn migrations_run_once_and_reopen_is_idempotent() {
         }
     });
 }
+
+#[test]
+fn a_full_sync_marks_records_gone_upstream_as_deleted_and_a_resumed_pass_does_too() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig { users: fixtures::users(250), ..FakeGongConfig::default() }).await;
+        let platform = platform_in(&fresh_dir("deletions"));
+        let connection = connection(&gong);
+        let id = connection.id.as_str();
+        platform.create_connection(&connection).await.unwrap();
+        let done = platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+        assert_eq!((done.run.records, done.deleted), (250, 0));
+
+        // Two users leave Gong; the next pass dies after one page and is resumed.
+        gong.remove_users(&[fixtures::user_id(3), fixtures::user_id(240)]);
+        gong.fail_after(1);
+        assert!(platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.is_err());
+        gong.recover();
+        let done = platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+        assert!(done.resumed);
+        assert_eq!(done.deleted, 2, "the users seen by the first half of the pass were not taken for gone");
+
+        let live = stored_ids(&platform, id, "GongUser").await;
+        assert_eq!(live.len(), 248);
+        assert!(!live.contains(&fixtures::user_id(3)) && !live.contains(&fixtures::user_id(240)));
+        let query = terapi_e2e::terapi_store::RecordQuery {
+            connection_id: id.into(),
+            model: "GongUser".into(),
+            modified_after: None,
+            cursor: None,
+            limit: 1000,
+            include_deleted: true,
+        };
+        let all = platform.store().records(&query).await.unwrap().records;
+        let gone: Vec<&str> = all.iter().filter(|r| r.deleted_at.is_some()).map(|r| r.id.as_str()).collect();
+        assert_eq!(gone, [fixtures::user_id(3), fixtures::user_id(240)]);
+
+        // Incremental syncs never delete: they see only a window.
+        let calls = platform.run_sync(id, "calls", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+        assert_eq!(calls.deleted, 0);
+    });
+}
