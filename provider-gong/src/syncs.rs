@@ -270,6 +270,10 @@ struct Checkpoint {
     /// flows: the company-wide flows were listed in full once already.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     company_flows_seen: bool,
+    /// flows: ids of Shared flows already emitted (each owner they are
+    /// shared with lists them again). Few per company.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    shared_flows: Vec<String>,
 }
 
 pub fn run_page(request: PageRequest) -> Result<SyncPage, ProviderError> {
@@ -537,7 +541,7 @@ fn permission_profiles_page(sync: &SyncDef, checkpoint: Checkpoint) -> Result<Sy
 /// call makes at most two requests: the next users page when the owners run
 /// out, and one page of one owner's flows.
 fn flows_page(sync: &SyncDef, checkpoint: Checkpoint) -> Result<SyncPage, ProviderError> {
-    let Checkpoint { owners, users_cursor, cursor, mut company_flows_seen, .. } = checkpoint;
+    let Checkpoint { owners, users_cursor, cursor, mut company_flows_seen, mut shared_flows, .. } = checkpoint;
     let (mut owners, users_cursor) = match (owners, users_cursor) {
         (Some(owners), users_cursor) if !owners.is_empty() => (owners, users_cursor),
         // Every users page read and every owner visited.
@@ -577,6 +581,20 @@ fn flows_page(sync: &SyncDef, checkpoint: Checkpoint) -> Result<SyncPage, Provid
                 if company_flows_seen {
                     flows.retain(|flow| !is(flow, "Company"));
                 }
+                // A Shared flow comes once, from the first owner it is shared with.
+                flows.retain(|flow| {
+                    let id = flow.get("id").and_then(gong::id_text);
+                    match id {
+                        Some(id) if is(flow, "Shared") => {
+                            let new = !shared_flows.contains(&id);
+                            if new {
+                                shared_flows.push(id);
+                            }
+                            new
+                        }
+                        _ => true,
+                    }
+                });
                 for flow in flows.iter_mut() {
                     // A personal flow belongs to the owner we asked for;
                     // Gong's flow object does not say so itself.
@@ -602,6 +620,7 @@ fn flows_page(sync: &SyncDef, checkpoint: Checkpoint) -> Result<SyncPage, Provid
         users_cursor,
         cursor: flows_cursor,
         company_flows_seen,
+        shared_flows,
         ..Checkpoint::default()
     };
     finish(records, Some(next), false)

@@ -129,6 +129,16 @@ pub fn personal_flows(i: usize) -> Vec<Value> {
         .collect()
 }
 
+/// The Shared flows user `i` sees: one flow shared with every even user,
+/// so several owners list it.
+pub fn shared_flows(i: usize) -> Vec<Value> {
+    if i.is_multiple_of(2) {
+        vec![json!({ "id": "6220000000000000001", "name": "Shared flow", "visibility": "Shared" })]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Items of a settings-like list, `n` of them (per workspace where it matters).
 pub fn settings(key: &str, n: usize, workspace: Option<&str>) -> Vec<Value> {
     (0..n)

@@ -134,6 +134,7 @@ pub(crate) async fn flows(State(shared): State<Arc<Shared>>, Query(q): Query<BTr
     };
     let mut items = fixtures::settings("flows", shared.config.extras, None);
     items.extend(fixtures::personal_flows(index));
+    items.extend(fixtures::shared_flows(index));
     let items: Vec<String> = items.iter().map(Value::to_string).collect();
     page_at(&shared, "flows", &items, q.get("cursor").map(String::as_str), owner, CursorAt::Records)
 }

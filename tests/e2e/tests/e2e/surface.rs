@@ -45,8 +45,9 @@ fn every_sync_returns_every_record_of_a_multi_page_fixture_once() {
             ("answered-scorecards", 7),
             ("trackers", 5),
             ("workspaces", 5),
-            // 5 company flows once, and two personal ones each of users 0 and 3.
-            ("flows", 9),
+            // 5 company flows once, two personal ones each of users 0 and 3,
+            // and one flow shared with users 0, 2 and 4, once.
+            ("flows", 10),
             ("permission-profiles", 25),
             ("call-outcomes", 5),
         ];
@@ -198,7 +199,11 @@ fn flows_are_listed_per_active_owner_with_company_flows_once() {
 
         let records: Vec<Value> = sink.records().map(|r| serde_json::from_str(&r.json).unwrap()).collect();
         let ids: HashSet<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
-        assert_eq!((records.len(), ids.len()), (4 + 6, 4 + 6), "company flows once, personal flows of 0, 3, 6");
+        assert_eq!(
+            (records.len(), ids.len()),
+            (4 + 6 + 1, 4 + 6 + 1),
+            "company flows once, personal flows of 0, 3, 6, the shared flow once though five owners list it"
+        );
         let personal: Vec<&Value> = records.iter().filter(|r| r["visibility"] == "Personal").collect();
         assert_eq!(personal.len(), 6);
         for flow in personal {
