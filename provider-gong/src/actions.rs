@@ -24,6 +24,13 @@ pub const ACTIONS: &[ActionDef] = &[
         output_schema: schema::USER,
     },
     ActionDef {
+        name: "get-call-media",
+        description: "Download links of a call's recording: audio and video URLs, valid for hours, not forever \
+                      (POST /v2/calls/extensive with media).",
+        input_schema: schema::GET_CALL_MEDIA_INPUT,
+        output_schema: schema::CALL_MEDIA,
+    },
+    ActionDef {
         name: "list-calls",
         description: "List calls in a date window, one page at a time (GET /v2/calls).",
         input_schema: schema::LIST_CALLS_INPUT,
@@ -34,6 +41,7 @@ pub const ACTIONS: &[ActionDef] = &[
 pub fn run(name: &str, input: &str) -> Result<String, ProviderError> {
     match name {
         "get-user" => get_user(parse_input(name, input)?),
+        "get-call-media" => get_call_media(parse_input(name, input)?),
         "list-calls" => list_calls(parse_input(name, input)?),
         other => match catalog::find(other) {
             Some(endpoint) => catalog::run(endpoint, input),
@@ -90,6 +98,40 @@ fn get_user(input: GetUserInput) -> Result<String, ProviderError> {
     }
     let envelope: UserEnvelope = api::decode_success(&path, answer)?;
     to_json(&User::from(envelope.user))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetCallMediaInput {
+    pub id: String,
+}
+
+/// Gong hands out media only as short-lived links inside the extensive
+/// call data; the host never streams the recording itself.
+fn get_call_media(input: GetCallMediaInput) -> Result<String, ProviderError> {
+    check_numeric_id("id", &input.id)?;
+    let path = "/v2/calls/extensive";
+    let body = serde_json::json!({
+        "filter": { "callIds": [input.id] },
+        "contentSelector": { "exposedFields": { "media": true } }
+    });
+    let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::BadResponse(e.to_string()))?;
+    let answer = api::send_with(Method::Post, path, &[], Some(bytes), true)?;
+    if answer.status == 404 {
+        return Err(ProviderError::NotFound(format!("no Gong call has id {}", input.id)));
+    }
+    let page: serde_json::Value = api::decode_success(path, answer)?;
+    let call =
+        page["calls"].get(0).ok_or_else(|| ProviderError::NotFound(format!("no Gong call has id {}", input.id)))?;
+    let url = |kind: &str| call["media"][kind].as_str().map(str::to_string);
+    let (audio, video) = (url("audioUrl"), url("videoUrl"));
+    if audio.is_none() && video.is_none() {
+        return Err(ProviderError::NotFound(format!(
+            "call {} has no recording Gong can hand out (not recorded, or still processing)",
+            input.id
+        )));
+    }
+    to_json(&serde_json::json!({ "callId": input.id, "audioUrl": audio, "videoUrl": video }))
 }
 
 #[derive(Debug, Default, Deserialize)]

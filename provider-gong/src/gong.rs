@@ -63,7 +63,9 @@ pub fn scope_for(method: &str, path: &str) -> Option<&'static str> {
 /// Every scope the provider's syncs and actions need, for the OAuth
 /// authorization: a connection authorized with these can run all of them.
 pub fn oauth_scopes() -> Vec<&'static str> {
-    let mut scopes: Vec<&str> = SCOPES.iter().map(|(_, _, scope)| *scope).collect();
+    // `get-call-media` asks /v2/calls/extensive for media URLs, which takes
+    // a scope of its own besides the endpoint's.
+    let mut scopes: Vec<&str> = SCOPES.iter().map(|(_, _, scope)| *scope).chain(["api:calls:read:media-url"]).collect();
     scopes.sort_unstable();
     scopes.dedup();
     scopes

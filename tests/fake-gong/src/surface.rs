@@ -46,7 +46,7 @@ fn body_json(body: &str) -> Value {
 
 /// A POST list of calls (body `filter` + `cursor`), each call shown as `item`
 /// shows it, under the key `list`; no match is Gong's "No calls found" 404.
-fn calls_page(shared: &Shared, body: &str, list: &str, item: fn(&Value) -> Value) -> Response {
+fn calls_page(shared: &Shared, body: &str, list: &str, item: impl Fn(&Value) -> Value) -> Response {
     let request = body_json(body);
     let calls = match matching_calls(shared, &request["filter"]) {
         Ok(calls) => calls,
@@ -60,7 +60,19 @@ fn calls_page(shared: &Shared, body: &str, list: &str, item: fn(&Value) -> Value
 }
 
 pub(crate) async fn calls_extensive(State(shared): State<Arc<Shared>>, body: String) -> Response {
-    calls_page(&shared, &body, "calls", fixtures::extensive_call)
+    // Media links only when asked for, as Gong does (`exposedFields.media`).
+    let media = body_json(&body)["contentSelector"]["exposedFields"]["media"] == json!(true);
+    calls_page(&shared, &body, "calls", |call| {
+        let mut extensive = fixtures::extensive_call(call);
+        if media {
+            let id = call["id"].as_str().unwrap_or_default();
+            extensive["media"] = json!({
+                "audioUrl": format!("https://media.gong.example/{id}/audio.mp3?expires=8h"),
+                "videoUrl": format!("https://media.gong.example/{id}/video.mp4?expires=8h")
+            });
+        }
+        extensive
+    })
 }
 
 pub(crate) async fn transcripts(State(shared): State<Arc<Shared>>, body: String) -> Response {

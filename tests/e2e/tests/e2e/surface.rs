@@ -326,7 +326,7 @@ fn every_catalogued_action_round_trips() {
             .actions
             .iter()
             .map(|a| a.name.as_str())
-            .filter(|n| !matches!(*n, "get-user" | "list-calls"))
+            .filter(|n| !matches!(*n, "get-user" | "list-calls" | "get-call-media"))
             .collect();
         assert_eq!(catalogued, cases.iter().map(|c| c.0).collect::<HashSet<_>>(), "every action is covered here");
 
@@ -390,5 +390,23 @@ fn plan_gated_endpoints_say_they_are_not_available_for_the_account() {
             .await
             .unwrap_err();
         assert!(matches!(&error, Error::Provider(ProviderFailure::NotAvailable(_))), "{error:?}");
+    });
+}
+
+#[test]
+fn call_media_links_come_from_the_extensive_call_data() {
+    block_on(async {
+        let gong = gong(false).await;
+        let session = session(&gong);
+        let id = fixtures::call_id(2);
+        let output = session.run_action("get-call-media", &format!(r#"{{"id":"{id}"}}"#)).await.unwrap();
+        let media: Value = serde_json::from_str(&output).unwrap();
+        assert_eq!(media["callId"], id.as_str());
+        assert!(media["audioUrl"].as_str().unwrap().contains(&format!("{id}/audio")), "{media}");
+        let asked: Value = serde_json::from_slice(&gong.requests().last().unwrap().body).unwrap();
+        assert_eq!(asked["contentSelector"]["exposedFields"]["media"], true);
+        assert_eq!(asked["filter"]["callIds"], json!([id]));
+        let error = session.run_action("get-call-media", r#"{"id":"8999999999999999999"}"#).await.unwrap_err();
+        assert!(error.to_string().contains("no Gong call has id 8999999999999999999"), "{error}");
     });
 }
