@@ -32,9 +32,21 @@ pub fn send_with(
     body: Option<Vec<u8>>,
     idempotent: bool,
 ) -> Result<Answer, ProviderError> {
+    send_typed(method, path, query, body, "application/json", idempotent)
+}
+
+/// `send_with` for a body that is not JSON (a multipart upload).
+pub fn send_typed(
+    method: Method,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+    content_type: &str,
+    idempotent: bool,
+) -> Result<Answer, ProviderError> {
     let mut headers = vec![("accept".to_string(), "application/json".to_string())];
     if body.is_some() {
-        headers.push(("content-type".to_string(), "application/json".to_string()));
+        headers.push(("content-type".to_string(), content_type.to_string()));
     }
     let request = HttpRequest {
         method,

@@ -35,6 +35,10 @@ pub enum Place {
     Query,
     /// In the JSON body; `Some(key)` nests it under that key (Gong's `filter`).
     Body(Option<&'static str>),
+    /// The request is multipart/form-data with this field's array as a
+    /// file part of that name, one JSON object per line (LDJSON), as Gong's
+    /// CRM upload takes it.
+    LdjsonPart(&'static str),
 }
 
 pub struct Field {
@@ -264,7 +268,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
             f("integrationId", Id, Query, true, "the CRM integration"),
             f("objectType", Text, Query, true, "ACCOUNT, CONTACT, DEAL, LEAD or BUSINESS_USER"),
             f("clientRequestId", Text, Query, true, "your id for this upload"),
-            f("entities", Array, Body(None), true, "the objects"),
+            f("entities", Array, LdjsonPart("dataFile"), true, "the objects, sent as Gong's LDJSON dataFile"),
         ],
     )),
     gated(read(
@@ -373,6 +377,8 @@ pub struct Built {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
+    /// (part name, LDJSON) for a multipart upload instead of a JSON body.
+    pub file: Option<(&'static str, String)>,
 }
 
 /// Checks `input` (a JSON object) and places each field; every error names
@@ -392,6 +398,7 @@ pub fn build(endpoint: &Endpoint, input: &str) -> Result<Built, ProviderError> {
     let mut path = endpoint.path.to_string();
     let mut query = Vec::new();
     let mut body = Map::new();
+    let mut file = None;
     for field in endpoint.fields {
         let Some(value) = given.remove(field.name).filter(|v| !v.is_null()) else {
             if field.required {
@@ -412,6 +419,10 @@ pub fn build(endpoint: &Endpoint, input: &str) -> Result<Built, ProviderError> {
                     nested.insert(field.name.to_string(), value);
                 }
             }
+            LdjsonPart(part) => {
+                let lines: Vec<String> = value.as_array().into_iter().flatten().map(Value::to_string).collect();
+                file = Some((part, lines.join("\n") + "\n"));
+            }
         }
     }
     // Gong requires the `filter` object of its POST lists even when no
@@ -423,7 +434,7 @@ pub fn build(endpoint: &Endpoint, input: &str) -> Result<Built, ProviderError> {
     }
     let has_body = endpoint.method != Method::Get
         && (!body.is_empty() || endpoint.fields.iter().any(|f| matches!(f.place, Body(_))));
-    Ok(Built { path, query, body: has_body.then_some(Value::Object(body)) })
+    Ok(Built { path, query, body: has_body.then_some(Value::Object(body)), file })
 }
 
 fn scalar(value: &Value) -> String {
@@ -509,12 +520,19 @@ fn is_email(text: &str) -> bool {
 /// plan-gated 404s and "nothing matched" 404s given their meaning.
 pub fn run(endpoint: &Endpoint, input: &str) -> Result<String, ProviderError> {
     let built = build(endpoint, input)?;
-    let body = match &built.body {
-        Some(body) => Some(serde_json::to_vec(body).map_err(|e| ProviderError::BadResponse(e.to_string()))?),
-        None => None,
+    let (body, content_type) = match (&built.file, &built.body) {
+        (Some((part, ldjson)), _) => {
+            let (body, content_type) = multipart(part, ldjson);
+            (Some(body), content_type)
+        }
+        (None, Some(body)) => (
+            Some(serde_json::to_vec(body).map_err(|e| ProviderError::BadResponse(e.to_string()))?),
+            "application/json".to_string(),
+        ),
+        (None, None) => (None, "application/json".to_string()),
     };
     let query: Vec<(&str, &str)> = built.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let answer = api::send_with(endpoint.method, &built.path, &query, body, endpoint.reads_only)?;
+    let answer = api::send_typed(endpoint.method, &built.path, &query, body, &content_type, endpoint.reads_only)?;
     if answer.status == 404
         && let Some(empty) = endpoint.empty_on_404
     {
@@ -535,6 +553,20 @@ pub fn run(endpoint: &Endpoint, input: &str) -> Result<String, ProviderError> {
     serde_json::from_str::<serde::de::IgnoredAny>(&text)
         .map_err(|e| ProviderError::BadResponse(format!("{}: not JSON ({e})", built.path)))?;
     Ok(text)
+}
+
+/// A multipart/form-data body with one file part; its content type.
+fn multipart(part: &str, content: &str) -> (Vec<u8>, String) {
+    // A boundary the content does not contain.
+    let mut boundary = String::from("terapi-part-7d1f");
+    while content.contains(&boundary) {
+        boundary.push('x');
+    }
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{part}\"; filename=\"{part}.ldjson\"\r\n\
+         Content-Type: application/x-ndjson\r\n\r\n{content}\r\n--{boundary}--\r\n"
+    );
+    (body.into_bytes(), format!("multipart/form-data; boundary={boundary}"))
 }
 
 pub fn not_available(path: &str) -> ProviderError {

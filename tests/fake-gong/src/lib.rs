@@ -179,7 +179,7 @@ impl FakeGong {
             .route("/v2/flows/prospects/assign", axum::routing::post(surface::echo))
             .route("/v2/flows/prospects/unassign-flows-by-crm-id", axum::routing::post(surface::echo))
             .route("/v2/permission-profile/users", get(surface::echo))
-            .route("/v2/crm/entities", get(surface::echo).post(surface::echo))
+            .route("/v2/crm/entities", get(surface::echo).post(surface::crm_upload))
             .route("/v2/crm/entity-schema", get(surface::echo))
             .route("/v2/stats/activity/aggregate", axum::routing::post(surface::echo))
             .route("/v2/stats/activity/day-by-day", axum::routing::post(surface::echo))

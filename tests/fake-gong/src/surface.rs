@@ -178,3 +178,45 @@ pub(crate) async fn echo(
     }))
     .into_response()
 }
+
+/// POST /v2/crm/entities: Gong takes the objects as a multipart/form-data
+/// upload whose `dataFile` part holds one JSON object per line (LDJSON),
+/// and answers with the request id to poll `/v2/crm/request-status` with.
+pub(crate) async fn crm_upload(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+    body: String,
+) -> Response {
+    if shared.config.plan_gated {
+        return gong_error(&shared, StatusCode::NOT_FOUND, "Not found");
+    }
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let Some(boundary) = content_type
+        .strip_prefix("multipart/form-data")
+        .and_then(|rest| rest.split("boundary=").nth(1))
+        .map(|b| b.trim_matches('"').to_string())
+    else {
+        return gong_error(&shared, StatusCode::BAD_REQUEST, "Expected multipart/form-data with a dataFile part");
+    };
+    for required in ["integrationId", "objectType", "clientRequestId"] {
+        if !q.contains_key(required) {
+            return gong_error(&shared, StatusCode::BAD_REQUEST, &format!("{required} is required"));
+        }
+    }
+    let delimiter = format!("--{boundary}");
+    let data_file = body.split(delimiter.as_str()).find(|part| part.contains("name=\"dataFile\""));
+    let Some(content) = data_file.and_then(|part| part.split_once("\r\n\r\n")).map(|(_, content)| content) else {
+        return gong_error(&shared, StatusCode::BAD_REQUEST, "No dataFile part");
+    };
+    let objects: Vec<&str> = content.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if objects.is_empty()
+        || objects.iter().any(|line| !line.starts_with('{') || serde_json::from_str::<Value>(line).is_err())
+    {
+        return gong_error(&shared, StatusCode::BAD_REQUEST, "dataFile must hold one JSON object per line");
+    }
+    axum::Json(
+        json!({ "requestId": request_id(&shared), "clientRequestId": q["clientRequestId"], "objects": objects.len() }),
+    )
+    .into_response()
+}

@@ -342,7 +342,12 @@ fn every_catalogued_action_round_trips() {
                 let in_query = seen.query.get(key).is_some_and(|q| value.as_str() == Some(q.as_str()));
                 let in_path = value.as_str().is_some_and(|v| seen.path.ends_with(v));
                 let in_body = body.get(key) == Some(value) || body["filter"].get(key) == Some(value);
-                assert!(in_query || in_path || in_body, "{action}: `{key}` did not reach Gong ({seen:?})");
+                // An upload's objects travel as lines of a multipart file part.
+                let raw = String::from_utf8_lossy(&seen.body);
+                let in_file = value.as_array().is_some_and(|items| {
+                    raw.contains("name=\"dataFile\"") && items.iter().all(|item| raw.contains(&format!("{item}\n")))
+                });
+                assert!(in_query || in_path || in_body || in_file, "{action}: `{key}` did not reach Gong ({seen:?})");
             }
             assert!(output.get("requestId").is_some(), "{action}: Gong's answer comes back: {output}");
         }
