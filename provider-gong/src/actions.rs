@@ -24,17 +24,17 @@ pub const ACTIONS: &[ActionDef] = &[
         output_schema: schema::USER,
     },
     ActionDef {
+        name: "list-calls",
+        description: "List calls in a date window, one page at a time (GET /v2/calls).",
+        input_schema: schema::LIST_CALLS_INPUT,
+        output_schema: schema::LIST_CALLS_OUTPUT,
+    },
+    ActionDef {
         name: "get-call-media",
         description: "Download links of a call's recording: audio and video URLs, valid for hours, not forever \
                       (POST /v2/calls/extensive with media).",
         input_schema: schema::GET_CALL_MEDIA_INPUT,
         output_schema: schema::CALL_MEDIA,
-    },
-    ActionDef {
-        name: "list-calls",
-        description: "List calls in a date window, one page at a time (GET /v2/calls).",
-        input_schema: schema::LIST_CALLS_INPUT,
-        output_schema: schema::LIST_CALLS_OUTPUT,
     },
 ];
 
