@@ -136,8 +136,8 @@ pub struct SyncRunRecord {
 pub struct RecordQuery {
     pub connection_id: String,
     pub model: String,
-    /// Unix seconds: only records the provider says changed later, or (with
-    /// no provider time) that changed here later.
+    /// Unix seconds: only records that changed here later (stored, changed,
+    /// or found deleted), or that the provider says changed later.
     pub modified_after: Option<u64>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
