@@ -23,7 +23,7 @@ use terapi_host::providers::RateLimitSpec;
 use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use terapi_store::{
     AuditEntry, ConnectionSummary, MasterKey, RETRY_FAILED_AFTER_MS, RecordPage, RecordQuery, Store, StoreError,
-    StoredRecord, SyncLease, SyncRunRecord, SyncState, unix_now,
+    StoredRecord, SyncLease, SyncRunRecord, SyncState, auth_mode_name, unix_now, username,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -166,20 +166,6 @@ impl BudgetStore for PostgresStore {
         _now_ms: u64,
     ) -> Pin<Box<dyn Future<Output = Result<Reservation, String>> + Send + 'a>> {
         Box::pin(async move { self.reserve_slot(tenant, limit).await.map_err(|e| e.to_string()) })
-    }
-}
-
-fn auth_mode_name(credentials: &Credentials) -> &'static str {
-    match credentials {
-        Credentials::Basic { .. } => "BASIC",
-        Credentials::OAuth2 { .. } => "OAUTH2",
-    }
-}
-
-fn username(credentials: &Credentials) -> Option<&str> {
-    match credentials {
-        Credentials::Basic { username, .. } => Some(username),
-        Credentials::OAuth2 { .. } => None,
     }
 }
 

@@ -259,6 +259,23 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
+/// How the `connections` table names a credential's kind.
+pub fn auth_mode_name(credentials: &Credentials) -> &'static str {
+    match credentials {
+        Credentials::Basic { .. } => "BASIC",
+        Credentials::OAuth2 { .. } => "OAUTH2",
+    }
+}
+
+/// The access key (Gong's basic-auth user name): an identifier, not a
+/// secret, so stores keep it in clear for `connection list`.
+pub fn username(credentials: &Credentials) -> Option<&str> {
+    match credentials {
+        Credentials::Basic { username, .. } => Some(username),
+        Credentials::OAuth2 { .. } => None,
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)

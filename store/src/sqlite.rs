@@ -16,7 +16,7 @@ use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use crate::crypto::MasterKey;
 use crate::{
     AuditEntry, ConnectionSummary, RecordPage, RecordQuery, Store, StoreError, StoredRecord, SyncLease, SyncRunRecord,
-    SyncState, schema, unix_now,
+    SyncState, auth_mode_name, schema, unix_now, username,
 };
 
 pub const DATABASE_FILE: &str = "terapi.db";
@@ -678,20 +678,6 @@ impl Store for SqliteStore {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-    }
-}
-
-fn auth_mode_name(credentials: &Credentials) -> &'static str {
-    match credentials {
-        Credentials::Basic { .. } => "BASIC",
-        Credentials::OAuth2 { .. } => "OAUTH2",
-    }
-}
-
-fn username(credentials: &Credentials) -> Option<&str> {
-    match credentials {
-        Credentials::Basic { username, .. } => Some(username),
-        Credentials::OAuth2 { .. } => None,
     }
 }
 

@@ -115,7 +115,10 @@ pub fn platform_in(dir: &Path) -> Platform {
 }
 
 pub fn platform_with(dir: &Path, providers: Providers, runtime: RuntimeConfig) -> Platform {
-    let store = Arc::new(SqliteStore::open_in(dir).expect("store opens"));
+    platform_on(Arc::new(SqliteStore::open_in(dir).expect("store opens")), providers, runtime)
+}
+
+fn platform_on(store: Arc<dyn terapi_store::Store>, providers: Providers, runtime: RuntimeConfig) -> Platform {
     Platform::new(PlatformConfig {
         runtime: RuntimeConfig { cache_dir: Some(component_cache()), ..runtime },
         providers,
@@ -152,16 +155,8 @@ pub async fn fresh_database(name: &str) -> String {
 /// TERAPI_MASTER_KEY).
 pub async fn postgres_platform(url: &str, dir: &Path, providers: Providers, runtime: RuntimeConfig) -> Platform {
     let key = terapi_store::MasterKey::from_env_or_file(dir).expect("master key");
-    let store =
-        Arc::new(terapi_store_postgres::PostgresStore::open(url, key, 8).await.expect("PostgreSQL store opens"));
-    Platform::new(PlatformConfig {
-        runtime: RuntimeConfig { cache_dir: Some(component_cache()), ..runtime },
-        providers,
-        components: vec![gong_source()],
-        store,
-        oauth_clients: Default::default(),
-    })
-    .expect("platform starts")
+    let store = terapi_store_postgres::PostgresStore::open(url, key, 8).await.expect("PostgreSQL store opens");
+    platform_on(Arc::new(store), providers, runtime)
 }
 
 fn gong_source() -> ComponentSource {
