@@ -135,6 +135,32 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Serve Nango's public API (records, syncs, actions, proxy,
+    /// connections, Connect), run scheduled syncs and send change webhooks.
+    Serve {
+        /// Address to listen on (port 0: any free port; printed on start).
+        #[arg(long, default_value = "127.0.0.1:3003")]
+        bind: std::net::SocketAddr,
+        /// The URL end users reach this server at (Connect links, OAuth
+        /// redirects); default: http://BIND/.
+        #[arg(long, env = "TERAPI_PUBLIC_URL")]
+        public_url: Option<url::Url>,
+        /// Where change webhooks go after each sync run.
+        #[arg(long, env = "TERAPI_WEBHOOK_URL")]
+        webhook_url: Option<url::Url>,
+        /// Signs webhooks (X-Nango-Hmac-Sha256); give the same to the app.
+        #[arg(long, env = "TERAPI_WEBHOOK_SIGNING_KEY", hide_env_values = true)]
+        webhook_signing_key: Option<String>,
+        /// Scheduled syncs this server runs at once (0: none, leave them to
+        /// `terapi worker`s on the same store).
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Secret API keys for `terapi serve` (stored hashed; shown once).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// List or run syncs.
     Sync {
         #[command(subcommand)]
@@ -245,6 +271,19 @@ pub enum McpCommand {
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Make a new key and print it (once).
+    Create {
+        #[arg(long, default_value = "default")]
+        label: String,
+    },
+    /// The keys, by public id (never the key).
+    List,
+    /// Revoke a key by its public id.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -442,6 +481,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::sync::worker(&app, concurrency, lease_secs, exit_when_idle).await
         }
         Command::Audit { command } => commands::tool::audit(&app, command).await,
+        Command::Serve { bind, public_url, webhook_url, webhook_signing_key, concurrency } => {
+            commands::serve::serve(
+                &app,
+                commands::serve::ServeArgs { bind, public_url, webhook_url, webhook_signing_key, concurrency },
+            )
+            .await
+        }
+        Command::Key { command } => commands::serve::key(&app, command).await,
         Command::Mcp { command } => commands::mcp::run(&app, command).await,
         Command::Webhooks { command } => commands::webhooks::run(&app, command).await,
     }

@@ -17,6 +17,7 @@
 mod connections;
 mod error;
 mod registry;
+mod schedules;
 mod syncs;
 mod tools;
 pub mod webhooks;
@@ -37,7 +38,8 @@ pub use terapi_host;
 pub use terapi_store;
 pub use tools::{ToolCall, ToolInfo, ToolStatus, toolset};
 pub use webhooks::WebhookOutcome;
-pub use worker::{WorkerOptions, WorkerReport};
+pub use schedules::ScheduleInfo;
+pub use worker::{FinishedRun, WorkerOptions, WorkerReport};
 
 /// What a platform is made of.
 pub struct PlatformConfig {

@@ -20,12 +20,31 @@ pub struct WorkerOptions {
     pub poll_interval: Duration,
     /// Return once nothing is due and nothing is running (batch jobs, tests).
     pub exit_when_idle: bool,
+    /// Told of every run this worker finishes (e.g. to send change webhooks).
+    pub finished_runs: Option<tokio::sync::mpsc::UnboundedSender<FinishedRun>>,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions { concurrency: 4, poll_interval: Duration::from_secs(1), exit_when_idle: false }
+        WorkerOptions { concurrency: 4, poll_interval: Duration::from_secs(1), exit_when_idle: false, finished_runs: None }
     }
+}
+
+/// A run a worker finished, well or not.
+#[derive(Debug, Clone)]
+pub struct FinishedRun {
+    pub connection_id: String,
+    pub provider: String,
+    pub sync: String,
+    pub model: String,
+    /// Unix ms.
+    pub started_at_ms: u64,
+    pub finished_at_ms: u64,
+    /// Whether it started from a checkpoint (an incremental run) rather
+    /// than from the beginning (an initial or full run).
+    pub resumed: bool,
+    /// The error, scrubbed of secrets, if it failed.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,7 +67,7 @@ impl Platform {
         let provider = self.store.connection_summary(connection_id).await?.provider;
         let (model, _) = self.sync_info(&provider, sync).await?;
         let due = due_at_ms.unwrap_or_else(terapi_host::limits::unix_ms);
-        Ok(self.store.schedule_sync(connection_id, sync, &model, due).await?)
+        Ok(self.store.schedule_sync(connection_id, sync, &model, due, false).await?)
     }
 
     /// Claims and runs due syncs, `concurrency` at a time, until `shutdown`
@@ -73,9 +92,16 @@ impl Platform {
                 claimed_any = true;
                 let platform = self.clone();
                 let report = report.clone();
+                let finished_runs = options.finished_runs.clone();
                 running.spawn(async move {
                     let mut counted = (0u64, 0u64);
+                    let started_at_ms = terapi_host::limits::unix_ms();
                     let result = platform.run_claimed(&connection, &sync, owner, &mut counted).await;
+                    if let Some(events) = finished_runs
+                        && let Some(event) = platform.finished_run(&connection, &sync, started_at_ms, &result).await
+                    {
+                        let _ = events.send(event);
+                    }
                     let mut report = report.lock().unwrap_or_else(|p| p.into_inner());
                     report.runs += 1;
                     report.pages += counted.0;
@@ -103,13 +129,42 @@ impl Platform {
         Ok(report)
     }
 
+    async fn finished_run(
+        &self,
+        connection_id: &str,
+        sync: &str,
+        started_at_ms: u64,
+        result: &Result<bool, PlatformError>,
+    ) -> Option<FinishedRun> {
+        // A connection deleted meanwhile has nobody left to tell.
+        let provider = self.store.connection_summary(connection_id).await.ok()?.provider;
+        let (model, _) = self.sync_info(&provider, sync).await.ok()?;
+        let (resumed, error) = match result {
+            Ok(resumed) => (*resumed, None),
+            // Errors from the provider were scrubbed by the session; a
+            // store or lease error carries no secret.
+            Err(e) => (false, Some(e.to_string())),
+        };
+        Some(FinishedRun {
+            connection_id: connection_id.to_string(),
+            provider,
+            sync: sync.to_string(),
+            model,
+            started_at_ms,
+            finished_at_ms: terapi_host::limits::unix_ms(),
+            resumed,
+            error,
+        })
+    }
+
+    /// Runs a claimed sync; `Ok(resumed)`.
     async fn run_claimed(
         &self,
         connection_id: &str,
         sync: &str,
         owner: String,
         counted: &mut (u64, u64),
-    ) -> Result<(), PlatformError> {
+    ) -> Result<bool, PlatformError> {
         let session = self.session(connection_id).await?;
         let mut progress = |page: &SyncPage| {
             counted.0 += 1;
@@ -117,6 +172,6 @@ impl Platform {
         };
         self.run_sync_as(&session, connection_id, sync, &StoredSyncOptions::default(), &mut progress, owner)
             .await
-            .map(drop)
+            .map(|run| run.resumed)
     }
 }

@@ -58,6 +58,7 @@ impl sync::Guest for GongProvider {
                 description: s.description.into(),
                 record_schema: s.record_schema.into(),
                 incremental: s.incremental(),
+                frequency_secs: s.frequency_secs(),
             })
             .collect()
     }

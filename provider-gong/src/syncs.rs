@@ -71,6 +71,14 @@ impl SyncDef {
         !matches!(self.window, Window::None)
     }
 
+    /// Calls, transcripts and scorecards arrive all day and are read by
+    /// date window, so hourly is cheap; users and settings change rarely and
+    /// full syncs re-read everything, so daily keeps well inside Gong's
+    /// 10,000 requests a day per company.
+    pub fn frequency_secs(&self) -> u32 {
+        if self.incremental() { 3_600 } else { 86_400 }
+    }
+
     #[cfg(test)]
     pub fn path(&self) -> &'static str {
         self.path

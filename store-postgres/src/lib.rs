@@ -22,7 +22,7 @@ use terapi_host::limits::{BudgetStore, Reservation, interval_ms};
 use terapi_host::providers::RateLimitSpec;
 use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use terapi_store::{
-    AuditEntry, ConnectionSummary, MasterKey, RETRY_FAILED_AFTER_MS, RecordPage, RecordQuery, Store, StoreError,
+    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, RecordChanges, MasterKey, RETRY_FAILED_AFTER_MS, RecordPage, RecordQuery, Store, StoreError,
     StoredRecord, SyncLease, SyncRunRecord, SyncState, auth_mode_name, unix_now, username,
 };
 use tokio_postgres::NoTls;
@@ -385,7 +385,10 @@ impl Store for PostgresStore {
             &format!(
                 "UPDATE sync_state SET status = $4, last_error = $5, last_finished_at = {NOW_MS} / 1000,
                      lease_owner = NULL, lease_expires_at = NULL,
-                     due_at = CASE WHEN $4 = 'done' OR due_at IS NULL THEN NULL ELSE {NOW_MS} + $6 END
+                     due_at = CASE WHEN paused THEN NULL
+                                   WHEN $4 = 'done' THEN {NOW_MS} + frequency_secs * 1000
+                                   WHEN due_at IS NULL AND frequency_secs IS NULL THEN NULL
+                                   ELSE {NOW_MS} + LEAST($6, COALESCE(frequency_secs * 1000, $6)) END
                  WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3"
             ),
             &[&lease.connection_id, &lease.sync, &lease.owner, &status, &error, &(RETRY_FAILED_AFTER_MS as i64)],
@@ -451,7 +454,9 @@ impl Store for PostgresStore {
                             CASE WHEN s.status = 'running' AND (s.lease_expires_at IS NULL OR s.lease_expires_at <= {NOW_MS})
                                  THEN 'interrupted' ELSE s.status END,
                             s.pages, s.last_started_at, s.last_finished_at, s.last_error,
-                            (SELECT COUNT(*) FROM records r WHERE r.connection_id = s.connection_id AND r.model = s.model)
+                            (SELECT COUNT(*) FROM records r WHERE r.connection_id = s.connection_id AND r.model = s.model
+                                                              AND r.deleted_at IS NULL),
+                            s.frequency_secs, s.paused, s.due_at
                      FROM sync_state s WHERE s.connection_id = $1 ORDER BY s.sync"
                 ),
                 &[&connection_id],
@@ -470,6 +475,9 @@ impl Store for PostgresStore {
                 last_finished_at: r.get::<_, Option<i64>>(6).map(|t| t as u64),
                 last_error: r.get(7),
                 records: r.get::<_, i64>(8) as u64,
+                frequency_secs: r.get::<_, Option<i64>>(9).map(|t| t as u64),
+                paused: r.get(10),
+                due_at_ms: r.get::<_, Option<i64>>(11).map(|t| t as u64),
             })
             .collect())
     }
@@ -504,14 +512,55 @@ impl Store for PostgresStore {
         sync: &str,
         model: &str,
         due_at_ms: u64,
+        reset: bool,
     ) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO sync_state (connection_id, sync, model, status, due_at) VALUES ($1, $2, $3, 'queued', $4)
-             ON CONFLICT (connection_id, sync) DO UPDATE SET model = $3, due_at = $4",
-            &[&connection_id, &sync, &model, &(due_at_ms as i64)],
+             ON CONFLICT (connection_id, sync) DO UPDATE SET model = $3, due_at = $4,
+                 checkpoint = CASE WHEN $5 THEN NULL ELSE sync_state.checkpoint END",
+            &[&connection_id, &sync, &model, &(due_at_ms as i64), &reset],
         )
         .await?;
         Ok(())
+    }
+
+    async fn set_schedule(
+        &self,
+        connection_id: &str,
+        sync: &str,
+        model: &str,
+        frequency_secs: u64,
+        paused: bool,
+        due_at_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO sync_state (connection_id, sync, model, status, due_at, frequency_secs, paused)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6)
+             ON CONFLICT (connection_id, sync) DO UPDATE SET model = $3, due_at = $4, frequency_secs = $5, paused = $6",
+            &[&connection_id, &sync, &model, &due_at_ms.map(|t| t as i64), &(frequency_secs as i64), &paused],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn record_changes(&self, connection_id: &str, model: &str, since: u64) -> Result<RecordChanges, StoreError> {
+        let rows = self
+            .query(
+                "SELECT COUNT(*) FILTER (WHERE deleted_at IS NULL AND first_seen_at >= $3),
+                        COUNT(*) FILTER (WHERE deleted_at IS NULL AND first_seen_at < $3),
+                        COUNT(*) FILTER (WHERE deleted_at IS NOT NULL)
+                 FROM records WHERE connection_id = $1 AND model = $2 AND updated_at >= $3",
+                &[&connection_id, &model, &(since as i64)],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .map(|r| RecordChanges {
+                added: r.get::<_, i64>(0) as u64,
+                updated: r.get::<_, i64>(1) as u64,
+                deleted: r.get::<_, i64>(2) as u64,
+            })
+            .unwrap_or_default())
     }
 
     async fn due_now(&self) -> Result<u64, StoreError> {
@@ -583,6 +632,7 @@ impl Store for PostgresStore {
                 first_seen_at: r.get::<_, i64>(3) as u64,
                 updated_at: r.get::<_, i64>(4) as u64,
                 deleted_at: r.get::<_, Option<i64>>(5).map(|t| t as u64),
+                cursor: r.get::<_, i64>(0).to_string(),
             })
             .collect();
         Ok(RecordPage { records, next_cursor })
@@ -645,6 +695,77 @@ impl Store for PostgresStore {
                 detail: r.get(7),
             })
             .collect())
+    }
+
+    async fn create_api_key(&self, sha256: &str, label: &str) -> Result<ApiKeyInfo, StoreError> {
+        let info = ApiKeyInfo { id: terapi_store::api_key_id(sha256), label: label.to_string(), created_at: unix_now() };
+        self.execute(
+            "INSERT INTO api_keys (sha256, id, label, created_at) VALUES ($1, $2, $3, $4)",
+            &[&sha256, &info.id, &info.label, &(info.created_at as i64)],
+        )
+        .await?;
+        Ok(info)
+    }
+
+    async fn api_key_exists(&self, sha256: &str) -> Result<bool, StoreError> {
+        Ok(!self.query("SELECT 1 FROM api_keys WHERE sha256 = $1", &[&sha256]).await?.is_empty())
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let rows = self.query("SELECT id, label, created_at FROM api_keys ORDER BY created_at, id", &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| ApiKeyInfo { id: r.get(0), label: r.get(1), created_at: r.get::<_, i64>(2) as u64 })
+            .collect())
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM api_keys WHERE id = $1", &[&id]).await? > 0)
+    }
+
+    async fn create_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError> {
+        // Sessions live minutes; the expired ones are swept as new ones come.
+        self.execute(&format!("DELETE FROM connect_sessions WHERE expires_at_ms < {NOW_MS} - 86400000"), &[]).await?;
+        let allowed = serde_json::to_string(&session.allowed_integrations).unwrap_or_else(|_| "[]".into());
+        self.execute(
+            "INSERT INTO connect_sessions (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &session.token_sha256,
+                &session.end_user,
+                &allowed,
+                &(session.expires_at_ms as i64),
+                &session.connection_id,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn connect_session(&self, token_sha256: &str) -> Result<Option<ConnectSession>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT end_user, allowed_integrations, expires_at_ms, connection_id FROM connect_sessions
+                 WHERE token_sha256 = $1",
+                &[&token_sha256],
+            )
+            .await?;
+        Ok(rows.first().map(|r| ConnectSession {
+            token_sha256: token_sha256.to_string(),
+            end_user: r.get(0),
+            allowed_integrations: serde_json::from_str(r.get::<_, &str>(1)).unwrap_or_default(),
+            expires_at_ms: r.get::<_, i64>(2) as u64,
+            connection_id: r.get(3),
+        }))
+    }
+
+    async fn finish_connect_session(&self, token_sha256: &str, connection_id: &str) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE connect_sessions SET connection_id = $2 WHERE token_sha256 = $1",
+            &[&token_sha256, &connection_id],
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -86,6 +86,23 @@ const MIGRATIONS: &[&str] = &[
          day BIGINT NOT NULL,
          used BIGINT NOT NULL
      );",
+    // 2: the platform as a service: sync schedules (how often, paused),
+    // hashed secret API keys, and Connect sessions (hashed tokens).
+    "ALTER TABLE sync_state ADD COLUMN frequency_secs BIGINT;
+     ALTER TABLE sync_state ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE;
+     CREATE TABLE api_keys (
+         sha256 TEXT PRIMARY KEY,
+         id TEXT NOT NULL UNIQUE,
+         label TEXT NOT NULL,
+         created_at BIGINT NOT NULL
+     );
+     CREATE TABLE connect_sessions (
+         token_sha256 TEXT PRIMARY KEY,
+         end_user TEXT NOT NULL,
+         allowed_integrations TEXT NOT NULL,
+         expires_at_ms BIGINT NOT NULL,
+         connection_id TEXT
+     );",
 ];
 
 pub async fn migrate(tx: &deadpool_postgres::Transaction<'_>, shown: &str) -> Result<(), StoreError> {

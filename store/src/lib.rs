@@ -101,6 +101,46 @@ pub struct SyncState {
     pub last_started_at: Option<u64>,
     pub last_finished_at: Option<u64>,
     pub last_error: Option<String>,
+    /// Run every this many seconds (a schedule); `None`: only when asked.
+    pub frequency_secs: Option<u64>,
+    /// The schedule is paused: nothing runs it until it is started again.
+    pub paused: bool,
+    /// Unix ms when a worker will run it next, if it is due at all.
+    pub due_at_ms: Option<u64>,
+}
+
+/// What a run changed in a model, as a change webhook reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RecordChanges {
+    pub added: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+/// A Connect session: a short-lived token an app hands to its end user so
+/// that they can create one connection from the Connect page. Only the
+/// token's SHA-256 is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSession {
+    pub token_sha256: String,
+    /// The end user as the app described them (JSON object).
+    pub end_user: String,
+    /// Providers the end user may connect; empty: any.
+    pub allowed_integrations: Vec<String>,
+    /// Unix ms.
+    pub expires_at_ms: u64,
+    /// The connection made with it, once made.
+    pub connection_id: Option<String>,
+}
+
+/// A secret API key as `key list` shows it: never the key, only its public id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyInfo {
+    /// The first 12 hex digits of the key's SHA-256.
+    pub id: String,
+    pub label: String,
+    /// Unix seconds.
+    pub created_at: u64,
 }
 
 /// A run's claim on a (connection, sync): only the holder may commit pages,
@@ -162,6 +202,8 @@ pub struct StoredRecord {
     pub first_seen_at: u64,
     pub updated_at: u64,
     pub deleted_at: Option<u64>,
+    /// Where a listing that stopped at this record resumes (`RecordQuery::cursor`).
+    pub cursor: String,
 }
 
 /// One tool call as the audit log keeps it: never the input itself (it may
@@ -229,14 +271,32 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn sync_runs(&self, connection_id: &str) -> Result<Vec<SyncRunRecord>, StoreError>;
 
     /// Marks a sync due at `due_at_ms` (unix ms) for a worker to run. A run
-    /// that finishes clears it; one that fails leaves it due a minute later.
+    /// that finishes clears it (or, on a schedule, sets the next run); one
+    /// that fails leaves it due a minute later. `reset`: the run starts
+    /// from the beginning, not from the saved checkpoint.
     async fn schedule_sync(
         &self,
         connection_id: &str,
         sync: &str,
         model: &str,
         due_at_ms: u64,
+        reset: bool,
     ) -> Result<(), StoreError>;
+    /// Sets a sync's schedule: every `frequency_secs`, paused or not, next
+    /// due at `due_at_ms` (`None`: not due). Each finished run of an
+    /// unpaused schedule makes the sync due again `frequency_secs` later.
+    async fn set_schedule(
+        &self,
+        connection_id: &str,
+        sync: &str,
+        model: &str,
+        frequency_secs: u64,
+        paused: bool,
+        due_at_ms: Option<u64>,
+    ) -> Result<(), StoreError>;
+    /// How records of `model` changed since `since` (unix seconds): added,
+    /// updated, found deleted.
+    async fn record_changes(&self, connection_id: &str, model: &str, since: u64) -> Result<RecordChanges, StoreError>;
     /// Claims one due sync whose lease is free or lapsed, taking the lease
     /// for `owner`: workers on one store never claim the same sync twice,
     /// and a dead worker's sync is claimed again once its lease lapses.
@@ -257,6 +317,21 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The newest `limit` entries, oldest first.
     async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Saves a new secret API key by its SHA-256 (hex); the key itself is
+    /// never stored.
+    async fn create_api_key(&self, sha256: &str, label: &str) -> Result<ApiKeyInfo, StoreError>;
+    /// Whether a key with this SHA-256 exists (and is not revoked).
+    async fn api_key_exists(&self, sha256: &str) -> Result<bool, StoreError>;
+    async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;
+    /// Revokes the key with this public id; `false` if there is none.
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError>;
+
+    async fn create_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError>;
+    /// The session with this token hash, expired or not (the caller checks).
+    async fn connect_session(&self, token_sha256: &str) -> Result<Option<ConnectSession>, StoreError>;
+    /// Notes the connection a session made.
+    async fn finish_connect_session(&self, token_sha256: &str, connection_id: &str) -> Result<(), StoreError>;
 }
 
 /// How the `connections` table names a credential's kind.
@@ -274,6 +349,12 @@ pub fn username(credentials: &Credentials) -> Option<&str> {
         Credentials::Basic { username, .. } => Some(username),
         Credentials::OAuth2 { .. } => None,
     }
+}
+
+/// The public id of an API key: the first 12 hex digits of its SHA-256,
+/// enough to name it in `key list` / `key revoke` and useless to an attacker.
+pub fn api_key_id(sha256: &str) -> String {
+    sha256.chars().take(12).collect()
 }
 
 /// Seconds since the Unix epoch.

@@ -87,6 +87,24 @@ const MIGRATIONS: &[&str] = &[
          day INTEGER NOT NULL,
          used INTEGER NOT NULL
      );",
+    // 4: the platform as a service: sync schedules (how often, paused),
+    // hashed secret API keys, and Connect sessions (hashed tokens).
+    "ALTER TABLE sync_state ADD COLUMN frequency_secs INTEGER;
+     ALTER TABLE sync_state ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX records_by_first_seen ON records (connection_id, model, first_seen_at);
+     CREATE TABLE api_keys (
+         sha256 TEXT PRIMARY KEY,
+         id TEXT NOT NULL UNIQUE,
+         label TEXT NOT NULL,
+         created_at INTEGER NOT NULL
+     );
+     CREATE TABLE connect_sessions (
+         token_sha256 TEXT PRIMARY KEY,
+         end_user TEXT NOT NULL,
+         allowed_integrations TEXT NOT NULL,
+         expires_at_ms INTEGER NOT NULL,
+         connection_id TEXT
+     );",
 ];
 
 /// The schema version this build writes.

@@ -15,7 +15,7 @@ use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
 use crate::{
-    AuditEntry, ConnectionSummary, RecordPage, RecordQuery, Store, StoreError, StoredRecord, SyncLease, SyncRunRecord,
+    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, RecordChanges, RecordPage, RecordQuery, Store, StoreError, StoredRecord, SyncLease, SyncRunRecord,
     SyncState, auth_mode_name, schema, unix_now, username,
 };
 
@@ -397,7 +397,10 @@ impl Store for SqliteStore {
         tx.execute(
             "UPDATE sync_state SET status = ?4, last_error = ?5, last_finished_at = ?6 / 1000,
                  lease_owner = NULL, lease_expires_at = NULL,
-                 due_at = CASE WHEN ?4 = 'done' OR due_at IS NULL THEN NULL ELSE ?6 + ?7 END
+                 due_at = CASE WHEN paused THEN NULL
+                               WHEN ?4 = 'done' THEN ?6 + frequency_secs * 1000
+                               WHEN due_at IS NULL AND frequency_secs IS NULL THEN NULL
+                               ELSE ?6 + MIN(?7, COALESCE(frequency_secs * 1000, ?7)) END
              WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3",
             params![
                 lease.connection_id,
@@ -487,15 +490,56 @@ impl Store for SqliteStore {
         sync: &str,
         model: &str,
         due_at_ms: u64,
+        reset: bool,
     ) -> Result<(), StoreError> {
         self.db()
             .execute(
                 "INSERT INTO sync_state (connection_id, sync, model, status, due_at) VALUES (?1, ?2, ?3, 'queued', ?4)
-                 ON CONFLICT (connection_id, sync) DO UPDATE SET model = ?3, due_at = ?4",
-                params![connection_id, sync, model, due_at_ms as i64],
+                 ON CONFLICT (connection_id, sync) DO UPDATE SET model = ?3, due_at = ?4,
+                     checkpoint = CASE WHEN ?5 THEN NULL ELSE sync_state.checkpoint END",
+                params![connection_id, sync, model, due_at_ms as i64, reset],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    async fn set_schedule(
+        &self,
+        connection_id: &str,
+        sync: &str,
+        model: &str,
+        frequency_secs: u64,
+        paused: bool,
+        due_at_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "INSERT INTO sync_state (connection_id, sync, model, status, due_at, frequency_secs, paused)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)
+                 ON CONFLICT (connection_id, sync) DO UPDATE SET model = ?3, due_at = ?4, frequency_secs = ?5, paused = ?6",
+                params![connection_id, sync, model, due_at_ms.map(|t| t as i64), frequency_secs as i64, paused],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn record_changes(&self, connection_id: &str, model: &str, since: u64) -> Result<RecordChanges, StoreError> {
+        self.db()
+            .query_row(
+                "SELECT COALESCE(SUM(deleted_at IS NULL AND first_seen_at >= ?3), 0),
+                        COALESCE(SUM(deleted_at IS NULL AND first_seen_at < ?3), 0),
+                        COALESCE(SUM(deleted_at IS NOT NULL), 0)
+                 FROM records WHERE connection_id = ?1 AND model = ?2 AND updated_at >= ?3",
+                params![connection_id, model, since as i64],
+                |r| {
+                    Ok(RecordChanges {
+                        added: r.get::<_, i64>(0)? as u64,
+                        updated: r.get::<_, i64>(1)? as u64,
+                        deleted: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
     }
 
     async fn due_now(&self) -> Result<u64, StoreError> {
@@ -532,7 +576,9 @@ impl Store for SqliteStore {
                         CASE WHEN s.status = 'running' AND (s.lease_expires_at IS NULL OR s.lease_expires_at <= ?2)
                              THEN 'interrupted' ELSE s.status END,
                         s.pages, s.last_started_at, s.last_finished_at, s.last_error,
-                        (SELECT COUNT(*) FROM records r WHERE r.connection_id = s.connection_id AND r.model = s.model)
+                        (SELECT COUNT(*) FROM records r WHERE r.connection_id = s.connection_id AND r.model = s.model
+                                                          AND r.deleted_at IS NULL),
+                        s.frequency_secs, s.paused, s.due_at
                  FROM sync_state s WHERE s.connection_id = ?1 ORDER BY s.sync",
             )
             .map_err(|e| self.err(e))?;
@@ -549,6 +595,9 @@ impl Store for SqliteStore {
                     last_finished_at: r.get::<_, Option<i64>>(6)?.map(|t| t as u64),
                     last_error: r.get(7)?,
                     records: r.get::<_, i64>(8)? as u64,
+                    frequency_secs: r.get::<_, Option<i64>>(9)?.map(|t| t as u64),
+                    paused: r.get(10)?,
+                    due_at_ms: r.get::<_, Option<i64>>(11)?.map(|t| t as u64),
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -601,6 +650,7 @@ impl Store for SqliteStore {
                         first_seen_at: r.get::<_, i64>(3)? as u64,
                         updated_at: r.get::<_, i64>(4)? as u64,
                         deleted_at: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),
+                        cursor: r.get::<_, i64>(0)?.to_string(),
                     },
                 ))
             })
@@ -678,6 +728,91 @@ impl Store for SqliteStore {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    async fn create_api_key(&self, sha256: &str, label: &str) -> Result<ApiKeyInfo, StoreError> {
+        let info = ApiKeyInfo { id: crate::api_key_id(sha256), label: label.to_string(), created_at: unix_now() };
+        self.db()
+            .execute(
+                "INSERT INTO api_keys (sha256, id, label, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![sha256, info.id, info.label, info.created_at as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(info)
+    }
+
+    async fn api_key_exists(&self, sha256: &str) -> Result<bool, StoreError> {
+        self.db()
+            .prepare_cached("SELECT 1 FROM api_keys WHERE sha256 = ?1")
+            .and_then(|mut s| s.exists([sha256]))
+            .map_err(|e| self.err(e))
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let db = self.db();
+        let mut statement =
+            db.prepare("SELECT id, label, created_at FROM api_keys ORDER BY created_at, id").map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map([], |r| Ok(ApiKeyInfo { id: r.get(0)?, label: r.get(1)?, created_at: r.get::<_, i64>(2)? as u64 }))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = self.db().execute("DELETE FROM api_keys WHERE id = ?1", [id]).map_err(|e| self.err(e))?;
+        Ok(deleted > 0)
+    }
+
+    async fn create_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        // Sessions live minutes; the expired ones are swept as new ones come.
+        tx.execute("DELETE FROM connect_sessions WHERE expires_at_ms < ?1 - 86400000", [now_ms])
+            .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO connect_sessions (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                session.token_sha256,
+                session.end_user,
+                serde_json::to_string(&session.allowed_integrations).unwrap_or_else(|_| "[]".into()),
+                session.expires_at_ms as i64,
+                session.connection_id
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    async fn connect_session(&self, token_sha256: &str) -> Result<Option<ConnectSession>, StoreError> {
+        self.db()
+            .query_row(
+                "SELECT end_user, allowed_integrations, expires_at_ms, connection_id FROM connect_sessions
+                 WHERE token_sha256 = ?1",
+                [token_sha256],
+                |r| {
+                    Ok(ConnectSession {
+                        token_sha256: token_sha256.to_string(),
+                        end_user: r.get(0)?,
+                        allowed_integrations: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
+                        expires_at_ms: r.get::<_, i64>(2)? as u64,
+                        connection_id: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn finish_connect_session(&self, token_sha256: &str, connection_id: &str) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "UPDATE connect_sessions SET connection_id = ?2 WHERE token_sha256 = ?1",
+                params![token_sha256, connection_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@ pub mod connection;
 pub mod mcp;
 pub mod providers;
 pub mod records;
+pub mod serve;
 pub mod sync;
 pub mod tool;
 pub mod webhooks;

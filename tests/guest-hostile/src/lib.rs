@@ -97,6 +97,7 @@ impl sync::Guest for Hostile {
             name: "same-cursor".into(),
             model: "Loop".into(),
             description: "returns the same checkpoint forever".into(),
+            frequency_secs: 60,
             record_schema: "{}".into(),
             incremental: false,
         }]

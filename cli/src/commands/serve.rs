@@ -1,0 +1,99 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use terapi_host::Secret;
+use terapi_serve::webhooks::WebhookConfig;
+use terapi_serve::{ServeConfig, ServeState};
+
+use crate::KeyCommand;
+use crate::app::{App, when};
+
+pub struct ServeArgs {
+    pub bind: std::net::SocketAddr,
+    pub public_url: Option<url::Url>,
+    pub webhook_url: Option<url::Url>,
+    pub webhook_signing_key: Option<String>,
+    pub concurrency: usize,
+}
+
+pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
+    let webhooks = match (args.webhook_url, args.webhook_signing_key) {
+        (Some(url), Some(key)) if !key.is_empty() => Some(WebhookConfig {
+            url,
+            signing_key: Secret::new(key),
+            attempts: 6,
+            first_backoff: Duration::from_secs(1),
+            always_send: false,
+        }),
+        (Some(_), _) => bail!(
+            "--webhook-url needs a signing key: set TERAPI_WEBHOOK_SIGNING_KEY (the app verifies with it as \
+             `webhookSigningKey`)"
+        ),
+        (None, _) => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("listening on {}", args.bind))?;
+    let address = listener.local_addr()?;
+    let public_url = match args.public_url {
+        Some(url) => url,
+        None => format!("http://{address}/").parse().context("the listening address as a URL")?,
+    };
+    let platform = Arc::new(app.platform().await?);
+    let state = ServeState::new(
+        platform,
+        ServeConfig {
+            public_url: public_url.clone(),
+            webhooks,
+            worker_concurrency: args.concurrency,
+            connect_session_ttl: Duration::from_secs(30 * 60),
+        },
+    );
+    eprintln!("terapi serve: listening on http://{address} (Connect links and OAuth redirects use {public_url})");
+    terapi_serve::serve(state, listener, shutdown_signal()).await.context("serving")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM (what service managers send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub async fn key(app: &App, command: KeyCommand) -> Result<ExitCode> {
+    let store = app.store().await?;
+    match command {
+        KeyCommand::Create { label } => {
+            let key = terapi_serve::auth::new_secret_key().map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+            let info = store.create_api_key(&terapi_serve::auth::sha256_hex(&key), &label).await?;
+            eprintln!("key {} ({}) created; it is shown once, now: keep it in your app's secrets", info.id, info.label);
+            println!("{key}");
+        }
+        KeyCommand::List => {
+            for key in store.api_keys().await? {
+                println!("{:<14} {:<24} created {}", key.id, key.label, when(Some(key.created_at)));
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            if !store.revoke_api_key(&id).await? {
+                bail!("no key with id `{id}`; `terapi key list` shows them");
+            }
+            eprintln!("key {id} revoked; servers stop accepting it within 5 seconds");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,148 @@
+//! `GET /records`: stored records with Nango's `_nango_metadata`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use terapi_store::{RecordQuery, StoredRecord};
+
+use super::{connection_from_headers, rfc3339};
+use crate::{ApiError, ServeState};
+
+#[derive(Debug, Deserialize)]
+pub struct RecordsQuery {
+    model: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+    modified_after: Option<String>,
+    /// Nango's older name for `modified_after`.
+    delta: Option<String>,
+    filter: Option<String>,
+    variant: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastAction {
+    Added,
+    Updated,
+    Deleted,
+}
+
+impl LastAction {
+    fn of(record: &StoredRecord) -> LastAction {
+        if record.deleted_at.is_some() {
+            LastAction::Deleted
+        } else if record.updated_at > record.first_seen_at {
+            LastAction::Updated
+        } else {
+            LastAction::Added
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            LastAction::Added => "ADDED",
+            LastAction::Updated => "UPDATED",
+            LastAction::Deleted => "DELETED",
+        }
+    }
+}
+
+const MAX_LIMIT: u32 = 10_000;
+
+pub async fn list(
+    State(state): State<Arc<ServeState>>,
+    headers: HeaderMap,
+    Query(query): Query<RecordsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let connection = connection_from_headers(&state, &headers).await?;
+    let model = query.model.filter(|m| !m.is_empty()).ok_or_else(|| {
+        ApiError::bad_request("invalid_query_params", "`model` is required, e.g. ?model=GongUser (GET /sync/status shows each sync's models)")
+    })?;
+    if query.variant.as_deref().is_some_and(|v| v != "base") {
+        return Err(ApiError::bad_request("invalid_query_params", "sync variants are not supported here; leave `variant` out"));
+    }
+    let limit = match query.limit.as_deref() {
+        None | Some("") => 100,
+        Some(text) => text.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+            ApiError::bad_request("invalid_query_params", format!("`limit` must be a whole number from 1 to {MAX_LIMIT}"))
+        })?,
+    };
+    let modified_after = match query.modified_after.or(query.delta).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(text) => Some(parse_time(&text).map_err(|e| {
+            ApiError::bad_request("invalid_query_params", format!("`modified_after` must be an ISO 8601 time ({e})"))
+        })?),
+    };
+    let wanted = match query.filter.as_deref().filter(|f| !f.is_empty()) {
+        None => None,
+        Some(filter) => Some(parse_filter(filter)?),
+    };
+    let page = state
+        .platform
+        .store()
+        .records(&RecordQuery {
+            connection_id: connection.id,
+            model,
+            modified_after,
+            cursor: query.cursor.filter(|c| !c.is_empty()),
+            limit,
+            // Nango lists deleted records too, marked: that is how apps learn of them.
+            include_deleted: true,
+        })
+        .await?;
+    let records: Vec<Value> = page
+        .records
+        .iter()
+        .filter(|r| wanted.as_ref().is_none_or(|w| w.contains(&LastAction::of(r))))
+        .map(with_metadata)
+        .collect();
+    Ok(Json(json!({ "records": records, "next_cursor": page.next_cursor })))
+}
+
+fn with_metadata(record: &StoredRecord) -> Value {
+    let mut object = match serde_json::from_str::<Value>(&record.json) {
+        Ok(Value::Object(map)) => map,
+        Ok(other) => Map::from_iter([("value".to_string(), other)]),
+        Err(_) => Map::new(),
+    };
+    object.entry("id").or_insert_with(|| Value::String(record.id.clone()));
+    object.insert(
+        "_nango_metadata".into(),
+        json!({
+            "first_seen_at": rfc3339(record.first_seen_at),
+            "last_modified_at": rfc3339(record.updated_at),
+            "last_action": LastAction::of(record).as_str(),
+            "deleted_at": record.deleted_at.map(rfc3339),
+            "pruned_at": null,
+            "cursor": record.cursor,
+        }),
+    );
+    Value::Object(object)
+}
+
+/// `added`, `updated,deleted`, … (either case).
+fn parse_filter(filter: &str) -> Result<Vec<LastAction>, ApiError> {
+    filter
+        .split(',')
+        .map(|part| match part.trim().to_ascii_lowercase().as_str() {
+            "added" => Ok(LastAction::Added),
+            "updated" => Ok(LastAction::Updated),
+            "deleted" => Ok(LastAction::Deleted),
+            _ => Err(ApiError::bad_request(
+                "invalid_query_params",
+                "`filter` takes added, updated or deleted, or two of them joined by a comma",
+            )),
+        })
+        .collect()
+}
+
+/// RFC 3339, or a bare date (`2026-01-31`) as Nango accepts.
+fn parse_time(text: &str) -> Result<u64, String> {
+    terapi_store::time::parse(text).or_else(|e| {
+        if text.len() == 10 { terapi_store::time::parse(&format!("{text}T00:00:00Z")) } else { Err(e) }
+    })
+}

@@ -1,0 +1,348 @@
+//! Connect: an app asks for a session (`POST /connect/sessions`, secret
+//! key) and sends its end user to the link; the page, built from
+//! providers.yaml, asks for what the provider needs (Gong: access key,
+//! secret, optional regional base URL). Save checks the credential with the
+//! provider first: a refused one shows its error and saves nothing. OAuth
+//! providers start their flow from the same page.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use terapi_host::{AuthMode, BASE_URL_CONFIG_KEY, Connection, Credentials, ProviderSpec, Secret};
+use terapi_store::ConnectSession;
+
+use crate::auth::{random_hex, sha256_hex};
+use crate::{ApiError, ServeState};
+
+const TOKEN_PREFIX: &str = "nango_connect_session_";
+
+#[derive(Debug, Deserialize)]
+pub struct SessionBody {
+    end_user: Option<Value>,
+    #[serde(default)]
+    allowed_integrations: Vec<String>,
+}
+
+pub async fn create_session(
+    State(state): State<Arc<ServeState>>,
+    Json(body): Json<SessionBody>,
+) -> Result<Json<Value>, ApiError> {
+    for integration in &body.allowed_integrations {
+        state.platform.component(integration)?;
+    }
+    let token = format!("{TOKEN_PREFIX}{}", random_hex(32).map_err(server_error)?);
+    let ttl = state.config.connect_session_ttl;
+    let expires_at_ms = terapi_host::limits::unix_ms() + ttl.as_millis() as u64;
+    state
+        .platform
+        .store()
+        .create_connect_session(&ConnectSession {
+            token_sha256: sha256_hex(&token),
+            end_user: body.end_user.unwrap_or(Value::Null).to_string(),
+            allowed_integrations: body.allowed_integrations,
+            expires_at_ms,
+            connection_id: None,
+        })
+        .await?;
+    let mut link = state.config.public_url.join("connect").map_err(server_error)?;
+    link.query_pairs_mut().append_pair("session_token", &token);
+    Ok(Json(json!({
+        "data": { "token": token, "connect_link": link.as_str(), "expires_at": crate::api::rfc3339_ms(expires_at_ms) }
+    })))
+}
+
+fn server_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string())
+}
+
+/// The live, unused session of `token`.
+async fn live_session(state: &ServeState, token: &str) -> Result<ConnectSession, ApiError> {
+    let gone = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unknown_connect_session_token",
+            "this Connect link is not valid or has expired; ask the app for a new one",
+        )
+    };
+    let session = state.platform.store().connect_session(&sha256_hex(token)).await?.ok_or_else(gone)?;
+    if session.expires_at_ms < terapi_host::limits::unix_ms() {
+        return Err(gone());
+    }
+    if session.connection_id.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "connect_session_used",
+            "this Connect link was already used to make a connection; ask the app for a new one",
+        ));
+    }
+    Ok(session)
+}
+
+fn offered<'a>(state: &'a ServeState, session: &ConnectSession) -> Vec<(&'a str, &'a ProviderSpec)> {
+    state
+        .platform
+        .providers()
+        .iter()
+        .filter(|(name, _)| state.platform.component(name).is_ok())
+        .filter(|(name, _)| session.allowed_integrations.is_empty() || session.allowed_integrations.iter().any(|a| a == name))
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    session_token: Option<String>,
+}
+
+pub async fn page(State(state): State<Arc<ServeState>>, Query(query): Query<PageQuery>) -> Response {
+    let token = query.session_token.unwrap_or_default();
+    let session = match live_session(&state, &token).await {
+        Ok(session) => session,
+        Err(e) => return (e.status, Html(shell("Connect", &format!("<p id=\"status\" class=\"error\">{}</p>", escape(&e.message))))).into_response(),
+    };
+    let mut sections = String::new();
+    for (name, spec) in offered(&state, &session) {
+        sections.push_str(&provider_form(name, spec, &token));
+    }
+    Html(shell("Connect", &format!("{sections}<p id=\"status\" role=\"status\"></p>{SCRIPT}"))).into_response()
+}
+
+fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
+    let title = escape(&spec.display_name);
+    if spec.auth_mode == AuthMode::OAuth2 {
+        let href = format!(
+            "/connect/oauth/start?session_token={}&amp;provider={}",
+            url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>(),
+            escape(name)
+        );
+        return format!("<section><h2>{title}</h2><a class=\"button\" id=\"oauth-{p}\" href=\"{href}\">Connect {title}</a></section>", p = escape(name));
+    }
+    let mut fields = String::new();
+    let field = |group: &str, key: &str, f: &terapi_host::providers::FieldSpec| {
+        let input_type = if f.secret { "password" } else if f.format.as_deref() == Some("uri") { "url" } else { "text" };
+        format!(
+            "<label>{label}<input name=\"{group}.{key}\" id=\"{p}-{key}\" type=\"{input_type}\"{required}{pattern}{placeholder} autocomplete=\"off\"><small>{description}</small></label>",
+            label = escape(f.title.as_deref().unwrap_or(key)),
+            p = escape(name),
+            key = escape(key),
+            required = if f.optional { "" } else { " required" },
+            pattern = f.pattern.as_deref().map(|p| format!(" pattern=\"{}\"", escape(p))).unwrap_or_default(),
+            placeholder = f.example.as_deref().map(|e| format!(" placeholder=\"{}\"", escape(e))).unwrap_or_default(),
+            description = escape(f.description.as_deref().unwrap_or("")),
+        )
+    };
+    for (key, f) in &spec.credentials {
+        fields.push_str(&field("credentials", key, f));
+    }
+    for (key, f) in spec.connection_config.iter().filter(|(_, f)| !f.automated) {
+        fields.push_str(&field("connection_config", key, f));
+    }
+    format!(
+        "<section><h2>{title}</h2><form data-provider=\"{p}\" id=\"form-{p}\">{fields}<button type=\"submit\">Save</button></form></section>",
+        p = escape(name)
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SaveBody {
+    session_token: String,
+    provider: String,
+    #[serde(default)]
+    credentials: BTreeMap<String, String>,
+    #[serde(default)]
+    connection_config: BTreeMap<String, String>,
+}
+
+/// Checks the fields against providers.yaml (required, `pattern`), then the
+/// credential with the provider, then saves and starts the syncs.
+pub async fn save_connection(
+    State(state): State<Arc<ServeState>>,
+    Json(body): Json<SaveBody>,
+) -> Result<Json<Value>, ApiError> {
+    let session = live_session(&state, &body.session_token).await?;
+    let Some((provider, spec)) = offered(&state, &session).into_iter().find(|(name, _)| *name == body.provider) else {
+        return Err(ApiError::bad_request("invalid_body", format!("`{}` cannot be connected with this link", body.provider)));
+    };
+    if spec.auth_mode != AuthMode::Basic {
+        return Err(ApiError::bad_request("invalid_auth_mode", format!("{} connects through OAuth: use its Connect button", spec.display_name)));
+    }
+    let credentials = checked_fields(&spec.credentials, &body.credentials)?;
+    let mut config = checked_fields(&spec.connection_config, &body.connection_config)?;
+    config.retain(|_, v| !v.is_empty());
+    let (Some(username), Some(password)) = (credentials.get("username"), credentials.get("password")) else {
+        return Err(ApiError::bad_request("invalid_body", "the access key and its secret are both required"));
+    };
+    let id = format!("conn_{}", random_hex(12).map_err(server_error)?);
+    let connection = Connection {
+        id: id.clone(),
+        provider: provider.to_string(),
+        credentials: Credentials::Basic { username: username.clone(), password: Secret::new(password.clone()) },
+        config,
+    };
+    let verification = state.platform.create_connection(&connection).await?;
+    finish(&state, &session, &id, provider).await?;
+    Ok(Json(json!({ "connection_id": id, "provider_config_key": provider, "summary": verification.summary })))
+}
+
+/// Notes the session used and starts every sync of the new connection on
+/// its default schedule, as Nango's auto-start does.
+async fn finish(state: &ServeState, session: &ConnectSession, id: &str, provider: &str) -> Result<(), ApiError> {
+    state.platform.store().finish_connect_session(&session.token_sha256, id).await?;
+    for sync in &state.platform.describe(provider).await?.syncs {
+        state.platform.start_schedule(id, &sync.name).await?;
+    }
+    Ok(())
+}
+
+fn checked_fields(
+    spec: &BTreeMap<String, terapi_host::providers::FieldSpec>,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    if let Some(unknown) = given.keys().find(|k| !spec.contains_key(*k)) {
+        return Err(ApiError::bad_request("invalid_body", format!("`{unknown}` is not a field of this provider")));
+    }
+    let mut out = BTreeMap::new();
+    for (key, field) in spec.iter().filter(|(_, f)| !f.automated) {
+        let title = field.title.as_deref().unwrap_or(key);
+        let value = given.get(key).map(|v| v.trim().to_string()).unwrap_or_default();
+        if value.is_empty() {
+            if !field.optional {
+                return Err(ApiError::bad_request("invalid_body", format!("{title} is required")));
+            }
+            continue;
+        }
+        if let Some(pattern) = &field.pattern {
+            let re = regex::Regex::new(pattern)
+                .map_err(|e| server_error(format!("providers.yaml: the pattern of `{key}` is not a regex: {e}")))?;
+            if !re.is_match(&value) {
+                // Never echo the value: it may be a secret pasted in the wrong box.
+                return Err(ApiError::bad_request("invalid_body", format!("{title} is not in the expected form")));
+            }
+        }
+        out.insert(key.clone(), value);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OAuthStartQuery {
+    session_token: String,
+    provider: String,
+}
+
+pub async fn oauth_start(State(state): State<Arc<ServeState>>, Query(query): Query<OAuthStartQuery>) -> Response {
+    let result = async {
+        let session = live_session(&state, &query.session_token).await?;
+        if !offered(&state, &session).iter().any(|(name, _)| *name == query.provider) {
+            return Err(ApiError::bad_request("invalid_body", "this provider cannot be connected with this link"));
+        }
+        let state_param = format!("{}.{}", session.token_sha256, query.provider);
+        let url = state.platform.authorization_url(&query.provider, &redirect_uri(&state), &state_param, &[]).await?;
+        Ok::<_, ApiError>(url)
+    }
+    .await;
+    match result {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+fn redirect_uri(state: &ServeState) -> String {
+    state.config.public_url.join("oauth/callback").map(|u| u.to_string()).unwrap_or_default()
+}
+
+fn error_page(e: ApiError) -> Response {
+    (e.status, Html(shell("Connect", &format!("<p id=\"status\" class=\"error\">{}</p>", escape(&e.message))))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+pub async fn oauth_callback(State(state): State<Arc<ServeState>>, Query(query): Query<CallbackQuery>) -> Response {
+    let result = async {
+        if let Some(error) = query.error {
+            return Err(ApiError::bad_request("oauth_denied", format!("the provider did not grant access ({})", error.chars().take(80).collect::<String>())));
+        }
+        let (code, param) = query.code.zip(query.state).ok_or_else(|| ApiError::bad_request("invalid_query_params", "the redirect carried no code or state"))?;
+        let (hash, provider) = param.split_once('.').ok_or_else(|| ApiError::bad_request("invalid_query_params", "the state is not one this server made"))?;
+        let session = state.platform.store().connect_session(hash).await?.filter(|s| s.expires_at_ms >= terapi_host::limits::unix_ms() && s.connection_id.is_none())
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown_connect_session_token", "this Connect link is not valid or has expired; ask the app for a new one"))?;
+        let id = format!("conn_{}", random_hex(12).map_err(server_error)?);
+        let authorization = state.platform.complete_authorization(&id, provider, &code, &redirect_uri(&state)).await?;
+        finish(&state, &session, &id, provider).await?;
+        Ok::<_, ApiError>((id, authorization.base_url))
+    }
+    .await;
+    match result {
+        Ok((id, base)) => Html(shell(
+            "Connected",
+            &format!(
+                "<p id=\"status\" class=\"ok\">Connected</p><p>Connection <code>{}</code>{}</p>",
+                escape(&id),
+                base.map(|b| format!(", API base URL <code>{}</code>", escape(&b))).unwrap_or_default()
+            ),
+        ))
+        .into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+// Keeps the base URL key in one place for the page's field name.
+const _: &str = BASE_URL_CONFIG_KEY;
+
+fn shell(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{title}</title><style>{STYLE}</style></head><body><main><h1>{title}</h1>{body}</main></body></html>"
+    )
+}
+
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f6f7f9;margin:0}main{max-width:28rem;margin:3rem auto;\
+background:#fff;padding:2rem;border-radius:12px;box-shadow:0 2px 12px #0001}label{display:block;margin:1rem 0;font-weight:600}\
+input{display:block;width:100%;box-sizing:border-box;padding:.5rem;margin-top:.3rem;font:inherit}small{font-weight:400;color:#666}\
+button,.button{background:#1b5cff;color:#fff;border:0;padding:.6rem 1.2rem;border-radius:6px;font:inherit;text-decoration:none}\
+.error{color:#b00020}.ok{color:#0a7d32;font-weight:700;font-size:1.2rem}";
+
+const SCRIPT: &str = r#"<script>
+const token = new URLSearchParams(location.search).get('session_token');
+for (const form of document.querySelectorAll('form[data-provider]')) {
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const status = document.getElementById('status');
+    const body = { session_token: token, provider: form.dataset.provider, credentials: {}, connection_config: {} };
+    for (const input of form.querySelectorAll('input')) {
+      const [group, key] = input.name.split('.');
+      body[group][key] = input.value;
+    }
+    const button = form.querySelector('button');
+    button.disabled = true;
+    status.className = ''; status.textContent = 'Checking with the provider…';
+    try {
+      const response = await fetch('/connect/api/connections', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      const answer = await response.json();
+      if (response.ok) {
+        status.className = 'ok'; status.textContent = 'Connected';
+        form.remove();
+        if (window.opener) window.opener.postMessage({ type: 'connect', connectionId: answer.connection_id, providerConfigKey: answer.provider_config_key }, '*');
+      } else {
+        status.className = 'error'; status.textContent = answer.error ? answer.error.message : 'Saving failed';
+      }
+    } catch (e) {
+      status.className = 'error'; status.textContent = 'The server could not be reached: ' + e.message;
+    } finally { button.disabled = false; }
+  });
+}
+</script>"#;

@@ -1,0 +1,107 @@
+//! terapi as a service: the platform layer behind Nango's public HTTP API,
+//! so an app written against Nango (`@nangohq/node`) works by changing only
+//! the host.
+//!
+//! ```text
+//!             ┌ /records /sync/* /action/trigger /proxy/* /connections /providers /integrations /connect/sessions
+//! app ──HTTP──┤   (secret key, hashed in the store)
+//!             └ /connect?session_token=…  (the end user's Connect page: paste key and secret, or OAuth)
+//!                     │
+//!                  Platform ── scheduler (due syncs, a bounded pool) ── change webhooks (HMAC-signed, retried)
+//! ```
+//!
+//! Nothing here holds state of its own beyond caches: schedules, keys and
+//! sessions live in the store, so several servers and workers can share one
+//! PostgreSQL database.
+
+mod api;
+pub mod auth;
+mod connect;
+mod error;
+pub mod frequency;
+mod openapi;
+mod state;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{any, get, post, put};
+use terapi_platform::{FinishedRun, WorkerOptions};
+
+pub use error::ApiError;
+pub use state::{ServeConfig, ServeState};
+
+/// The whole HTTP surface. Requests larger than 8 MiB are refused.
+pub fn router(state: Arc<ServeState>) -> Router {
+    let authenticated = Router::new()
+        .route("/providers", get(api::providers::list_providers))
+        .route("/providers/{provider}", get(api::providers::get_provider))
+        .route("/integrations", get(api::providers::list_integrations))
+        .route("/connections", get(api::connections::list))
+        .route("/connection", get(api::connections::list))
+        .route("/connections/{id}", get(api::connections::get).delete(api::connections::delete))
+        .route("/connection/{id}", get(api::connections::get).delete(api::connections::delete))
+        .route("/records", get(api::records::list))
+        .route("/records/", get(api::records::list))
+        .route("/sync/trigger", post(api::syncs::trigger))
+        .route("/sync/start", post(api::syncs::start))
+        .route("/sync/pause", post(api::syncs::pause))
+        .route("/sync/status", get(api::syncs::status))
+        .route("/sync/update-connection-frequency", put(api::syncs::update_frequency))
+        .route("/action/trigger", post(api::actions::trigger))
+        .route("/proxy/{*path}", any(api::proxy::proxy))
+        .route("/connect/sessions", post(connect::create_session))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_secret_key));
+    Router::new()
+        .merge(authenticated)
+        .route("/connect", get(connect::page))
+        .route("/connect/api/connections", post(connect::save_connection))
+        .route("/connect/oauth/start", get(connect::oauth_start))
+        .route("/oauth/callback", get(connect::oauth_callback))
+        .route("/openapi.json", get(openapi::document))
+        .route("/health", get(|| async { "ok" }))
+        .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener`, runs due syncs (`worker_concurrency` at a
+/// time) and sends change webhooks, until `shutdown` resolves; then running
+/// syncs finish their page and webhooks in flight are delivered.
+pub async fn serve(
+    state: Arc<ServeState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let (runs_tx, runs_rx) = tokio::sync::mpsc::unbounded_channel::<FinishedRun>();
+    let webhooks = tokio::spawn(webhooks::dispatch(state.clone(), runs_rx));
+    let worker = (state.config.worker_concurrency > 0).then(|| {
+        let options = WorkerOptions {
+            concurrency: state.config.worker_concurrency,
+            finished_runs: Some(runs_tx.clone()),
+            ..WorkerOptions::default()
+        };
+        tokio::spawn(state.platform.clone().run_worker(options, stopped(stop_rx.clone())))
+    });
+    drop(runs_tx);
+    let app = router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let served = server.await;
+    if let Some(worker) = worker {
+        match worker.await {
+            Ok(Ok(report)) => tracing::info!("scheduler stopped after {} runs ({} failed)", report.runs, report.failed),
+            Ok(Err(e)) => tracing::error!("scheduler: {e}"),
+            Err(e) => tracing::error!("scheduler task: {e}"),
+        }
+    }
+    let _ = webhooks.await;
+    served
+}

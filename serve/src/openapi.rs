@@ -1,0 +1,59 @@
+//! `GET /openapi.json`: an OpenAPI 3.1 document of this server, made from
+//! the table below (one row per operation, beside the router in lib.rs; a
+//! test checks that every row is routed).
+
+use axum::Json;
+use serde_json::{Map, Value, json};
+
+/// (method, path, summary, needs the secret key, parameters: (name, in, required)).
+pub const OPERATIONS: &[(&str, &str, &str, bool, &[(&str, &str, bool)])] = &[
+    ("get", "/providers", "Providers of providers.yaml", true, &[]),
+    ("get", "/providers/{provider}", "One provider", true, &[("provider", "path", true)]),
+    ("get", "/integrations", "Providers a component serves here", true, &[]),
+    ("get", "/connections", "Saved connections", true, &[("connectionId", "query", false), ("integrationId", "query", false)]),
+    ("get", "/connections/{connectionId}", "One connection (credentials never included)", true, &[("connectionId", "path", true), ("provider_config_key", "query", true)]),
+    ("delete", "/connections/{connectionId}", "Delete a connection with its records and schedules", true, &[("connectionId", "path", true), ("provider_config_key", "query", true)]),
+    ("get", "/records", "Stored records with _nango_metadata", true, &[("Connection-Id", "header", true), ("Provider-Config-Key", "header", true), ("model", "query", true), ("cursor", "query", false), ("limit", "query", false), ("modified_after", "query", false), ("filter", "query", false)]),
+    ("post", "/sync/trigger", "Run syncs now (sync_mode full_refresh: from the beginning)", true, &[]),
+    ("post", "/sync/start", "Start sync schedules (runs now, then every frequency)", true, &[]),
+    ("post", "/sync/pause", "Pause sync schedules", true, &[]),
+    ("get", "/sync/status", "Sync status, schedule and record counts", true, &[("syncs", "query", true), ("provider_config_key", "query", true), ("connection_id", "query", false)]),
+    ("put", "/sync/update-connection-frequency", "Set a sync's frequency for one connection (null: the default)", true, &[]),
+    ("post", "/action/trigger", "Run an action", true, &[("Connection-Id", "header", true), ("Provider-Config-Key", "header", true)]),
+    ("get", "/proxy/{path}", "Proxy a request to the provider (also POST, PUT, PATCH, DELETE); Base-Url-Override is refused", true, &[("path", "path", true), ("Connection-Id", "header", true), ("Provider-Config-Key", "header", true)]),
+    ("post", "/connect/sessions", "A Connect session for an end user", true, &[]),
+    ("get", "/connect", "The Connect page", false, &[("session_token", "query", true)]),
+    ("post", "/connect/api/connections", "Save a connection from the Connect page (checked with the provider first)", false, &[]),
+    ("get", "/connect/oauth/start", "Start an OAuth connection from the Connect page", false, &[("session_token", "query", true), ("provider", "query", true)]),
+    ("get", "/oauth/callback", "OAuth redirect target", false, &[("code", "query", false), ("state", "query", false)]),
+];
+
+pub async fn document() -> Json<Value> {
+    let mut paths = Map::new();
+    for (method, path, summary, secured, parameters) in OPERATIONS {
+        let operation = json!({
+            "summary": summary,
+            "security": if *secured { json!([{ "secretKey": [] }]) } else { json!([]) },
+            "parameters": parameters.iter().map(|(name, place, required)| json!({
+                "name": name, "in": place, "required": required, "schema": { "type": "string" }
+            })).collect::<Vec<_>>(),
+            "responses": {
+                "200": { "description": "OK" },
+                "default": { "description": "An error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+            }
+        });
+        let entry = paths.entry(path.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if let Some(entry) = entry.as_object_mut() {
+            entry.insert(method.to_string(), operation);
+        }
+    }
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": { "title": "terapi", "version": env!("CARGO_PKG_VERSION"), "description": "Nango's public API, served by terapi" },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "secretKey": { "type": "http", "scheme": "bearer" } },
+            "schemas": { "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "object", "required": ["code"], "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } } }
+        }
+    }))
+}

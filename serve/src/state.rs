@@ -1,0 +1,35 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use terapi_platform::Platform;
+
+use crate::auth::KeyCache;
+use crate::webhooks::WebhookConfig;
+
+/// How `terapi serve` is set up.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where end users reach this server (Connect links, OAuth redirects),
+    /// e.g. `http://127.0.0.1:3003`.
+    pub public_url: url::Url,
+    /// Change webhooks go here after each sync run, if set.
+    pub webhooks: Option<WebhookConfig>,
+    /// Syncs run at once by this server's scheduler (0: this server runs
+    /// none; other `terapi worker`s on the same store do).
+    pub worker_concurrency: usize,
+    /// How long a Connect session token lasts.
+    pub connect_session_ttl: std::time::Duration,
+}
+
+pub struct ServeState {
+    pub platform: Arc<Platform>,
+    pub config: ServeConfig,
+    pub(crate) keys: KeyCache,
+}
+
+impl ServeState {
+    pub fn new(platform: Arc<Platform>, config: ServeConfig) -> Arc<ServeState> {
+        Arc::new(ServeState { platform, config, keys: KeyCache::default() })
+    }
+}
