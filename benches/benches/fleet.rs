@@ -73,7 +73,12 @@ async fn run_fleet(workers: &[Arc<Platform>], ids: &[String]) -> Duration {
         workers[0].schedule_sync(id, "users", None).await.expect("schedule");
     }
     let started = Instant::now();
-    let options = WorkerOptions { concurrency: 4, poll_interval: Duration::from_millis(20), exit_when_idle: true, ..WorkerOptions::default() };
+    let options = WorkerOptions {
+        concurrency: 4,
+        poll_interval: Duration::from_millis(20),
+        exit_when_idle: true,
+        ..WorkerOptions::default()
+    };
     let mut running = tokio::task::JoinSet::new();
     for worker in workers {
         running.spawn(worker.clone().run_worker(options.clone(), std::future::pending()));

@@ -33,12 +33,12 @@ use terapi_store::Store;
 pub use connections::Authorization;
 pub use error::PlatformError;
 pub use registry::{ComponentRegistry, ComponentSource};
+pub use schedules::ScheduleInfo;
 pub use syncs::{StoredSyncOptions, StoredSyncRun, SyncProgress};
 pub use terapi_host;
 pub use terapi_store;
 pub use tools::{ToolCall, ToolInfo, ToolStatus, toolset};
 pub use webhooks::WebhookOutcome;
-pub use schedules::ScheduleInfo;
 pub use worker::{FinishedRun, WorkerOptions, WorkerReport};
 
 /// What a platform is made of.

@@ -26,7 +26,12 @@ pub struct WorkerOptions {
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions { concurrency: 4, poll_interval: Duration::from_secs(1), exit_when_idle: false, finished_runs: None }
+        WorkerOptions {
+            concurrency: 4,
+            poll_interval: Duration::from_secs(1),
+            exit_when_idle: false,
+            finished_runs: None,
+        }
     }
 }
 

@@ -90,7 +90,9 @@ fn offered<'a>(state: &'a ServeState, session: &ConnectSession) -> Vec<(&'a str,
         .providers()
         .iter()
         .filter(|(name, _)| state.platform.component(name).is_ok())
-        .filter(|(name, _)| session.allowed_integrations.is_empty() || session.allowed_integrations.iter().any(|a| a == name))
+        .filter(|(name, _)| {
+            session.allowed_integrations.is_empty() || session.allowed_integrations.iter().any(|a| a == name)
+        })
         .collect()
 }
 
@@ -103,7 +105,13 @@ pub async fn page(State(state): State<Arc<ServeState>>, Query(query): Query<Page
     let token = query.session_token.unwrap_or_default();
     let session = match live_session(&state, &token).await {
         Ok(session) => session,
-        Err(e) => return (e.status, Html(shell("Connect", &format!("<p id=\"status\" class=\"error\">{}</p>", escape(&e.message))))).into_response(),
+        Err(e) => {
+            return (
+                e.status,
+                Html(shell("Connect", &format!("<p id=\"status\" class=\"error\">{}</p>", escape(&e.message)))),
+            )
+                .into_response();
+        }
     };
     let mut sections = String::new();
     for (name, spec) in offered(&state, &session) {
@@ -120,11 +128,20 @@ fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
             url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>(),
             escape(name)
         );
-        return format!("<section><h2>{title}</h2><a class=\"button\" id=\"oauth-{p}\" href=\"{href}\">Connect {title}</a></section>", p = escape(name));
+        return format!(
+            "<section><h2>{title}</h2><a class=\"button\" id=\"oauth-{p}\" href=\"{href}\">Connect {title}</a></section>",
+            p = escape(name)
+        );
     }
     let mut fields = String::new();
     let field = |group: &str, key: &str, f: &terapi_host::providers::FieldSpec| {
-        let input_type = if f.secret { "password" } else if f.format.as_deref() == Some("uri") { "url" } else { "text" };
+        let input_type = if f.secret {
+            "password"
+        } else if f.format.as_deref() == Some("uri") {
+            "url"
+        } else {
+            "text"
+        };
         format!(
             "<label>{label}<input name=\"{group}.{key}\" id=\"{p}-{key}\" type=\"{input_type}\"{required}{pattern}{placeholder} autocomplete=\"off\"><small>{description}</small></label>",
             label = escape(f.title.as_deref().unwrap_or(key)),
@@ -166,10 +183,16 @@ pub async fn save_connection(
 ) -> Result<Json<Value>, ApiError> {
     let session = live_session(&state, &body.session_token).await?;
     let Some((provider, spec)) = offered(&state, &session).into_iter().find(|(name, _)| *name == body.provider) else {
-        return Err(ApiError::bad_request("invalid_body", format!("`{}` cannot be connected with this link", body.provider)));
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("`{}` cannot be connected with this link", body.provider),
+        ));
     };
     if spec.auth_mode != AuthMode::Basic {
-        return Err(ApiError::bad_request("invalid_auth_mode", format!("{} connects through OAuth: use its Connect button", spec.display_name)));
+        return Err(ApiError::bad_request(
+            "invalid_auth_mode",
+            format!("{} connects through OAuth: use its Connect button", spec.display_name),
+        ));
     }
     let credentials = checked_fields(&spec.credentials, &body.credentials)?;
     let mut config = checked_fields(&spec.connection_config, &body.connection_config)?;
@@ -257,7 +280,8 @@ fn redirect_uri(state: &ServeState) -> String {
 }
 
 fn error_page(e: ApiError) -> Response {
-    (e.status, Html(shell("Connect", &format!("<p id=\"status\" class=\"error\">{}</p>", escape(&e.message))))).into_response()
+    (e.status, Html(shell("Connect", &format!("<p id=\"status\" class=\"error\">{}</p>", escape(&e.message)))))
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,12 +294,31 @@ pub struct CallbackQuery {
 pub async fn oauth_callback(State(state): State<Arc<ServeState>>, Query(query): Query<CallbackQuery>) -> Response {
     let result = async {
         if let Some(error) = query.error {
-            return Err(ApiError::bad_request("oauth_denied", format!("the provider did not grant access ({})", error.chars().take(80).collect::<String>())));
+            return Err(ApiError::bad_request(
+                "oauth_denied",
+                format!("the provider did not grant access ({})", error.chars().take(80).collect::<String>()),
+            ));
         }
-        let (code, param) = query.code.zip(query.state).ok_or_else(|| ApiError::bad_request("invalid_query_params", "the redirect carried no code or state"))?;
-        let (hash, provider) = param.split_once('.').ok_or_else(|| ApiError::bad_request("invalid_query_params", "the state is not one this server made"))?;
-        let session = state.platform.store().connect_session(hash).await?.filter(|s| s.expires_at_ms >= terapi_host::limits::unix_ms() && s.connection_id.is_none())
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown_connect_session_token", "this Connect link is not valid or has expired; ask the app for a new one"))?;
+        let (code, param) = query
+            .code
+            .zip(query.state)
+            .ok_or_else(|| ApiError::bad_request("invalid_query_params", "the redirect carried no code or state"))?;
+        let (hash, provider) = param
+            .split_once('.')
+            .ok_or_else(|| ApiError::bad_request("invalid_query_params", "the state is not one this server made"))?;
+        let session = state
+            .platform
+            .store()
+            .connect_session(hash)
+            .await?
+            .filter(|s| s.expires_at_ms >= terapi_host::limits::unix_ms() && s.connection_id.is_none())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unknown_connect_session_token",
+                    "this Connect link is not valid or has expired; ask the app for a new one",
+                )
+            })?;
         let id = format!("conn_{}", random_hex(12).map_err(server_error)?);
         let authorization = state.platform.complete_authorization(&id, provider, &code, &redirect_uri(&state)).await?;
         finish(&state, &session, &id, provider).await?;

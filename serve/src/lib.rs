@@ -19,7 +19,7 @@ pub mod auth;
 mod connect;
 mod error;
 pub mod frequency;
-mod openapi;
+pub mod openapi;
 mod state;
 pub mod webhooks;
 

@@ -12,9 +12,9 @@ use terapi_host::Secret;
 use terapi_platform::FinishedRun;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::ServeState;
 use crate::api::rfc3339_ms;
 use crate::auth::hex;
-use crate::ServeState;
 
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -40,7 +40,11 @@ pub async fn dispatch(state: Arc<ServeState>, mut runs: UnboundedReceiver<Finish
         while runs.recv().await.is_some() {}
         return;
     };
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(20)).redirect(reqwest::redirect::Policy::none()).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(client) => client,
         Err(e) => {
             tracing::error!("webhooks are off: no HTTP client ({e})");
@@ -77,7 +81,12 @@ async fn body_for(state: &ServeState, config: &WebhookConfig, run: &FinishedRun)
             object.insert("failedAt".into(), rfc3339_ms(run.finished_at_ms).into());
         }
         None => {
-            let changes = match state.platform.store().record_changes(&run.connection_id, &run.model, run.started_at_ms / 1000).await {
+            let changes = match state
+                .platform
+                .store()
+                .record_changes(&run.connection_id, &run.model, run.started_at_ms / 1000)
+                .await
+            {
                 Ok(changes) => changes,
                 Err(e) => {
                     tracing::warn!("webhook for `{}` of `{}` not sent: {e}", run.sync, run.connection_id);

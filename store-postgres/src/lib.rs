@@ -22,8 +22,9 @@ use terapi_host::limits::{BudgetStore, Reservation, interval_ms};
 use terapi_host::providers::RateLimitSpec;
 use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use terapi_store::{
-    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, RecordChanges, MasterKey, RETRY_FAILED_AFTER_MS, RecordPage, RecordQuery, Store, StoreError,
-    StoredRecord, SyncLease, SyncRunRecord, SyncState, auth_mode_name, unix_now, username,
+    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, MasterKey, RETRY_FAILED_AFTER_MS, RecordChanges,
+    RecordPage, RecordQuery, Store, StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState, auth_mode_name,
+    unix_now, username,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -698,7 +699,8 @@ impl Store for PostgresStore {
     }
 
     async fn create_api_key(&self, sha256: &str, label: &str) -> Result<ApiKeyInfo, StoreError> {
-        let info = ApiKeyInfo { id: terapi_store::api_key_id(sha256), label: label.to_string(), created_at: unix_now() };
+        let info =
+            ApiKeyInfo { id: terapi_store::api_key_id(sha256), label: label.to_string(), created_at: unix_now() };
         self.execute(
             "INSERT INTO api_keys (sha256, id, label, created_at) VALUES ($1, $2, $3, $4)",
             &[&sha256, &info.id, &info.label, &(info.created_at as i64)],

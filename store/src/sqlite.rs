@@ -15,8 +15,8 @@ use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
 use crate::{
-    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, RecordChanges, RecordPage, RecordQuery, Store, StoreError, StoredRecord, SyncLease, SyncRunRecord,
-    SyncState, auth_mode_name, schema, unix_now, username,
+    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, RecordChanges, RecordPage, RecordQuery, Store,
+    StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState, auth_mode_name, schema, unix_now, username,
 };
 
 pub const DATABASE_FILE: &str = "terapi.db";
@@ -750,10 +750,13 @@ impl Store for SqliteStore {
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
         let db = self.db();
-        let mut statement =
-            db.prepare("SELECT id, label, created_at FROM api_keys ORDER BY created_at, id").map_err(|e| self.err(e))?;
+        let mut statement = db
+            .prepare("SELECT id, label, created_at FROM api_keys ORDER BY created_at, id")
+            .map_err(|e| self.err(e))?;
         let rows = statement
-            .query_map([], |r| Ok(ApiKeyInfo { id: r.get(0)?, label: r.get(1)?, created_at: r.get::<_, i64>(2)? as u64 }))
+            .query_map([], |r| {
+                Ok(ApiKeyInfo { id: r.get(0)?, label: r.get(1)?, created_at: r.get::<_, i64>(2)? as u64 })
+            })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }

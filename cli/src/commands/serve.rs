@@ -33,7 +33,8 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
         ),
         (None, _) => None,
     };
-    let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("listening on {}", args.bind))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("listening on {}", args.bind))?;
     let address = listener.local_addr()?;
     let public_url = match args.public_url {
         Some(url) => url,
@@ -78,7 +79,8 @@ pub async fn key(app: &App, command: KeyCommand) -> Result<ExitCode> {
     let store = app.store().await?;
     match command {
         KeyCommand::Create { label } => {
-            let key = terapi_serve::auth::new_secret_key().map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+            let key =
+                terapi_serve::auth::new_secret_key().map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
             let info = store.create_api_key(&terapi_serve::auth::sha256_hex(&key), &label).await?;
             eprintln!("key {} ({}) created; it is shown once, now: keep it in your app's secrets", info.id, info.label);
             println!("{key}");

@@ -24,7 +24,10 @@ pub async fn trigger(
     Json(body): Json<TriggerBody>,
 ) -> Result<Json<Value>, ApiError> {
     if headers.get("x-async").and_then(|v| v.to_str().ok()) == Some("true") {
-        return Err(ApiError::bad_request("invalid_headers", "asynchronous actions are not supported here; leave X-Async out"));
+        return Err(ApiError::bad_request(
+            "invalid_headers",
+            "asynchronous actions are not supported here; leave X-Async out",
+        ));
     }
     let connection = connection_from_headers(&state, &headers).await?;
     let input = match body.input {

@@ -41,7 +41,10 @@ fn public(c: &ConnectionSummary) -> Value {
     })
 }
 
-pub async fn list(State(state): State<Arc<ServeState>>, Query(query): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<ServeState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     let integrations: Option<Vec<&str>> = query.integration_id.as_deref().map(|i| i.split(',').collect());
     let connections: Vec<Value> = state
         .platform
@@ -59,7 +62,10 @@ pub async fn list(State(state): State<Arc<ServeState>>, Query(query): Query<List
 
 fn required_key(query: &KeyQuery) -> Result<&str, ApiError> {
     query.provider_config_key.as_deref().filter(|k| !k.is_empty()).ok_or_else(|| {
-        ApiError::bad_request("missing_provider_config_key", "`provider_config_key` is required (the integration, e.g. `gong`)")
+        ApiError::bad_request(
+            "missing_provider_config_key",
+            "`provider_config_key` is required (the integration, e.g. `gong`)",
+        )
     })
 }
 

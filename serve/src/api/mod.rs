@@ -15,9 +15,12 @@ use crate::{ApiError, ServeState};
 /// The connection named by `Connection-Id` / `Provider-Config-Key` headers.
 pub async fn connection_from_headers(state: &ServeState, headers: &HeaderMap) -> Result<ConnectionSummary, ApiError> {
     let header = |name: &'static str| {
-        headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| {
-            ApiError::bad_request("invalid_headers", format!("the `{name}` header is required"))
-        })
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::bad_request("invalid_headers", format!("the `{name}` header is required")))
     };
     let id = header("connection-id")?;
     let key = header("provider-config-key")?;
@@ -26,7 +29,11 @@ pub async fn connection_from_headers(state: &ServeState, headers: &HeaderMap) ->
 
 /// A saved connection of integration `provider_config_key` (our provider
 /// key): one of another integration is unknown here, as in Nango.
-pub async fn connection(state: &ServeState, id: &str, provider_config_key: &str) -> Result<ConnectionSummary, ApiError> {
+pub async fn connection(
+    state: &ServeState,
+    id: &str,
+    provider_config_key: &str,
+) -> Result<ConnectionSummary, ApiError> {
     match state.platform.store().connection_summary(id).await {
         Ok(summary) if summary.provider == provider_config_key => Ok(summary),
         Ok(_) | Err(terapi_store::StoreError::NoConnection(_)) => {

@@ -48,9 +48,11 @@ pub async fn get_provider(
     State(state): State<Arc<ServeState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let spec = state.platform.providers().get(&name).map_err(|e| {
-        ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", e.to_string())
-    })?;
+    let spec = state
+        .platform
+        .providers()
+        .get(&name)
+        .map_err(|e| ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", e.to_string()))?;
     Ok(Json(json!({ "data": provider(&name, spec) })))
 }
 

@@ -60,15 +60,24 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let connection = connection_from_headers(&state, &headers).await?;
     let model = query.model.filter(|m| !m.is_empty()).ok_or_else(|| {
-        ApiError::bad_request("invalid_query_params", "`model` is required, e.g. ?model=GongUser (GET /sync/status shows each sync's models)")
+        ApiError::bad_request(
+            "invalid_query_params",
+            "`model` is required, e.g. ?model=GongUser (GET /sync/status shows each sync's models)",
+        )
     })?;
     if query.variant.as_deref().is_some_and(|v| v != "base") {
-        return Err(ApiError::bad_request("invalid_query_params", "sync variants are not supported here; leave `variant` out"));
+        return Err(ApiError::bad_request(
+            "invalid_query_params",
+            "sync variants are not supported here; leave `variant` out",
+        ));
     }
     let limit = match query.limit.as_deref() {
         None | Some("") => 100,
         Some(text) => text.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-            ApiError::bad_request("invalid_query_params", format!("`limit` must be a whole number from 1 to {MAX_LIMIT}"))
+            ApiError::bad_request(
+                "invalid_query_params",
+                format!("`limit` must be a whole number from 1 to {MAX_LIMIT}"),
+            )
         })?,
     };
     let modified_after = match query.modified_after.or(query.delta).filter(|t| !t.is_empty()) {
@@ -142,7 +151,6 @@ fn parse_filter(filter: &str) -> Result<Vec<LastAction>, ApiError> {
 
 /// RFC 3339, or a bare date (`2026-01-31`) as Nango accepts.
 fn parse_time(text: &str) -> Result<u64, String> {
-    terapi_store::time::parse(text).or_else(|e| {
-        if text.len() == 10 { terapi_store::time::parse(&format!("{text}T00:00:00Z")) } else { Err(e) }
-    })
+    terapi_store::time::parse(text)
+        .or_else(|e| if text.len() == 10 { terapi_store::time::parse(&format!("{text}T00:00:00Z")) } else { Err(e) })
 }

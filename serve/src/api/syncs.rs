@@ -46,21 +46,17 @@ pub struct TriggerOpts {
 
 /// The (connection, sync) pairs a body names: its connection, or every
 /// connection of the integration; its syncs, or all the component offers.
-async fn targets(
-    state: &ServeState,
-    headers: &HeaderMap,
-    body: &SyncsBody,
-) -> Result<Vec<(String, String)>, ApiError> {
+async fn targets(state: &ServeState, headers: &HeaderMap, body: &SyncsBody) -> Result<Vec<(String, String)>, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let key = body.provider_config_key.clone().or_else(|| header("provider-config-key")).ok_or_else(|| {
-        ApiError::bad_request("missing_provider_config_key", "`provider_config_key` is required (the integration, e.g. `gong`)")
+        ApiError::bad_request(
+            "missing_provider_config_key",
+            "`provider_config_key` is required (the integration, e.g. `gong`)",
+        )
     })?;
     let offered: Vec<String> = state.platform.describe(&key).await?.syncs.iter().map(|s| s.name.clone()).collect();
-    let syncs: Vec<String> = if body.syncs.is_empty() {
-        offered.clone()
-    } else {
-        body.syncs.iter().map(|s| s.name().to_string()).collect()
-    };
+    let syncs: Vec<String> =
+        if body.syncs.is_empty() { offered.clone() } else { body.syncs.iter().map(|s| s.name().to_string()).collect() };
     if let Some(unknown) = syncs.iter().find(|s| !offered.contains(s)) {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
@@ -70,7 +66,15 @@ async fn targets(
     }
     let connections = match body.connection_id.clone().or_else(|| header("connection-id")) {
         Some(id) => vec![connection(state, &id, &key).await?.id],
-        None => state.platform.store().connections().await?.into_iter().filter(|c| c.provider == key).map(|c| c.id).collect(),
+        None => state
+            .platform
+            .store()
+            .connections()
+            .await?
+            .into_iter()
+            .filter(|c| c.provider == key)
+            .map(|c| c.id)
+            .collect(),
     };
     Ok(connections.iter().flat_map(|c| syncs.iter().map(move |s| (c.clone(), s.clone()))).collect())
 }

@@ -14,6 +14,7 @@ use terapi_host::{
 pub use fake_gong;
 pub use terapi_host;
 pub use terapi_platform;
+pub use terapi_serve;
 pub use terapi_store;
 pub use terapi_store_postgres;
 pub use tokio_postgres;

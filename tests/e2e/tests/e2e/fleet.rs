@@ -120,8 +120,12 @@ fn workers_claim_each_due_sync_once_and_take_over_a_dead_workers_sync() {
 
         let worker = || async {
             let platform = std::sync::Arc::new(platform(&url, &dir).await.with_lease_ttl(Duration::from_millis(1500)));
-            let options =
-                WorkerOptions { concurrency: 3, poll_interval: Duration::from_millis(100), exit_when_idle: true, ..WorkerOptions::default() };
+            let options = WorkerOptions {
+                concurrency: 3,
+                poll_interval: Duration::from_millis(100),
+                exit_when_idle: true,
+                ..WorkerOptions::default()
+            };
             platform.run_worker(options, std::future::pending()).await.unwrap()
         };
         let (one, two, three) = tokio::join!(worker(), worker(), worker());

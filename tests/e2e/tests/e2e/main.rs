@@ -9,6 +9,7 @@ mod oauth;
 mod platform;
 mod providers_yaml;
 mod sandbox;
+mod serve;
 mod slice;
 mod store;
 mod surface;
