@@ -899,3 +899,113 @@ fn a_fleet_of_three_workers_survives_one_killed_mid_run() {
         assert!(gong.busiest_second() <= 3, "{}", gong.busiest_second());
     }
 }
+
+/// `terapi serve` on a saved connection, with a fresh secret key; returns
+/// the server, its URL and the key.
+fn serve_with_key(dir: &std::path::Path, extra: &[&str], envs: &[(&str, String)]) -> (ChildGuard, String, String) {
+    use std::io::BufRead;
+    let key = terapi(None).env("TERAPI_DATA_DIR", dir).args(["key", "create", "--label", "node"]).output().unwrap();
+    assert!(key.status.success(), "{}", text(&key).1);
+    let key = text(&key).0.trim().to_string();
+    assert!(key.starts_with("terapi_sk_"), "{key}");
+    let mut command = terapi(None);
+    command.env("TERAPI_DATA_DIR", dir).args(["serve", "--bind", "127.0.0.1:0"]).args(extra);
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    let url = lines
+        .find_map(|line| {
+            line.split_once("listening on ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+        })
+        .expect("the address is printed");
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (ChildGuard(child), url, key)
+}
+
+/// Kills the child when the test ends, passed or not.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `node --test FILE` in tests/node (whose packages `scripts/test.sh` installs).
+fn node_test(file: &str, envs: &[(&str, String)]) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/node");
+    assert!(
+        dir.join("node_modules/@nangohq/node").exists(),
+        "tests/node has no node_modules: run ./scripts/test.sh (it runs `npm ci --prefix tests/node`)"
+    );
+    let mut command = Command::new("node");
+    command.current_dir(&dir).args(["--test", "--test-reporter=spec", file]);
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let output = command.output().expect("node runs (Node.js 20 or later)");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{file} failed:\n{stdout}\n{stderr}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn an_app_on_nangos_node_client_works_against_terapi_serve() {
+    let gong = gong(130);
+    let dir = saved_connection(&gong, "serve-node");
+    let webhook_port = free_port();
+    let signing_key = "whsec-node-test".to_string();
+    let (_server, url, key) = serve_with_key(
+        &dir,
+        &["--webhook-url", &format!("http://127.0.0.1:{webhook_port}/webhooks")],
+        &[("TERAPI_WEBHOOK_SIGNING_KEY", signing_key.clone())],
+    );
+    node_test(
+        "nango.test.mjs",
+        &[
+            ("TERAPI_HOST", url),
+            ("TERAPI_SECRET_KEY", key),
+            ("TERAPI_CONNECTION_ID", "acme".into()),
+            ("TERAPI_WEBHOOK_PORT", webhook_port.to_string()),
+            ("TERAPI_WEBHOOK_SIGNING_KEY", signing_key),
+            ("GONG_USER_COUNT", "130".into()),
+        ],
+    );
+}
+
+#[test]
+fn the_connect_page_in_chromium_saves_only_what_gong_accepts() {
+    let gong = gong(3);
+    let dir = data_dir("serve-browser");
+    let (_server, url, key) = serve_with_key(&dir, &[], &[]);
+    node_test(
+        "connect.browser.test.mjs",
+        &[
+            ("TERAPI_HOST", url),
+            ("TERAPI_SECRET_KEY", key),
+            ("GONG_BASE_URL", gong.base_url()),
+            ("GONG_ACCESS_KEY", gong.config().access_key.clone()),
+            ("GONG_ACCESS_KEY_SECRET", gong.config().access_key_secret.clone()),
+        ],
+    );
+}
+
+#[test]
+fn serve_refuses_a_webhook_url_without_a_signing_key() {
+    let dir = data_dir("serve-no-signing-key");
+    let output = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .args(["serve", "--bind", "127.0.0.1:0", "--webhook-url", "http://127.0.0.1:9/"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(text(&output).1.contains("TERAPI_WEBHOOK_SIGNING_KEY"), "{}", text(&output).1);
+}

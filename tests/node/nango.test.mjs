@@ -1,0 +1,102 @@
+// An app written against Nango, with Nango's own Node client, pointed at
+// `terapi serve` by changing only `host`. cli/tests/cli.rs starts the fake
+// Gong, the server (with a saved connection) and this file, and passes:
+//   TERAPI_HOST, TERAPI_SECRET_KEY, TERAPI_CONNECTION_ID, TERAPI_WEBHOOK_PORT,
+//   TERAPI_WEBHOOK_SIGNING_KEY, GONG_USER_COUNT
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { test, after } from 'node:test';
+import { Nango } from '@nangohq/node';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli.rs)`);
+  return value;
+};
+const host = env('TERAPI_HOST');
+const connectionId = env('TERAPI_CONNECTION_ID');
+const users = Number(env('GONG_USER_COUNT'));
+const nango = new Nango({ host, secretKey: env('TERAPI_SECRET_KEY'), webhookSigningKey: env('TERAPI_WEBHOOK_SIGNING_KEY') });
+
+// The app's webhook endpoint: keeps the raw body, as verification needs it.
+const webhooks = [];
+const receiver = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    webhooks.push({ body: Buffer.concat(chunks).toString('utf8'), headers: req.headers });
+    res.end('ok');
+  });
+});
+await new Promise((resolve) => receiver.listen(Number(env('TERAPI_WEBHOOK_PORT')), '127.0.0.1', resolve));
+after(() => receiver.close());
+
+async function until(what, check, seconds = 60) {
+  for (let i = 0; i < seconds * 10; i++) {
+    const value = await check();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+test('getConnection shows the connection and no secret', async () => {
+  const connection = await nango.getConnection('gong', connectionId);
+  assert.equal(connection.connection_id, connectionId);
+  assert.equal(connection.provider_config_key, 'gong');
+  assert.equal(connection.credentials.type, 'BASIC');
+  assert.equal(connection.credentials.password, undefined);
+});
+
+test('triggerSync, syncStatus, listRecords, and a webhook verifyIncomingWebhookRequest accepts', async () => {
+  await nango.startSync('gong', ['users'], connectionId);
+  await nango.triggerSync('gong', ['users'], connectionId);
+  const status = await until('the users sync', async () => {
+    const { syncs } = await nango.syncStatus('gong', ['users'], connectionId);
+    return syncs[0].latestExecutionStatus === 'SUCCESS' && syncs[0];
+  });
+  assert.equal(status.recordCount.GongUser, users);
+
+  const seen = new Set();
+  let cursor;
+  do {
+    const page = await nango.listRecords({ providerConfigKey: 'gong', connectionId, model: 'GongUser', limit: 100, cursor });
+    for (const record of page.records) {
+      assert.equal(record._nango_metadata.last_action, 'ADDED');
+      seen.add(record.id);
+    }
+    cursor = page.next_cursor;
+  } while (cursor);
+  assert.equal(seen.size, users);
+
+  const hook = await until('the users webhook', () => webhooks.find((w) => JSON.parse(w.body).syncName === 'users'));
+  assert.equal(nango.verifyIncomingWebhookRequest(hook.body, hook.headers), true);
+  assert.equal(nango.verifyIncomingWebhookRequest(hook.body.replace('"users"', '"Users"'), hook.headers), false);
+  const body = JSON.parse(hook.body);
+  assert.equal(body.connectionId, connectionId);
+  assert.deepEqual(body.responseResults, { added: users, updated: 0, deleted: 0 });
+
+  const { frequency } = await nango.updateSyncConnectionFrequency('gong', 'users', connectionId, 'every 2h');
+  assert.equal(frequency, 'every 2h');
+});
+
+test('triggerAction and proxy reach Gong through the component and the host', async () => {
+  const page = await nango.listRecords({ providerConfigKey: 'gong', connectionId, model: 'GongUser', limit: 1 });
+  const id = page.records[0].id;
+  const user = await nango.triggerAction('gong', connectionId, 'get-user', { id });
+  assert.equal(user.id, id);
+
+  const response = await nango.proxy({ method: 'GET', endpoint: '/v2/users', providerConfigKey: 'gong', connectionId });
+  assert.equal(response.status, 200);
+  assert.ok(Array.isArray(response.data.users));
+
+  await assert.rejects(
+    nango.proxy({ method: 'GET', endpoint: '/v2/users', providerConfigKey: 'gong', connectionId, baseUrlOverride: 'https://elsewhere.example' }),
+    (e) => e.response?.status === 400 && e.response.data.error.code === 'base_url_override_refused'
+  );
+});
+
+test('deleteConnection removes it', async () => {
+  await nango.deleteConnection('gong', connectionId);
+  await assert.rejects(nango.getConnection('gong', connectionId), (e) => e.response?.status === 404 && e.response.data.error.code === 'unknown_connection');
+});
