@@ -52,7 +52,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
 }
@@ -135,10 +137,13 @@ async fn records_listing() {
 async fn scheduler() {
     let connections = if quick() { 10 } else { 1_000 };
     let window = Duration::from_secs(if quick() { 2 } else { 60 });
-    let fake = FakeGong::start(FakeGongConfig { users: fixtures::users(3), extras: 2, ..Default::default() }).await.expect("fake");
+    let fake = FakeGong::start(FakeGongConfig { users: fixtures::users(3), extras: 2, ..Default::default() })
+        .await
+        .expect("fake");
     let dir = scratch("scheduler");
     let platform = Arc::new(platform(&dir));
-    let syncs: Vec<String> = platform.describe("gong").await.expect("describe").syncs.iter().map(|s| s.name.clone()).collect();
+    let syncs: Vec<String> =
+        platform.describe("gong").await.expect("describe").syncs.iter().map(|s| s.name.clone()).collect();
     let mut due = Vec::new();
     let total = connections * syncs.len();
     let rss_before = peak_rss_mib();

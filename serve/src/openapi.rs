@@ -5,8 +5,13 @@
 use axum::Json;
 use serde_json::{Map, Value, json};
 
-/// (method, path, summary, needs the secret key, parameters: (name, in, required)).
-pub const OPERATIONS: &[(&str, &str, &str, bool, &[(&str, &str, bool)])] = &[
+/// A parameter: (name, where: path/query/header, required).
+pub type Parameter = (&'static str, &'static str, bool);
+
+/// (method, path, summary, needs the secret key, parameters).
+pub type Operation = (&'static str, &'static str, &'static str, bool, &'static [Parameter]);
+
+pub const OPERATIONS: &[Operation] = &[
     ("get", "/providers", "Providers of providers.yaml", true, &[]),
     ("get", "/providers/{provider}", "One provider", true, &[("provider", "path", true)]),
     ("get", "/integrations", "Providers a component serves here", true, &[]),

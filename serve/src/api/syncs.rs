@@ -98,10 +98,7 @@ pub async fn start(
     headers: HeaderMap,
     Json(body): Json<SyncsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    for (connection, sync) in targets(&state, &headers, &body).await? {
-        state.platform.start_schedule(&connection, &sync).await?;
-    }
-    Ok(Json(json!({ "success": true })))
+    change_schedules(&state, &headers, &body, true).await
 }
 
 pub async fn pause(
@@ -109,8 +106,21 @@ pub async fn pause(
     headers: HeaderMap,
     Json(body): Json<SyncsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    for (connection, sync) in targets(&state, &headers, &body).await? {
-        state.platform.pause_schedule(&connection, &sync).await?;
+    change_schedules(&state, &headers, &body, false).await
+}
+
+async fn change_schedules(
+    state: &ServeState,
+    headers: &HeaderMap,
+    body: &SyncsBody,
+    start: bool,
+) -> Result<Json<Value>, ApiError> {
+    for (connection, sync) in targets(state, headers, body).await? {
+        if start {
+            state.platform.start_schedule(&connection, &sync).await?;
+        } else {
+            state.platform.pause_schedule(&connection, &sync).await?;
+        }
     }
     Ok(Json(json!({ "success": true })))
 }
