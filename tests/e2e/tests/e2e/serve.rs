@@ -14,8 +14,10 @@ use terapi_e2e::*;
 
 const SIGNING_KEY: &str = "whsec-test-signing-key";
 
-/// Webhooks as the app's endpoint received them: (signature header, body).
-type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+/// Webhooks as the app's endpoint received them: (signature header, body,
+/// whether it was accepted). The very first delivery is answered 503, so
+/// every run of these tests also sees a retry.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>;
 
 struct Served {
     base: String,
@@ -23,6 +25,7 @@ struct Served {
     http: reqwest::Client,
     webhooks: Received,
     platform: Arc<terapi_platform::Platform>,
+    dir: std::path::PathBuf,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -38,8 +41,10 @@ impl Served {
                     async move {
                         let signature =
                             headers.get("x-nango-hmac-sha256").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                        webhooks.lock().unwrap().push((signature, body.to_vec()));
-                        "ok"
+                        let mut webhooks = webhooks.lock().unwrap();
+                        let accept = !webhooks.is_empty();
+                        webhooks.push((signature, body.to_vec(), accept));
+                        if accept { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE }
                     }
                 }),
             )
@@ -48,7 +53,8 @@ impl Served {
         let hooks_url = format!("http://{}/hooks", hooks.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(hooks, receiver).await });
 
-        let platform = Arc::new(platform_in(&fresh_dir(name)).with_lease_ttl(Duration::from_secs(5)));
+        let dir = fresh_dir(name);
+        let platform = Arc::new(platform_in(&dir).with_lease_ttl(Duration::from_secs(5)));
         let key = terapi_serve::auth::new_secret_key().unwrap();
         platform.store().create_api_key(&terapi_serve::auth::sha256_hex(&key), "test").await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -72,7 +78,7 @@ impl Served {
         tokio::spawn(terapi_serve::serve(state, listener, async move {
             let _ = stopped.await;
         }));
-        Served { base, key, http: reqwest::Client::new(), webhooks, platform, _stop: stop }
+        Served { base, key, http: reqwest::Client::new(), webhooks, platform, dir, _stop: stop }
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -136,7 +142,8 @@ impl Served {
             .lock()
             .unwrap()
             .iter()
-            .map(|(signature, body)| {
+            .filter(|(_, _, accepted)| *accepted)
+            .map(|(signature, body, _)| {
                 assert_eq!(signature, &sign(SIGNING_KEY, body), "every webhook carries the HMAC of its body");
                 serde_json::from_slice::<Value>(body).unwrap()
             })
@@ -211,6 +218,14 @@ fn connect_schedule_records_webhooks_and_deletions_over_nangos_api() {
         assert_eq!(status["recordCount"]["GongUser"], 250);
         assert!(status["nextScheduledSyncAt"].is_string(), "the next run is scheduled: {status}");
         served.wait_for("the users webhook", async || !served.webhooks_of("users").is_empty()).await;
+        {
+            let attempts = served.webhooks.lock().unwrap();
+            assert!(!attempts[0].2 && attempts.len() >= 2, "the first delivery was refused");
+            assert!(
+                attempts[1..].iter().any(|(_, body, accepted)| *accepted && body == &attempts[0].1),
+                "and delivered again, unchanged"
+            );
+        }
         let hook = &served.webhooks_of("users")[0];
         assert_eq!(hook["type"], "sync");
         assert_eq!(hook["connectionId"], id.as_str());
@@ -274,8 +289,10 @@ fn connect_schedule_records_webhooks_and_deletions_over_nangos_api() {
         let paused = served.sync_status(&id, "users").await;
         assert_eq!(paused["status"], "PAUSED");
         assert!(paused["nextScheduledSyncAt"].is_null());
-        // The schedule is in the store: another platform on it sees it.
-        let info = served.platform.schedule(&id, "users").await.unwrap();
+        // The schedule is in the store: a platform started afresh on it (a
+        // restarted server) sees it.
+        let restarted = platform_in(&served.dir);
+        let info = restarted.schedule(&id, "users").await.unwrap();
         assert_eq!((info.frequency_secs, info.paused), (7_200, true));
     });
 }
