@@ -144,7 +144,7 @@ fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
         };
         format!(
             "<label>{label}<input name=\"{group}.{key}\" id=\"{p}-{key}\" type=\"{input_type}\"{required}{pattern}{placeholder} autocomplete=\"off\"><small>{description}</small></label>",
-            label = escape(f.title.as_deref().unwrap_or(key)),
+            label = format!("{}{}", escape(f.title.as_deref().unwrap_or(key)), if f.optional { " <small>(optional)</small>" } else { "" }),
             p = escape(name),
             key = escape(key),
             required = if f.optional { "" } else { " required" },
@@ -153,7 +153,11 @@ fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
             description = escape(f.description.as_deref().unwrap_or("")),
         )
     };
-    for (key, f) in &spec.credentials {
+    // What identifies the account first, its secret after (providers.yaml
+    // is a map, read back in key order).
+    let mut credentials: Vec<_> = spec.credentials.iter().collect();
+    credentials.sort_by_key(|(_, f)| f.secret);
+    for (key, f) in credentials {
         fields.push_str(&field("credentials", key, f));
     }
     for (key, f) in spec.connection_config.iter().filter(|(_, f)| !f.automated) {
