@@ -91,7 +91,10 @@ const MIGRATIONS: &[&str] = &[
     // hashed secret API keys, and Connect sessions (hashed tokens).
     "ALTER TABLE sync_state ADD COLUMN frequency_secs INTEGER;
      ALTER TABLE sync_state ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
-     CREATE INDEX records_by_first_seen ON records (connection_id, model, first_seen_at);
+     -- Listing walks a model in rowid order from a cursor: every SQLite
+     -- index ends in the rowid, so this one serves it without a sort (the
+     -- others lead with updated_at or id, and made each page scan the model).
+     CREATE INDEX records_by_position ON records (connection_id, model);
      CREATE TABLE api_keys (
          sha256 TEXT PRIMARY KEY,
          id TEXT NOT NULL UNIQUE,
