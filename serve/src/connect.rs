@@ -143,8 +143,9 @@ fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
             "text"
         };
         format!(
-            "<label>{label}<input name=\"{group}.{key}\" id=\"{p}-{key}\" type=\"{input_type}\"{required}{pattern}{placeholder} autocomplete=\"off\"><small>{description}</small></label>",
-            label = format!("{}{}", escape(f.title.as_deref().unwrap_or(key)), if f.optional { " <small>(optional)</small>" } else { "" }),
+            "<label>{label}{optional}<input name=\"{group}.{key}\" id=\"{p}-{key}\" type=\"{input_type}\"{required}{pattern}{placeholder} autocomplete=\"off\"><small>{description}</small></label>",
+            label = escape(f.title.as_deref().unwrap_or(key)),
+            optional = if f.optional { " <small>(optional)</small>" } else { "" },
             p = escape(name),
             key = escape(key),
             required = if f.optional { "" } else { " required" },

@@ -81,12 +81,29 @@ pub async fn serve(
     let (runs_tx, runs_rx) = tokio::sync::mpsc::unbounded_channel::<FinishedRun>();
     let webhooks = tokio::spawn(webhooks::dispatch(state.clone(), runs_rx));
     let worker = (state.config.worker_concurrency > 0).then(|| {
-        let options = WorkerOptions {
-            concurrency: state.config.worker_concurrency,
-            finished_runs: Some(runs_tx.clone()),
-            ..WorkerOptions::default()
-        };
-        tokio::spawn(state.platform.clone().run_worker(options, stopped(stop_rx.clone())))
+        let (platform, runs_tx, stop_rx) = (state.platform.clone(), runs_tx.clone(), stop_rx.clone());
+        let concurrency = state.config.worker_concurrency;
+        tokio::spawn(async move {
+            // A store error (a database restarting, say) stops one worker
+            // loop, not the server's scheduling: it starts again shortly.
+            loop {
+                let options =
+                    WorkerOptions { concurrency, finished_runs: Some(runs_tx.clone()), ..WorkerOptions::default() };
+                match platform.clone().run_worker(options, stopped(stop_rx.clone())).await {
+                    Ok(report) => {
+                        tracing::info!("scheduler stopped after {} runs ({} failed)", report.runs, report.failed);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!("scheduler: {e}; starting again in 5 s");
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                            _ = stopped(stop_rx.clone()) => return,
+                        }
+                    }
+                }
+            }
+        })
     });
     drop(runs_tx);
     let app = router(state);
@@ -95,12 +112,10 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
     let served = server.await;
-    if let Some(worker) = worker {
-        match worker.await {
-            Ok(Ok(report)) => tracing::info!("scheduler stopped after {} runs ({} failed)", report.runs, report.failed),
-            Ok(Err(e)) => tracing::error!("scheduler: {e}"),
-            Err(e) => tracing::error!("scheduler task: {e}"),
-        }
+    if let Some(worker) = worker
+        && let Err(e) = worker.await
+    {
+        tracing::error!("scheduler task: {e}");
     }
     let _ = webhooks.await;
     served
