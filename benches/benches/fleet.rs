@@ -15,10 +15,8 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use fake_gong::{FakeGong, FakeGongConfig, fixtures};
 use terapi_benches::connection;
-use terapi_host::{Providers, RuntimeConfig};
-use terapi_platform::{ComponentSource, Platform, PlatformConfig, WorkerOptions};
 
-const PROVIDERS_YAML: &str = include_str!("../../providers.yaml");
+use terapi_platform::{Platform, WorkerOptions};
 
 fn quick() -> bool {
     !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--test")
@@ -41,18 +39,7 @@ async fn fresh_database(admin: &str, name: &str) -> String {
 async fn platform(url: &str, dir: &std::path::Path, rate_limits: bool) -> Platform {
     let key = terapi_store::MasterKey::from_env_or_file(dir).expect("key");
     let store = Arc::new(terapi_store_postgres::PostgresStore::open(url, key, 8).await.expect("store"));
-    Platform::new(PlatformConfig {
-        runtime: RuntimeConfig { rate_limits, cache_dir: Some(dir.join("cache")), ..RuntimeConfig::default() },
-        providers: Providers::parse(PROVIDERS_YAML, "providers.yaml").expect("providers.yaml"),
-        components: vec![ComponentSource {
-            providers: vec!["gong".into()],
-            origin: "provider_gong.wasm".into(),
-            wasm: std::borrow::Cow::Borrowed(terapi_artifacts::PROVIDER_GONG),
-        }],
-        store,
-        oauth_clients: Default::default(),
-    })
-    .expect("platform")
+    terapi_benches::gong_platform(store, dir, rate_limits)
 }
 
 /// Creates `connections` connections spread over `tenants`; their ids.

@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 
 use fake_gong::{FakeGong, FakeGongConfig, fixtures};
 use terapi_benches::connection;
-use terapi_host::{Providers, RuntimeConfig, SyncRecord};
-use terapi_platform::{ComponentSource, Platform, PlatformConfig, WorkerOptions};
+use terapi_host::SyncRecord;
+use terapi_platform::{Platform, WorkerOptions};
 use terapi_serve::{ServeConfig, ServeState};
-
-const PROVIDERS_YAML: &str = include_str!("../../providers.yaml");
 
 fn quick() -> bool {
     !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--test")
@@ -25,18 +23,7 @@ fn quick() -> bool {
 
 fn platform(dir: &std::path::Path) -> Platform {
     let store = Arc::new(terapi_store::SqliteStore::open_in(dir).expect("store"));
-    Platform::new(PlatformConfig {
-        runtime: RuntimeConfig { rate_limits: false, cache_dir: Some(dir.join("cache")), ..RuntimeConfig::default() },
-        providers: Providers::parse(PROVIDERS_YAML, "providers.yaml").expect("providers.yaml"),
-        components: vec![ComponentSource {
-            providers: vec!["gong".into()],
-            origin: "provider_gong.wasm".into(),
-            wasm: std::borrow::Cow::Borrowed(terapi_artifacts::PROVIDER_GONG),
-        }],
-        store,
-        oauth_clients: Default::default(),
-    })
-    .expect("platform")
+    terapi_benches::gong_platform(store, dir, false)
 }
 
 fn scratch(name: &str) -> std::path::PathBuf {

@@ -132,3 +132,26 @@ pub fn current_rss() -> Option<u64> {
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
+
+/// The platform a benchmark measures: the repository's providers.yaml and
+/// the Gong component serving `gong`, on `store`, with the compiled
+/// component cached in `dir`.
+pub fn gong_platform(
+    store: std::sync::Arc<dyn terapi_store::Store>,
+    dir: &std::path::Path,
+    rate_limits: bool,
+) -> terapi_platform::Platform {
+    terapi_platform::Platform::new(terapi_platform::PlatformConfig {
+        runtime: RuntimeConfig { rate_limits, cache_dir: Some(dir.join("cache")), ..RuntimeConfig::default() },
+        providers: terapi_host::Providers::parse(include_str!("../../providers.yaml"), "providers.yaml")
+            .expect("providers.yaml"),
+        components: vec![terapi_platform::ComponentSource {
+            providers: vec!["gong".into()],
+            origin: "provider_gong.wasm".into(),
+            wasm: std::borrow::Cow::Borrowed(terapi_artifacts::PROVIDER_GONG),
+        }],
+        store,
+        oauth_clients: Default::default(),
+    })
+    .expect("platform")
+}
