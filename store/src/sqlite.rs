@@ -39,6 +39,22 @@ impl SqliteStore {
     /// checks `key` against the store before anything is written. Safe to
     /// call from several processes at once on a fresh directory.
     pub fn open(data_dir: &Path, key: MasterKey) -> Result<SqliteStore, StoreError> {
+        // Some steps of a first open (switching to WAL) answer "locked" at
+        // once, without the busy timeout, while another process migrates.
+        // Nothing is committed by a failed attempt, so trying again is safe.
+        let mut attempt = 0;
+        loop {
+            match Self::open_once(data_dir, key.clone()) {
+                Err(StoreError::Database { message, .. }) if message.contains("locked") && attempt < 50 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20 * attempt.min(10)));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(data_dir: &Path, key: MasterKey) -> Result<SqliteStore, StoreError> {
         let path = data_dir.join(DATABASE_FILE);
         let db_error = |e: &dyn std::fmt::Display| StoreError::Database { path: path.clone(), message: e.to_string() };
         create_private_dir(data_dir).map_err(|e| db_error(&e))?;
