@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use terapi_host::{AuthMode, BASE_URL_CONFIG_KEY, Connection, Credentials, ProviderSpec, Secret};
+use terapi_host::{AuthMode, Connection, Credentials, ProviderSpec, Secret};
 use terapi_store::ConnectSession;
 
 use crate::auth::{random_hex, sha256_hex};
@@ -343,9 +343,6 @@ pub async fn oauth_callback(State(state): State<Arc<ServeState>>, Query(query): 
         Err(e) => error_page(e),
     }
 }
-
-// Keeps the base URL key in one place for the page's field name.
-const _: &str = BASE_URL_CONFIG_KEY;
 
 fn shell(title: &str, body: &str) -> String {
     format!(
