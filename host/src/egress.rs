@@ -592,6 +592,60 @@ mod tests {
         }
     }
 
+    /// `wit/conformance/egress.json`: the rules every host of the world
+    /// keeps (the Node host under jco runs the same file).
+    #[test]
+    fn the_conformance_cases_hold() {
+        use serde_json::Value;
+        let cases: Value = serde_json::from_str(include_str!("../../wit/conformance/egress.json")).unwrap();
+        let text = |v: &Value| v.as_str().unwrap().to_string();
+        for case in cases["base_urls"].as_array().unwrap() {
+            let got = crate::connection::parse_base_url(case["given"].as_str().unwrap());
+            match (&case["refused"], got) {
+                (Value::String(why), Err(e)) => assert!(e.to_string().contains(why.as_str()), "{case}: {e}"),
+                (Value::Null, Ok(url)) => assert_eq!(url.as_str(), case["base"], "{case}"),
+                (_, got) => panic!("{case}: {got:?}"),
+            }
+        }
+        for case in cases["urls"].as_array().unwrap() {
+            let query: Vec<(String, String)> = case["query"]
+                .as_array()
+                .map(|pairs| pairs.iter().map(|p| (text(&p[0]), text(&p[1]))).collect())
+                .unwrap_or_default();
+            let base = crate::connection::parse_base_url(case["base"].as_str().unwrap()).unwrap();
+            let got = egress(base.as_str()).url_for(case["path"].as_str().unwrap(), &query);
+            match (&case["refused"], got) {
+                (Value::String(why), Err(EgressError::Refused(e))) => assert!(e.contains(why.as_str()), "{case}: {e}"),
+                (Value::Null, Ok(url)) => assert_eq!(url.as_str(), case["url"], "{case}"),
+                (_, got) => panic!("{case}: {got:?}"),
+            }
+        }
+        let e = egress("https://api.gong.io");
+        for case in cases["headers"].as_array().unwrap() {
+            let got = e.headers_for(&[(text(&case["name"]), text(&case["value"]))]);
+            match (&case["refused"], got) {
+                (Value::String(why), Err(EgressError::Refused(e))) => assert!(e.contains(why.as_str()), "{case}: {e}"),
+                (Value::Null, Ok(headers)) => assert_eq!(headers.len(), 1, "{case}"),
+                (_, got) => panic!("{case}: {got:?}"),
+            }
+        }
+        for case in cases["authorization"].as_array().unwrap() {
+            let given = &case["credentials"];
+            let credentials = match given["type"].as_str().unwrap() {
+                "basic" => Credentials::Basic {
+                    username: text(&given["username"]),
+                    password: Secret::new(given["password"].as_str().unwrap()),
+                },
+                _ => Credentials::OAuth2 {
+                    access_token: Secret::new(given["access_token"].as_str().unwrap()),
+                    refresh_token: None,
+                    expires_at: None,
+                },
+            };
+            assert_eq!(authorization_header(&credentials).to_str().unwrap(), case["header"], "{case}");
+        }
+    }
+
     #[test]
     fn host_only_headers_are_refused_and_the_credential_is_injected() {
         let e = egress("https://api.gong.io");

@@ -115,6 +115,14 @@ pub struct ProviderComponent {
 }
 
 impl ProviderComponent {
+    /// What the component imports, by full interface name (e.g.
+    /// `terapi:provider/http@0.4.0`, or `wasi:cli/stderr@0.2.6` for one built
+    /// with std): what any host of it must provide.
+    pub fn imports(&self) -> Vec<String> {
+        let component = self.pre.component();
+        component.component_type().imports(component.engine()).map(|(name, _)| name.to_string()).collect()
+    }
+
     /// The optional exports this component has, by WIT interface name.
     pub fn exports(&self) -> Vec<&'static str> {
         let present = [
@@ -200,7 +208,7 @@ impl Runtime {
     /// first real call, and warms the instance pool.
     pub async fn check_instantiate(&self, component: &ProviderComponent) -> Result<(), Error> {
         let session = Session::unconnected(self, component, "check");
-        session.timed(async { session.instantiate().await.map(drop) }).await
+        session.timed(async { session.instantiate(GuestCall::Check).await.map(drop) }).await
     }
 
     /// Compiles and links a component (`.wasm` bytes of a component built for
@@ -337,7 +345,7 @@ impl Runtime {
         let session = Session::unconnected(self, component, "describe");
         session
             .timed(async {
-                let (mut store, instance) = session.instantiate().await?;
+                let (mut store, instance) = session.instantiate(GuestCall::Describe).await?;
                 let auth = component.auth.load(&mut store, &instance);
                 let auth = session.finish(&store, auth)?;
                 let requirements = auth.call_describe(&mut store).await;
@@ -470,7 +478,7 @@ impl Session {
 
     pub async fn verify(&self) -> Result<Verification, Error> {
         self.timed(async {
-            let (mut store, instance) = self.instantiate().await?;
+            let (mut store, instance) = self.instantiate(GuestCall::Verify).await?;
             let auth = self.component.auth.load(&mut store, &instance);
             let auth = self.finish(&store, auth)?;
             let result = auth.call_verify(&mut store).await;
@@ -495,10 +503,11 @@ impl Session {
             sync: sync.to_string(),
             checkpoint: checkpoint.map(str::to_string),
             options: options.clone(),
+            now_unix_seconds: unix_now(),
         };
         let export = self.component.sync.as_ref().ok_or_else(|| self.missing("sync"))?;
         self.timed(async {
-            let (mut store, instance) = self.instantiate().await?;
+            let (mut store, instance) = self.instantiate(GuestCall::RunPage).await?;
             let sync = export.load(&mut store, &instance);
             let sync = self.finish(&store, sync)?;
             let result = sync.call_run_page(&mut store, &request).await;
@@ -511,7 +520,7 @@ impl Session {
     pub async fn run_action(&self, name: &str, input: &str) -> Result<String, Error> {
         let export = self.component.action.as_ref().ok_or_else(|| self.missing("action"))?;
         self.timed(async {
-            let (mut store, instance) = self.instantiate().await?;
+            let (mut store, instance) = self.instantiate(GuestCall::RunAction).await?;
             let action = export.load(&mut store, &instance);
             let action = self.finish(&store, action)?;
             let result = action.call_run(&mut store, name, input).await;
@@ -525,7 +534,7 @@ impl Session {
     pub async fn handle_webhook(&self, payload: &[u8]) -> Result<WebhookRecords, Error> {
         let export = self.component.webhook.as_ref().ok_or_else(|| self.missing("webhook"))?;
         self.timed(async {
-            let (mut store, instance) = self.instantiate().await?;
+            let (mut store, instance) = self.instantiate(GuestCall::HandleWebhook).await?;
             let webhook = export.load(&mut store, &instance);
             let webhook = self.finish(&store, webhook)?;
             let result = webhook.call_handle(&mut store, payload).await;
@@ -540,7 +549,7 @@ impl Session {
         let prepared = match &self.component.proxy {
             Some(export) => OutboundRequest::from(
                 self.timed(async {
-                    let (mut store, instance) = self.instantiate().await?;
+                    let (mut store, instance) = self.instantiate(GuestCall::PrepareProxy).await?;
                     let proxy = export.load(&mut store, &instance);
                     let proxy = self.finish(&store, proxy)?;
                     let result = proxy.call_prepare(&mut store, &request.into()).await;
@@ -561,18 +570,21 @@ impl Session {
         tokio::time::timeout(limit, call).await.unwrap_or(Err(Error::Guest(GuestFailure::WallTime(limit))))
     }
 
-    async fn instantiate(&self) -> Result<(Store<GuestState>, Instance), Error> {
+    async fn instantiate(&self, call: GuestCall) -> Result<(Store<GuestState>, Instance), Error> {
         let config = &self.runtime.inner.config;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
-        // Deny by default: no env, args, preopened dirs or network; stdout is
-        // discarded; stderr is kept for crash reports; clocks and randomness
-        // are WASI's defaults (std needs them to start).
+        // For components built with std (the Gong component is not, and
+        // imports no WASI). Deny by default: no env, args, preopened dirs or
+        // network; stdout is discarded; stderr is kept for crash reports;
+        // clocks and randomness are WASI's defaults (std needs them to start).
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         let state = GuestState {
             wasi,
             table: ResourceTable::new(),
             limiter: GuestLimiter { max_memory_bytes: config.max_memory_bytes, memory_exceeded: false },
-            egress: self.egress.clone(),
+            call,
+            egress: self.egress.clone().filter(|_| call.may_send()),
+            last_error_log: None,
             redactor: self.redactor.clone(),
             label: self.label.clone(),
             stderr,
@@ -619,11 +631,13 @@ impl Session {
         if text.contains("concurrent") && text.contains("limit") {
             return Err(GuestFailure::Busy(text).into());
         }
+        // The guest's last words: a std guest's panic goes to stderr, a
+        // guest without std logs it at error level.
         let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_string();
-        let message = if stderr.is_empty() {
-            error.root_cause().to_string()
-        } else {
-            format!("{} ({})", self.redactor.scrub(&stderr), error.root_cause())
+        let last_words = if stderr.is_empty() { state.last_error_log.clone() } else { Some(stderr) };
+        let message = match last_words {
+            Some(words) => format!("{} ({})", self.redactor.scrub(&words), error.root_cause()),
+            None => error.root_cause().to_string(),
         };
         Err(GuestFailure::Crashed(message).into())
     }
@@ -648,12 +662,55 @@ fn ticks(budget: Duration) -> u64 {
     (budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
+/// The export a call runs. The contract (WIT docs, HOST.md) lets only
+/// `auth.verify`, `sync.run-page` and `action.run` make HTTP requests: a
+/// proxy's `prepare` that sent its own would double every request, and a
+/// webhook's `handle` would turn a flood of deliveries into a flood of
+/// requests to the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuestCall {
+    Check,
+    Describe,
+    Verify,
+    RunPage,
+    RunAction,
+    PrepareProxy,
+    HandleWebhook,
+}
+
+impl GuestCall {
+    fn may_send(self) -> bool {
+        matches!(self, GuestCall::Verify | GuestCall::RunPage | GuestCall::RunAction)
+    }
+
+    fn export(self) -> &'static str {
+        match self {
+            GuestCall::Check => "instantiation",
+            GuestCall::Describe => "auth.describe, sync.list-syncs and action.list-actions",
+            GuestCall::Verify => "auth.verify",
+            GuestCall::RunPage => "sync.run-page",
+            GuestCall::RunAction => "action.run",
+            GuestCall::PrepareProxy => "proxy.prepare",
+            GuestCall::HandleWebhook => "webhook.handle",
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Per-call state of one guest instance.
 pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: GuestLimiter,
+    call: GuestCall,
+    /// `None` where the call may not send (or has no connection).
     egress: Option<Arc<Egress>>,
+    /// The last message logged at error level: a guest without std reports
+    /// its panic this way.
+    last_error_log: Option<String>,
     redactor: Redactor,
     label: Arc<str>,
     stderr: MemoryOutputPipe,
@@ -693,9 +750,16 @@ impl wit::Host for GuestState {}
 impl bindings::terapi::provider::http::Host for GuestState {
     async fn send(&mut self, request: wit::HttpRequest) -> wasmtime::Result<Result<wit::HttpResponse, wit::HttpError>> {
         let Some(egress) = self.egress.clone() else {
-            return Ok(Err(wit::HttpError::Refused(
-                "this call has no connection; HTTP is available in verify, sync, action and proxy calls".into(),
-            )));
+            let reason = if self.call.may_send() {
+                "this call has no connection; HTTP is available in verify, sync and action calls on a connection"
+                    .to_string()
+            } else {
+                format!(
+                    "{} may not make HTTP requests (only auth.verify, sync.run-page and action.run may; see HOST.md)",
+                    self.call.export()
+                )
+            };
+            return Ok(Err(wit::HttpError::Refused(reason)));
         };
         let request = OutboundRequest::from(request);
         tracing::debug!(target: "terapi::egress", connection = %self.label, method = request.method.as_str(), path = %request.path, "guest request");
@@ -723,7 +787,8 @@ impl bindings::terapi::provider::log::Host for GuestState {
             Level::Info => tracing::info!(target: "terapi::guest", connection = label, "{message}"),
             Level::Warn => tracing::warn!(target: "terapi::guest", connection = label, "{message}"),
             Level::Error => {
-                tracing::error!(target: "terapi::guest", connection = label, "{message}")
+                tracing::error!(target: "terapi::guest", connection = label, "{message}");
+                self.last_error_log = Some(message);
             }
         }
         Ok(())

@@ -1,6 +1,8 @@
 //! The actions this provider offers. Each checks its JSON input before any
 //! request is made, so a bad input costs no call against Gong's daily budget.
 
+use crate::prelude::*;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,8 @@
 //! Requests to Gong through the host, and Gong's error statuses mapped to
 //! `provider-error`.
 
+use crate::prelude::*;
+
 use serde::de::DeserializeOwned;
 
 use crate::gong;

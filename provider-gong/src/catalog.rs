@@ -4,6 +4,8 @@
 //! request, and produces the input JSON Schema `list-actions` exports, so
 //! the three cannot drift apart.
 
+use crate::prelude::*;
+
 use serde_json::{Map, Value, json};
 
 use crate::terapi::provider::types::{Method, ProviderError};

@@ -4,6 +4,8 @@
 //! strings or numbers) and written strictly (our models are fixed and
 //! documented by the JSON Schemas in `schema`).
 
+use crate::prelude::*;
+
 use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 
@@ -280,7 +282,7 @@ fn opt_id_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
     impl<'de> de::Visitor<'de> for IdVisitor {
         type Value = Option<String>;
 
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
             f.write_str("an id as a string or an integer")
         }
 

@@ -7,6 +7,20 @@
 //!
 //! The parsing and mapping code (`gong`, `actions`, `syncs`, `proxy`) is plain
 //! Rust so it can be unit-tested and fuzzed natively; only `api` talks to the host.
+//!
+//! Built without std: std on wasm32-wasip2 brings in WASI (stdio, clocks,
+//! environment, exit) that this component never needs, and every host would
+//! have to provide it. Without std the component imports exactly what the
+//! `provider` world declares: `http` and `log`. The time comes in the
+//! request; a panic's message goes out through `log`.
+
+#![no_std]
+
+extern crate alloc;
+// The native build (unit tests, fuzzing, the benches' baseline) is an
+// ordinary Rust library: std brings its allocator and panic handler.
+#[cfg(not(target_arch = "wasm32"))]
+extern crate std;
 
 mod actions;
 mod api;
@@ -17,6 +31,17 @@ mod schema;
 mod syncs;
 pub mod time;
 mod webhook;
+#[cfg(target_arch = "wasm32")]
+mod without_std;
+
+/// What std's prelude would bring, from `alloc`.
+mod prelude {
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec::Vec;
+    pub use alloc::{format, vec};
+}
+
+use prelude::*;
 
 wit_bindgen::generate!({
     path: "../wit",

@@ -5,10 +5,12 @@
 //! purpose: refusing it is the host's job, and the host does it for every
 //! request, whoever built it.
 
+use crate::prelude::*;
+
 use crate::terapi::provider::types::HttpRequest;
 
 pub fn prepare(mut request: HttpRequest) -> HttpRequest {
-    let raw = std::mem::take(&mut request.path);
+    let raw = core::mem::take(&mut request.path);
     let (path, inline_query) = split_query(raw.trim());
     request.path = normalize_path(path);
     if let Some(inline_query) = inline_query {

@@ -6,6 +6,8 @@
 //! end (`since`), and the next run fetches only from there to now. A first
 //! run starts `backfill-days` ago (default 30), or at `modified-since`.
 
+use crate::prelude::*;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -276,7 +278,7 @@ struct Checkpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     users_cursor: Option<String>,
     /// flows: the company-wide flows were listed in full once already.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
     company_flows_seen: bool,
     /// flows: ids of Shared flows already emitted (each owner they are
     /// shared with lists them again). Few per company.
@@ -297,7 +299,7 @@ pub fn run_page(request: PageRequest) -> Result<SyncPage, ProviderError> {
         "users" => users_page(checkpoint),
         "permission-profiles" => permission_profiles_page(sync, checkpoint),
         "flows" => flows_page(sync, checkpoint),
-        _ => list_page(sync, checkpoint, &request.options),
+        _ => list_page(sync, checkpoint, &request.options, request.now_unix_seconds),
     }
 }
 
@@ -318,11 +320,16 @@ fn write_checkpoint(checkpoint: &Checkpoint) -> Result<String, ProviderError> {
 
 /// The window of this run: resumed, continued from the last finished one,
 /// or a first run's backfill.
-fn window(sync: &SyncDef, checkpoint: &Checkpoint, options: &SyncOptions) -> Result<(String, String), ProviderError> {
+fn window(
+    sync: &SyncDef,
+    checkpoint: &Checkpoint,
+    options: &SyncOptions,
+    now: i64,
+) -> Result<(String, String), ProviderError> {
     if let (Some(from), Some(to)) = (&checkpoint.from, &checkpoint.to) {
         return Ok((from.clone(), to.clone()));
     }
-    let now = time::now_unix();
+    check_now(now)?;
     let from = match (&checkpoint.since, &options.modified_since) {
         (Some(since), _) => match time::parse_rfc3339(since) {
             Some(end) if sync.overlap_days > 0 => time::format_rfc3339(end - i64::from(sync.overlap_days) * 86_400),
@@ -344,8 +351,29 @@ fn window(sync: &SyncDef, checkpoint: &Checkpoint, options: &SyncOptions) -> Res
     Ok((from, time::format_rfc3339(now)))
 }
 
-fn list_page(sync: &SyncDef, checkpoint: Checkpoint, options: &SyncOptions) -> Result<SyncPage, ProviderError> {
-    let window = if sync.incremental() { Some(window(sync, &checkpoint, options)?) } else { None };
+/// Another host's clock may come in the wrong unit: milliseconds (a
+/// JavaScript `Date.now()`) would put the window's end in the year 55,000.
+fn check_now(now: i64) -> Result<(), ProviderError> {
+    const YEAR_2000: i64 = 946_684_800;
+    const YEAR_10000: i64 = 253_402_300_800;
+    match now {
+        YEAR_2000..YEAR_10000 => Ok(()),
+        YEAR_10000.. => Err(ProviderError::InvalidInput(
+            "now-unix-seconds is after the year 9999; pass seconds since 1970, not milliseconds".into(),
+        )),
+        _ => Err(ProviderError::InvalidInput(
+            "now-unix-seconds is before the year 2000; pass the host's current time in seconds since 1970".into(),
+        )),
+    }
+}
+
+fn list_page(
+    sync: &SyncDef,
+    checkpoint: Checkpoint,
+    options: &SyncOptions,
+    now: i64,
+) -> Result<SyncPage, ProviderError> {
+    let window = if sync.incremental() { Some(window(sync, &checkpoint, options, now)?) } else { None };
     let answer = match sync.source {
         Source::Get => {
             let mut query: Vec<(&str, &str)> = Vec::new();
@@ -641,6 +669,14 @@ pub fn to_json<T: Serialize>(value: &T) -> Result<String, ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hosts_clock_is_checked_for_its_unit() {
+        assert!(check_now(1_764_692_663).is_ok());
+        let millis = check_now(1_764_692_663_000).unwrap_err();
+        assert!(matches!(&millis, ProviderError::InvalidInput(m) if m.contains("not milliseconds")), "{millis:?}");
+        assert!(matches!(check_now(0), Err(ProviderError::InvalidInput(m)) if m.contains("before the year 2000")));
+    }
 
     #[test]
     fn checkpoints_round_trip_and_reject_strangers() {

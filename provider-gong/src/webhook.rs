@@ -3,6 +3,8 @@
 //! has the shape of an extensive call, so it maps to the `calls` sync's
 //! `GongCallExtensive` records and lands beside them.
 
+use crate::prelude::*;
+
 use serde_json::Value;
 
 use crate::exports::terapi::provider::webhook::WebhookRecords;

@@ -2,6 +2,16 @@
 //! the guest component needs them too, and a date crate would double its
 //! size for four functions. One implementation for the guest, the store and
 //! the fake Gong.
+//!
+//! `no_std` (with `alloc`), because the guest is built without std.
+
+#![no_std]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+use alloc::{format, string::String};
 
 /// `2024-05-01T12:00:00Z` for unix seconds.
 pub fn format_rfc3339(unix: i64) -> String {
@@ -67,7 +77,7 @@ pub fn is_date(text: &str) -> bool {
     parse_date(text).is_some()
 }
 
-fn digits(text: &str, range: std::ops::Range<usize>) -> Option<i64> {
+fn digits(text: &str, range: core::ops::Range<usize>) -> Option<i64> {
     let part = text.get(range)?;
     if part.bytes().all(|c| c.is_ascii_digit()) { part.parse().ok() } else { None }
 }

@@ -32,6 +32,7 @@ impl action::Guest for Hostile {
             "spin",
             "allocate",
             "panic",
+            "log-then-trap",
             "fetch",
         ]
         .into_iter()
@@ -68,6 +69,15 @@ impl action::Guest for Hostile {
             }
             // Says its input back, as a guest echoing what it was sent would.
             "panic" => panic!("the hostile guest panics on purpose: {input}"),
+            // How a guest without std dies: its last words go through `log`
+            // (saying its input back), then it traps.
+            "log-then-trap" => {
+                terapi::provider::log::log(
+                    terapi::provider::log::Level::Error,
+                    &format!("the hostile guest traps on purpose: {input}"),
+                );
+                core::arch::wasm32::unreachable()
+            }
             // What the sandbox lets a guest see of the host.
             "probe-wasi" => Ok(format!(
                 "{{\"env\":{},\"args\":{},\"etc_passwd\":{},\"cwd_listing\":{},\"tcp\":{}}}",
@@ -111,15 +121,21 @@ impl sync::Guest for Hostile {
     }
 }
 
+/// Exports the contract says make no HTTP request try to, and report what
+/// the host answered.
 impl proxy::Guest for Hostile {
     fn prepare(request: HttpRequest) -> Result<HttpRequest, ProviderError> {
+        if request.path == "/hostile/send-from-prepare" {
+            get("/v2/users", vec![])?;
+        }
         Ok(request)
     }
 }
 
 impl webhook::Guest for Hostile {
     fn handle(_payload: Vec<u8>) -> Result<webhook::WebhookRecords, ProviderError> {
-        Err(ProviderError::NotSupported("no webhooks".into()))
+        let answer = get("/v2/users", vec![])?;
+        Err(ProviderError::BadResponse(format!("the host let webhook.handle send: {answer}")))
     }
 }
 
