@@ -11,12 +11,14 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
     rustup target add wasm32-wasip2
 fi
 
-# The Node tests (an app on Nango's own client, and the Connect page in
-# headless Chromium) need their npm packages and Debian's Chromium.
+# The Node tests (an app on Nango's own client, the Connect page in
+# headless Chromium, the Gong component in a second host under jco) need
+# their npm packages and Debian's Chromium.
 if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
 fi
-if [ ! -d tests/node/node_modules/@nangohq/node ] || [ ! -d tests/node/node_modules/playwright-core ]; then
+if [ ! -d tests/node/node_modules/@nangohq/node ] || [ ! -d tests/node/node_modules/playwright-core ] \
+    || [ ! -d tests/node/node_modules/@bytecodealliance/jco-transpile ]; then
     npm ci --prefix tests/node --no-audit --no-fund
 fi
 if ! command -v chromium >/dev/null 2>&1; then

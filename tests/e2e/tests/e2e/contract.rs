@@ -65,3 +65,59 @@ fn a_guest_without_std_reports_its_crash_through_log_without_secrets() {
         assert!(!message.contains(&secret), "and scrubbed: {message}");
     });
 }
+
+/// The same component in a second host: transpiled by jco and run in Node
+/// by `tests/node/jco-host`, whose imports follow HOST.md (not terapi's
+/// Rust). It must page, verify, act and proxy as in terapi, keep the
+/// conformance cases, and keep Gong's rate.
+#[test]
+fn the_component_runs_in_a_second_host_jco_in_node() {
+    let node_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node");
+    assert!(
+        node_dir.join("node_modules/@bytecodealliance/jco-transpile").exists(),
+        "tests/node has no node_modules: run ./scripts/test.sh (it runs `npm ci --prefix tests/node`)"
+    );
+    let rate = providers().get("gong").unwrap().proxy.rate_limit.expect("providers.yaml sets Gong's rate");
+    let per_second = rate.per_second.expect("Gong has a rate per second");
+    let users = 230;
+    let config = FakeGongConfig {
+        users: terapi_e2e::fake_gong::fixtures::users(users),
+        rate_limit_per_second: Some(per_second as usize),
+        ..FakeGongConfig::default()
+    };
+    let (gong, description) = block_on(async {
+        let gong = start_gong(config).await;
+        let description = host().describe(gong_component()).await.unwrap();
+        (gong, description)
+    });
+    let names = |names: Vec<&str>| names.join(",");
+    let dir = fresh_dir("jco-host");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = dir.join("provider_gong.wasm");
+    std::fs::write(&wasm, terapi_artifacts::PROVIDER_GONG).unwrap();
+
+    let output = std::process::Command::new("node")
+        .current_dir(&node_dir)
+        .args(["--test", "--test-reporter=spec", "jco-host.test.mjs"])
+        .env("PROVIDER_WASM", &wasm)
+        .env("GONG_BASE_URL", gong.base_url())
+        .env("GONG_ACCESS_KEY", &gong.config().access_key)
+        .env("GONG_ACCESS_KEY_SECRET", &gong.config().access_key_secret)
+        .env("GONG_USER_COUNT", users.to_string())
+        .env("GONG_RATE_PER_SECOND", per_second.to_string())
+        .env("GONG_RATE_PER_DAY", rate.per_day.unwrap_or(0).to_string())
+        .env("EXPECTED_SYNCS", names(description.syncs.iter().map(|s| s.name.as_str()).collect()))
+        .env("EXPECTED_ACTIONS", names(description.actions.iter().map(|a| a.name.as_str()).collect()))
+        .output()
+        .expect("node runs (Node.js 20 or later)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+
+    // What Gong saw of the second host: its rate kept, no 429, the
+    // credential as Gong expects it.
+    let requests = gong.requests();
+    assert!(requests.len() > 5, "{requests:?}");
+    assert!(requests.iter().all(|r| r.status != 429), "no request was over Gong's rate");
+    assert!(gong.busiest_second() <= per_second as usize, "{}", gong.busiest_second());
+    assert!(requests.iter().filter(|r| r.status == 401).count() == 1, "only the wrong secret was refused");
+}
