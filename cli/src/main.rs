@@ -444,7 +444,9 @@ fn main() -> ExitCode {
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // rmcp warns about every JSON-RPC error it answers (a refused tool,
+        // a cancelled call): the client has those; the audit log keeps them.
+        0 => "warn,rmcp=error",
         1 => "info",
         _ => "debug",
     };

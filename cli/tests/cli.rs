@@ -1,42 +1,12 @@
 //! The `terapi` binary as a user runs it, against a fake Gong on loopback.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 
 use fake_gong::{FakeGong, FakeGongConfig, fixtures};
 
-fn tokio() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap())
-}
-
-fn gong(users: usize) -> FakeGong {
-    let config = FakeGongConfig { users: fixtures::users(users), ..FakeGongConfig::default() };
-    tokio().block_on(FakeGong::start(config)).unwrap()
-}
-
-/// `terapi` with a clean environment: only what the test gives it, and a
-/// data dir of its own (a test that shares one between commands sets it).
-fn terapi(gong: Option<&FakeGong>) -> Command {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let own = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_terapi"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TERAPI_CACHE_DIR", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache"))
-        .env("TERAPI_DATA_DIR", data_dir(&format!("auto-{}-{own}", std::process::id())));
-    if let Some(gong) = gong {
-        cmd.env("GONG_ACCESS_KEY", &gong.config().access_key)
-            .env("GONG_ACCESS_KEY_SECRET", &gong.config().access_key_secret)
-            .env("GONG_BASE_URL", gong.base_url());
-    }
-    cmd
-}
-
-fn text(output: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
-}
+mod common;
+use common::*;
 
 #[test]
 fn verify_succeeds_with_the_right_credential() {
@@ -155,21 +125,6 @@ fn lists_need_no_connection() {
     let output = terapi(None).args(["providers", "list"]).output().unwrap();
     let (stdout, _) = text(&output);
     assert!(stdout.contains("gong ") && stdout.contains("gong-oauth") && stdout.contains("OAUTH2"), "{stdout}");
-}
-
-fn data_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("data-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// A fresh data dir named `name` holding the saved connection `acme` to `gong`.
-fn saved_connection(gong: &FakeGong, name: &str) -> PathBuf {
-    let dir = data_dir(name);
-    let output =
-        terapi(Some(gong)).env("TERAPI_DATA_DIR", &dir).args(["connection", "create", "acme"]).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output).1);
-    dir
 }
 
 #[test]
@@ -302,6 +257,7 @@ fn no_secret_appears_in_any_output_of_a_failing_verbose_run() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("500") && stderr.contains("resume with --checkpoint"), "{stderr}");
     assert!(stderr.lines().count() > 10, "trace logging was on: {stderr}");
+    assert!(!stderr.contains('\x1b'), "no colour codes into a pipe: {stderr:?}");
     for needle in [secret.as_str(), &basic[..basic.len() - 4]] {
         assert!(!stdout.contains(needle) && !stderr.contains(needle), "{needle} in output");
     }
@@ -392,204 +348,6 @@ fn oauth_authorize_saves_a_connection_that_uses_the_customer_base_url() {
     }
     drop(client);
     assert_eq!(gong.token_grants(), ["authorization_code", "refresh_token", "refresh_token"]);
-}
-
-/// A minimal MCP client over stdio: newline-delimited JSON-RPC, as the
-/// protocol's stdio transport defines it.
-struct McpClient {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
-    next_id: u64,
-}
-
-impl McpClient {
-    fn start(mut command: Command) -> McpClient {
-        use std::io::BufRead;
-        let mut child = command
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut client = McpClient { child, stdin, stdout, next_id: 1 };
-        let init = client.request(
-            "initialize",
-            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test-agent", "version": "1.0"}}),
-        );
-        assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
-        client.send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        client
-    }
-
-    fn send(&mut self, message: serde_json::Value) {
-        use std::io::Write;
-        writeln!(self.stdin, "{message}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    fn request(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        loop {
-            let line = self.stdout.next().expect("the server answers").unwrap();
-            let message: serde_json::Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON-RPC on stdout ({e}): {line}"));
-            if message["id"] == id {
-                return message;
-            }
-        }
-    }
-}
-
-impl Drop for McpClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[test]
-fn mcp_serves_only_approved_tools_and_audits_every_call() {
-    let gong = gong(4);
-    let dir = saved_connection(&gong, "mcp");
-    let secret = gong.config().access_key_secret.clone();
-
-    let mut serve = terapi(None);
-    serve.env("TERAPI_DATA_DIR", &dir).args(["mcp", "serve", "--connection", "acme"]);
-    let mut client = McpClient::start(serve);
-    let listed = client.request("tools/list", serde_json::json!({}));
-    let names: Vec<&str> =
-        listed["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"get-user") && names.contains(&"list-workspaces"), "{names:?}");
-    assert!(
-        !names.contains(&"upload-call") && !names.contains(&"data-privacy-erase"),
-        "writes start pending: {names:?}"
-    );
-    let get_user = listed["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "get-user").unwrap();
-    assert_eq!(get_user["inputSchema"]["required"][0], "id", "the tool carries the action's input schema");
-    assert_eq!(get_user["annotations"]["readOnlyHint"], true, "{get_user}");
-    assert_eq!(get_user["annotations"]["title"], "Get user", "{get_user}");
-
-    let id = fixtures::user_id(2);
-    let called = client.request("tools/call", serde_json::json!({"name": "get-user", "arguments": {"id": id}}));
-    assert_eq!(called["result"]["isError"], false, "{called}");
-    assert_eq!(called["result"]["structuredContent"]["email"], "user2@example.com", "{called}");
-
-    let refused = client.request(
-        "tools/call",
-        serde_json::json!({"name": "data-privacy-erase", "arguments": {"emailAddress": "a@b.co"}}),
-    );
-    assert!(
-        refused["error"]["message"].as_str().unwrap().contains("terapi tool approve data-privacy-erase"),
-        "{refused}"
-    );
-    assert!(!gong.requests().iter().any(|r| r.path.contains("erase")), "an unapproved tool never reaches Gong");
-
-    let failed =
-        client.request("tools/call", serde_json::json!({"name": "get-user", "arguments": {"id": "not-an-id"}}));
-    assert_eq!(failed["result"]["isError"], true, "{failed}");
-    drop(client);
-
-    // An operator approves the write; now it is listed.
-    let output =
-        terapi(None).env("TERAPI_DATA_DIR", &dir).args(["tool", "approve", "data-privacy-erase"]).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output).1);
-    let mut serve = terapi(None);
-    serve.env("TERAPI_DATA_DIR", &dir).args(["mcp", "serve", "--connection", "acme"]);
-    let mut client = McpClient::start(serve);
-    let listed = client.request("tools/list", serde_json::json!({}));
-    assert!(listed["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "data-privacy-erase"));
-    drop(client);
-
-    let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["audit", "list"]).output().unwrap();
-    let (stdout, _) = text(&output);
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].contains("test-agent") && lines[0].contains("get-user") && lines[0].contains(" ok "), "{stdout}");
-    assert!(lines[1].contains("data-privacy-erase") && lines[1].contains("refused"), "{stdout}");
-    assert!(lines[2].contains("error"), "{stdout}");
-    assert!(!stdout.contains(&secret), "no secret in the audit log");
-    let db = std::fs::read(dir.join("terapi.db")).unwrap();
-    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()));
-}
-
-/// The JSON-RPC answer with `id` in a streamable-HTTP response, which is
-/// either plain JSON or a server-sent event stream.
-fn rpc_answer(body: &str, id: u64) -> serde_json::Value {
-    let messages: Vec<serde_json::Value> = if body.trim_start().starts_with('{') {
-        vec![serde_json::from_str(body).unwrap()]
-    } else {
-        body.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str(d.trim()).ok())
-            .collect()
-    };
-    messages.into_iter().find(|m| m["id"] == id).unwrap_or_else(|| panic!("no answer with id {id} in {body}"))
-}
-
-#[test]
-fn mcp_over_streamable_http_on_loopback_only() {
-    use std::io::BufRead;
-    let gong = gong(3);
-    let dir = saved_connection(&gong, "mcp-http");
-
-    let refused = terapi(None)
-        .env("TERAPI_DATA_DIR", &dir)
-        .args(["mcp", "serve", "--connection", "acme", "--http", "0.0.0.0:0"])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(text(&refused).1.contains("loopback only"), "{}", text(&refused).1);
-
-    let mut child = terapi(None)
-        .env("TERAPI_DATA_DIR", &dir)
-        .args(["mcp", "serve", "--connection", "acme", "--http", "127.0.0.1:0", "--caller", "http-agent"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let url = stderr
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.split_once(" at ").map(|(_, url)| url.trim().to_string()))
-        .expect("the endpoint is printed");
-    let served = tokio().block_on(async {
-        let http = reqwest::Client::new();
-        let post = |body: serde_json::Value, session: Option<String>| {
-            let mut request = http
-                .post(&url)
-                .header("accept", "application/json, text/event-stream")
-                .header("content-type", "application/json")
-                .body(body.to_string());
-            if let Some(session) = session {
-                request = request.header("mcp-session-id", session);
-            }
-            request.send()
-        };
-        let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "", "version": "1"}}});
-        let answer = post(init, None).await.unwrap();
-        let session = answer.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_string());
-        assert!(rpc_answer(&answer.text().await.unwrap(), 1)["result"]["capabilities"]["tools"].is_object());
-        let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        post(initialized, session.clone()).await.unwrap();
-        let call = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-            "params": {"name": "get-user", "arguments": {"id": fixtures::user_id(1)}}});
-        let answer = post(call, session).await.unwrap();
-        rpc_answer(&answer.text().await.unwrap(), 2)
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(served["result"]["isError"], false, "{served}");
-    assert_eq!(served["result"]["structuredContent"]["email"], "user1@example.com", "{served}");
-
-    let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["audit", "list"]).output().unwrap();
-    let (stdout, _) = text(&output);
-    assert!(stdout.contains("http-agent") && stdout.contains("get-user") && stdout.contains(" ok "), "{stdout}");
 }
 
 #[test]
@@ -924,16 +682,6 @@ fn serve_with_key(dir: &std::path::Path, extra: &[&str], envs: &[(&str, String)]
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     (ChildGuard(child), url, key)
-}
-
-/// Kills the child when the test ends, passed or not.
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `node --test FILE` in tests/node (whose packages `scripts/test.sh` installs).

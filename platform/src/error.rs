@@ -37,4 +37,6 @@ pub enum PlatformError {
     ToolRefused(String),
     #[error("no action named `{0}`; `tool list` shows them")]
     NoAction(String),
+    #[error("the call to `{tool}` was stopped: {reason}")]
+    ToolCancelled { tool: String, reason: &'static str },
 }

@@ -65,6 +65,9 @@ pub struct Platform {
     descriptions: Mutex<HashMap<String, Arc<ProviderDescription>>>,
     /// Names this process in sync leases.
     owner: String,
+    /// Woken when this process approves or denies a tool, so tool watchers
+    /// see it at once rather than at their next poll.
+    tools_decided: tokio::sync::Notify,
     lease_ttl: Duration,
 }
 
@@ -82,6 +85,7 @@ impl Platform {
             oauth_clients: config.oauth_clients,
             descriptions: Mutex::new(HashMap::new()),
             owner: lease_owner(),
+            tools_decided: tokio::sync::Notify::new(),
             lease_ttl: Duration::from_secs(60),
         })
     }

@@ -639,10 +639,9 @@ impl Store for PostgresStore {
         Ok(RecordPage { records, next_cursor })
     }
 
-    async fn tool_decision(&self, provider: &str, tool: &str) -> Result<Option<String>, StoreError> {
-        let rows =
-            self.query("SELECT status FROM tool_policy WHERE provider = $1 AND tool = $2", &[&provider, &tool]).await?;
-        Ok(rows.first().map(|r| r.get(0)))
+    async fn tool_decisions(&self, provider: &str) -> Result<BTreeMap<String, bool>, StoreError> {
+        let rows = self.query("SELECT tool, status FROM tool_policy WHERE provider = $1", &[&provider]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get::<_, &str>(1) == "approved")).collect())
     }
 
     async fn set_tool_decision(&self, provider: &str, tool: &str, approved: bool) -> Result<(), StoreError> {

@@ -311,8 +311,9 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn upsert_records(&self, connection_id: &str, model: &str, records: &[SyncRecord]) -> Result<(), StoreError>;
     async fn records(&self, query: &RecordQuery) -> Result<RecordPage, StoreError>;
 
-    /// The explicit decision on a tool (`approved`/`denied`), if an operator made one.
-    async fn tool_decision(&self, provider: &str, tool: &str) -> Result<Option<String>, StoreError>;
+    /// The decisions an operator made on `provider`'s tools: tool name →
+    /// approved (`true`) or denied. One read, so a server can poll it.
+    async fn tool_decisions(&self, provider: &str) -> Result<BTreeMap<String, bool>, StoreError>;
     async fn set_tool_decision(&self, provider: &str, tool: &str, approved: bool) -> Result<(), StoreError>;
     async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The newest `limit` entries, oldest first.

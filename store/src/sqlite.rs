@@ -678,15 +678,14 @@ impl Store for SqliteStore {
         Ok(RecordPage { records: rows.into_iter().map(|(_, record)| record).collect(), next_cursor })
     }
 
-    async fn tool_decision(&self, provider: &str, tool: &str) -> Result<Option<String>, StoreError> {
-        self.db()
-            .query_row(
-                "SELECT status FROM tool_policy WHERE provider = ?1 AND tool = ?2",
-                params![provider, tool],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+    async fn tool_decisions(&self, provider: &str) -> Result<BTreeMap<String, bool>, StoreError> {
+        let db = self.db();
+        let mut statement =
+            db.prepare_cached("SELECT tool, status FROM tool_policy WHERE provider = ?1").map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map(params![provider], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)? == "approved")))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     async fn set_tool_decision(&self, provider: &str, tool: &str, approved: bool) -> Result<(), StoreError> {

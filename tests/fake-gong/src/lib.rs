@@ -128,6 +128,9 @@ pub(crate) struct Shared {
     /// Requests that arrived, counted before any delay (a client that gives
     /// up on a slow answer is not in `requests`, which logs answers).
     arrivals: AtomicU64,
+    /// Requests whose client hung up while the fake was still delaying its
+    /// answer (the server dropped the handler with the connection).
+    abandoned: AtomicU64,
     request_ids: AtomicU64,
 }
 
@@ -159,6 +162,7 @@ impl FakeGong {
             fail_after: Mutex::new(None),
             served: AtomicU64::new(0),
             arrivals: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
             request_ids: AtomicU64::new(1),
         });
         let app = Router::new()
@@ -314,6 +318,12 @@ impl FakeGong {
         self.shared.arrivals.load(Ordering::SeqCst)
     }
 
+    /// How many requests the client gave up on (hung up) while a delay
+    /// (`set_delay`) held their answer: a client that stops a call shows here.
+    pub fn abandoned(&self) -> u64 {
+        self.shared.abandoned.load(Ordering::SeqCst)
+    }
+
     pub fn set_delay(&self, delay: std::time::Duration) {
         *lock(&self.shared.delay) = delay;
     }
@@ -357,7 +367,19 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
 
     let delay = *lock(&shared.delay);
     if !delay.is_zero() {
+        /// Counts the request as abandoned if the handler is dropped (its
+        /// connection closed) before the delay is over.
+        struct Waiting<'a>(&'a AtomicU64, bool);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let mut waiting = Waiting(&shared.abandoned, false);
         tokio::time::sleep(delay).await;
+        waiting.1 = true;
     }
     let fault = lock(&shared.faults).pop_front();
     let response = if let Some(fault) = fault {

@@ -76,7 +76,10 @@ impl action::Guest for Hostile {
                     terapi::provider::log::Level::Error,
                     &format!("the hostile guest traps on purpose: {input}"),
                 );
-                core::arch::wasm32::unreachable()
+                #[cfg(target_arch = "wasm32")]
+                core::arch::wasm32::unreachable();
+                #[cfg(not(target_arch = "wasm32"))]
+                unreachable!("a native build of the hostile guest is never run");
             }
             // What the sandbox lets a guest see of the host.
             "probe-wasi" => Ok(format!(

@@ -74,7 +74,8 @@ fn tools_follow_the_components_read_only_flag_and_every_call_is_audited() {
             tool,
             input,
         };
-        let refused = platform.call_tool(&session, call("upload-call", "{}")).await.unwrap_err();
+        let refused =
+            platform.call_tool(&session, call("upload-call", "{}"), std::future::pending()).await.unwrap_err();
         assert!(refused.to_string().contains("terapi tool approve upload-call"), "{refused}");
         let error = platform.decide_tools("gong", &["upload-call".into(), "no-such-tool".into()], true).await;
         assert!(error.unwrap_err().to_string().contains("no action named `no-such-tool`"));
@@ -84,7 +85,7 @@ fn tools_follow_the_components_read_only_flag_and_every_call_is_audited() {
             "nothing was changed by a list with an unknown name"
         );
         platform.decide_tools("gong", &["get-user".into()], false).await.unwrap();
-        assert!(platform.call_tool(&session, call("get-user", "{}")).await.is_err());
+        assert!(platform.call_tool(&session, call("get-user", "{}"), std::future::pending()).await.is_err());
         let audit = platform.store().audit_entries(10).await.unwrap();
         assert_eq!(audit.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), ["refused", "refused"]);
         assert!(gong.requests().len() == 1, "only the verify reached Gong");
