@@ -11,8 +11,8 @@ fn main() {
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("wasm32") {
         println!("cargo:rustc-link-arg-cdylib=-zstack-size={STACK_BYTES}");
         // Without std nothing links wasi-libc, which is where wasm32-wasip2
-        // keeps memcmp and friends; only those plain-C objects are taken
-        // from it (none of them imports WASI).
+        // keeps memcmp and friends, and malloc (src/without_std.rs); only
+        // those plain-C objects are taken from it (none of them imports WASI).
         println!("cargo:rustc-link-arg-cdylib=-lc");
     }
     println!("cargo:rerun-if-changed=build.rs");

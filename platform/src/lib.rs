@@ -65,9 +65,10 @@ pub struct Platform {
     descriptions: Mutex<HashMap<String, Arc<ProviderDescription>>>,
     /// Names this process in sync leases.
     owner: String,
-    /// Woken when this process approves or denies a tool, so tool watchers
-    /// see it at once rather than at their next poll.
-    tools_decided: tokio::sync::Notify,
+    /// Bumped when this process approves or denies a tool, so tool watchers
+    /// see it at once rather than at their next poll (a watch, unlike a
+    /// notification, is not missed by a watcher busy reading).
+    tools_decided: tokio::sync::watch::Sender<u64>,
     lease_ttl: Duration,
 }
 
@@ -85,7 +86,7 @@ impl Platform {
             oauth_clients: config.oauth_clients,
             descriptions: Mutex::new(HashMap::new()),
             owner: lease_owner(),
-            tools_decided: tokio::sync::Notify::new(),
+            tools_decided: tokio::sync::watch::Sender::new(0),
             lease_ttl: Duration::from_secs(60),
         })
     }

@@ -161,6 +161,8 @@ impl Platform {
         provider: &str,
         every: Duration,
     ) -> Result<watch::Receiver<BTreeSet<String>>, PlatformError> {
+        // Subscribed before the first read, so no decision falls between.
+        let mut decided = self.tools_decided.subscribe();
         let (sender, receiver) = watch::channel(self.approved_tools(provider).await?);
         let platform = Arc::clone(self);
         let provider = provider.to_string();
@@ -168,7 +170,7 @@ impl Platform {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
-                    _ = platform.tools_decided.notified() => {}
+                    _ = decided.changed() => {}
                     _ = sender.closed() => return,
                 }
                 match platform.approved_tools(&provider).await {
@@ -191,7 +193,7 @@ impl Platform {
         for tool in tools {
             self.store.set_tool_decision(provider, tool, approve).await?;
         }
-        self.tools_decided.notify_waiters();
+        self.tools_decided.send_modify(|generation| *generation += 1);
         Ok(())
     }
 

@@ -146,7 +146,7 @@ export function authorization(credentials) {
 const budgets = new Map();
 
 function budgetFor(tenant) {
-  if (!budgets.has(tenant)) budgets.set(tenant, { nextSlot: 0, day: '', spent: 0 });
+  if (!budgets.has(tenant)) budgets.set(tenant, { nextSlot: 0, day: '', spent: 0, answered: [] });
   return budgets.get(tenant);
 }
 
@@ -319,6 +319,7 @@ export class Host {
       if (budget) return { error: budget };
       this.sent.push([method, url.href, request.body ? new TextDecoder().decode(request.body) : null]);
       const answer = this.#once(method, url, headers, request.body);
+      this.#answered();
       let wait;
       if (answer.status === 429) {
         const after = Number(answer.headers.find(([name]) => name === 'retry-after')?.[1]);
@@ -346,9 +347,13 @@ export class Host {
   }
 
   /**
-   * The provider's rate: requests spaced 5% wider than 1/rate (so a request
-   * that leaves a little late still keeps every second within it), and a
-   * daily count.
+   * The provider's rate, and a daily count. Requests are spaced 5% wider
+   * than 1/rate, and a request leaves only once a second has passed since
+   * the answer to the one `per_second` places before it: that one reached
+   * the provider before its answer came, so no second at the provider holds
+   * more than `per_second` however late a request leaves (a busy machine
+   * delays some more than others). Exact here, where requests go one at a
+   * time (`send` is synchronous).
    */
   #acquire() {
     if (!this.#rate) return null;
@@ -359,13 +364,22 @@ export class Host {
       return { tag: 'rate-limited', val: `the daily budget of ${this.#rate.per_day} requests is spent; it resets at 00:00 UTC` };
     }
     budget.spent += 1;
-    if (this.#rate.per_second) {
+    const perSecond = this.#rate.per_second;
+    if (perSecond) {
       const now = Date.now();
-      const slot = Math.max(now, budget.nextSlot);
-      budget.nextSlot = slot + (1000 / this.#rate.per_second) * 1.05;
+      const window = budget.answered.length >= perSecond ? budget.answered.at(-perSecond) + 1000 : 0;
+      const slot = Math.max(now, budget.nextSlot, window);
+      budget.nextSlot = slot + (1000 / perSecond) * 1.05;
       sleep(slot - now);
     }
     return null;
+  }
+
+  #answered() {
+    const perSecond = this.#rate?.per_second;
+    if (!perSecond) return;
+    this.#budget.answered.push(Date.now());
+    if (this.#budget.answered.length > perSecond) this.#budget.answered.shift();
   }
 
   #once(method, url, headers, body) {

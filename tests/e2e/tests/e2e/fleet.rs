@@ -70,6 +70,22 @@ fn the_postgres_store_keeps_connections_syncs_and_secrets_like_sqlite() {
         assert_eq!((done.run.records, done.deleted), (449, 1));
         assert!(!stored_ids(&platform, id, "GongUser").await.contains(&fixtures::user_id(7)));
 
+        // The tool policy: decisions read back in one query, and a watcher
+        // hears a decision at once.
+        let platform = std::sync::Arc::new(platform);
+        let mut approved = platform.watch_approved_tools("gong", std::time::Duration::from_secs(60)).await.unwrap();
+        assert!(approved.borrow().contains("get-user") && !approved.borrow().contains("upload-call"));
+        platform.decide_tools("gong", &["upload-call".into(), "get-user".into()], true).await.unwrap();
+        platform.decide_tools("gong", &["get-user".into()], false).await.unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            approved.wait_for(|tools| !tools.contains("get-user")),
+        )
+        .await
+        .expect("the watcher hears the decision without waiting for its poll")
+        .unwrap();
+        assert!(approved.borrow().contains("upload-call"));
+
         platform.delete_connection(id).await.unwrap();
         assert!(platform.store().sync_states(id).await.unwrap().is_empty());
         assert!(stored_ids(&platform, id, "GongUser").await.is_empty());
