@@ -71,18 +71,22 @@ pub fn check(message: &[u8]) -> Result<(), Refusal> {
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(refusal(id, INVALID_REQUEST, "Invalid Request: `jsonrpc` must be \"2.0\"".into()));
     }
-    let method = object.get("method");
-    match serde_json::from_value::<ClientJsonRpcMessage>(value.clone()) {
+    // The method and params are kept only for the error paths; the typed
+    // parse takes the value itself (no copy of a message that is fine).
+    let method = object.get("method").cloned();
+    let params =
+        || serde_json::from_slice::<Value>(message).ok().and_then(|mut v| v.get_mut("params").map(Value::take));
+    match serde_json::from_value::<ClientJsonRpcMessage>(value) {
         Ok(JsonRpcMessage::Request(request)) => match &request.request {
             ClientRequest::CustomRequest(custom) if TYPED_METHODS.contains(&custom.method.as_str()) => {
-                Err(invalid_params(id, &custom.method, object.get("params")))
+                Err(invalid_params(id, &custom.method, params().as_ref()))
             }
             _ => Ok(()),
         },
         Ok(_) => Ok(()),
         Err(_) => match method {
             Some(Value::String(name)) if TYPED_METHODS.contains(&name.as_str()) => {
-                Err(invalid_params(id, name, object.get("params")))
+                Err(invalid_params(id, &name, params().as_ref()))
             }
             Some(Value::String(_)) | None => Err(refusal(
                 id,

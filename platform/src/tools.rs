@@ -146,10 +146,17 @@ impl Platform {
             .collect())
     }
 
-    /// The names of `provider`'s approved tools.
+    /// The names of `provider`'s approved tools (read every second by each
+    /// watcher: one query, and no copy of the actions' schemas).
     pub async fn approved_tools(&self, provider: &str) -> Result<BTreeSet<String>, PlatformError> {
-        let tools = self.tools(provider).await?;
-        Ok(tools.into_iter().filter(|t| t.status == ToolStatus::Approved).map(|t| t.action.name).collect())
+        let description = self.describe(provider).await?;
+        let decisions = self.store.tool_decisions(provider).await?;
+        Ok(description
+            .actions
+            .iter()
+            .filter(|action| tool_status(&decisions, action) == ToolStatus::Approved)
+            .map(|action| action.name.clone())
+            .collect())
     }
 
     /// `provider`'s approved tools, kept current: the receiver changes when
