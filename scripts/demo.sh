@@ -18,6 +18,9 @@ for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done
 
 # The demo's connections, records and master key live in a scratch data dir.
 export TERAPI_DATA_DIR="$work/data"
+# The fake listens on this machine's loopback, which terapi refuses unless
+# the operator allows private egress (a real Gong needs no such switch).
+export TERAPI_ALLOW_PRIVATE_EGRESS=1
 export GONG_BASE_URL=$(cat "$work/url")
 export GONG_ACCESS_KEY=demo-access-key
 export GONG_ACCESS_KEY_SECRET=demo-access-key-secret

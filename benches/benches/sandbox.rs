@@ -89,7 +89,7 @@ fn action_call(c: &mut Criterion) {
     let connection = connection(&gong);
     let providers = terapi_host::Providers::parse(include_str!("../../providers.yaml"), "providers.yaml").unwrap();
     let session = host.connect(&component, providers.get("gong").unwrap(), &connection).expect("connects");
-    let native = Native::new(host.http_client().clone(), &gong);
+    let native = Native::new(host.http_client().reqwest().clone(), &gong);
     let id = fake_gong::fixtures::user_id(3);
     let input = format!(r#"{{"id":"{id}"}}"#);
     assert_eq!(
@@ -152,7 +152,7 @@ fn sync_100k(c: &mut Criterion) {
 
     let gong = rt.block_on(fake_gong(records));
     let session = host.connect(&component, spec, &connection(&gong)).expect("connects");
-    let native = Native::new(host.http_client().clone(), &gong);
+    let native = Native::new(host.http_client().reqwest().clone(), &gong);
     let (component_median, native_median) = interleaved(
         &rt,
         if quick() { 1 } else { 15 },

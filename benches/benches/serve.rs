@@ -73,6 +73,7 @@ async fn records_listing() {
             webhooks: None,
             worker_concurrency: 0,
             connect_session_ttl: Duration::from_secs(60),
+            frame_ancestors: Vec::new(),
         },
     );
     tokio::spawn(terapi_serve::serve(state, listener, std::future::pending()));

@@ -21,6 +21,8 @@ pub fn runtime(pooled: bool) -> Runtime {
     Runtime::new(RuntimeConfig {
         rate_limits: false,
         pooled_instances: pooled.then_some(64),
+        // The fake Gong is on loopback.
+        egress_policy: terapi_host::EgressPolicy::allow_private(),
         ..RuntimeConfig::default()
     })
     .expect("runtime")
@@ -142,7 +144,12 @@ pub fn gong_platform(
     rate_limits: bool,
 ) -> terapi_platform::Platform {
     terapi_platform::Platform::new(terapi_platform::PlatformConfig {
-        runtime: RuntimeConfig { rate_limits, cache_dir: Some(dir.join("cache")), ..RuntimeConfig::default() },
+        runtime: RuntimeConfig {
+            rate_limits,
+            cache_dir: Some(dir.join("cache")),
+            egress_policy: terapi_host::EgressPolicy::allow_private(),
+            ..RuntimeConfig::default()
+        },
         providers: terapi_host::Providers::parse(include_str!("../../providers.yaml"), "providers.yaml")
             .expect("providers.yaml"),
         components: vec![terapi_platform::ComponentSource {

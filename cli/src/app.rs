@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use terapi_host::{AuthMode, BASE_URL_CONFIG_KEY, Connection, Credentials, Providers, RuntimeConfig, Secret, Session};
+use terapi_host::{
+    AuthMode, BASE_URL_CONFIG_KEY, Connection, Credentials, EgressPolicy, Providers, RuntimeConfig, Secret, Session,
+};
 use terapi_platform::{ComponentSource, Platform, PlatformConfig};
 use terapi_store::{MasterKey, SqliteStore, Store};
 use terapi_store_postgres::PostgresStore;
@@ -67,7 +69,14 @@ impl App {
         let cache_dir =
             if self.global.no_cache { None } else { self.global.cache_dir.clone().or_else(default_cache_dir) };
         let config = PlatformConfig {
-            runtime: RuntimeConfig { cache_dir, ..RuntimeConfig::default() },
+            runtime: RuntimeConfig {
+                cache_dir,
+                egress_policy: EgressPolicy {
+                    allow_private: self.global.allow_private_egress,
+                    ..EgressPolicy::default()
+                },
+                ..RuntimeConfig::default()
+            },
             providers: self.providers.clone(),
             components: self.components()?,
             store: self.store().await?,

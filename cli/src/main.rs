@@ -59,6 +59,14 @@ pub struct GlobalArgs {
     /// Compile the component afresh and keep nothing on disk.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Let requests go to loopback, private (10.x, 192.168.x, fd00::/8),
+    /// link-local and other non-public addresses, and plain http to this
+    /// machine. Off: only public addresses over https, so a base URL an
+    /// end user types cannot reach this host's own network. For a local
+    /// fake provider, tests, and on-premise providers.
+    #[arg(long, env = "TERAPI_ALLOW_PRIVATE_EGRESS", global = true, action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_private_egress: bool,
     /// More log output on stderr (-v info, -vv debug); RUST_LOG also works.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -155,6 +163,12 @@ pub enum Command {
         /// `terapi worker`s on the same store).
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// An origin allowed to frame the Connect page, e.g.
+        /// https://app.example.com (repeatable; comma-separated in the env
+        /// var). This server's own origin always may; a session's
+        /// `allowed_origin` may frame its own page.
+        #[arg(long = "frame-ancestor", env = "TERAPI_FRAME_ANCESTORS", value_delimiter = ',', value_name = "ORIGIN")]
+        frame_ancestors: Vec<String>,
     },
     /// Secret API keys for `terapi serve` (stored hashed; shown once).
     Key {
@@ -483,12 +497,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::sync::worker(&app, concurrency, lease_secs, exit_when_idle).await
         }
         Command::Audit { command } => commands::tool::audit(&app, command).await,
-        Command::Serve { bind, public_url, webhook_url, webhook_signing_key, concurrency } => {
-            commands::serve::serve(
-                &app,
-                commands::serve::ServeArgs { bind, public_url, webhook_url, webhook_signing_key, concurrency },
-            )
-            .await
+        Command::Serve { bind, public_url, webhook_url, webhook_signing_key, concurrency, frame_ancestors } => {
+            let args = commands::serve::ServeArgs {
+                bind,
+                public_url,
+                webhook_url,
+                webhook_signing_key,
+                concurrency,
+                frame_ancestors,
+            };
+            commands::serve::serve(&app, args).await
         }
         Command::Key { command } => commands::serve::key(&app, command).await,
         Command::Mcp { command } => commands::mcp::run(&app, command).await,

@@ -653,7 +653,8 @@ fn a_fleet_of_three_workers_survives_one_killed_mid_run() {
     assert_eq!(count(&db, overlapping), 0);
     // No tenant saw more than 3 requests in any second, and none got a 429.
     for gong in &tenants {
-        assert!(gong.requests().iter().all(|r| r.status == 200));
+        let statuses: Vec<u16> = gong.requests().iter().map(|r| r.status).filter(|s| *s != 200).collect();
+        assert!(statuses.is_empty(), "answers other than 200: {statuses:?}");
         assert!(gong.busiest_second() <= 3, "{}", gong.busiest_second());
     }
 }

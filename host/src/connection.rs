@@ -77,6 +77,12 @@ pub enum ConnectionError {
     },
     #[error("base URL `{url}` is not usable: {reason}")]
     BadBaseUrl { url: String, reason: String },
+    #[error(
+        "connection config `{key}` ({title}) is not in the form providers.yaml asks for{hint}; the value is not shown"
+    )]
+    ConfigPattern { key: String, title: String, hint: String },
+    #[error("providers.yaml: the `pattern` of connection config `{key}` is not a regular expression: {reason}")]
+    BadPattern { key: String, reason: String },
     #[error("that connection id is not usable: {reason}; use letters, digits and `-`, `_`, `.`, `@`, e.g. `acme-gong`")]
     BadId { reason: String },
 }
@@ -112,6 +118,7 @@ impl Connection {
                 }
             }
         }
+        self.check_config_patterns(spec)?;
         let template = Template::parse(&spec.proxy.base_url)
             .map_err(|source| ConnectionError::BaseUrlTemplate { provider: self.provider.clone(), source })?;
         let rendered = template
@@ -122,6 +129,27 @@ impl Connection {
 }
 
 impl Connection {
+    /// Every config value whose field has a `pattern` in providers.yaml
+    /// must match it, wherever the value came from (a Connect form, the
+    /// CLI, a token response): for Gong, the base URL must be a Gong API
+    /// host, so an end user cannot point the credential anywhere else.
+    fn check_config_patterns(&self, spec: &ProviderSpec) -> Result<(), ConnectionError> {
+        for (key, value) in &self.config {
+            let Some(field) = spec.connection_config.get(key) else { continue };
+            let Some(pattern) = &field.pattern else { continue };
+            let re = regex::Regex::new(pattern)
+                .map_err(|e| ConnectionError::BadPattern { key: key.clone(), reason: e.to_string() })?;
+            if !value.is_empty() && !re.is_match(value) {
+                return Err(ConnectionError::ConfigPattern {
+                    key: key.clone(),
+                    title: field.title.clone().unwrap_or_else(|| key.clone()),
+                    hint: field.example.as_ref().map(|e| format!(" (for example {e})")).unwrap_or_default(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The provider-side account whose limits this connection's requests
     /// count against. Gong's limits are per company, and a company on a
     /// regional cluster has its own base URL (`https://us-44392.api.gong.io`),

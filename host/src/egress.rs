@@ -10,6 +10,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use crate::connection::Credentials;
+use crate::destination::{HttpClient, refusal_in};
 use crate::limits::Budget;
 use crate::oauth::{self, OAuthError, TokenRefresher, TokenSet, unix_now};
 use crate::providers::ProviderSpec;
@@ -146,7 +147,7 @@ const HOST_ONLY_HEADERS: &[&str] = &[
 /// Sends requests for one connection.
 #[derive(Clone)]
 pub struct Egress {
-    client: reqwest::Client,
+    client: HttpClient,
     base: Url,
     auth: Authorizer,
     limits: EgressLimits,
@@ -164,7 +165,7 @@ impl std::fmt::Debug for Egress {
 
 impl Egress {
     pub fn new(
-        client: reqwest::Client,
+        client: HttpClient,
         base: Url,
         auth: Authorizer,
         limits: EgressLimits,
@@ -201,6 +202,8 @@ impl Egress {
     /// with exponential backoff and jitter, a bounded number of times.
     pub async fn send(&self, request: &OutboundRequest) -> Result<InboundResponse, EgressError> {
         let url = self.url_for(&request.path, &request.query)?;
+        // Before a budget slot is spent; names are checked again as they resolve.
+        self.client.policy().check_url(&url).map_err(|refused| EgressError::Refused(refused.to_string()))?;
         let headers = self.headers_for(&request.headers)?;
         let retryable = request.idempotent || request.method == Method::Get;
         let mut attempt = 0;
@@ -287,6 +290,7 @@ impl Egress {
         let mut builder = self
             .client
             .request(request.method.to_reqwest(), url.clone())
+            .map_err(|refused| EgressError::Refused(refused.to_string()))?
             .headers(headers)
             .timeout(self.limits.request_timeout);
         if let Some(body) = &request.body {
@@ -377,7 +381,7 @@ pub struct OAuthTokens {
     refresher: Option<TokenRefresher>,
     /// Learns each new token, so text echoing it is scrubbed like the first.
     redactor: Redactor,
-    http: reqwest::Client,
+    http: HttpClient,
     spec: ProviderSpec,
     config: std::collections::BTreeMap<String, String>,
 }
@@ -396,7 +400,7 @@ impl OAuthTokens {
         credentials: &Credentials,
         refresher: Option<TokenRefresher>,
         redactor: Redactor,
-        http: reqwest::Client,
+        http: HttpClient,
         spec: ProviderSpec,
         config: std::collections::BTreeMap<String, String>,
     ) -> OAuthTokens {
@@ -490,6 +494,9 @@ fn lacks_scope(response: &InboundResponse) -> bool {
 }
 
 fn transport_error(where_to: &str, error: &reqwest::Error, timeout: Duration) -> EgressError {
+    if let Some(refused) = refusal_in(error) {
+        return EgressError::Refused(refused.to_string());
+    }
     // reqwest's own message is "error sending request"; the cause says why.
     let mut cause: &dyn std::error::Error = error;
     while let Some(next) = cause.source() {
@@ -566,7 +573,8 @@ mod tests {
         let creds = Credentials::Basic { username: "key".into(), password: Secret::new("s3cret") };
         let budget = Arc::new(Budget::unlimited());
         let auth = Authorizer::from_credentials(&creds);
-        Egress::new(reqwest::Client::new(), Url::parse(base).unwrap(), auth, EgressLimits::default(), budget, vec![])
+        let client = HttpClient::new(Default::default(), Duration::from_secs(1)).unwrap();
+        Egress::new(client, Url::parse(base).unwrap(), auth, EgressLimits::default(), budget, vec![])
     }
 
     #[test]

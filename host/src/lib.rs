@@ -12,6 +12,7 @@
 //! credential and performs the call. The guest never sees a secret.
 
 pub mod connection;
+pub mod destination;
 pub mod egress;
 pub mod error;
 pub mod limits;
@@ -23,6 +24,7 @@ pub mod sync;
 pub mod template;
 
 pub use connection::{BASE_URL_CONFIG_KEY, Connection, Credentials};
+pub use destination::{DestinationRefused, EgressPolicy, HttpClient};
 pub use egress::{Authorizer, EgressError, EgressLimits, InboundResponse, Method, OutboundRequest};
 pub use error::{Error, GuestFailure, ProviderFailure, SyncFailure};
 pub use oauth::{OAuthClient, OAuthError, TokenRefresher, TokenSet};

@@ -102,7 +102,7 @@ pub fn authorization_url(
 }
 
 pub async fn exchange_code(
-    http: &reqwest::Client,
+    http: &crate::destination::HttpClient,
     spec: &ProviderSpec,
     config: &BTreeMap<String, String>,
     client: &OAuthClient,
@@ -116,7 +116,7 @@ pub async fn exchange_code(
 }
 
 pub async fn refresh(
-    http: &reqwest::Client,
+    http: &crate::destination::HttpClient,
     spec: &ProviderSpec,
     config: &BTreeMap<String, String>,
     client: &OAuthClient,
@@ -137,14 +137,18 @@ fn set(params: &mut Vec<(String, String)>, key: &str, value: &str) {
 }
 
 async fn token_request(
-    http: &reqwest::Client,
+    http: &crate::destination::HttpClient,
     spec: &ProviderSpec,
     config: &BTreeMap<String, String>,
     client: &OAuthClient,
     mut params: Vec<(String, String)>,
 ) -> Result<TokenSet, OAuthError> {
     let url = render(spec.token_url.as_deref(), "token_url", config)?;
-    let mut request = http.post(url).header("accept", "application/json").timeout(Duration::from_secs(30));
+    let mut request = http
+        .request(reqwest::Method::POST, url)
+        .map_err(|refused| OAuthError::Config(format!("`token_url`: {refused}")))?
+        .header("accept", "application/json")
+        .timeout(Duration::from_secs(30));
     if spec.token_request_auth_method.as_deref() == Some("basic") {
         let pair = format!("{}:{}", client.client_id, client.client_secret.expose());
         let mut value = reqwest::header::HeaderValue::from_str(&format!(

@@ -15,6 +15,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::connection::{Connection, Credentials};
+use crate::destination::{EgressPolicy, HttpClient};
 use crate::egress::{
     Authorizer, Egress, EgressError, EgressLimits, InboundResponse, Method, OAuthTokens, OutboundRequest,
 };
@@ -70,6 +71,8 @@ pub struct RuntimeConfig {
     /// Enforce providers.yaml's `proxy.rate_limit` (off only for benchmarks
     /// against a local fake).
     pub rate_limits: bool,
+    /// Which addresses requests may go to (public ones only, by default).
+    pub egress_policy: EgressPolicy,
 }
 
 impl Default for RuntimeConfig {
@@ -82,6 +85,7 @@ impl Default for RuntimeConfig {
             pooled_instances: Some(64),
             cache_dir: None,
             rate_limits: true,
+            egress_policy: EgressPolicy::default(),
         }
     }
 }
@@ -96,7 +100,7 @@ pub struct Runtime {
 struct RuntimeInner {
     engine: Engine,
     linker: Linker<GuestState>,
-    http: reqwest::Client,
+    http: HttpClient,
     config: RuntimeConfig,
     budgets: Arc<dyn BudgetStore>,
 }
@@ -181,14 +185,7 @@ impl Runtime {
         bindings::Provider::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| Error::Load(format!("{e:#}")))?;
 
-        let http = reqwest::Client::builder()
-            // A redirect could carry the injected credential elsewhere; the
-            // guest sees the 3xx instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("terapi/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = HttpClient::new(config.egress_policy.clone(), Duration::from_secs(10))
             .map_err(|e| Error::Load(format!("HTTP client: {e}")))?;
         Ok(Runtime { inner: Arc::new(RuntimeInner { engine, linker, http, config, budgets }) })
     }
@@ -199,7 +196,7 @@ impl Runtime {
 
     /// The HTTP client every connection's requests go through (one pool of
     /// keep-alive connections per process).
-    pub fn http_client(&self) -> &reqwest::Client {
+    pub fn http_client(&self) -> &HttpClient {
         &self.inner.http
     }
 

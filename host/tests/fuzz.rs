@@ -18,7 +18,14 @@ fn egress() -> Egress {
     let creds = Credentials::Basic { username: "k".into(), password: Secret::new("s") };
     let base = url::Url::parse("https://us-44392.api.gong.io/api").unwrap();
     let auth = Authorizer::from_credentials(&creds);
-    Egress::new(reqwest::Client::new(), base, auth, EgressLimits::default(), Arc::new(Budget::unlimited()), vec![])
+    Egress::new(
+        terapi_host::HttpClient::new(Default::default(), std::time::Duration::from_secs(1)).unwrap(),
+        base,
+        auth,
+        EgressLimits::default(),
+        Arc::new(Budget::unlimited()),
+        vec![],
+    )
 }
 
 /// The CI smoke's case count, or `PROPTEST_CASES` for a longer run.

@@ -27,6 +27,10 @@ pub struct SessionBody {
     end_user: Option<Value>,
     #[serde(default)]
     allowed_integrations: Vec<String>,
+    /// terapi's extension: the origin of the app page that opens Connect
+    /// (`https://app.example.com`). The page reports its result to that
+    /// origin only, and that origin may frame it.
+    allowed_origin: Option<String>,
 }
 
 pub async fn create_session(
@@ -36,6 +40,7 @@ pub async fn create_session(
     for integration in &body.allowed_integrations {
         state.platform.component(integration)?;
     }
+    let allowed_origin = body.allowed_origin.as_deref().map(parse_origin).transpose()?;
     let token = format!("{TOKEN_PREFIX}{}", random_hex(32).map_err(server_error)?);
     let ttl = state.config.connect_session_ttl;
     let expires_at_ms = terapi_host::limits::unix_ms() + ttl.as_millis() as u64;
@@ -48,6 +53,7 @@ pub async fn create_session(
             allowed_integrations: body.allowed_integrations,
             expires_at_ms,
             connection_id: None,
+            allowed_origin,
         })
         .await?;
     let mut link = state.config.public_url.join("connect").map_err(server_error)?;
@@ -55,6 +61,26 @@ pub async fn create_session(
     Ok(Json(json!({
         "data": { "token": token, "connect_link": link.as_str(), "expires_at": crate::api::rfc3339_ms(expires_at_ms) }
     })))
+}
+
+/// `https://app.example.com` (scheme, host and port only), as a browser
+/// names an origin.
+fn parse_origin(text: &str) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_body",
+            "allowed_origin must be an origin such as https://app.example.com (scheme, host, optional port; no path)",
+        )
+    };
+    let url = url::Url::parse(text).map_err(|_| bad())?;
+    let origin = url.origin();
+    if !origin.is_tuple() || !matches!(url.scheme(), "http" | "https") || !matches!(url.path(), "" | "/") {
+        return Err(bad());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(bad());
+    }
+    Ok(origin.ascii_serialization())
 }
 
 fn server_error(e: impl std::fmt::Display) -> ApiError {
@@ -78,7 +104,7 @@ async fn live_session(state: &ServeState, token: &str) -> Result<ConnectSession,
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "connect_session_used",
-            "this Connect link was already used to make a connection; ask the app for a new one",
+            "this Connect link was already used (or is being used) to make a connection; ask the app for a new one",
         ));
     }
     Ok(session)
@@ -105,19 +131,19 @@ pub async fn page(State(state): State<Arc<ServeState>>, Query(query): Query<Page
     let token = query.session_token.unwrap_or_default();
     let session = match live_session(&state, &token).await {
         Ok(session) => session,
-        Err(e) => {
-            return (
-                e.status,
-                Html(shell("Connect", &format!("<p id=\"status\" class=\"error\">{}</p>", escape(&e.message)))),
-            )
-                .into_response();
-        }
+        Err(e) => return error_page(&state, e),
     };
     let mut sections = String::new();
     for (name, spec) in offered(&state, &session) {
         sections.push_str(&provider_form(name, spec, &token));
     }
-    Html(shell("Connect", &format!("{sections}<p id=\"status\" role=\"status\"></p>{SCRIPT}"))).into_response()
+    // The page reports to the app that opened it, named at session
+    // creation; with none named it reports to nobody.
+    let origin = session.allowed_origin.as_deref().map(escape).unwrap_or_default();
+    let body = format!(
+        "{sections}<p id=\"status\" role=\"status\"></p><div id=\"opener\" data-origin=\"{origin}\" hidden></div>{SCRIPT}"
+    );
+    page_response(StatusCode::OK, shell("Connect", &body), &state, session.allowed_origin.as_deref())
 }
 
 fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
@@ -180,8 +206,9 @@ pub struct SaveBody {
     connection_config: BTreeMap<String, String>,
 }
 
-/// Checks the fields against providers.yaml (required, `pattern`), then the
-/// credential with the provider, then saves and starts the syncs.
+/// Checks the fields against providers.yaml (required, `pattern`), claims
+/// the session, then checks the credential with the provider, then saves
+/// and starts the syncs. A refused credential gives the session back.
 pub async fn save_connection(
     State(state): State<Arc<ServeState>>,
     Json(body): Json<SaveBody>,
@@ -212,15 +239,108 @@ pub async fn save_connection(
         credentials: Credentials::Basic { username: username.clone(), password: Secret::new(password.clone()) },
         config,
     };
-    let verification = state.platform.create_connection(&connection).await?;
-    finish(&state, &session, &id, provider).await?;
+    let verification = claimed(&state, &session, &id, spec, state.platform.create_connection(&connection)).await?;
+    start_syncs(&state, &id, provider).await?;
     Ok(Json(json!({ "connection_id": id, "provider_config_key": provider, "summary": verification.summary })))
 }
 
-/// Notes the session used and starts every sync of the new connection on
-/// its default schedule, as Nango's auto-start does.
-async fn finish(state: &ServeState, session: &ConnectSession, id: &str, provider: &str) -> Result<(), ApiError> {
-    state.platform.store().finish_connect_session(&session.token_sha256, id).await?;
+/// Runs `make` (which checks a credential and saves a connection `id`)
+/// under the session's claim: one link makes one connection however many
+/// saves race, and a refused credential gives the link back for another
+/// try. What the end user reads says what failed and what to do, never the
+/// provider's own text (the operator log has it).
+async fn claimed<T>(
+    state: &ServeState,
+    session: &ConnectSession,
+    id: &str,
+    spec: &ProviderSpec,
+    make: impl Future<Output = Result<T, terapi_platform::PlatformError>>,
+) -> Result<T, ApiError> {
+    let store = state.platform.store();
+    if !store.claim_connect_session(&session.token_sha256, id, terapi_host::limits::unix_ms()).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "connect_session_used",
+            "this Connect link was already used (or is being used) to make a connection; ask the app for a new one",
+        ));
+    }
+    match make.await {
+        Ok(made) => Ok(made),
+        Err(e) => {
+            if let Err(release) = store.release_connect_session(&session.token_sha256, id).await {
+                tracing::error!("Connect: the session could not be given back after a failed save: {release}");
+            }
+            Err(end_user_error(spec, e))
+        }
+    }
+}
+
+/// The end user's view of a failed save. The details (scrubbed of secrets)
+/// go to the operator's log.
+fn end_user_error(spec: &ProviderSpec, e: terapi_platform::PlatformError) -> ApiError {
+    use terapi_host::{EgressError, Error as HostError, ProviderFailure};
+    use terapi_platform::PlatformError;
+    tracing::warn!(target: "terapi::connect", "a Connect save for {} failed: {e}", spec.display_name);
+    let name = &spec.display_name;
+    let host_error = match &e {
+        PlatformError::NotSaved { source, .. } | PlatformError::Host(source) => Some(source),
+        _ => None,
+    };
+    let http = |h: &EgressError| match h {
+        EgressError::Refused(_) => Some((
+            "invalid_connection_config",
+            "that API base URL is not one this server connects to; use your Gong API host, such as \
+             https://api.gong.io or https://us-44392.api.gong.io (Gong: Company settings > Ecosystem > API)"
+                .to_string(),
+        )),
+        EgressError::Timeout(_) | EgressError::Transport(_) => Some((
+            "provider_unreachable",
+            format!("{name} could not be reached at that API base URL; check it and try again"),
+        )),
+        EgressError::RateLimited(_) => {
+            Some(("rate_limit_exceeded", format!("{name} is busy right now; try again in a minute")))
+        }
+        _ => None,
+    };
+    let known = match host_error {
+        Some(HostError::Provider(ProviderFailure::Unauthorized(_))) => Some((
+            "connection_test_failed",
+            if spec.auth_mode == AuthMode::OAuth2 {
+                format!("{name} did not accept the authorization; connect again and grant access")
+            } else {
+                format!("{name} refused this access key and secret; check both and try again")
+            },
+        )),
+        Some(HostError::Provider(ProviderFailure::Http(h))) | Some(HostError::Http(h)) => http(h),
+        Some(HostError::Connection { .. }) => Some((
+            "invalid_connection_config",
+            "that API base URL is not usable; use your Gong API host, such as https://us-44392.api.gong.io".to_string(),
+        )),
+        _ => match &e {
+            PlatformError::Connection(_) => Some((
+                "invalid_connection_config",
+                "that API base URL is not usable; use your Gong API host, such as https://us-44392.api.gong.io"
+                    .to_string(),
+            )),
+            PlatformError::OAuth(_) => {
+                Some(("connection_test_failed", format!("{name} did not complete the authorization; connect again")))
+            }
+            _ => None,
+        },
+    };
+    match known {
+        Some((code, message)) => ApiError::bad_request(code, message),
+        None => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "connection_test_failed",
+            format!("the connection could not be checked with {name}; try again later"),
+        ),
+    }
+}
+
+/// Starts every sync of the new connection on its default schedule, as
+/// Nango's auto-start does.
+async fn start_syncs(state: &ServeState, id: &str, provider: &str) -> Result<(), ApiError> {
     for sync in &state.platform.describe(provider).await?.syncs {
         state.platform.start_schedule(id, &sync.name).await?;
     }
@@ -276,7 +396,7 @@ pub async fn oauth_start(State(state): State<Arc<ServeState>>, Query(query): Que
     .await;
     match result {
         Ok(url) => Redirect::to(&url).into_response(),
-        Err(e) => error_page(e),
+        Err(e) => error_page(&state, e),
     }
 }
 
@@ -284,9 +404,35 @@ fn redirect_uri(state: &ServeState) -> String {
     state.config.public_url.join("oauth/callback").map(|u| u.to_string()).unwrap_or_default()
 }
 
-fn error_page(e: ApiError) -> Response {
-    (e.status, Html(shell("Connect", &format!("<p id=\"status\" class=\"error\">{}</p>", escape(&e.message)))))
-        .into_response()
+fn error_page(state: &ServeState, e: ApiError) -> Response {
+    let body = shell("Connect", &format!("<p id=\"status\" class=\"error\">{}</p>", escape(&e.message)));
+    page_response(e.status, body, state, None)
+}
+
+/// An HTML page with the headers that keep it from being framed by a
+/// stranger, sniffed into something else, or leaking its URL (which holds
+/// the session token) in a Referer: `Content-Security-Policy` allows only
+/// this page's own inline script and style, and frames only by this origin,
+/// the operator's `frame_ancestors` and the session's `allowed_origin`.
+fn page_response(status: StatusCode, html: String, state: &ServeState, session_origin: Option<&str>) -> Response {
+    use axum::http::{HeaderValue, header};
+    let mut ancestors = vec!["'self'".to_string()];
+    ancestors.extend(state.config.frame_ancestors.iter().cloned());
+    ancestors.extend(session_origin.map(str::to_string));
+    let csp = format!(
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' https: data:; \
+         connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors {}",
+        ancestors.join(" ")
+    );
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,23 +470,35 @@ pub async fn oauth_callback(State(state): State<Arc<ServeState>>, Query(query): 
                     "this Connect link is not valid or has expired; ask the app for a new one",
                 )
             })?;
+        // The provider comes back in the state, which the end user can edit:
+        // it must be one the session offers.
+        let Some((provider, spec)) = offered(&state, &session).into_iter().find(|(name, _)| *name == provider) else {
+            return Err(ApiError::bad_request(
+                "invalid_query_params",
+                "this provider cannot be connected with this link; ask the app for a link that offers it",
+            ));
+        };
         let id = format!("conn_{}", random_hex(12).map_err(server_error)?);
-        let authorization = state.platform.complete_authorization(&id, provider, &code, &redirect_uri(&state)).await?;
-        finish(&state, &session, &id, provider).await?;
-        Ok::<_, ApiError>((id, authorization.base_url))
+        let redirect = redirect_uri(&state);
+        let make = state.platform.complete_authorization(&id, provider, &code, &redirect);
+        let authorization = claimed(&state, &session, &id, spec, make).await?;
+        start_syncs(&state, &id, provider).await?;
+        Ok::<_, ApiError>((id, authorization.base_url, session.allowed_origin))
     }
     .await;
     match result {
-        Ok((id, base)) => Html(shell(
-            "Connected",
-            &format!(
-                "<p id=\"status\" class=\"ok\">Connected</p><p>Connection <code>{}</code>{}</p>",
-                escape(&id),
-                base.map(|b| format!(", API base URL <code>{}</code>", escape(&b))).unwrap_or_default()
-            ),
-        ))
-        .into_response(),
-        Err(e) => error_page(e),
+        Ok((id, base, origin)) => {
+            let body = shell(
+                "Connected",
+                &format!(
+                    "<p id=\"status\" class=\"ok\">Connected</p><p>Connection <code>{}</code>{}</p>",
+                    escape(&id),
+                    base.map(|b| format!(", API base URL <code>{}</code>", escape(&b))).unwrap_or_default()
+                ),
+            );
+            page_response(StatusCode::OK, body, &state, origin.as_deref())
+        }
+        Err(e) => error_page(&state, e),
     }
 }
 
@@ -381,7 +539,11 @@ for (const form of document.querySelectorAll('form[data-provider]')) {
       if (response.ok) {
         status.className = 'ok'; status.textContent = 'Connected';
         form.remove();
-        if (window.opener) window.opener.postMessage({ type: 'connect', connectionId: answer.connection_id, providerConfigKey: answer.provider_config_key }, '*');
+        // Only to the app origin named when the session was made: a
+        // wildcard would tell any page that opened this one the new id.
+        const origin = document.getElementById('opener').dataset.origin;
+        const parent = window.opener || (window.parent !== window ? window.parent : null);
+        if (parent && origin) parent.postMessage({ type: 'connect', connectionId: answer.connection_id, providerConfigKey: answer.provider_config_key }, origin);
       } else {
         status.className = 'error'; status.textContent = answer.error ? answer.error.message : 'Saving failed';
       }

@@ -20,6 +20,10 @@ pub struct ServeConfig {
     pub worker_concurrency: usize,
     /// How long a Connect session token lasts.
     pub connect_session_ttl: std::time::Duration,
+    /// Origins allowed to frame the Connect page (CSP `frame-ancestors`),
+    /// beside this server's own and the session's `allowed_origin`: the
+    /// app's origins, for Nango-style embedding.
+    pub frame_ancestors: Vec<String>,
 }
 
 pub struct ServeState {

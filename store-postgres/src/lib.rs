@@ -729,14 +729,16 @@ impl Store for PostgresStore {
         self.execute(&format!("DELETE FROM connect_sessions WHERE expires_at_ms < {NOW_MS} - 86400000"), &[]).await?;
         let allowed = serde_json::to_string(&session.allowed_integrations).unwrap_or_else(|_| "[]".into());
         self.execute(
-            "INSERT INTO connect_sessions (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO connect_sessions
+                 (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin)
+             VALUES ($1, $2, $3, $4, $5, $6)",
             &[
                 &session.token_sha256,
                 &session.end_user,
                 &allowed,
                 &(session.expires_at_ms as i64),
                 &session.connection_id,
+                &session.allowed_origin,
             ],
         )
         .await?;
@@ -746,8 +748,8 @@ impl Store for PostgresStore {
     async fn connect_session(&self, token_sha256: &str) -> Result<Option<ConnectSession>, StoreError> {
         let rows = self
             .query(
-                "SELECT end_user, allowed_integrations, expires_at_ms, connection_id FROM connect_sessions
-                 WHERE token_sha256 = $1",
+                "SELECT end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin
+                 FROM connect_sessions WHERE token_sha256 = $1",
                 &[&token_sha256],
             )
             .await?;
@@ -757,12 +759,29 @@ impl Store for PostgresStore {
             allowed_integrations: serde_json::from_str(r.get::<_, &str>(1)).unwrap_or_default(),
             expires_at_ms: r.get::<_, i64>(2) as u64,
             connection_id: r.get(3),
+            allowed_origin: r.get(4),
         }))
     }
 
-    async fn finish_connect_session(&self, token_sha256: &str, connection_id: &str) -> Result<(), StoreError> {
+    async fn claim_connect_session(
+        &self,
+        token_sha256: &str,
+        connection_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .execute(
+                "UPDATE connect_sessions SET connection_id = $2
+                 WHERE token_sha256 = $1 AND connection_id IS NULL AND expires_at_ms >= $3",
+                &[&token_sha256, &connection_id, &(now_ms as i64)],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn release_connect_session(&self, token_sha256: &str, connection_id: &str) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE connect_sessions SET connection_id = $2 WHERE token_sha256 = $1",
+            "UPDATE connect_sessions SET connection_id = NULL WHERE token_sha256 = $1 AND connection_id = $2",
             &[&token_sha256, &connection_id],
         )
         .await?;

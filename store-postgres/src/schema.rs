@@ -103,6 +103,8 @@ const MIGRATIONS: &[&str] = &[
          expires_at_ms BIGINT NOT NULL,
          connection_id TEXT
      );",
+    // 3: the origin a Connect session's page reports to.
+    "ALTER TABLE connect_sessions ADD COLUMN allowed_origin TEXT;",
 ];
 
 pub async fn migrate(tx: &deadpool_postgres::Transaction<'_>, shown: &str) -> Result<(), StoreError> {

@@ -129,8 +129,12 @@ pub struct ConnectSession {
     pub allowed_integrations: Vec<String>,
     /// Unix ms.
     pub expires_at_ms: u64,
-    /// The connection made with it, once made.
+    /// The connection made with it, once made (or being made: a session is
+    /// claimed for the connection's id before the credential is checked).
     pub connection_id: Option<String>,
+    /// The origin of the app's page that opened Connect: the page posts its
+    /// result there only, and may be framed by it.
+    pub allowed_origin: Option<String>,
 }
 
 /// A secret API key as `key list` shows it: never the key, only its public id.
@@ -331,8 +335,19 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn create_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError>;
     /// The session with this token hash, expired or not (the caller checks).
     async fn connect_session(&self, token_sha256: &str) -> Result<Option<ConnectSession>, StoreError>;
-    /// Notes the connection a session made.
-    async fn finish_connect_session(&self, token_sha256: &str, connection_id: &str) -> Result<(), StoreError>;
+    /// Claims a live, unused session for the connection `connection_id`
+    /// is about to become, in one conditional update: `false` when it is
+    /// expired, used, or claimed by a concurrent save, so one link makes at
+    /// most one connection however many saves race.
+    async fn claim_connect_session(
+        &self,
+        token_sha256: &str,
+        connection_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError>;
+    /// Gives a claimed session back (the credential was refused), if it is
+    /// still claimed for `connection_id`.
+    async fn release_connect_session(&self, token_sha256: &str, connection_id: &str) -> Result<(), StoreError>;
 }
 
 /// How the `connections` table names a credential's kind.

@@ -108,6 +108,8 @@ const MIGRATIONS: &[&str] = &[
          expires_at_ms INTEGER NOT NULL,
          connection_id TEXT
      );",
+    // 5: the origin a Connect session's page reports to.
+    "ALTER TABLE connect_sessions ADD COLUMN allowed_origin TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -789,14 +789,16 @@ impl Store for SqliteStore {
         tx.execute("DELETE FROM connect_sessions WHERE expires_at_ms < ?1 - 86400000", [now_ms])
             .map_err(|e| self.err(e))?;
         tx.execute(
-            "INSERT INTO connect_sessions (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO connect_sessions
+                 (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 session.token_sha256,
                 session.end_user,
                 serde_json::to_string(&session.allowed_integrations).unwrap_or_else(|_| "[]".into()),
                 session.expires_at_ms as i64,
-                session.connection_id
+                session.connection_id,
+                session.allowed_origin,
             ],
         )
         .map_err(|e| self.err(e))?;
@@ -806,8 +808,8 @@ impl Store for SqliteStore {
     async fn connect_session(&self, token_sha256: &str) -> Result<Option<ConnectSession>, StoreError> {
         self.db()
             .query_row(
-                "SELECT end_user, allowed_integrations, expires_at_ms, connection_id FROM connect_sessions
-                 WHERE token_sha256 = ?1",
+                "SELECT end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin
+                 FROM connect_sessions WHERE token_sha256 = ?1",
                 [token_sha256],
                 |r| {
                     Ok(ConnectSession {
@@ -816,6 +818,7 @@ impl Store for SqliteStore {
                         allowed_integrations: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
                         expires_at_ms: r.get::<_, i64>(2)? as u64,
                         connection_id: r.get(3)?,
+                        allowed_origin: r.get(4)?,
                     })
                 },
             )
@@ -823,10 +826,27 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    async fn finish_connect_session(&self, token_sha256: &str, connection_id: &str) -> Result<(), StoreError> {
+    async fn claim_connect_session(
+        &self,
+        token_sha256: &str,
+        connection_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .db()
+            .execute(
+                "UPDATE connect_sessions SET connection_id = ?2
+                 WHERE token_sha256 = ?1 AND connection_id IS NULL AND expires_at_ms >= ?3",
+                params![token_sha256, connection_id, now_ms as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(changed == 1)
+    }
+
+    async fn release_connect_session(&self, token_sha256: &str, connection_id: &str) -> Result<(), StoreError> {
         self.db()
             .execute(
-                "UPDATE connect_sessions SET connection_id = ?2 WHERE token_sha256 = ?1",
+                "UPDATE connect_sessions SET connection_id = NULL WHERE token_sha256 = ?1 AND connection_id = ?2",
                 params![token_sha256, connection_id],
             )
             .map_err(|e| self.err(e))?;

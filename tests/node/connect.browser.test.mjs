@@ -32,7 +32,7 @@ test('the Connect page saves a connection only when Gong accepts it', async () =
     await page.click('#form-gong button[type=submit]');
     await page.waitForSelector('#status.error');
     const refusal = await page.textContent('#status');
-    assert.match(refusal, /not saved/);
+    assert.match(refusal, /refused this access key and secret/);
     assert.doesNotMatch(refusal, /not-the-secret/);
     assert.equal((await nango.listConnections()).connections.length, before, 'a refused credential saves nothing');
 

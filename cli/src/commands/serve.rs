@@ -16,6 +16,7 @@ pub struct ServeArgs {
     pub webhook_url: Option<url::Url>,
     pub webhook_signing_key: Option<String>,
     pub concurrency: usize,
+    pub frame_ancestors: Vec<String>,
 }
 
 pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
@@ -33,6 +34,21 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
         ),
         (None, _) => None,
     };
+    let frame_ancestors = args
+        .frame_ancestors
+        .iter()
+        .map(|given| {
+            url::Url::parse(given.trim())
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https") && matches!(url.path(), "" | "/"))
+                .map(|url| url.origin().ascii_serialization())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--frame-ancestor `{given}` is not an origin; give one like https://app.example.com"
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("listening on {}", args.bind))?;
     let address = listener.local_addr()?;
@@ -48,6 +64,7 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
             webhooks,
             worker_concurrency: args.concurrency,
             connect_session_ttl: Duration::from_secs(30 * 60),
+            frame_ancestors,
         },
     );
     eprintln!("terapi serve: listening on http://{address} (Connect links and OAuth redirects use {public_url})");

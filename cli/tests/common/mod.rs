@@ -27,6 +27,8 @@ pub fn terapi(gong: Option<&FakeGong>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_terapi"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // The fake Gong is on loopback, which the default egress policy refuses.
+        .env("TERAPI_ALLOW_PRIVATE_EGRESS", "1")
         .env("TERAPI_CACHE_DIR", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache"))
         .env("TERAPI_DATA_DIR", data_dir(&format!("auto-{}-{own}", std::process::id())));
     if let Some(gong) = gong {

@@ -33,9 +33,16 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// The host's defaults with private egress allowed: the fake Gong listens
+/// on loopback, which the default policy refuses (the egress tests use
+/// `RuntimeConfig::default()` to show that).
+pub fn loopback_runtime() -> RuntimeConfig {
+    RuntimeConfig { egress_policy: terapi_host::EgressPolicy::allow_private(), ..RuntimeConfig::default() }
+}
+
 pub fn host() -> &'static Runtime {
     static HOST: OnceLock<Runtime> = OnceLock::new();
-    HOST.get_or_init(|| Runtime::new(RuntimeConfig::default()).expect("host runtime"))
+    HOST.get_or_init(|| Runtime::new(loopback_runtime()).expect("host runtime"))
 }
 
 pub fn gong_component() -> &'static ProviderComponent {
@@ -112,7 +119,7 @@ fn component_cache() -> PathBuf {
 /// The platform as an embedder builds it: the repository's providers.yaml,
 /// the Gong component for gong and gong-oauth, a SQLite store in `dir`.
 pub fn platform_in(dir: &Path) -> Platform {
-    platform_with(dir, providers().clone(), RuntimeConfig::default())
+    platform_with(dir, providers().clone(), loopback_runtime())
 }
 
 pub fn platform_with(dir: &Path, providers: Providers, runtime: RuntimeConfig) -> Platform {

@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use terapi_e2e::fake_gong::{FakeGongConfig, fixtures};
-use terapi_e2e::terapi_host::{Credentials, Providers, RuntimeConfig, Secret, SyncPage};
+use terapi_e2e::terapi_host::{Credentials, Providers, Secret, SyncPage};
 use terapi_e2e::terapi_platform::{Platform, StoredSyncOptions, WorkerOptions};
 use terapi_e2e::terapi_store::{StoreError, SyncLease, SyncRunRecord};
 use terapi_e2e::*;
 
 async fn platform(url: &str, dir: &std::path::Path) -> Platform {
-    postgres_platform(url, dir, providers().clone(), RuntimeConfig::default()).await
+    postgres_platform(url, dir, providers().clone(), loopback_runtime()).await
 }
 
 fn nothing(_: &SyncPage) {}
@@ -175,8 +175,8 @@ fn platforms_on_one_database_keep_gongs_rate_and_daily_budget_together() {
         let dir = fresh_dir("pg-budgets");
         let text = PROVIDERS_YAML.replacen("per_day: 10000", "per_day: 14", 1);
         let providers = Providers::parse(&text, "providers.yaml").unwrap();
-        let a = postgres_platform(&url, &dir, providers.clone(), RuntimeConfig::default()).await;
-        let b = postgres_platform(&url, &dir, providers, RuntimeConfig::default()).await;
+        let a = postgres_platform(&url, &dir, providers.clone(), loopback_runtime()).await;
+        let b = postgres_platform(&url, &dir, providers, loopback_runtime()).await;
         let (first, second) = (connection(&gong), connection(&gong));
         a.create_connection(&first).await.unwrap();
         b.create_connection(&second).await.unwrap();

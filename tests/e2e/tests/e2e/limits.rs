@@ -63,7 +63,7 @@ fn a_spent_daily_budget_stops_a_sync_at_a_page_boundary_and_says_when_it_resets(
         let gong = start_gong(FakeGongConfig { users: fixtures::users(250), ..FakeGongConfig::default() }).await;
         let connection = connection(&gong);
         let dir = fresh_dir("budget");
-        let platform = platform_with(&dir, providers.clone(), RuntimeConfig::default());
+        let platform = platform_with(&dir, providers.clone(), loopback_runtime());
         // Saving the connection verifies it: one request of the three.
         platform.create_connection(&connection).await.unwrap();
 
@@ -85,7 +85,7 @@ fn a_spent_daily_budget_stops_a_sync_at_a_page_boundary_and_says_when_it_resets(
         let error =
             session.run_action("get-user", &format!(r#"{{"id":"{}"}}"#, fixtures::user_id(1))).await.unwrap_err();
         assert!(error.to_string().contains("daily budget"), "{error}");
-        let other = platform_with(&dir, providers, RuntimeConfig::default());
+        let other = platform_with(&dir, providers, loopback_runtime());
         let error = other.verify(&connection.id).await.unwrap_err();
         assert!(error.to_string().contains("daily budget"), "{error}");
         assert_eq!(gong.requests().len(), 3);
@@ -131,7 +131,7 @@ fn a_provider_that_does_not_answer_fails_once_with_no_answer_not_after_retries()
                 request_timeout: Duration::from_millis(500),
                 ..terapi_host::EgressLimits::default()
             },
-            ..RuntimeConfig::default()
+            ..loopback_runtime()
         })
         .unwrap();
         let component = runtime.load_component(terapi_artifacts::PROVIDER_GONG).unwrap();

@@ -3,6 +3,7 @@
 //! every binary links wasmtime and cranelift; seven of them cost minutes of
 //! linking and gigabytes of disk for nothing.
 
+mod connect_security;
 mod contract;
 mod fleet;
 mod limits;

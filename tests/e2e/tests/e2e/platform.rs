@@ -97,7 +97,7 @@ fn a_component_without_optional_exports_loads_and_says_what_it_does_not_support(
     block_on(async {
         // The boundary benchmark's component exports auth, sync and action
         // only (world `sync-provider`).
-        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let runtime = Runtime::new(loopback_runtime()).unwrap();
         let component = runtime.load_component(terapi_artifacts::GUEST_BOUNDARY).unwrap();
         assert_eq!(component.exports(), ["auth", "sync", "action"]);
         let gong = start_gong(FakeGongConfig::default()).await;
@@ -127,7 +127,7 @@ fn a_compiled_code_cache_others_can_write_is_refused() {
     let dir = fresh_dir("open-cache");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.clone()), ..RuntimeConfig::default() }).unwrap();
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.clone()), ..loopback_runtime() }).unwrap();
     let error = runtime.load_component(terapi_artifacts::PROVIDER_GONG).err().unwrap().to_string();
     assert!(error.contains("writable by other users") && error.contains("chmod go-w"), "{error}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing was loaded from or written to it");

@@ -22,7 +22,7 @@ fn strict() -> &'static Runtime {
             cpu_budget: Duration::from_millis(300),
             call_timeout: Duration::from_secs(2),
             egress: EgressLimits { max_response_bytes: 64 << 10, ..EgressLimits::default() },
-            ..RuntimeConfig::default()
+            ..loopback_runtime()
         })
         .unwrap()
     })

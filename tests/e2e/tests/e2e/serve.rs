@@ -19,18 +19,24 @@ const SIGNING_KEY: &str = "whsec-test-signing-key";
 /// every run of these tests also sees a retry.
 type Received = Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>;
 
-struct Served {
-    base: String,
+pub(crate) struct Served {
+    pub(crate) base: String,
     key: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     webhooks: Received,
-    platform: Arc<terapi_platform::Platform>,
+    pub(crate) platform: Arc<terapi_platform::Platform>,
     dir: std::path::PathBuf,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Served {
     async fn start(name: &str) -> Served {
+        let dir = fresh_dir(name);
+        Served::start_on(platform_in(&dir), dir).await
+    }
+
+    /// `terapi serve` over `platform` (whose store is in `dir`).
+    pub(crate) async fn start_on(platform: terapi_platform::Platform, dir: std::path::PathBuf) -> Served {
         let webhooks: Received = Arc::default();
         let receiver = {
             let webhooks = webhooks.clone();
@@ -53,8 +59,7 @@ impl Served {
         let hooks_url = format!("http://{}/hooks", hooks.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(hooks, receiver).await });
 
-        let dir = fresh_dir(name);
-        let platform = Arc::new(platform_in(&dir).with_lease_ttl(Duration::from_secs(5)));
+        let platform = Arc::new(platform.with_lease_ttl(Duration::from_secs(5)));
         let key = terapi_serve::auth::new_secret_key().unwrap();
         platform.store().create_api_key(&terapi_serve::auth::sha256_hex(&key), "test").await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -72,6 +77,7 @@ impl Served {
                 }),
                 worker_concurrency: 4,
                 connect_session_ttl: Duration::from_secs(600),
+                frame_ancestors: Vec::new(),
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -85,7 +91,7 @@ impl Served {
         self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.key)
     }
 
-    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self.request(method, path);
         if let Some(body) = body {
             request = request.json(&body);
@@ -152,7 +158,7 @@ impl Served {
     }
 }
 
-async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+pub(crate) async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.expect("terapi serve answers");
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
