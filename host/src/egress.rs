@@ -155,6 +155,8 @@ pub struct Egress {
     /// Response headers holding seconds to wait after a 429 (providers.yaml
     /// `proxy.retry.after`).
     retry_after_headers: Vec<String>,
+    /// Requests sent so far (every attempt), for per-run budgets.
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Egress {
@@ -174,7 +176,12 @@ impl Egress {
     ) -> Self {
         let retry_after_headers =
             if retry_after_headers.is_empty() { vec!["retry-after".into()] } else { retry_after_headers };
-        Egress { client, base, auth, limits, budget, retry_after_headers }
+        Egress { client, base, auth, limits, budget, retry_after_headers, sent: Default::default() }
+    }
+
+    /// How many requests (retries included) this connection's egress sent.
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn base_url(&self) -> &Url {
@@ -265,8 +272,7 @@ impl Egress {
     fn retry_after(&self, response: &InboundResponse) -> Option<Duration> {
         self.retry_after_headers.iter().find_map(|name| {
             let (_, value) = response.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?;
-            let seconds: f64 = value.trim().parse().ok()?;
-            (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
+            retry_after_value(value, std::time::SystemTime::now())
         })
     }
 
@@ -297,6 +303,7 @@ impl Egress {
             builder = builder.body(body.clone());
         }
         let where_to = format!("{} {}", request.method.as_str(), url.path());
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response = builder.send().await.map_err(|e| transport_error(&where_to, &e, self.limits.request_timeout))?;
         self.read(response, &where_to).await
     }
@@ -340,6 +347,19 @@ impl Egress {
         }
         Ok(InboundResponse { status, headers, body })
     }
+}
+
+/// `Retry-After` in either of its forms (RFC 9110): seconds, or an HTTP
+/// date, which is read against `now` (a date already past means now). At
+/// most a day.
+fn retry_after_value(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    const MOST: Duration = Duration::from_secs(86_400);
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MOST))
 }
 
 /// How a connection's requests are authorized.
@@ -652,6 +672,18 @@ mod tests {
             };
             assert_eq!(authorization_header(&credentials).to_str().unwrap(), case["header"], "{case}");
         }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(retry_after_value("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after_value(" 1.5 ", now), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_after_value("Sun, 06 Nov 1994 08:50:07 GMT", now), Some(Duration::from_secs(30)));
+        assert_eq!(retry_after_value("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO), "past: now");
+        assert_eq!(retry_after_value("Mon, 07 Nov 1994 08:49:37 GMT", now), Some(Duration::from_secs(86_400)));
+        assert_eq!(retry_after_value("-1", now), None);
+        assert_eq!(retry_after_value("soon", now), None);
     }
 
     #[test]

@@ -78,4 +78,10 @@ pub enum SyncFailure {
     MissingCheckpoint { sync: String, page: u64 },
     #[error("sync `{sync}`: saving page {page} failed: {message}")]
     Sink { sync: String, page: u64, message: String },
+    #[error(
+        "sync `{sync}` stopped after {sent} requests in this run, its budget ({budget}; RuntimeConfig \
+         max_requests_per_run, `--max-requests-per-run`): what it read is saved and the next run resumes from page \
+         {page}"
+    )]
+    RequestBudget { sync: String, sent: u64, budget: u64, page: u64 },
 }

@@ -73,6 +73,10 @@ pub struct RuntimeConfig {
     pub rate_limits: bool,
     /// Which addresses requests may go to (public ones only, by default).
     pub egress_policy: EgressPolicy,
+    /// Requests one sync run may send before it is stopped (resumable from
+    /// its last page): a sync cannot spend a provider's daily quota, which
+    /// the account's other tools share, by itself. `None`: no cap.
+    pub max_requests_per_run: Option<u64>,
 }
 
 impl Default for RuntimeConfig {
@@ -86,6 +90,8 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             rate_limits: true,
             egress_policy: EgressPolicy::default(),
+            // Half of Gong's 10,000 a day per company.
+            max_requests_per_run: Some(5_000),
         }
     }
 }
@@ -465,6 +471,15 @@ impl Session {
     /// `text` with this connection's secrets, and anything shaped like an
     /// `Authorization` value, replaced by `<redacted>`: for text about to be
     /// logged or stored.
+    /// Requests this session's connection sent so far (retries included).
+    pub fn requests_sent(&self) -> u64 {
+        self.egress.as_ref().map_or(0, |e| e.requests_sent())
+    }
+
+    pub fn runtime_config(&self) -> &RuntimeConfig {
+        self.runtime.config()
+    }
+
     pub fn redact(&self, text: &str) -> String {
         self.redactor.scrub(text)
     }
@@ -496,11 +511,23 @@ impl Session {
         checkpoint: Option<&str>,
         options: &SyncOptions,
     ) -> Result<SyncPage, Error> {
+        self.run_sync_page_at(sync, checkpoint, options, unix_now()).await
+    }
+
+    /// `run_sync_page` with the clock given: where a new date window ends
+    /// (replaying a run, or testing what a later run reads).
+    pub async fn run_sync_page_at(
+        &self,
+        sync: &str,
+        checkpoint: Option<&str>,
+        options: &SyncOptions,
+        now_unix_seconds: i64,
+    ) -> Result<SyncPage, Error> {
         let request = bindings::exports::terapi::provider::sync::PageRequest {
             sync: sync.to_string(),
             checkpoint: checkpoint.map(str::to_string),
             options: options.clone(),
-            now_unix_seconds: unix_now(),
+            now_unix_seconds,
         };
         let export = self.component.sync.as_ref().ok_or_else(|| self.missing("sync"))?;
         self.timed(async {

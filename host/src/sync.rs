@@ -41,7 +41,15 @@ pub async fn run_sync(
         seen.insert(hasher.hash_one(start));
     }
     let mut run = SyncRun { checkpoint: start, ..SyncRun::default() };
+    let sent_before = session.requests_sent();
+    let budget = session.runtime_config().max_requests_per_run;
     loop {
+        let sent = session.requests_sent() - sent_before;
+        if let Some(budget) = budget
+            && sent >= budget
+        {
+            return Err(SyncFailure::RequestBudget { sync: sync.into(), sent, budget, page: run.pages + 1 }.into());
+        }
         let page = session.run_sync_page(sync, run.checkpoint.as_deref(), options).await?;
         let number = run.pages + 1;
         if !page.done {

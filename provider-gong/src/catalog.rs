@@ -41,6 +41,10 @@ pub enum Place {
     /// file part of that name, one JSON object per line (LDJSON), as Gong's
     /// CRM upload takes it.
     LdjsonPart(&'static str),
+    /// The whole JSON body is this field's array, even on a GET: Gong's
+    /// `GET /v2/crm/entities` takes the CRM ids so (in the query it answers
+    /// 415).
+    BodyArray,
 }
 
 pub struct Field {
@@ -253,12 +257,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     )),
     gated(read(
         "crm-get-entities",
-        "CRM objects (accounts, deals, contacts) Gong holds (GET /v2/crm/entities).",
+        "CRM objects (accounts, deals, contacts) Gong holds (GET /v2/crm/entities, the ids in the body; at most 100).",
         "/v2/crm/entities",
         &[
             f("integrationId", Id, Query, true, "the CRM integration"),
             f("objectType", Text, Query, true, "ACCOUNT, CONTACT, DEAL, LEAD or BUSINESS_USER"),
-            f("objectsCrmIds", Text, Query, true, "comma-separated CRM ids"),
+            f("objectsCrmIds", Texts, BodyArray, true, "the objects' CRM ids, at most 100"),
         ],
     )),
     gated(write(
@@ -401,6 +405,7 @@ pub fn build(endpoint: &Endpoint, input: &str) -> Result<Built, ProviderError> {
     let mut query = Vec::new();
     let mut body = Map::new();
     let mut file = None;
+    let mut whole_body = None;
     for field in endpoint.fields {
         let Some(value) = given.remove(field.name).filter(|v| !v.is_null()) else {
             if field.required {
@@ -425,7 +430,17 @@ pub fn build(endpoint: &Endpoint, input: &str) -> Result<Built, ProviderError> {
                 let lines: Vec<String> = value.as_array().into_iter().flatten().map(Value::to_string).collect();
                 file = Some((part, lines.join("\n") + "\n"));
             }
+            BodyArray => {
+                // Gong answers only the first 100 and says nothing of the rest.
+                if value.as_array().is_some_and(|ids| ids.len() > 100) {
+                    return Err(invalid(format!("`{}` holds at most 100 ids; split the request", field.name)));
+                }
+                whole_body = Some(value);
+            }
         }
+    }
+    if whole_body.is_some() {
+        return Ok(Built { path, query, body: whole_body, file });
     }
     // Gong requires the `filter` object of its POST lists even when no
     // filter field is set (`{"filter": {}}` means everything).

@@ -284,6 +284,64 @@ struct Checkpoint {
     /// shared with lists them again). Few per company.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     shared_flows: Vec<String>,
+    /// The listing being followed by cursor: how far it went, to stop one
+    /// that never ends (see `follow`).
+    #[serde(default, skip_serializing_if = "Listing::is_fresh")]
+    listing: Listing,
+}
+
+/// Pages read in one cursor chain, the empty ones in a row, and the total
+/// Gong reported on its first page.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Listing {
+    pages: u32,
+    empty_in_a_row: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
+}
+
+impl Listing {
+    fn is_fresh(&self) -> bool {
+        *self == Listing::default()
+    }
+}
+
+/// Empty pages, each with a new cursor, after which a listing is taken to
+/// be looping: Gong never answers an empty page before the last.
+const MAX_EMPTY_PAGES_IN_A_ROW: u32 = 5;
+/// Gong's pages hold up to 100 records.
+const GONG_PAGE_SIZE: u64 = 100;
+
+/// The next step of a cursor chain, or an error that stops a listing which
+/// does not end: `MAX_EMPTY_PAGES_IN_A_ROW` empty pages in a row, or twice
+/// as many pages as the `totalRecords` Gong reported need (plus slack for
+/// records added meanwhile). Each page spends one of the company's 10,000
+/// requests a day, shared with its other tools; a sync stopped here keeps
+/// what it saved, and says so.
+fn follow(path: &str, previous: Listing, records: usize, total: Option<u64>) -> Result<Listing, ProviderError> {
+    let listing = Listing {
+        pages: previous.pages + 1,
+        empty_in_a_row: if records == 0 { previous.empty_in_a_row + 1 } else { 0 },
+        total: previous.total.or(total),
+    };
+    let stop = |why: String| {
+        Err(ProviderError::BadResponse(format!(
+            "{path}: {why}, each with a new cursor, so the listing looks endless; stopped after {} pages to save the \
+             company's daily request quota (what was read is kept; the next run starts this listing again)",
+            listing.pages
+        )))
+    };
+    if listing.empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW {
+        return stop(format!("Gong answered {} empty pages in a row", listing.empty_in_a_row));
+    }
+    if let Some(total) = listing.total {
+        let needed = total.div_ceil(GONG_PAGE_SIZE);
+        if u64::from(listing.pages) > 2 * needed + 10 {
+            return stop(format!("Gong reported {total} records (about {needed} pages) but kept sending pages"));
+        }
+    }
+    Ok(listing)
 }
 
 pub fn run_page(request: PageRequest) -> Result<SyncPage, ProviderError> {
@@ -392,11 +450,9 @@ fn list_page(
             if let Some((from, to)) = &window {
                 match sync.window {
                     Window::ReviewDate => {
-                        // The day part of our RFC 3339 bounds; the end day
-                        // is included, so a review later today is read
-                        // again next run (and upserted).
-                        filter.insert("reviewFromDate".into(), json!(from.get(..10).unwrap_or(from)));
-                        filter.insert("reviewToDate".into(), json!(to.get(..10).unwrap_or(to)));
+                        let (from_day, to_day) = review_days(from, to);
+                        filter.insert("reviewFromDate".into(), json!(from_day));
+                        filter.insert("reviewToDate".into(), json!(to_day));
                     }
                     _ => {
                         filter.insert("fromDateTime".into(), json!(from));
@@ -413,21 +469,28 @@ fn list_page(
             api::send_with(Method::Post, sync.path, &[], Some(bytes), true)?
         }
     };
-    let (records, next_cursor) = match answer.status {
+    let (records, next_cursor, total) = match answer.status {
         // Gong's "No calls found corresponding to the provided filters".
-        404 if !sync.plan_gated => (Vec::new(), None),
+        404 if !sync.plan_gated => (Vec::new(), None, None),
         401 | 403 | 404 if sync.plan_gated => return Err(not_available(sync.path)),
         _ => {
             let page: Value = api::decode_success(sync.path, answer)?;
             let next = next_cursor(&page);
-            (records_of(sync, page)?, next)
+            let total = page.pointer("/records/totalRecords").and_then(Value::as_u64);
+            (records_of(sync, page)?, next, total)
         }
+    };
+    let listing = if next_cursor.is_some() || checkpoint.cursor.is_some() {
+        follow(sync.path, checkpoint.listing, records.len(), total)?
+    } else {
+        Listing::default()
     };
     let next = match (next_cursor, window) {
         (Some(cursor), window) => Some(Checkpoint {
             cursor: Some(cursor),
             from: window.as_ref().map(|w| w.0.clone()),
             to: window.map(|w| w.1),
+            listing,
             ..Checkpoint::default()
         }),
         // Window finished: the next run starts where it ended.
@@ -438,6 +501,29 @@ fn list_page(
     };
     let done = next.is_none();
     finish(records, next, done)
+}
+
+/// The review dates covering every review made in [from, to), whatever
+/// the company's time zone. Gong reads `reviewFromDate` (inclusive) and
+/// `reviewToDate` (exclusive, its reference says) as days in the company's
+/// zone, which the API does not tell us: UTC-12 to UTC+14. So the first day
+/// is the day before `from` in UTC (the westernmost zone's date of `from`,
+/// and a day of overlap with the last run, which the upserts make free),
+/// and the end is the day after `to`'s date in the easternmost zone, so a
+/// review made later today, anywhere, is inside. Reviews re-read next run
+/// are upserted, not duplicated.
+fn review_days(from: &str, to: &str) -> (String, String) {
+    const DAY: i64 = 86_400;
+    const EASTERNMOST_OFFSET: i64 = 14 * 3_600;
+    let day = |unix: i64| {
+        let text = time::format_rfc3339(unix);
+        text.get(..10).unwrap_or(&text).to_string()
+    };
+    match (time::parse_rfc3339(from), time::parse_rfc3339(to)) {
+        (Some(from), Some(to)) => (day(from - DAY), day(to + EASTERNMOST_OFFSET + DAY)),
+        // Our own bounds are always RFC 3339; keep Gong's own check as the backstop.
+        _ => (from.get(..10).unwrap_or(from).to_string(), to.get(..10).unwrap_or(to).to_string()),
+    }
 }
 
 fn finish(records: Vec<SyncRecord>, next: Option<Checkpoint>, done: bool) -> Result<SyncPage, ProviderError> {
@@ -508,6 +594,7 @@ fn users_page(checkpoint: Checkpoint) -> Result<SyncPage, ProviderError> {
     let query: Vec<(&str, &str)> = checkpoint.cursor.as_deref().map(|c| ("cursor", c)).into_iter().collect();
     let page: UsersPage = api::get_json("/v2/users", &query)?;
     let next_cursor = page.records.next_cursor().map(str::to_string);
+    let listing = follow("/v2/users", checkpoint.listing, page.users.len(), page.records.total_records)?;
     let records = page
         .users
         .into_iter()
@@ -516,7 +603,7 @@ fn users_page(checkpoint: Checkpoint) -> Result<SyncPage, ProviderError> {
             Ok(SyncRecord { id: user.id.clone(), modified_at: None, json: to_json(&user)? })
         })
         .collect::<Result<Vec<_>, ProviderError>>()?;
-    let next = next_cursor.map(|cursor| Checkpoint { cursor: Some(cursor), ..Checkpoint::default() });
+    let next = next_cursor.map(|cursor| Checkpoint { cursor: Some(cursor), listing, ..Checkpoint::default() });
     let done = next.is_none();
     finish(records, next, done)
 }
@@ -676,6 +763,39 @@ mod tests {
         let millis = check_now(1_764_692_663_000).unwrap_err();
         assert!(matches!(&millis, ProviderError::InvalidInput(m) if m.contains("not milliseconds")), "{millis:?}");
         assert!(matches!(check_now(0), Err(ProviderError::InvalidInput(m)) if m.contains("before the year 2000")));
+    }
+
+    #[test]
+    fn review_days_cover_every_time_zone_with_an_exclusive_end() {
+        // From the day before (UTC-12's date, and a day of overlap) to the
+        // day after `to`'s date at UTC+14, exclusive.
+        assert_eq!(
+            review_days("2026-12-02T09:00:00Z", "2026-12-03T09:00:00Z"),
+            ("2026-12-01".to_string(), "2026-12-04".to_string())
+        );
+        // Late in the UTC day it is already tomorrow at UTC+14.
+        assert_eq!(review_days("2026-12-03T07:30:00Z", "2026-12-03T23:30:00Z").1, "2026-12-05");
+        let (from, to) = review_days("2026-12-03T10:00:00Z", "2026-12-03T11:00:00Z");
+        assert!(from < to, "a window within one UTC day is never empty: {from}..{to}");
+    }
+
+    #[test]
+    fn a_listing_that_never_ends_is_stopped() {
+        let mut listing = Listing::default();
+        for _ in 1..MAX_EMPTY_PAGES_IN_A_ROW {
+            listing = follow("/v2/users", listing, 0, None).unwrap();
+        }
+        let error = follow("/v2/users", listing, 0, None).unwrap_err();
+        assert!(matches!(&error, ProviderError::BadResponse(m) if m.contains("5 empty pages in a row")), "{error:?}");
+        // A page with records resets the run of empty ones.
+        let listing = follow("/v2/users", listing, 3, None).unwrap();
+        assert_eq!(listing.empty_in_a_row, 0);
+        // 250 records need 3 pages; 17 full pages are too many.
+        let mut listing = Listing::default();
+        for _ in 0..16 {
+            listing = follow("/v2/calls", listing, 100, Some(250)).unwrap();
+        }
+        assert!(follow("/v2/calls", listing, 100, Some(250)).is_err());
     }
 
     #[test]

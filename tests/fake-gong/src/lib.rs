@@ -53,6 +53,9 @@ pub struct FakeGongConfig {
     /// Play Gong's OAuth server too: the API then also takes bearer tokens,
     /// and a second port serves as the customer's API base URL.
     pub oauth: Option<OAuthConfig>,
+    /// The company's time zone, as minutes east of UTC (-480 for UTC-8):
+    /// Gong reads date filters such as `reviewFromDate` as days there.
+    pub company_utc_offset_minutes: i32,
 }
 
 impl Default for FakeGongConfig {
@@ -67,6 +70,7 @@ impl Default for FakeGongConfig {
             plan_gated: false,
             extras: 5,
             oauth: None,
+            company_utc_offset_minutes: 0,
         }
     }
 }
@@ -90,6 +94,9 @@ pub struct RecordedRequest {
 pub enum Fault {
     /// 429 with `Retry-After` seconds.
     TooManyRequests { retry_after_secs: u64 },
+    /// 429 with `Retry-After` as an HTTP date this many seconds ahead
+    /// (RFC 9110 allows either form).
+    TooManyRequestsUntil { secs_ahead: u64 },
     /// A 5xx (or any) status with Gong's error shape.
     Status(u16),
     /// 302 to this location.
@@ -103,6 +110,9 @@ pub enum Fault {
     EchoAuthorization(u16),
     /// 401 as Gong answers a token whose grant lacks this scope.
     MissingScope(String),
+    /// 200 with an empty page of `items` and a cursor never seen before:
+    /// a broken or hostile upstream that never ends a listing.
+    EmptyPageWithNewCursor { items: String },
 }
 
 pub(crate) struct Shared {
@@ -183,7 +193,7 @@ impl FakeGong {
             .route("/v2/flows/prospects/assign", axum::routing::post(surface::echo))
             .route("/v2/flows/prospects/unassign-flows-by-crm-id", axum::routing::post(surface::echo))
             .route("/v2/permission-profile/users", get(surface::echo))
-            .route("/v2/crm/entities", get(surface::echo).post(surface::crm_upload))
+            .route("/v2/crm/entities", get(surface::crm_entities).post(surface::crm_upload))
             .route("/v2/crm/entity-schema", get(surface::echo))
             .route("/v2/stats/activity/aggregate", axum::routing::post(surface::echo))
             .route("/v2/stats/activity/day-by-day", axum::routing::post(surface::echo))
@@ -283,6 +293,11 @@ impl FakeGong {
 
     pub fn inject(&self, times: usize, fault: Fault) {
         lock(&self.shared.faults).extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Drops the faults not yet used.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
     }
 
     /// Every answer from now on waits this long first (a slow network or Gong).
@@ -385,6 +400,14 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     let response = if let Some(fault) = fault {
         match fault {
             Fault::TooManyRequests { retry_after_secs } => too_many_requests(&shared, retry_after_secs),
+            Fault::TooManyRequestsUntil { secs_ahead } => {
+                let mut response = gong_error(&shared, StatusCode::TOO_MANY_REQUESTS, "API request limit exceeded");
+                let at = std::time::SystemTime::now() + std::time::Duration::from_secs(secs_ahead);
+                if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+                    response.headers_mut().insert("retry-after", value);
+                }
+                response
+            }
             Fault::Status(status) => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 gong_error(&shared, status, "Injected failure")
@@ -402,6 +425,15 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
                 StatusCode::UNAUTHORIZED,
                 &format!("You don't have permission to use '{scope}', please contact your Gong admin"),
             ),
+            Fault::EmptyPageWithNewCursor { items } => {
+                let n = shared.arrivals.load(Ordering::SeqCst);
+                let body = serde_json::json!({
+                    "requestId": format!("empty-{n}"),
+                    "records": { "totalRecords": 0, "currentPageSize": 0, "currentPageNumber": n, "cursor": format!("endless-{n}") },
+                    items: [],
+                });
+                axum::Json(body).into_response()
+            }
             Fault::EchoAuthorization(status) => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
                 let echoed = authorization.as_deref().unwrap_or("(none)");

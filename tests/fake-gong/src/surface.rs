@@ -82,9 +82,13 @@ pub(crate) async fn transcripts(State(shared): State<Arc<Shared>>, body: String)
 pub(crate) async fn answered_scorecards(State(shared): State<Arc<Shared>>, body: String) -> Response {
     let request = body_json(&body);
     let day = |name: &str| request["filter"][name].as_str().and_then(terapi_time::parse_date);
-    // Both bounds are days, the last one included (as Gong's filters are).
+    // As Gong's reference has them: the bounds are days in the company's
+    // time zone, the first included and the last excluded ("This value is
+    // exclusive"). A time's day is taken where the company is.
+    let offset = i64::from(shared.config.company_utc_offset_minutes) * 60;
     let within = |t: i64, from: Option<i64>, to: Option<i64>| {
-        from.is_none_or(|f| t >= f) && to.is_none_or(|last| t < last + 86_400)
+        let local_day = (t + offset).div_euclid(86_400) * 86_400;
+        from.is_none_or(|f| local_day >= f) && to.is_none_or(|end| local_day < end)
     };
     let (call_from, call_to) = (day("callFromDate"), day("callToDate"));
     let (review_from, review_to) = (day("reviewFromDate"), day("reviewToDate"));
@@ -153,6 +157,40 @@ pub(crate) async fn flows(State(shared): State<Arc<Shared>>, Query(q): Query<BTr
 
 /// Endpoints the actions reach whose answers carry nothing our code reads:
 /// the fake answers with what it was asked, so tests can check the request.
+/// GET /v2/crm/entities as Gong answers it: the CRM ids come as a JSON
+/// array in the body (up to 100); ids in the query get 415, as recorded
+/// from Gong. Each id maps to its object, or null when Gong has none.
+pub(crate) async fn crm_entities(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+    body: String,
+) -> Response {
+    if shared.config.plan_gated {
+        return gong_error(&shared, StatusCode::NOT_FOUND, "Not found");
+    }
+    if q.contains_key("objectsCrmIds") {
+        return gong_error(&shared, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content type '' not supported");
+    }
+    let (Some(_), Some(object_type)) = (q.get("integrationId"), q.get("objectType")) else {
+        return gong_error(&shared, StatusCode::BAD_REQUEST, "integrationId and objectType are required");
+    };
+    let Ok(ids) = serde_json::from_str::<Vec<String>>(&body) else {
+        return gong_error(&shared, StatusCode::BAD_REQUEST, "the body must be an array of CRM ids");
+    };
+    let objects: serde_json::Map<String, Value> = ids
+        .iter()
+        .take(100)
+        .map(|id| {
+            // Ids starting with 0 exist in the fake's CRM; others do not.
+            let object = id
+                .starts_with('0')
+                .then(|| json!({ "objectId": id, "objectType": object_type, "name": format!("Object {id}") }));
+            (id.clone(), object.unwrap_or(Value::Null))
+        })
+        .collect();
+    axum::Json(json!({ "requestId": request_id(&shared), "crmObjectsMap": objects })).into_response()
+}
+
 pub(crate) async fn echo(
     State(shared): State<Arc<Shared>>,
     method: Method,

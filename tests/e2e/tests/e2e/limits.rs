@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use terapi_e2e::fake_gong::{FakeGongConfig, fixtures};
+use terapi_e2e::fake_gong::{FakeGongConfig, Fault, fixtures};
 use terapi_e2e::terapi_host::{EgressError, Error, Method, OutboundRequest, ProviderFailure, Providers, RuntimeConfig};
 use terapi_e2e::terapi_platform::{PlatformError, StoredSyncOptions};
 use terapi_e2e::*;
@@ -25,6 +25,21 @@ fn a_429_is_retried_after_retry_after() {
         assert_eq!(requests.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
         let waited = requests[1].at.duration_since(requests[0].at);
         assert!(waited >= Duration::from_secs(1), "retried after {waited:?}, before Retry-After");
+    });
+}
+
+#[test]
+fn a_retry_after_given_as_an_http_date_is_waited_for() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig::default()).await;
+        // An HTTP date has whole seconds: two ahead is at least one away.
+        gong.inject(1, Fault::TooManyRequestsUntil { secs_ahead: 2 });
+        let session = session_for(&gong, providers());
+        session.verify().await.unwrap();
+        let requests = gong.requests();
+        assert_eq!(requests.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
+        let waited = requests[1].at.duration_since(requests[0].at);
+        assert!(waited >= Duration::from_secs(1), "retried after {waited:?}, before the date Gong named");
     });
 }
 
@@ -180,4 +195,48 @@ fn a_long_retry_after_is_a_clear_rate_limit_error() {
         );
         assert_eq!(gong.requests().len(), 1);
     });
+}
+
+#[test]
+fn an_upstream_that_answers_empty_pages_forever_is_stopped_within_the_guard() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig::default()).await;
+        let session = session_for(&gong, providers());
+        for (sync, items) in [("users", "users"), ("calls", "calls")] {
+            let before = gong.arrivals();
+            gong.inject(1_000, Fault::EmptyPageWithNewCursor { items: items.into() });
+            let mut sink = CollectingSink::default();
+            let error = terapi_host::run_sync(&session, sync, None, &since_2023(), &mut sink).await.unwrap_err();
+            let Error::Provider(ProviderFailure::BadResponse(message)) = &error else { panic!("{sync}: {error:?}") };
+            assert!(message.contains("empty pages in a row") && message.contains("request quota"), "{message}");
+            assert!(gong.arrivals() - before <= 5, "{sync}: {} requests spent", gong.arrivals() - before);
+            assert_eq!(sink.records().count(), 0);
+            gong.clear_faults();
+        }
+    });
+}
+
+#[test]
+fn one_run_spends_at_most_its_request_budget_and_the_next_resumes() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig { users: fixtures::users(250), ..Default::default() }).await;
+        let runtime = terapi_host::Runtime::new(RuntimeConfig { max_requests_per_run: Some(2), ..loopback_runtime() })
+            .unwrap();
+        let component = runtime.load_component(terapi_artifacts::PROVIDER_GONG).unwrap();
+        let session = runtime.connect(&component, providers().get("gong").unwrap(), &connection(&gong)).unwrap();
+        let mut sink = CollectingSink::default();
+        let options = terapi_host::SyncOptions { modified_since: None, backfill_days: None };
+        let error = terapi_host::run_sync(&session, "users", None, &options, &mut sink).await.unwrap_err();
+        assert!(matches!(&error, Error::Sync(terapi_host::SyncFailure::RequestBudget { sent: 2, budget: 2, .. })));
+        assert!(error.to_string().contains("resumes from page 3"), "{error}");
+        assert_eq!(gong.arrivals(), 2);
+        let checkpoint = sink.pages.last().and_then(|(_, c)| c.clone());
+        let run = terapi_host::run_sync(&session, "users", checkpoint, &options, &mut sink).await.unwrap();
+        assert!(run.done);
+        assert_eq!(sink.records().count(), 250, "every user once over the two runs");
+    });
+}
+
+fn since_2023() -> terapi_host::SyncOptions {
+    terapi_host::SyncOptions { modified_since: Some("2023-01-01T00:00:00Z".into()), backfill_days: None }
 }

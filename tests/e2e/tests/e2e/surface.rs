@@ -157,6 +157,57 @@ fn answered_scorecards_are_windowed_by_review_time_not_call_time() {
     });
 }
 
+/// Every page of `sync` from `checkpoint` with the host's clock at `now`;
+/// the records and where the next run starts.
+async fn run_at(
+    session: &Session,
+    sync: &str,
+    mut checkpoint: Option<String>,
+    options: &SyncOptions,
+    now: i64,
+) -> (Vec<Value>, Option<String>) {
+    let mut records = Vec::new();
+    loop {
+        let page = session.run_sync_page_at(sync, checkpoint.as_deref(), options, now).await.unwrap();
+        records.extend(page.records.iter().map(|r| serde_json::from_str::<Value>(&r.json).unwrap()));
+        checkpoint = page.next_checkpoint;
+        if page.done {
+            return (records, checkpoint);
+        }
+    }
+}
+
+#[test]
+fn a_review_made_after_the_last_run_is_read_the_same_day_in_any_time_zone() {
+    block_on(async {
+        // The last run at 07:30 UTC; reviews ten and forty minutes later,
+        // read by a run at 08:30 UTC. At UTC-8 the first is late on the
+        // company's 2 December and the second just past its midnight.
+        let last_run = fixtures::parse_rfc3339("2026-12-03T07:30:00Z").unwrap();
+        for offset_minutes in [0, -480, 840] {
+            let gong =
+                start_gong(FakeGongConfig { company_utc_offset_minutes: offset_minutes, ..Default::default() }).await;
+            let session = session(&gong);
+            let options =
+                SyncOptions { modified_since: Some(fixtures::format_rfc3339(last_run - 86_400)), backfill_days: None };
+            let (_, checkpoint) = run_at(&session, "answered-scorecards", None, &options, last_run).await;
+            let mut reviewed = Vec::new();
+            for (i, minutes) in [(201, 10), (202, 40)] {
+                let mut call = fixtures::call(i);
+                call["started"] = json!(fixtures::format_rfc3339(last_run - 10 * 86_400));
+                call["reviewed"] = json!(fixtures::format_rfc3339(last_run + minutes * 60));
+                reviewed.push(json!(fixtures::call_id(i)));
+                gong.add_calls(vec![call]);
+            }
+            let (records, _) = run_at(&session, "answered-scorecards", checkpoint, &options, last_run + 3_600).await;
+            let mut calls: Vec<Value> = records.iter().map(|r| r["callId"].clone()).collect();
+            calls.sort_by_key(|c| c.to_string());
+            calls.dedup();
+            assert_eq!(calls, reviewed, "both reviews are read at UTC{offset_minutes:+} minutes");
+        }
+    });
+}
+
 #[test]
 fn a_first_run_backfills_30_days_by_default() {
     block_on(async {
@@ -265,7 +316,7 @@ fn every_catalogued_action_round_trips() {
             ("list-permission-profile-users", json!({"profileId": "64"}), "GET", "/v2/permission-profile/users"),
             (
                 "crm-get-entities",
-                json!({"integrationId": "1", "objectType": "DEAL", "objectsCrmIds": "006A"}),
+                json!({"integrationId": "1", "objectType": "DEAL", "objectsCrmIds": ["006A", "999"]}),
                 "GET",
                 "/v2/crm/entities",
             ),
@@ -341,7 +392,7 @@ fn every_catalogued_action_round_trips() {
             for (key, value) in input.as_object().unwrap() {
                 let in_query = seen.query.get(key).is_some_and(|q| value.as_str() == Some(q.as_str()));
                 let in_path = value.as_str().is_some_and(|v| seen.path.ends_with(v));
-                let in_body = body.get(key) == Some(value) || body["filter"].get(key) == Some(value);
+                let in_body = body.get(key) == Some(value) || body["filter"].get(key) == Some(value) || body == *value;
                 // An upload's objects travel as lines of a multipart file part.
                 let raw = String::from_utf8_lossy(&seen.body);
                 let in_file = value.as_array().is_some_and(|items| {
@@ -350,6 +401,12 @@ fn every_catalogued_action_round_trips() {
                 assert!(in_query || in_path || in_body || in_file, "{action}: `{key}` did not reach Gong ({seen:?})");
             }
             assert!(output.get("requestId").is_some(), "{action}: Gong's answer comes back: {output}");
+            if *action == "crm-get-entities" {
+                // As Gong takes them: in the body, never the query (415).
+                assert!(!seen.query.contains_key("objectsCrmIds") && seen.status == 200, "{seen:?}");
+                assert_eq!(output["crmObjectsMap"]["006A"]["objectId"], "006A", "{output}");
+                assert!(output["crmObjectsMap"]["999"].is_null(), "{output}");
+            }
         }
     });
 }

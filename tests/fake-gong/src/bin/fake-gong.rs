@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         plan_gated: false,
         extras: 5,
         oauth: None,
+        company_utc_offset_minutes: 0,
     };
     let gong = FakeGong::start_on(([127, 0, 0, 1], args.port).into(), config).await?;
     // One line a script can read, then serve until told to stop.
