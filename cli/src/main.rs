@@ -6,6 +6,7 @@
 mod app;
 mod authorize;
 mod commands;
+mod signals;
 mod sinks;
 
 use std::path::PathBuf;

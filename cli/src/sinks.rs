@@ -14,6 +14,13 @@ pub struct NdjsonSink {
     out: BufWriter<Box<dyn Write>>,
     pub last_checkpoint: Option<String>,
     pub broken_pipe: bool,
+    /// Hashes of the ids written in this run: a record Gong lists twice
+    /// (pages shift while they are read, windows overlap) is written once.
+    /// Eight bytes a record.
+    seen: std::collections::HashSet<u64>,
+    hasher: std::hash::RandomState,
+    pub written: u64,
+    pub duplicates: u64,
 }
 
 impl NdjsonSink {
@@ -24,7 +31,15 @@ impl NdjsonSink {
             }
             None => Box::new(std::io::stdout()),
         };
-        Ok(NdjsonSink { out: BufWriter::with_capacity(256 * 1024, out), last_checkpoint: None, broken_pipe: false })
+        Ok(NdjsonSink {
+            out: BufWriter::with_capacity(256 * 1024, out),
+            last_checkpoint: None,
+            broken_pipe: false,
+            seen: Default::default(),
+            hasher: Default::default(),
+            written: 0,
+            duplicates: 0,
+        })
     }
 
     pub fn flush(&mut self) -> Result<()> {
@@ -34,10 +49,14 @@ impl NdjsonSink {
 
 impl PageSink for NdjsonSink {
     async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
+        use std::hash::BuildHasher as _;
+        let mut kept = 0;
         let written = page
             .records
             .iter()
+            .filter(|record| self.seen.insert(self.hasher.hash_one(&record.id)))
             .try_for_each(|record| {
+                kept += 1;
                 self.out.write_all(record.json.as_bytes())?;
                 self.out.write_all(b"\n")
             })
@@ -48,8 +67,21 @@ impl PageSink for NdjsonSink {
             self.broken_pipe = e.kind() == std::io::ErrorKind::BrokenPipe;
             return Err(format!("writing records: {e}"));
         }
+        self.written += kept;
+        self.duplicates += page.records.len() as u64 - kept;
         self.last_checkpoint = page.next_checkpoint.clone();
         Ok(())
+    }
+}
+
+/// A sink that may keep fewer records than a page holds.
+pub trait CountsRecords {
+    fn records_kept(&self) -> u64;
+}
+
+impl CountsRecords for NdjsonSink {
+    fn records_kept(&self) -> u64 {
+        self.written
     }
 }
 
@@ -87,8 +119,12 @@ impl<S> Progress<S> {
 impl<S> Progress<S> {
     /// Counts a page that reached its destination.
     pub fn count(&mut self, page: &SyncPage) {
+        self.count_kept(page.records.len() as u64);
+    }
+
+    fn count_kept(&mut self, records: u64) {
         self.pages += 1;
-        self.records += page.records.len() as u64;
+        self.records += records;
         if self.live {
             let seconds = self.started.elapsed().as_secs_f64().max(0.001);
             eprint!(
@@ -102,10 +138,11 @@ impl<S> Progress<S> {
     }
 }
 
-impl<S: PageSink> PageSink for Progress<S> {
+impl<S: PageSink + CountsRecords> PageSink for Progress<S> {
     async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
+        let before = self.inner.records_kept();
         self.inner.accept(page).await?;
-        self.count(page);
+        self.count_kept(self.inner.records_kept() - before);
         Ok(())
     }
 }

@@ -108,8 +108,17 @@ impl ToolServer {
     /// still running then are stopped, and each records its audit entry
     /// before this returns.
     pub async fn serve_stdio(self) -> Result<(), McpServeError> {
+        self.serve_stdio_until(std::future::pending()).await
+    }
+
+    /// `serve_stdio` until the client leaves or `stop` resolves (SIGTERM):
+    /// either way running calls are stopped and audited before it returns.
+    pub async fn serve_stdio_until(self, stop: impl Future<Output = ()>) -> Result<(), McpServeError> {
         let (client_gone, calls) = (self.client_gone.clone(), self.calls.clone());
-        let served = stdio::serve(self, client_gone.clone()).await;
+        let served = tokio::select! {
+            served = stdio::serve(self, client_gone.clone()) => served,
+            () = stop => Ok(()),
+        };
         client_gone.cancel();
         calls.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, calls.wait()).await.is_err() {

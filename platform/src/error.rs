@@ -39,4 +39,9 @@ pub enum PlatformError {
     NoAction(String),
     #[error("the call to `{tool}` was stopped: {reason}")]
     ToolCancelled { tool: String, reason: &'static str },
+    #[error(
+        "sync `{sync}` of `{connection}` was interrupted; the pages saved so far and their checkpoint are kept and \
+         the next run resumes from them (it may start at once)"
+    )]
+    Interrupted { connection: String, sync: String },
 }

@@ -133,15 +133,41 @@ impl Platform {
     }
 }
 
-/// `host:pid:random`: unique per process, and readable in `sync status`.
-fn lease_owner() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// Whether a lease `owner` (`host:pid:…`) names a process on this host
+/// that is no longer running. Another host's, or a live one's (a reused
+/// pid included), is not taken as gone: those leases lapse as usual.
+pub(crate) fn owner_is_gone(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<i32>().ok())) else {
+        return false;
+    };
+    if host != this_host() || pid <= 0 || pid as u32 == std::process::id() {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only checks whether the process exists.
+        let alive =
+            unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+        !alive
+    }
+    #[cfg(not(unix))]
+    false
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `host:pid:random`: unique per process, and readable in `sync status`.
+fn lease_owner() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let host = this_host();
     let nonce = RandomState::new().hash_one(std::process::id()) & 0xffff_ffff;
     format!("{host}:{}:{nonce:08x}", std::process::id())
 }

@@ -5,7 +5,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use terapi_host::{PageSink, Session, SyncOptions, SyncPage, SyncRun};
-use terapi_store::{Store, SyncLease};
+use terapi_store::{RunOutcome, Store, StoreError, SyncLease};
+use tokio_util::sync::CancellationToken;
 
 use crate::{Platform, PlatformError};
 
@@ -16,6 +17,10 @@ pub struct StoredSyncOptions {
     /// Start from this checkpoint instead of the saved one.
     pub checkpoint: Option<String>,
     pub sync: SyncOptions,
+    /// Cancelled to stop the run (SIGINT, SIGTERM): the page being fetched
+    /// is abandoned, the lease given up at once, the run marked
+    /// `interrupted`, and `PlatformError::Interrupted` returned.
+    pub stop: Option<CancellationToken>,
 }
 
 impl Default for StoredSyncOptions {
@@ -24,6 +29,7 @@ impl Default for StoredSyncOptions {
             full: false,
             checkpoint: None,
             sync: SyncOptions { modified_since: None, backfill_days: None },
+            stop: None,
         }
     }
 }
@@ -109,7 +115,19 @@ impl Platform {
             owner,
             ttl: self.lease_ttl(),
         };
-        let saved = self.store.begin_sync(&lease, &model, options.full).await?;
+        let saved = match self.store.begin_sync(&lease, &model, options.full).await {
+            // A run killed on this machine left its lease behind; its
+            // process is gone, so nothing can be running: take over now
+            // rather than when the lease lapses.
+            Err(StoreError::SyncRunning { owner, .. }) if crate::owner_is_gone(&owner) => {
+                tracing::info!(
+                    "sync `{sync}` of `{connection_id}`: {owner} is no longer running; taking over its lease"
+                );
+                self.store.expire_lease(connection_id, sync, &owner).await?;
+                self.store.begin_sync(&lease, &model, options.full).await?
+            }
+            other => other?,
+        };
         let start = options.checkpoint.clone().or(saved);
         let resumed = start.is_some();
         let mut sink = StoreSink { store: self.store.as_ref(), lease: &lease, model: &model, progress };
@@ -124,11 +142,25 @@ impl Platform {
                 }
             }
         };
+        let stopped = async {
+            match &options.stop {
+                Some(stop) => stop.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         let outcome = tokio::select! {
             outcome = run => outcome,
             lost = heartbeat => {
                 tracing::error!("sync `{sync}` of `{connection_id}` stopped: {lost}");
                 return Err(lost.into());
+            }
+            // The page in flight is dropped: committed pages are whole (a
+            // commit is one transaction), the rest is fetched again.
+            () = stopped => {
+                let reason = "interrupted (SIGINT or SIGTERM); resumes from the last saved page";
+                self.store.finish_sync(&lease, RunOutcome::Interrupted(reason)).await?;
+                tracing::info!("sync `{sync}` of `{connection_id}` interrupted; its lease is released");
+                return Err(PlatformError::Interrupted { connection: connection_id.into(), sync: sync.into() });
             }
         };
         match outcome {
@@ -142,12 +174,12 @@ impl Platform {
                 } else {
                     0
                 };
-                self.store.finish_sync(&lease, Ok(())).await?;
+                self.store.finish_sync(&lease, RunOutcome::Done).await?;
                 Ok(StoredSyncRun { run, resumed, deleted })
             }
             Err(error) => {
                 let message = session.redact(&error.to_string());
-                if let Err(e) = self.store.finish_sync(&lease, Err(&message)).await {
+                if let Err(e) = self.store.finish_sync(&lease, RunOutcome::Failed(&message)).await {
                     tracing::error!("sync `{sync}` of `{connection_id}`: its failure could not be recorded: {e}");
                 }
                 Err(error.into())

@@ -56,6 +56,8 @@ pub struct FinishedRun {
 pub struct WorkerReport {
     pub runs: u64,
     pub failed: u64,
+    /// Runs stopped by the worker's shutdown, resumable at once.
+    pub interrupted: u64,
     pub pages: u64,
     pub records: u64,
 }
@@ -76,8 +78,10 @@ impl Platform {
     }
 
     /// Claims and runs due syncs, `concurrency` at a time, until `shutdown`
-    /// resolves (then the running syncs finish their current page and
-    /// stop) or, with `exit_when_idle`, until nothing is due or running.
+    /// resolves (then the running syncs abandon the page they are fetching,
+    /// give up their leases at once and are marked `interrupted`, due again
+    /// now for any worker) or, with `exit_when_idle`, until nothing is due
+    /// or running.
     pub async fn run_worker(
         self: Arc<Self>,
         options: WorkerOptions,
@@ -86,6 +90,7 @@ impl Platform {
         static RUNS: AtomicU64 = AtomicU64::new(0);
         let report = Arc::new(std::sync::Mutex::new(WorkerReport::default()));
         let mut running = JoinSet::new();
+        let stop = tokio_util::sync::CancellationToken::new();
         tokio::pin!(shutdown);
         loop {
             let mut claimed_any = false;
@@ -98,10 +103,11 @@ impl Platform {
                 let platform = self.clone();
                 let report = report.clone();
                 let finished_runs = options.finished_runs.clone();
+                let stop = stop.clone();
                 running.spawn(async move {
                     let mut counted = (0u64, 0u64);
                     let started_at_ms = terapi_host::limits::unix_ms();
-                    let result = platform.run_claimed(&connection, &sync, owner, &mut counted).await;
+                    let result = platform.run_claimed(&connection, &sync, owner, &mut counted, stop).await;
                     if let Some(events) = finished_runs
                         && let Some(event) = platform.finished_run(&connection, &sync, started_at_ms, &result).await
                     {
@@ -111,9 +117,13 @@ impl Platform {
                     report.runs += 1;
                     report.pages += counted.0;
                     report.records += counted.1;
-                    if let Err(e) = result {
-                        report.failed += 1;
-                        tracing::warn!("sync `{sync}` of `{connection}` failed: {e}");
+                    match result {
+                        Err(PlatformError::Interrupted { .. }) => report.interrupted += 1,
+                        Err(e) => {
+                            report.failed += 1;
+                            tracing::warn!("sync `{sync}` of `{connection}` failed: {e}");
+                        }
+                        Ok(_) => {}
                     }
                 });
             }
@@ -128,7 +138,8 @@ impl Platform {
                 _ = tokio::time::sleep(options.poll_interval) => {}
             }
         }
-        // Runs in flight finish; their leases are released by finish_sync.
+        // Runs in flight stop now; each gives its lease up as it goes.
+        stop.cancel();
         while running.join_next().await.is_some() {}
         let report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(report)
@@ -146,6 +157,9 @@ impl Platform {
         let (model, _) = self.sync_info(&provider, sync).await.ok()?;
         let (resumed, error) = match result {
             Ok(resumed) => (*resumed, None),
+            // Nothing to tell: it resumes at once, and its pages were told
+            // of by nobody yet (the finished run will count them).
+            Err(PlatformError::Interrupted { .. }) => return None,
             // Errors from the provider were scrubbed by the session; a
             // store or lease error carries no secret.
             Err(e) => (false, Some(e.to_string())),
@@ -169,14 +183,14 @@ impl Platform {
         sync: &str,
         owner: String,
         counted: &mut (u64, u64),
+        stop: tokio_util::sync::CancellationToken,
     ) -> Result<bool, PlatformError> {
         let session = self.session(connection_id).await?;
         let mut progress = |page: &SyncPage| {
             counted.0 += 1;
             counted.1 += page.records.len() as u64;
         };
-        self.run_sync_as(&session, connection_id, sync, &StoredSyncOptions::default(), &mut progress, owner)
-            .await
-            .map(|run| run.resumed)
+        let options = StoredSyncOptions { stop: Some(stop), ..StoredSyncOptions::default() };
+        self.run_sync_as(&session, connection_id, sync, &options, &mut progress, owner).await.map(|run| run.resumed)
     }
 }

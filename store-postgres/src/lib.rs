@@ -23,8 +23,8 @@ use terapi_host::providers::RateLimitSpec;
 use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use terapi_store::{
     ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, MasterKey, RETRY_FAILED_AFTER_MS, RecordChanges,
-    RecordPage, RecordQuery, Store, StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState, auth_mode_name,
-    unix_now, username,
+    RecordPage, RecordQuery, RunOutcome, Store, StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState,
+    auth_mode_name, unix_now, username,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -375,11 +375,8 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(|e| self.err(e))
     }
 
-    async fn finish_sync(&self, lease: &SyncLease, outcome: Result<(), &str>) -> Result<(), StoreError> {
-        let (status, error) = match outcome {
-            Ok(()) => ("done", None),
-            Err(message) => ("failed", Some(message)),
-        };
+    async fn finish_sync(&self, lease: &SyncLease, outcome: RunOutcome<'_>) -> Result<(), StoreError> {
+        let (status, error) = (outcome.status(), outcome.message());
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.err(e))?;
         tx.execute(
@@ -389,6 +386,7 @@ impl Store for PostgresStore {
                      due_at = CASE WHEN paused THEN NULL
                                    WHEN $4 = 'done' THEN {NOW_MS} + frequency_secs * 1000
                                    WHEN due_at IS NULL AND frequency_secs IS NULL THEN NULL
+                                   WHEN $4 = 'interrupted' THEN {NOW_MS}
                                    ELSE {NOW_MS} + LEAST($6, COALESCE(frequency_secs * 1000, $6)) END
                  WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3"
             ),
@@ -406,6 +404,16 @@ impl Store for PostgresStore {
         .await
         .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn expire_lease(&self, connection_id: &str, sync: &str, dead_owner: &str) -> Result<bool, StoreError> {
+        let changed = self
+            .execute(
+                "UPDATE sync_state SET lease_expires_at = 0 WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3",
+                &[&connection_id, &sync, &dead_owner],
+            )
+            .await?;
+        Ok(changed == 1)
     }
 
     async fn mark_unseen_deleted(&self, lease: &SyncLease, model: &str) -> Result<u64, StoreError> {

@@ -34,6 +34,37 @@ pub use sqlite::{DATABASE_FILE, SqliteStore};
 /// A failed run is due again this long after it failed.
 pub const RETRY_FAILED_AFTER_MS: u64 = 60_000;
 
+/// How a sync run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome<'a> {
+    Done,
+    /// Failed with this message (scrubbed of secrets); retried after
+    /// `RETRY_FAILED_AFTER_MS` if scheduled.
+    Failed(&'a str),
+    /// Stopped on purpose (SIGINT, SIGTERM) between or inside a page: the
+    /// committed pages and their checkpoint stay, the lease is given up at
+    /// once, and a scheduled sync is due again now.
+    Interrupted(&'a str),
+}
+
+impl RunOutcome<'_> {
+    /// The `status` column's word.
+    pub fn status(&self) -> &'static str {
+        match self {
+            RunOutcome::Done => "done",
+            RunOutcome::Failed(_) => "failed",
+            RunOutcome::Interrupted(_) => "interrupted",
+        }
+    }
+
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            RunOutcome::Done => None,
+            RunOutcome::Failed(m) | RunOutcome::Interrupted(m) => Some(m),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the store at {path} could not be used: {message}")]
@@ -261,7 +292,11 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn commit_page(&self, lease: &SyncLease, model: &str, page: &SyncPage) -> Result<(), StoreError>;
     /// Records how a run ended and gives the lease up. The checkpoint stays
     /// as the last committed page set it.
-    async fn finish_sync(&self, lease: &SyncLease, outcome: Result<(), &str>) -> Result<(), StoreError>;
+    async fn finish_sync(&self, lease: &SyncLease, outcome: RunOutcome<'_>) -> Result<(), StoreError>;
+    /// Ends the lease `dead_owner` holds on a sync (a process known to be
+    /// gone), so a new run can begin at once instead of waiting for it to
+    /// lapse; `false` if that owner no longer holds it.
+    async fn expire_lease(&self, connection_id: &str, sync: &str, dead_owner: &str) -> Result<bool, StoreError>;
     /// At the end of a complete pass of a full sync: every record of
     /// `model` not seen since the pass started is gone upstream, and is
     /// marked deleted (kept, with `deleted_at`, so readers learn of it).

@@ -15,8 +15,8 @@ use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
 use crate::{
-    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, RecordChanges, RecordPage, RecordQuery, Store,
-    StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState, auth_mode_name, schema, unix_now, username,
+    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, RecordChanges, RecordPage, RecordQuery, RunOutcome,
+    Store, StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState, auth_mode_name, schema, unix_now, username,
 };
 
 pub const DATABASE_FILE: &str = "terapi.db";
@@ -402,11 +402,8 @@ impl Store for SqliteStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
-    async fn finish_sync(&self, lease: &SyncLease, outcome: Result<(), &str>) -> Result<(), StoreError> {
-        let (status, error) = match outcome {
-            Ok(()) => ("done", None),
-            Err(message) => ("failed", Some(message)),
-        };
+    async fn finish_sync(&self, lease: &SyncLease, outcome: RunOutcome<'_>) -> Result<(), StoreError> {
+        let (status, error) = (outcome.status(), outcome.message());
         let now_ms = terapi_host::limits::unix_ms() as i64;
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
@@ -416,6 +413,7 @@ impl Store for SqliteStore {
                  due_at = CASE WHEN paused THEN NULL
                                WHEN ?4 = 'done' THEN ?6 + frequency_secs * 1000
                                WHEN due_at IS NULL AND frequency_secs IS NULL THEN NULL
+                               WHEN ?4 = 'interrupted' THEN ?6
                                ELSE ?6 + MIN(?7, COALESCE(frequency_secs * 1000, ?7)) END
              WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3",
             params![
@@ -436,6 +434,17 @@ impl Store for SqliteStore {
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    async fn expire_lease(&self, connection_id: &str, sync: &str, dead_owner: &str) -> Result<bool, StoreError> {
+        let changed = self
+            .db()
+            .execute(
+                "UPDATE sync_state SET lease_expires_at = 0 WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3",
+                params![connection_id, sync, dead_owner],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(changed == 1)
     }
 
     async fn mark_unseen_deleted(&self, lease: &SyncLease, model: &str) -> Result<u64, StoreError> {
@@ -1039,7 +1048,7 @@ mod tests {
             // The dead run's late page is refused, not interleaved.
             let late = store.commit_page(&a, "GongUser", &page("3", "c3")).await.unwrap_err();
             assert!(matches!(late, StoreError::LeaseLost { .. }), "{late}");
-            store.finish_sync(&b, Ok(())).await.unwrap();
+            store.finish_sync(&b, RunOutcome::Done).await.unwrap();
             let state = &store.sync_states("acme").await.unwrap()[0];
             assert_eq!((state.status.as_str(), state.records, state.checkpoint.as_deref()), ("done", 2, Some("c2")));
         });

@@ -23,10 +23,15 @@ pub async fn run(app: &App, command: McpCommand) -> Result<ExitCode> {
         let listener =
             tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
         eprintln!("MCP (streamable HTTP) at http://{}/mcp", listener.local_addr()?);
-        axum::serve(listener, server.http_router()).await.context("the MCP HTTP server stopped")?;
+        let stop = crate::signals::stop_on_signal("MCP: stopping");
+        axum::serve(listener, server.http_router())
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .context("the MCP HTTP server stopped")?;
         return Ok(ExitCode::SUCCESS);
     }
     // stdout is the protocol channel from here on; logs go to stderr.
-    server.serve_stdio().await.context("the MCP server stopped")?;
+    let stop = crate::signals::stop_on_signal("MCP: stopping the running calls");
+    server.serve_stdio_until(stop.cancelled_owned()).await.context("the MCP server stopped")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -68,28 +68,9 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
         },
     );
     eprintln!("terapi serve: listening on http://{address} (Connect links and OAuth redirects use {public_url})");
-    terapi_serve::serve(state, listener, shutdown_signal()).await.context("serving")?;
+    let stop = crate::signals::stop_on_signal("terapi serve: stopping (running syncs release their leases)");
+    terapi_serve::serve(state, listener, stop.cancelled_owned()).await.context("serving")?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Ctrl-C or SIGTERM (what service managers send).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 pub async fn key(app: &App, command: KeyCommand) -> Result<ExitCode> {

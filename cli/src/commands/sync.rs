@@ -6,6 +6,7 @@ use terapi_platform::{StoredSyncOptions, WorkerOptions};
 
 use crate::SyncCommand;
 use crate::app::{self, App, when};
+use crate::signals;
 use crate::sinks::{NdjsonSink, Progress};
 
 pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
@@ -59,12 +60,20 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
                 if output.is_some() {
                     bail!("--output is for syncs without --connection; read saved records with `terapi records list`");
                 }
-                let options = StoredSyncOptions { full, checkpoint, sync };
+                let stop = signals::stop_on_signal("stopping: the page being fetched is dropped, the lease released");
+                let options = StoredSyncOptions { full, checkpoint, sync, stop: Some(stop) };
                 let mut progress = Progress::new((), &name);
                 let result = platform.run_sync(id, &name, &options, &mut |page: &_| progress.count(page)).await;
                 progress.finish();
                 let (pages, records) = (progress.pages, progress.records);
                 match result {
+                    Err(terapi_platform::PlatformError::Interrupted { .. }) => {
+                        eprintln!(
+                            "{name}: interrupted after {records} records in {pages} pages; they and the checkpoint \
+                             are saved: run `terapi sync run {name} --connection {id}` to resume (it may start now)"
+                        );
+                        return Ok(ExitCode::from(signals::INTERRUPTED));
+                    }
                     Ok(done) => {
                         let from =
                             if done.resumed { "resumed from the saved checkpoint" } else { "from the beginning" };
@@ -84,15 +93,37 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
             } else {
                 let (session, _) = app::session(&platform, &args).await?;
                 let mut sink = Progress::new(NdjsonSink::open(output.as_deref())?, &name);
-                let result = terapi_host::run_sync(&session, &name, checkpoint, &sync, &mut sink).await;
+                let stop = signals::stop_on_signal("stopping: the page being fetched is dropped");
+                let result = tokio::select! {
+                    result = terapi_host::run_sync(&session, &name, checkpoint.clone(), &sync, &mut sink) => Some(result),
+                    () = stop.cancelled() => None,
+                };
                 sink.finish();
+                let Some(result) = result else {
+                    sink.inner.flush()?;
+                    let resume = match sink.inner.last_checkpoint.as_ref().or(checkpoint.as_ref()) {
+                        Some(at) => format!("resume with --checkpoint '{at}'"),
+                        None => "no page was finished; run it again from the beginning".into(),
+                    };
+                    eprintln!(
+                        "{name}: interrupted after {} records in {} pages (all written); {resume}",
+                        sink.inner.written, sink.pages
+                    );
+                    return Ok(ExitCode::from(signals::INTERRUPTED));
+                };
                 if sink.inner.broken_pipe {
                     // The reader (e.g. `| head`) has all it wants.
                     return Ok(ExitCode::SUCCESS);
                 }
                 sink.inner.flush()?;
                 match result {
-                    Ok(run) => eprintln!("{name}: {} records in {} pages, done", run.records, run.pages),
+                    Ok(run) => {
+                        let twice = match sink.inner.duplicates {
+                            0 => String::new(),
+                            n => format!(" ({n} listed again by the provider, written once)"),
+                        };
+                        eprintln!("{name}: {} records in {} pages{twice}, done", sink.inner.written, run.pages)
+                    }
                     Err(error) => {
                         if let Some(resume) = &sink.inner.last_checkpoint {
                             eprintln!(
@@ -112,14 +143,17 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
 pub async fn worker(app: &App, concurrency: usize, lease_secs: u64, exit_when_idle: bool) -> Result<ExitCode> {
     let platform = app.platform().await?.with_lease_ttl(std::time::Duration::from_secs(lease_secs));
     let options = WorkerOptions { concurrency, exit_when_idle, ..WorkerOptions::default() };
-    eprintln!("worker: running due syncs, {concurrency} at a time (Ctrl-C stops after the current pages)");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let report = std::sync::Arc::new(platform).run_worker(options, shutdown).await?;
     eprintln!(
-        "worker: {} runs ({} failed), {} pages, {} records",
-        report.runs, report.failed, report.pages, report.records
+        "worker: running due syncs, {concurrency} at a time (Ctrl-C or SIGTERM stops them, keeping their checkpoints)"
     );
+    let stop = signals::stop_on_signal("worker: stopping the running syncs and releasing their leases");
+    let report = std::sync::Arc::new(platform).run_worker(options, stop.clone().cancelled_owned()).await?;
+    eprintln!(
+        "worker: {} runs ({} failed, {} interrupted: due again now for any worker), {} pages, {} records",
+        report.runs, report.failed, report.interrupted, report.pages, report.records
+    );
+    if stop.is_cancelled() {
+        return Ok(ExitCode::from(signals::INTERRUPTED));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -220,8 +220,8 @@ fn an_upstream_that_answers_empty_pages_forever_is_stopped_within_the_guard() {
 fn one_run_spends_at_most_its_request_budget_and_the_next_resumes() {
     block_on(async {
         let gong = start_gong(FakeGongConfig { users: fixtures::users(250), ..Default::default() }).await;
-        let runtime = terapi_host::Runtime::new(RuntimeConfig { max_requests_per_run: Some(2), ..loopback_runtime() })
-            .unwrap();
+        let runtime =
+            terapi_host::Runtime::new(RuntimeConfig { max_requests_per_run: Some(2), ..loopback_runtime() }).unwrap();
         let component = runtime.load_component(terapi_artifacts::PROVIDER_GONG).unwrap();
         let session = runtime.connect(&component, providers().get("gong").unwrap(), &connection(&gong)).unwrap();
         let mut sink = CollectingSink::default();
