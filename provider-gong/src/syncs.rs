@@ -9,6 +9,7 @@
 use crate::prelude::*;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::catalog::not_available;
@@ -473,11 +474,13 @@ fn list_page(
         // Gong's "No calls found corresponding to the provided filters".
         404 if !sync.plan_gated => (Vec::new(), None, None),
         401 | 403 | 404 if sync.plan_gated => return Err(not_available(sync.path)),
+        status if !(200..300).contains(&status) => {
+            return Err(api::error_for_status(sync.path, status, &answer.body));
+        }
         _ => {
-            let page: Value = api::decode_success(sync.path, answer)?;
-            let next = next_cursor(&page);
-            let total = page.pointer("/records/totalRecords").and_then(Value::as_u64);
-            (records_of(sync, page)?, next, total)
+            let page = LazyPage::read(sync.path, &answer.body)?;
+            let (next, total) = page.cursor_and_total();
+            (page.records(sync)?, next, total)
         }
     };
     let listing = if next_cursor.is_some() || checkpoint.cursor.is_some() {
@@ -540,32 +543,71 @@ fn next_cursor(page: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-fn records_of(sync: &SyncDef, page: Value) -> Result<Vec<SyncRecord>, ProviderError> {
-    let Value::Object(mut page) = page else {
-        return Err(ProviderError::BadResponse(format!("{}: the answer is not a JSON object", sync.path)));
-    };
-    let items = match page.remove(sync.items) {
-        Some(Value::Array(items)) => items,
-        Some(Value::Null) => Vec::new(),
-        // An answer without its list is not an empty page: saving nothing
-        // and reporting success would hide that Gong answered something else.
-        None => {
-            let keys: Vec<&str> = page.keys().map(String::as_str).collect();
+/// A page read without building its whole tree: the top-level fields stay
+/// text until asked for, and the items are parsed one at a time. A tree of
+/// small objects (a transcript's sentences) takes ten times its JSON in
+/// memory, so a page near the host's 32 MiB response cap would not fit the
+/// guest's memory whole; this way a page needs about twice its size.
+struct LazyPage<'a> {
+    path: &'static str,
+    fields: alloc::collections::BTreeMap<String, &'a RawValue>,
+}
+
+impl<'a> LazyPage<'a> {
+    fn read(path: &'static str, body: &'a [u8]) -> Result<LazyPage<'a>, ProviderError> {
+        let fields = serde_json::from_slice(body)
+            .map_err(|e| ProviderError::BadResponse(format!("Gong's answer to {path} is not a JSON object: {e}")))?;
+        Ok(LazyPage { path, fields })
+    }
+
+    /// Gong's cursor sits in `records.cursor` (settings lists may put it at
+    /// the top level), beside `records.totalRecords`.
+    fn cursor_and_total(&self) -> (Option<String>, Option<u64>) {
+        let records: Option<gong::Records> =
+            self.fields.get("records").and_then(|r| serde_json::from_str(r.get()).ok());
+        let top: Option<String> =
+            self.fields.get("cursor").and_then(|c| serde_json::from_str::<Option<String>>(c.get()).ok()).flatten();
+        let cursor =
+            records.as_ref().and_then(|r| r.next_cursor().map(str::to_string)).or(top).filter(|c| !c.is_empty());
+        (cursor, records.and_then(|r| r.total_records))
+    }
+
+    fn records(&self, sync: &SyncDef) -> Result<Vec<SyncRecord>, ProviderError> {
+        let Some(raw) = self.fields.get(sync.items) else {
+            // An answer without its list is not an empty page: saving nothing
+            // and reporting success would hide that Gong answered something else.
+            let keys: Vec<&str> = self.fields.keys().map(String::as_str).collect();
             return Err(ProviderError::BadResponse(format!(
                 "{}: the answer has no `{}` list (it has: {}); Gong's answer shape may have changed",
-                sync.path,
+                self.path,
                 sync.items,
                 keys.join(", ")
             )));
+        };
+        if raw.get().trim() == "null" {
+            return Ok(Vec::new());
         }
-        Some(other) => {
-            return Err(ProviderError::BadResponse(format!(
-                "{}: `{}` is not a list but {other}",
-                sync.path, sync.items
-            )));
-        }
-    };
-    items.into_iter().map(|item| record_of(sync, item)).collect()
+        let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+            .map_err(|_| ProviderError::BadResponse(format!("{}: `{}` is not a list", self.path, sync.items)))?;
+        items
+            .into_iter()
+            .map(|item| {
+                let item: Value = serde_json::from_str(item.get())
+                    .map_err(|e| ProviderError::BadResponse(format!("{}: a record is not JSON: {e}", self.path)))?;
+                record_of(sync, item)
+            })
+            .collect()
+    }
+}
+
+/// The records of a page already parsed (the small per-workspace and
+/// per-owner pages), by the same rules as `LazyPage::records`.
+fn records_of(sync: &SyncDef, page: Value) -> Result<Vec<SyncRecord>, ProviderError> {
+    if !page.is_object() {
+        return Err(ProviderError::BadResponse(format!("{}: the answer is not a JSON object", sync.path)));
+    }
+    let text = to_json(&page)?;
+    LazyPage::read(sync.path, text.as_bytes())?.records(sync)
 }
 
 fn record_of(sync: &SyncDef, mut item: Value) -> Result<SyncRecord, ProviderError> {

@@ -240,3 +240,28 @@ fn one_run_spends_at_most_its_request_budget_and_the_next_resumes() {
 fn since_2023() -> terapi_host::SyncOptions {
     terapi_host::SyncOptions { modified_since: Some("2023-01-01T00:00:00Z".into()), backfill_days: None }
 }
+
+#[test]
+fn a_page_just_under_the_response_cap_fits_in_the_guest() {
+    block_on(async {
+        // 100 calls of ~300 KB each, as many small objects with numbers
+        // (the costliest shape to parse, as a transcript's sentences are):
+        // a ~30 MB answer, under the 32 MiB cap.
+        let calls: Vec<serde_json::Value> = (0..100)
+            .map(|i| {
+                let mut call = fixtures::call(i);
+                call["customData"] = serde_json::Value::Array(
+                    (0..10_000).map(|j| serde_json::json!({"s": j, "e": j + 1, "t": "ok"})).collect(),
+                );
+                call
+            })
+            .collect();
+        let gong = start_gong(FakeGongConfig { calls, ..Default::default() }).await;
+        let session = session_for(&gong, providers());
+        let mut sink = CollectingSink::default();
+        let run = terapi_host::run_sync(&session, "calls", None, &since_2023(), &mut sink).await;
+        let size = gong.requests().iter().map(|r| r.body.len()).max();
+        run.unwrap_or_else(|e| panic!("{e} (largest request body {size:?})"));
+        assert_eq!(sink.records().count(), 100);
+    });
+}
