@@ -75,6 +75,7 @@ impl App {
                     allow_private: self.global.allow_private_egress,
                     ..EgressPolicy::default()
                 },
+                max_requests_per_run: Some(self.global.max_requests_per_run).filter(|n| *n > 0),
                 ..RuntimeConfig::default()
             },
             providers: self.providers.clone(),

@@ -68,6 +68,11 @@ pub struct GlobalArgs {
     #[arg(long, env = "TERAPI_ALLOW_PRIVATE_EGRESS", global = true, action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::FalseyValueParser::new())]
     pub allow_private_egress: bool,
+    /// Requests one sync run may send before it stops (resumable from its
+    /// last page), so a sync cannot spend the provider's daily quota, which
+    /// the account's other tools share, by itself (0: no cap).
+    #[arg(long, env = "TERAPI_MAX_REQUESTS_PER_RUN", global = true, default_value_t = 5000, value_name = "N")]
+    pub max_requests_per_run: u64,
     /// More log output on stderr (-v info, -vv debug); RUST_LOG also works.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,

@@ -15,6 +15,12 @@ use crate::template::{Template, TemplateError};
 /// token response), as in Nango's providers.yaml.
 pub const BASE_URL_CONFIG_KEY: &str = "api_base_url_for_customer";
 
+/// The connection config key under which the host keeps the provider-side
+/// account the component named when it verified the credential (WIT
+/// `verification.account`): limits the provider keeps per account are
+/// counted by it.
+pub const ACCOUNT_CONFIG_KEY: &str = "terapi_provider_account";
+
 #[derive(Debug, Clone)]
 pub struct Connection {
     /// The caller's name for this connection (shown in logs and errors).
@@ -155,7 +161,8 @@ impl Connection {
     /// regional cluster has its own base URL (`https://us-44392.api.gong.io`),
     /// so that URL names the tenant, whatever the connection or auth mode.
     /// On the provider's default base URL, which many companies share, the
-    /// access key (basic) or the connection (OAuth) names it.
+    /// account the component named on verify does, or else the access key
+    /// (basic) or the connection (OAuth).
     pub fn tenant(&self, spec: &ProviderSpec, base: &Url) -> String {
         let default = Template::parse(&spec.proxy.base_url)
             .and_then(|t| t.render(&BTreeMap::new()))
@@ -164,6 +171,11 @@ impl Connection {
         let base_text = base.as_str().trim_end_matches('/');
         if default.as_ref() != Some(base) {
             return base_text.to_string();
+        }
+        // The account the provider named (Gong: the company) is shared by
+        // all its keys; failing that, the key or the connection.
+        if let Some(account) = self.config.get(ACCOUNT_CONFIG_KEY).filter(|a| !a.is_empty()) {
+            return format!("{base_text} (account {account})");
         }
         match &self.credentials {
             Credentials::Basic { username, .. } => format!("{base_text} (access key {username})"),

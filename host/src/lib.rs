@@ -23,7 +23,7 @@ pub mod secret;
 pub mod sync;
 pub mod template;
 
-pub use connection::{BASE_URL_CONFIG_KEY, Connection, Credentials};
+pub use connection::{ACCOUNT_CONFIG_KEY, BASE_URL_CONFIG_KEY, Connection, Credentials};
 pub use destination::{DestinationRefused, EgressPolicy, HttpClient};
 pub use egress::{Authorizer, EgressError, EgressLimits, InboundResponse, Method, OutboundRequest};
 pub use error::{Error, GuestFailure, ProviderFailure, SyncFailure};

@@ -126,7 +126,7 @@ pub struct ProviderComponent {
 
 impl ProviderComponent {
     /// What the component imports, by full interface name (e.g.
-    /// `terapi:provider/http@0.4.0`, or `wasi:cli/stderr@0.2.6` for one built
+    /// `terapi:provider/http@0.5.0`, or `wasi:cli/stderr@0.2.6` for one built
     /// with std): what any host of it must provide.
     pub fn imports(&self) -> Vec<String> {
         let component = self.pre.component();
@@ -340,6 +340,7 @@ impl Runtime {
             egress: Some(Arc::new(egress)),
             redactor,
             label: Arc::from(format!("{}/{}", connection.provider, connection.id)),
+            config: connection.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         })
     }
 
@@ -450,6 +451,8 @@ pub struct Session {
     egress: Option<Arc<Egress>>,
     redactor: Redactor,
     label: Arc<str>,
+    /// The connection's config, which the component checks before `verify`.
+    config: Arc<[(String, String)]>,
 }
 
 impl Session {
@@ -461,6 +464,7 @@ impl Session {
             egress: None,
             redactor: Redactor::default(),
             label: Arc::from(label),
+            config: Arc::from([]),
         }
     }
 
@@ -490,9 +494,15 @@ impl Session {
 
     pub async fn verify(&self) -> Result<Verification, Error> {
         self.timed(async {
-            let (mut store, instance) = self.instantiate(GuestCall::Verify).await?;
+            let (mut store, instance) = self.instantiate(GuestCall::CheckConfig).await?;
             let auth = self.component.auth.load(&mut store, &instance);
             let auth = self.finish(&store, auth)?;
+            // The component's own word on the config first: no request
+            // goes out with a base URL it does not recognise.
+            let checked = auth.call_check_config(&mut store, &self.config).await;
+            self.finish(&store, checked)?.map_err(|e| self.provider_error(e))?;
+            store.data_mut().call = GuestCall::Verify;
+            store.data_mut().egress = self.egress.clone();
             let result = auth.call_verify(&mut store).await;
             self.finish(&store, result)?.map_err(|e| self.provider_error(e))
         })
@@ -695,6 +705,7 @@ fn ticks(budget: Duration) -> u64 {
 enum GuestCall {
     Check,
     Describe,
+    CheckConfig,
     Verify,
     RunPage,
     RunAction,
@@ -711,6 +722,7 @@ impl GuestCall {
         match self {
             GuestCall::Check => "instantiation",
             GuestCall::Describe => "auth.describe, sync.list-syncs and action.list-actions",
+            GuestCall::CheckConfig => "auth.check-config",
             GuestCall::Verify => "auth.verify",
             GuestCall::RunPage => "sync.run-page",
             GuestCall::RunAction => "action.run",

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use terapi_host::connection::check_connection_id;
 use terapi_host::{
-    AuthMode, BASE_URL_CONFIG_KEY, Connection, Credentials, Session, TokenRefresher, Verification, oauth,
+    ACCOUNT_CONFIG_KEY, AuthMode, BASE_URL_CONFIG_KEY, Connection, Credentials, Session, TokenRefresher, Verification,
+    oauth,
 };
 use terapi_store::{Store, StoreError};
 
@@ -64,7 +65,7 @@ impl Platform {
         let session = self.session_for(connection)?;
         let verified =
             session.verify().await.map_err(|source| PlatformError::NotSaved { what: "the credential", source })?;
-        self.store.create_connection(connection).await?;
+        self.store.create_connection(&with_account(connection.clone(), &verified)).await?;
         Ok(verified)
     }
 
@@ -139,6 +140,7 @@ impl Platform {
             .verify()
             .await
             .map_err(|source| PlatformError::NotSaved { what: "the authorization", source })?;
+        let connection = with_account(connection, &verification);
         let replaced = self.store.connection_summary(id).await.is_ok();
         if replaced {
             self.store.save_tokens(id, &connection.credentials, &connection.config).await?;
@@ -162,6 +164,16 @@ impl Platform {
         client.redirect_uri = redirect_uri.to_string();
         Ok(client)
     }
+}
+
+/// The connection with the account its verification named kept in its
+/// config, so requests of every connection of that account share one
+/// budget (Gong's limits are per company).
+fn with_account(mut connection: Connection, verified: &Verification) -> Connection {
+    if let Some(account) = verified.account.as_ref().filter(|a| !a.is_empty()) {
+        connection.config.insert(ACCOUNT_CONFIG_KEY.to_string(), account.clone());
+    }
+    connection
 }
 
 /// Saves each refreshed token set (and the metadata that came with it,

@@ -9,6 +9,8 @@ use crate::prelude::*;
 use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 
+use crate::terapi::provider::types::ProviderError;
+
 /// The scopes our syncs and actions need when connected through `gong-oauth`.
 /// The OAuth scope each endpoint this provider calls needs, from Gong's
 /// OpenAPI document (`api:permission-profile:read` and
@@ -106,6 +108,50 @@ pub fn error_message(body: &[u8]) -> String {
 }
 
 /// The `records` block of every paginated Gong list.
+/// Gong names no company in its answers, but user ids are unique across
+/// Gong and every key of a company lists the same users: the smallest id
+/// on the first users page names the company (two companies never share
+/// it). `None` when the page lists nobody.
+pub fn company_key(page: &UsersPage) -> Option<String> {
+    page.users.iter().filter_map(|u| u.id.parse::<u64>().ok()).min().map(|id| format!("gong-company-of-user-{id}"))
+}
+
+/// The connection config key of a tenant's API base URL.
+pub const BASE_URL_KEY: &str = "api_base_url_for_customer";
+
+/// Gong's API lives at `https://api.gong.io` or a regional
+/// `https://<name>.api.gong.io`. Plain http to this machine is let through
+/// for a local fake Gong: the host refuses it unless its operator allows
+/// private egress, which the component cannot know.
+pub fn check_config(config: &[(String, String)]) -> Result<(), ProviderError> {
+    for (key, value) in config {
+        if key == BASE_URL_KEY && !value.is_empty() && !is_gong_api_base(value) {
+            return Err(ProviderError::InvalidInput(format!(
+                "`{BASE_URL_KEY}` must be Gong's API host, https://api.gong.io or https://<name>.api.gong.io as \
+                 Gong shows it (Company settings > Ecosystem > API); the value given is not (it is not repeated here)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn is_gong_api_base(value: &str) -> bool {
+    let value = value.strip_suffix('/').unwrap_or(value);
+    if let Some(host) = value.strip_prefix("https://") {
+        let host = host.to_ascii_lowercase();
+        let label = host.strip_suffix(".api.gong.io");
+        return host == "api.gong.io"
+            || label.is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    }
+    if let Some(rest) = value.strip_prefix("http://") {
+        let (host, port) = rest.split_once(':').unwrap_or((rest, "80"));
+        return matches!(host, "127.0.0.1" | "localhost")
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit());
+    }
+    false
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Records {
@@ -334,6 +380,43 @@ mod tests {
         let no_manager: GongUser = decode(br#"{"id":"1","managerId":null}"#).unwrap();
         assert_eq!(no_manager.manager_id, None);
         assert!(decode::<GongUser>(br#"{"id":null}"#).is_err());
+    }
+
+    #[test]
+    fn only_gong_api_hosts_pass_as_base_urls() {
+        for good in [
+            "https://api.gong.io",
+            "https://us-44392.api.gong.io/",
+            "https://EU-1.api.gong.io",
+            "http://127.0.0.1:8080",
+        ] {
+            assert!(is_gong_api_base(good), "{good}");
+        }
+        for bad in [
+            "https://evil.example",
+            "https://api.gong.io.evil.example",
+            "https://evil.example/api.gong.io",
+            "https://a.b.api.gong.io",
+            "https://.api.gong.io",
+            "http://api.gong.io",
+            "https://api.gong.io:8443",
+            "https://user@api.gong.io",
+            "http://10.0.0.1:80",
+            "http://127.0.0.1:80/x",
+        ] {
+            assert!(!is_gong_api_base(bad), "{bad}");
+        }
+        let error = check_config(&[(BASE_URL_KEY.into(), "https://evil.example".into())]).unwrap_err();
+        assert!(matches!(&error, ProviderError::InvalidInput(m) if !m.contains("evil")), "{error:?}");
+        assert!(check_config(&[("other".into(), "https://evil.example".into())]).is_ok());
+    }
+
+    #[test]
+    fn the_company_is_named_by_its_smallest_user_id() {
+        let body =
+            br#"{"records":{},"users":[{"id":"9","emailAddress":"a@x.io"},{"id":"12","emailAddress":"b@x.io"}]}"#;
+        let page: UsersPage = decode(body).unwrap();
+        assert_eq!(company_key(&page).as_deref(), Some("gong-company-of-user-9"));
     }
 
     #[test]

@@ -69,7 +69,14 @@ impl auth::Guest for GongProvider {
     fn verify() -> Result<auth::Verification, ProviderError> {
         let page: gong::UsersPage = api::get_json("/v2/users", &[])?;
         let visible = page.records.total_records.unwrap_or(page.users.len() as u64);
-        Ok(auth::Verification { summary: format!("credential accepted; {visible} users visible") })
+        Ok(auth::Verification {
+            summary: format!("credential accepted; {visible} users visible"),
+            account: gong::company_key(&page),
+        })
+    }
+
+    fn check_config(config: Vec<(String, String)>) -> Result<(), ProviderError> {
+        gong::check_config(&config)
     }
 }
 

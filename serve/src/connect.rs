@@ -312,6 +312,12 @@ fn end_user_error(spec: &ProviderSpec, e: terapi_platform::PlatformError) -> Api
             },
         )),
         Some(HostError::Provider(ProviderFailure::Http(h))) | Some(HostError::Http(h)) => http(h),
+        // The component's own check of the config (a base URL that is not
+        // the provider's API host).
+        Some(HostError::Provider(ProviderFailure::InvalidInput(_))) => Some((
+            "invalid_connection_config",
+            "that API base URL is not usable; use your Gong API host, such as https://us-44392.api.gong.io".to_string(),
+        )),
         Some(HostError::Connection { .. }) => Some((
             "invalid_connection_config",
             "that API base URL is not usable; use your Gong API host, such as https://us-44392.api.gong.io".to_string(),

@@ -65,7 +65,10 @@ impl auth::Guest for Boundary {
         auth::Requirements { basic: None, oauth2_scopes: Vec::new() }
     }
     fn verify() -> Result<auth::Verification, ProviderError> {
-        Ok(auth::Verification { summary: String::new() })
+        Ok(auth::Verification { summary: String::new(), account: None })
+    }
+    fn check_config(_config: Vec<(String, String)>) -> Result<(), ProviderError> {
+        Ok(())
     }
 }
 

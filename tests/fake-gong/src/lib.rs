@@ -53,6 +53,9 @@ pub struct FakeGongConfig {
     /// Play Gong's OAuth server too: the API then also takes bearer tokens,
     /// and a second port serves as the customer's API base URL.
     pub oauth: Option<OAuthConfig>,
+    /// Further (access key, secret) pairs of the same company: Gong lets a
+    /// company have several keys, all seeing its data.
+    pub more_keys: Vec<(String, String)>,
     /// The company's time zone, as minutes east of UTC (-480 for UTC-8):
     /// Gong reads date filters such as `reviewFromDate` as days there.
     pub company_utc_offset_minutes: i32,
@@ -70,6 +73,7 @@ impl Default for FakeGongConfig {
             plan_gated: false,
             extras: 5,
             oauth: None,
+            more_keys: Vec::new(),
             company_utc_offset_minutes: 0,
         }
     }
@@ -496,8 +500,12 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
     let Some(encoded) = value.strip_prefix("Basic ") else {
         return false;
     };
-    let expected = format!("{}:{}", config.access_key, config.access_key_secret);
-    base64::engine::general_purpose::STANDARD.decode(encoded.trim()).is_ok_and(|decoded| decoded == expected.as_bytes())
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    std::iter::once((&config.access_key, &config.access_key_secret))
+        .chain(config.more_keys.iter().map(|(k, s)| (k, s)))
+        .any(|(key, secret)| decoded == format!("{key}:{secret}").as_bytes())
 }
 
 fn url_decode_pairs(query: &str) -> BTreeMap<String, String> {

@@ -102,6 +102,10 @@ impl auth::Guest for Hostile {
     fn verify() -> Result<auth::Verification, ProviderError> {
         Err(ProviderError::Http(HttpError::Refused("hostile guest cannot verify".into())))
     }
+    /// Tries to send from an export that may not; reports what the host did.
+    fn check_config(_config: Vec<(String, String)>) -> Result<(), ProviderError> {
+        get("/hostile/send-from-check-config", vec![]).map(drop)
+    }
 }
 
 impl sync::Guest for Hostile {

@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { transpileBytes } from '@bytecodealliance/jco-transpile';
 
-export const WORLD = 'terapi:provider@0.4.0';
+export const WORLD = 'terapi:provider@0.5.0';
 
 const HOST_ONLY_HEADERS = new Set([
   'authorization', 'proxy-authorization', 'cookie', 'host', 'content-length', 'transfer-encoding',
@@ -163,6 +163,8 @@ export class Host {
   #root = null;
   #instantiate;
   #base;
+  /** The connection config as [key, value] pairs, for `auth.check-config`. */
+  #config = [];
   #authorization;
   #secrets;
   #limits;
@@ -204,6 +206,7 @@ export class Host {
   constructor(bindings, modules, connection, rateLimit, budget, limits) {
     this.#budget = budget;
     this.#base = parseBaseUrl(connection.baseUrl);
+    this.#config = [['api_base_url_for_customer', connection.baseUrl]];
     this.#authorization = authorization(connection.credentials);
     const { password, access_token } = connection.credentials;
     this.#secrets = [password, access_token, this.#authorization.split(' ')[1]].filter(Boolean);
@@ -264,8 +267,10 @@ export class Host {
   describe() {
     return this.#call('auth.describe', (root) => root.auth.describe());
   }
+  /** `auth.check-config` first (no HTTP), then `auth.verify`, as HOST.md says. */
   verify() {
-    return this.#call('auth.verify', (root) => root.auth.verify());
+    const checked = this.#call('auth.check-config', (root) => root.auth.checkConfig(this.#config));
+    return checked.then((answer) => (answer.error ? answer : this.#call('auth.verify', (root) => root.auth.verify())));
   }
   listSyncs() {
     return this.#call('sync.list-syncs', (root) => root.sync.listSyncs());

@@ -92,6 +92,65 @@ fn connect_refuses_loopback_private_and_mapped_base_urls_before_any_request() {
     })
 }
 
+/// Below the Connect page, the component and providers.yaml: the host's
+/// egress policy alone, on the proxy (which the component only shapes).
+#[test]
+fn the_egress_policy_alone_refuses_private_destinations_before_they_are_dialled() {
+    block_on(async {
+        let fake = start_gong(FakeGongConfig::default()).await;
+        let port = fake.base_url().rsplit(':').next().unwrap().to_string();
+        let policy = EgressPolicy {
+            allow_private: false,
+            dns_overrides: BTreeMap::from([("gong-internal.test".into(), vec!["127.0.0.1".parse().unwrap()])]),
+        };
+        let runtime =
+            terapi_host::Runtime::new(RuntimeConfig { egress_policy: policy, ..RuntimeConfig::default() }).unwrap();
+        let component = runtime.load_component(terapi_artifacts::PROVIDER_GONG).unwrap();
+        let providers = without_base_url_pattern();
+        for base in [
+            fake.base_url(),
+            format!("https://127.0.0.1:{port}"),
+            format!("https://localhost:{port}"),
+            format!("https://gong-internal.test:{port}"),
+            format!("https://[::ffff:127.0.0.1]:{port}"),
+            format!("https://2130706433:{port}"),
+            "https://10.0.0.7".into(),
+            "https://169.254.169.254".into(),
+            "https://[fd00::1]".into(),
+        ] {
+            let mut connection = connection(&fake);
+            connection.config.insert(terapi_host::BASE_URL_CONFIG_KEY.into(), base.clone());
+            let session = runtime.connect(&component, providers.get("gong").unwrap(), &connection).unwrap();
+            let request = terapi_host::OutboundRequest {
+                method: terapi_host::Method::Get,
+                path: "/v2/users".into(),
+                query: vec![],
+                headers: vec![],
+                body: None,
+                idempotent: true,
+            };
+            let error = session.proxy(request).await.unwrap_err();
+            let refused = matches!(
+                &error,
+                terapi_host::Error::Http(terapi_host::EgressError::Refused(m)) if m.contains("--allow-private-egress")
+            );
+            assert!(refused, "{base}: {error:?}");
+        }
+        assert_eq!(fake.arrivals(), 0, "nothing was dialled");
+
+        // And the component's own check, before verify sends anything: a
+        // public host that is not Gong's.
+        let mut connection = connection(&fake);
+        connection.config.insert(terapi_host::BASE_URL_CONFIG_KEY.into(), "https://gong.evil.example".into());
+        let session = runtime.connect(&component, providers.get("gong").unwrap(), &connection).unwrap();
+        let error = session.verify().await.unwrap_err();
+        let terapi_host::Error::Provider(terapi_host::ProviderFailure::InvalidInput(message)) = &error else {
+            panic!("{error:?}")
+        };
+        assert!(message.contains("api_base_url_for_customer") && !message.contains("evil"), "{message}");
+    })
+}
+
 #[test]
 fn the_bundled_pattern_keeps_the_base_url_on_gong_and_the_page_never_quotes_the_remote() {
     block_on(async {

@@ -12,7 +12,7 @@ fn the_gong_component_imports_only_what_the_world_declares() {
     imports.sort();
     assert_eq!(
         imports,
-        ["terapi:provider/http@0.4.0", "terapi:provider/log@0.4.0", "terapi:provider/types@0.4.0"],
+        ["terapi:provider/http@0.5.0", "terapi:provider/log@0.5.0", "terapi:provider/types@0.5.0"],
         "a host of the world needs nothing else: no WASI"
     );
     // The check tells the two apart: a component built with std imports WASI.
@@ -44,7 +44,10 @@ fn exports_that_the_contract_keeps_off_the_network_cannot_send() {
         };
         let error = session.proxy(request).await.unwrap_err();
         assert!(error.to_string().contains("proxy.prepare may not make HTTP requests"), "{error}");
-        assert!(gong.requests().is_empty(), "neither reached Gong: {:?}", gong.requests());
+        // `verify` runs `check-config` first, which may not send either.
+        let error = session.verify().await.unwrap_err();
+        assert!(error.to_string().contains("auth.check-config may not make HTTP requests"), "{error}");
+        assert!(gong.requests().is_empty(), "none reached Gong: {:?}", gong.requests());
 
         // The exports that may send still do.
         session.run_action("fetch", "/v2/users").await.unwrap();

@@ -265,3 +265,49 @@ fn a_page_just_under_the_response_cap_fits_in_the_guest() {
         assert_eq!(sink.records().count(), 100);
     });
 }
+
+#[test]
+fn two_access_keys_of_one_company_on_the_shared_host_share_its_budget() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig {
+            more_keys: vec![("second-key".into(), "second-secret".into())],
+            ..FakeGongConfig::default()
+        })
+        .await;
+        // The fake plays the shared default host (api.gong.io), which many
+        // companies use: the base URL cannot tell them apart.
+        let text = PROVIDERS_YAML.replacen("|| https://api.gong.io", &format!("|| {}", gong.base_url()), 1).replacen(
+            "per_day: 10000",
+            "per_day: 3",
+            1,
+        );
+        let providers = Providers::parse(&text, "providers.yaml").unwrap();
+        let platform = platform_with(&fresh_dir("company-budget"), providers, loopback_runtime());
+        let key = |id: &str, key: &str, secret: &str| terapi_host::Connection {
+            id: id.into(),
+            provider: "gong".into(),
+            credentials: terapi_host::Credentials::Basic {
+                username: key.into(),
+                password: terapi_host::Secret::new(secret),
+            },
+            config: Default::default(),
+        };
+        let (key_secret, first_key) = (gong.config().access_key_secret.clone(), gong.config().access_key.clone());
+        platform.create_connection(&key("first", &first_key, &key_secret)).await.unwrap();
+        platform.create_connection(&key("second", "second-key", "second-secret")).await.unwrap();
+        let saved = platform.store().connection("second").await.unwrap();
+        assert_eq!(
+            saved.config.get(terapi_host::ACCOUNT_CONFIG_KEY).map(String::as_str),
+            Some(format!("gong-company-of-user-{}", fixtures::user_id(0)).as_str()),
+            "the company is learnt from Gong's answer"
+        );
+        let (first, second) = (platform.session("first").await.unwrap(), platform.session("second").await.unwrap());
+        let input = format!(r#"{{"id":"{}"}}"#, fixtures::user_id(1));
+        for session in [&first, &second, &first] {
+            session.run_action("get-user", &input).await.unwrap();
+        }
+        // The company's third request of the day was its last.
+        let error = second.run_action("get-user", &input).await.unwrap_err().to_string();
+        assert!(error.contains("daily budget of 3 requests"), "{error}");
+    });
+}

@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         plan_gated: false,
         extras: 5,
         oauth: None,
+        more_keys: Vec::new(),
         company_utc_offset_minutes: 0,
     };
     let gong = FakeGong::start_on(([127, 0, 0, 1], args.port).into(), config).await?;
