@@ -275,6 +275,9 @@ async fn claimed<T>(
     }
 }
 
+const UNUSABLE_BASE_URL: &str =
+    "that API base URL is not usable; use your Gong API host, such as https://us-44392.api.gong.io";
+
 /// The end user's view of a failed save. The details (scrubbed of secrets)
 /// go to the operator's log.
 fn end_user_error(spec: &ProviderSpec, e: terapi_platform::PlatformError) -> ApiError {
@@ -314,20 +317,12 @@ fn end_user_error(spec: &ProviderSpec, e: terapi_platform::PlatformError) -> Api
         Some(HostError::Provider(ProviderFailure::Http(h))) | Some(HostError::Http(h)) => http(h),
         // The component's own check of the config (a base URL that is not
         // the provider's API host).
-        Some(HostError::Provider(ProviderFailure::InvalidInput(_))) => Some((
-            "invalid_connection_config",
-            "that API base URL is not usable; use your Gong API host, such as https://us-44392.api.gong.io".to_string(),
-        )),
-        Some(HostError::Connection { .. }) => Some((
-            "invalid_connection_config",
-            "that API base URL is not usable; use your Gong API host, such as https://us-44392.api.gong.io".to_string(),
-        )),
+        Some(HostError::Provider(ProviderFailure::InvalidInput(_))) => {
+            Some(("invalid_connection_config", UNUSABLE_BASE_URL.to_string()))
+        }
+        Some(HostError::Connection { .. }) => Some(("invalid_connection_config", UNUSABLE_BASE_URL.to_string())),
         _ => match &e {
-            PlatformError::Connection(_) => Some((
-                "invalid_connection_config",
-                "that API base URL is not usable; use your Gong API host, such as https://us-44392.api.gong.io"
-                    .to_string(),
-            )),
+            PlatformError::Connection(_) => Some(("invalid_connection_config", UNUSABLE_BASE_URL.to_string())),
             PlatformError::OAuth(_) => {
                 Some(("connection_test_failed", format!("{name} did not complete the authorization; connect again")))
             }
