@@ -123,14 +123,35 @@ impl Budget {
     /// spent, saying when it comes back.
     pub async fn acquire(&self) -> Result<(), EgressError> {
         let Some(limit) = &self.limit else { return Ok(()) };
-        let now = unix_ms();
-        match self.store.reserve(&self.tenant, limit, now).await {
-            Ok(Reservation::Granted { wait }) => {
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
+        let mut late_slots = 0;
+        loop {
+            let now = unix_ms();
+            match self.store.reserve(&self.tenant, limit, now).await {
+                Ok(Reservation::Granted { wait }) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    // A process that was paused or starved of CPU (SIGSTOP,
+                    // a frozen container, an overloaded machine) wakes long
+                    // after its slot: sending then would bunch its requests
+                    // with those of slots reserved since. It takes a fresh
+                    // slot instead (a few times at most; each counts
+                    // against the day).
+                    let slot = now + wait.as_millis() as u64;
+                    if unix_ms().saturating_sub(slot) > LATE_SLOT_TOLERANCE_MS && late_slots < MAX_LATE_SLOTS {
+                        late_slots += 1;
+                        continue;
+                    }
+                    return Ok(());
                 }
-                Ok(())
+                other => return self.refused(other, now),
             }
+        }
+    }
+
+    fn refused(&self, reservation: Result<Reservation, impl std::fmt::Display>, now: u64) -> Result<(), EgressError> {
+        match reservation {
+            Ok(Reservation::Granted { .. }) => Ok(()),
             Ok(Reservation::DailySpent { limit }) => {
                 let left = (DAY_MS - now % DAY_MS) / 1000;
                 Err(EgressError::RateLimited(format!(
@@ -147,6 +168,10 @@ impl Budget {
         }
     }
 }
+
+/// How late a request may leave after its reserved slot.
+const LATE_SLOT_TOLERANCE_MS: u64 = 200;
+const MAX_LATE_SLOTS: u32 = 5;
 
 pub fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
