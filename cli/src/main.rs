@@ -159,12 +159,8 @@ pub enum Command {
         /// redirects); default: http://BIND/.
         #[arg(long, env = "TERAPI_PUBLIC_URL")]
         public_url: Option<url::Url>,
-        /// Where change webhooks go after each sync run.
-        #[arg(long, env = "TERAPI_WEBHOOK_URL")]
-        webhook_url: Option<url::Url>,
-        /// Signs webhooks (X-Nango-Hmac-Sha256); give the same to the app.
-        #[arg(long, env = "TERAPI_WEBHOOK_SIGNING_KEY", hide_env_values = true)]
-        webhook_signing_key: Option<String>,
+        #[command(flatten)]
+        webhooks: WebhookArgs,
         /// Scheduled syncs this server runs at once (0: none, leave them to
         /// `terapi worker`s on the same store).
         #[arg(long, default_value_t = 4)]
@@ -199,6 +195,12 @@ pub enum Command {
         /// Exit once nothing is due and nothing is running.
         #[arg(long)]
         exit_when_idle: bool,
+        /// Syncs of one provider tenant (a Gong company) run at once across
+        /// every worker on the store.
+        #[arg(long, default_value_t = 2)]
+        per_tenant: u32,
+        #[command(flatten)]
+        webhooks: WebhookArgs,
     },
     /// List or run actions.
     Action {
@@ -306,6 +308,19 @@ pub enum KeyCommand {
     Revoke { id: String },
 }
 
+/// Where the store's webhook events go (change webhooks after sync runs,
+/// auth webhooks for new connections). Every `terapi serve` and `terapi
+/// worker` given them delivers events, sharing the work.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WebhookArgs {
+    /// The app's webhook URL.
+    #[arg(long, env = "TERAPI_WEBHOOK_URL")]
+    pub webhook_url: Option<url::Url>,
+    /// Signs webhooks (X-Nango-Hmac-Sha256); give the same to the app.
+    #[arg(long, env = "TERAPI_WEBHOOK_SIGNING_KEY", hide_env_values = true)]
+    pub webhook_signing_key: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub enum WebhooksCommand {
     /// Listen for POSTs to /webhooks/gong and store what they carry.
@@ -323,6 +338,25 @@ pub enum WebhooksCommand {
         /// Largest body accepted, in bytes.
         #[arg(long, default_value_t = 4 << 20)]
         max_body_bytes: usize,
+    },
+    /// The webhook events in the store's outbox, newest first: sent,
+    /// pending (with their next attempt) or given up.
+    Events {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The delivery log: every attempt, newest first, with the receiver's
+    /// answer or why it could not be reached.
+    Deliveries {
+        /// Only this event's attempts.
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -499,19 +533,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Tool { command } => commands::tool::run(&app, command).await,
-        Command::Worker { concurrency, lease_secs, exit_when_idle } => {
-            commands::sync::worker(&app, concurrency, lease_secs, exit_when_idle).await
+        Command::Worker { concurrency, lease_secs, exit_when_idle, per_tenant, webhooks } => {
+            let args = commands::sync::WorkerArgs { concurrency, lease_secs, exit_when_idle, per_tenant, webhooks };
+            commands::sync::worker(&app, args).await
         }
         Command::Audit { command } => commands::tool::audit(&app, command).await,
-        Command::Serve { bind, public_url, webhook_url, webhook_signing_key, concurrency, frame_ancestors } => {
-            let args = commands::serve::ServeArgs {
-                bind,
-                public_url,
-                webhook_url,
-                webhook_signing_key,
-                concurrency,
-                frame_ancestors,
-            };
+        Command::Serve { bind, public_url, webhooks, concurrency, frame_ancestors } => {
+            let args = commands::serve::ServeArgs { bind, public_url, webhooks, concurrency, frame_ancestors };
             commands::serve::serve(&app, args).await
         }
         Command::Key { command } => commands::serve::key(&app, command).await,

@@ -166,6 +166,12 @@ impl std::fmt::Debug for Egress {
 }
 
 impl Egress {
+    pub fn tenant(&self) -> &str {
+        self.budget.tenant()
+    }
+}
+
+impl Egress {
     pub fn new(
         client: HttpClient,
         base: Url,

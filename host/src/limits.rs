@@ -114,6 +114,10 @@ impl Budget {
         Budget { tenant: tenant.to_string(), limit, store }
     }
 
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
     /// No limits at all (benchmarks against a local fake).
     pub fn unlimited() -> Budget {
         Budget::new("unlimited", None, Arc::new(MemoryBudgets::default()))
@@ -124,9 +128,22 @@ impl Budget {
     pub async fn acquire(&self) -> Result<(), EgressError> {
         let Some(limit) = &self.limit else { return Ok(()) };
         let mut late_slots = 0;
+        let mut store_down: Option<(std::time::Instant, Duration)> = None;
         loop {
             let now = unix_ms();
             match self.store.reserve(&self.tenant, limit, now).await {
+                // The shared store is away (a database restarting or
+                // failing over): wait for it rather than send unbudgeted
+                // or fail the run, up to a few minutes.
+                Err(e) if store_down.is_none_or(|(since, _)| since.elapsed() < STORE_OUTAGE_WAIT) => {
+                    let (since, wait) = store_down.unwrap_or((std::time::Instant::now(), Duration::from_millis(100)));
+                    if wait == Duration::from_millis(100) {
+                        tracing::warn!("the request budget for {} cannot be read ({e}); waiting", self.tenant);
+                    }
+                    tokio::time::sleep(wait).await;
+                    store_down = Some((since, (wait * 2).min(Duration::from_secs(5))));
+                    continue;
+                }
                 Ok(Reservation::Granted { wait }) => {
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
@@ -168,6 +185,9 @@ impl Budget {
         }
     }
 }
+
+/// How long a request waits for an unavailable budget store.
+const STORE_OUTAGE_WAIT: Duration = Duration::from_secs(300);
 
 /// How late a request may leave after its reserved slot.
 const LATE_SLOT_TOLERANCE_MS: u64 = 200;

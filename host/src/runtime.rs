@@ -480,6 +480,12 @@ impl Session {
         self.egress.as_ref().map_or(0, |e| e.requests_sent())
     }
 
+    /// The provider tenant whose request budget this session spends (Gong:
+    /// the company), if it has a connection.
+    pub fn tenant(&self) -> Option<&str> {
+        self.egress.as_ref().map(|e| e.tenant())
+    }
+
     pub fn runtime_config(&self) -> &RuntimeConfig {
         self.runtime.config()
     }

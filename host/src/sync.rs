@@ -13,6 +13,15 @@ use crate::runtime::{Session, SyncOptions, SyncPage};
 /// its `next_checkpoint` together.
 pub trait PageSink {
     fn accept(&mut self, page: &SyncPage) -> impl Future<Output = Result<(), String>>;
+
+    /// Asked before each page after the first is fetched: `Ok(true)` goes
+    /// on, `Ok(false)` stops here cleanly (the run returns, not done, with
+    /// the checkpoint to resume from), an error fails the run. A sink that
+    /// holds a lease checks it here, so a process that was paused past its
+    /// lease sends nothing more; a scheduler yields a long run's slot.
+    fn before_page(&mut self) -> impl Future<Output = Result<bool, String>> {
+        std::future::ready(Ok(true))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,8 +59,15 @@ pub async fn run_sync(
         {
             return Err(SyncFailure::RequestBudget { sync: sync.into(), sent, budget, page: run.pages + 1 }.into());
         }
-        let page = session.run_sync_page(sync, run.checkpoint.as_deref(), options).await?;
         let number = run.pages + 1;
+        if run.pages > 0 {
+            let go_on =
+                sink.before_page().await.map_err(|message| SyncFailure::Sink { sync: sync.into(), page: number, message })?;
+            if !go_on {
+                return Ok(run);
+            }
+        }
+        let page = session.run_sync_page(sync, run.checkpoint.as_deref(), options).await?;
         if !page.done {
             match &page.next_checkpoint {
                 None => {

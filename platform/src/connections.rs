@@ -42,6 +42,11 @@ impl Platform {
         Ok(self.runtime.connect(self.component(&connection.provider)?, spec, connection)?)
     }
 
+    /// A session on a connection read from the store.
+    pub(crate) fn session_on(&self, connection: &Connection) -> Result<Session, PlatformError> {
+        self.session_with_refresh(connection)
+    }
+
     fn session_with_refresh(&self, connection: &Connection) -> Result<Session, PlatformError> {
         let spec = self.providers.get(&connection.provider)?;
         let refresher = match (&connection.credentials, self.oauth_clients.get(&connection.provider)) {
@@ -58,6 +63,16 @@ impl Platform {
     /// the connection only if it was accepted, like "paste key and
     /// secret, click Save". A taken id is refused before any call.
     pub async fn create_connection(&self, connection: &Connection) -> Result<Verification, PlatformError> {
+        self.create_connection_for(connection, None).await
+    }
+
+    /// `create_connection` for an end user (a Connect session's
+    /// `end_user`), whom the connection's auth event names.
+    pub async fn create_connection_for(
+        &self,
+        connection: &Connection,
+        end_user: Option<&serde_json::Value>,
+    ) -> Result<Verification, PlatformError> {
         check_connection_id(&connection.id)?;
         if self.store.connection_summary(&connection.id).await.is_ok() {
             return Err(StoreError::ConnectionExists(connection.id.clone()).into());
@@ -65,7 +80,8 @@ impl Platform {
         let session = self.session_for(connection)?;
         let verified =
             session.verify().await.map_err(|source| PlatformError::NotSaved { what: "the credential", source })?;
-        self.store.create_connection(&with_account(connection.clone(), &verified)).await?;
+        let event = auth_event(connection, end_user);
+        self.store.create_connection(&with_account(connection.clone(), &verified), Some(&event)).await?;
         Ok(verified)
     }
 
@@ -145,7 +161,7 @@ impl Platform {
         if replaced {
             self.store.save_tokens(id, &connection.credentials, &connection.config).await?;
         } else {
-            self.store.create_connection(&connection).await?;
+            self.store.create_connection(&connection, Some(&auth_event(&connection, None))).await?;
         }
         Ok(Authorization { verification, base_url: connection.config.get(BASE_URL_CONFIG_KEY).cloned(), replaced })
     }
@@ -164,6 +180,26 @@ impl Platform {
         client.redirect_uri = redirect_uri.to_string();
         Ok(client)
     }
+}
+
+/// Nango's auth webhook for a new connection; `end_user` as a Connect
+/// session describes them (`{id, email, tags}`).
+fn auth_event(connection: &Connection, end_user: Option<&serde_json::Value>) -> terapi_store::NewEvent {
+    let end_user = end_user.and_then(|user| user.get("id").and_then(|id| id.as_str()).map(|id| (user, id))).map(
+        |(user, id)| {
+            serde_json::json!({
+                "endUserId": id,
+                "endUserEmail": user.get("email").cloned().unwrap_or(serde_json::Value::Null),
+                "tags": user.get("tags").filter(|t| t.is_object()).cloned().unwrap_or_else(|| serde_json::json!({})),
+            })
+        },
+    );
+    crate::events::auth_event(
+        &connection.id,
+        &connection.provider,
+        terapi_store::auth_mode_name(&connection.credentials),
+        end_user.as_ref(),
+    )
 }
 
 /// The connection with the account its verification named kept in its

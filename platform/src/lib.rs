@@ -16,6 +16,7 @@
 
 mod connections;
 mod error;
+pub mod events;
 mod registry;
 mod schedules;
 mod syncs;
@@ -38,6 +39,7 @@ pub use syncs::{StoredSyncOptions, StoredSyncRun, SyncProgress};
 pub use terapi_host;
 pub use terapi_store;
 pub use tools::{ToolCall, ToolInfo, ToolStatus, toolset};
+pub use events::WebhookConfig;
 pub use webhooks::WebhookOutcome;
 pub use worker::{FinishedRun, WorkerOptions, WorkerReport};
 

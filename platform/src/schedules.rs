@@ -37,7 +37,23 @@ impl Platform {
         let provider = self.store.connection_summary(connection_id).await?.provider;
         let (model, _) = self.sync_info(&provider, sync).await?;
         let now = terapi_host::limits::unix_ms();
-        Ok(self.store.schedule_sync(connection_id, sync, &model, now, reset).await?)
+        self.store.schedule_sync(connection_id, sync, &model, now, reset).await?;
+        self.note_tenant(connection_id).await;
+        Ok(())
+    }
+
+    /// Names the connection's tenant on its syncs, so that workers claim
+    /// them fairly from their first run on. Costs nothing if it fails.
+    pub(crate) async fn note_tenant(&self, connection_id: &str) {
+        let tenant = match self.session(connection_id).await {
+            Ok(session) => session.tenant().map(str::to_string),
+            Err(_) => None,
+        };
+        if let Some(tenant) = tenant
+            && let Err(e) = self.store.set_sync_tenant(connection_id, &tenant).await
+        {
+            tracing::debug!("`{connection_id}`: tenant not recorded: {e}");
+        }
     }
 
     /// Starts (or resumes) the schedule: the sync runs now, then every
@@ -50,7 +66,9 @@ impl Platform {
         let provider = self.store.connection_summary(connection_id).await?.provider;
         let (model, _) = self.sync_info(&provider, sync).await?;
         let now = terapi_host::limits::unix_ms();
-        Ok(self.store.set_schedule(connection_id, sync, &model, info.frequency_secs, false, Some(now)).await?)
+        self.store.set_schedule(connection_id, sync, &model, info.frequency_secs, false, Some(now)).await?;
+        self.note_tenant(connection_id).await;
+        Ok(())
     }
 
     /// Pauses the schedule: a run under way finishes its pass, and nothing

@@ -3,9 +3,10 @@
 //! resumable from the last committed page.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use terapi_host::{PageSink, Session, SyncOptions, SyncPage, SyncRun};
-use terapi_store::{RunOutcome, Store, StoreError, SyncLease};
+use terapi_store::{RunOutcome, Store, StoreError, SyncLease, retry_unavailable};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Platform, PlatformError};
@@ -21,6 +22,11 @@ pub struct StoredSyncOptions {
     /// is abandoned, the lease given up at once, the run marked
     /// `interrupted`, and `PlatformError::Interrupted` returned.
     pub stop: Option<CancellationToken>,
+    /// A run that has held its slot this long gives it up between pages
+    /// when other syncs wait for a worker (`RunOutcome::Yielded`), and goes
+    /// on later from its checkpoint, so one long pass (Gong's per-user
+    /// `flows` on a big company) cannot starve the rest. `None`: never.
+    pub time_slice: Option<Duration>,
 }
 
 impl Default for StoredSyncOptions {
@@ -30,9 +36,15 @@ impl Default for StoredSyncOptions {
             checkpoint: None,
             sync: SyncOptions { modified_since: None, backfill_days: None },
             stop: None,
+            time_slice: None,
         }
     }
 }
+
+/// How long a run waits for an unavailable store (a database restart)
+/// before it fails; its pages are kept meanwhile, and committed when the
+/// store is back if the run still holds its lease.
+pub(crate) const STORE_OUTAGE_WAIT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSyncRun {
@@ -41,6 +53,9 @@ pub struct StoredSyncRun {
     pub resumed: bool,
     /// Records of a full sync found gone upstream, marked deleted.
     pub deleted: u64,
+    /// The run gave its slot to waiting syncs between pages; it goes on
+    /// from its checkpoint when next claimed.
+    pub yielded: bool,
 }
 
 /// Told about every page once it is committed.
@@ -107,7 +122,12 @@ impl Platform {
         progress: &mut dyn SyncProgress,
         owner: String,
     ) -> Result<StoredSyncRun, PlatformError> {
-        let provider = self.store.connection_summary(connection_id).await?.provider;
+        let store = self.store.as_ref();
+        let provider = retry_unavailable("reading the connection", STORE_OUTAGE_WAIT, || {
+            store.connection_summary(connection_id)
+        })
+        .await?
+        .provider;
         let (model, incremental) = self.sync_info(&provider, sync).await?;
         let lease = SyncLease {
             connection_id: connection_id.to_string(),
@@ -115,7 +135,8 @@ impl Platform {
             owner,
             ttl: self.lease_ttl(),
         };
-        let saved = match self.store.begin_sync(&lease, &model, options.full).await {
+        let begin = || retry_unavailable("starting a run", STORE_OUTAGE_WAIT, || store.begin_sync(&lease, &model, options.full));
+        let saved = match begin().await {
             // A run killed on this machine left its lease behind; its
             // process is gone, so nothing can be running: take over now
             // rather than when the lease lapses.
@@ -124,21 +145,39 @@ impl Platform {
                     "sync `{sync}` of `{connection_id}`: {owner} is no longer running; taking over its lease"
                 );
                 self.store.expire_lease(connection_id, sync, &owner).await?;
-                self.store.begin_sync(&lease, &model, options.full).await?
+                begin().await?
             }
             other => other?,
         };
+        if let Some(tenant) = session.tenant() {
+            // For fair claiming only: a failure here costs nothing else.
+            if let Err(e) = store.set_sync_tenant(connection_id, tenant).await {
+                tracing::debug!("sync `{sync}` of `{connection_id}`: tenant not recorded: {e}");
+            }
+        }
         let start = options.checkpoint.clone().or(saved);
         let resumed = start.is_some();
-        let mut sink = StoreSink { store: self.store.as_ref(), lease: &lease, model: &model, progress };
+        let mut sink = StoreSink {
+            store,
+            lease: &lease,
+            model: &model,
+            progress,
+            started: Instant::now(),
+            last_sign_of_life: Instant::now(),
+            time_slice: options.time_slice,
+        };
         let run = terapi_host::run_sync(session, sync, start, &options.sync, &mut sink);
         // While a page is fetched (which can take long: rate limits,
-        // retries), the lease is renewed, so only a dead run loses it.
+        // retries), the lease is renewed, so only a dead run loses it. A
+        // store that is away is waited for: only a lease another owner
+        // holds now stops the run.
         let heartbeat = async {
             loop {
                 tokio::time::sleep(lease.ttl / 3).await;
-                if let Err(lost) = self.store.renew_lease(&lease).await {
-                    return lost;
+                match self.store.renew_lease(&lease).await {
+                    Err(lost @ StoreError::LeaseLost { .. }) => return lost,
+                    Err(e) => tracing::warn!("sync `{sync}` of `{connection_id}`: lease not renewed ({e}); trying again"),
+                    Ok(()) => {}
                 }
             }
         };
@@ -146,6 +185,13 @@ impl Platform {
             match &options.stop {
                 Some(stop) => stop.cancelled().await,
                 None => std::future::pending().await,
+            }
+        };
+        let finish = |outcome: RunOutcome<'static>, event: Option<terapi_store::NewEvent>| {
+            let lease = &lease;
+            async move {
+                retry_unavailable("ending a run", STORE_OUTAGE_WAIT, || store.finish_sync(lease, outcome, event.as_ref()))
+                    .await
             }
         };
         let outcome = tokio::select! {
@@ -158,28 +204,44 @@ impl Platform {
             // commit is one transaction), the rest is fetched again.
             () = stopped => {
                 let reason = "interrupted (SIGINT or SIGTERM); resumes from the last saved page";
-                self.store.finish_sync(&lease, RunOutcome::Interrupted(reason)).await?;
+                // A stopping process does not wait out a store outage: the
+                // lease lapses by itself.
+                self.store.finish_sync(&lease, RunOutcome::Interrupted(reason), None).await?;
                 tracing::info!("sync `{sync}` of `{connection_id}` interrupted; its lease is released");
                 return Err(PlatformError::Interrupted { connection: connection_id.into(), sync: sync.into() });
             }
         };
         match outcome {
+            Ok(run) if !run.done => {
+                finish(RunOutcome::Yielded, None).await?;
+                tracing::debug!("sync `{sync}` of `{connection_id}` yielded its slot after {} pages", run.pages);
+                Ok(StoredSyncRun { run, resumed, deleted: 0, yielded: true })
+            }
             Ok(run) => {
                 // A full sync that reached its end from a pass that began at
                 // the beginning has seen everything Gong has: what it did
                 // not see is gone upstream. (A pass given a checkpoint by
                 // hand may have skipped records, so it deletes nothing.)
                 let deleted = if !incremental && options.checkpoint.is_none() {
-                    self.store.mark_unseen_deleted(&lease, &model).await?
+                    retry_unavailable("marking deleted records", STORE_OUTAGE_WAIT, || {
+                        store.mark_unseen_deleted(&lease, &model)
+                    })
+                    .await?
                 } else {
                     0
                 };
-                self.store.finish_sync(&lease, RunOutcome::Done).await?;
-                Ok(StoredSyncRun { run, resumed, deleted })
+                let event = crate::events::sync_event(connection_id, &provider, sync, &model, None);
+                finish(RunOutcome::Done, Some(event)).await?;
+                Ok(StoredSyncRun { run, resumed, deleted, yielded: false })
             }
             Err(error) => {
                 let message = session.redact(&error.to_string());
-                if let Err(e) = self.store.finish_sync(&lease, RunOutcome::Failed(&message)).await {
+                let event = crate::events::sync_event(connection_id, &provider, sync, &model, Some(&message));
+                let recorded = retry_unavailable("ending a run", STORE_OUTAGE_WAIT, || {
+                    store.finish_sync(&lease, RunOutcome::Failed(&message), Some(&event))
+                })
+                .await;
+                if let Err(e) = recorded {
                     tracing::error!("sync `{sync}` of `{connection_id}`: its failure could not be recorded: {e}");
                 }
                 Err(error.into())
@@ -193,12 +255,46 @@ struct StoreSink<'a> {
     lease: &'a SyncLease,
     model: &'a str,
     progress: &'a mut dyn SyncProgress,
+    started: Instant,
+    /// The last time the store confirmed the lease (a commit or a check).
+    last_sign_of_life: Instant,
+    time_slice: Option<Duration>,
 }
 
 impl PageSink for StoreSink<'_> {
     async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
-        self.store.commit_page(self.lease, self.model, page).await.map_err(|e| e.to_string())?;
+        // A store that is away (restarting) is waited for with the page in
+        // hand; the commit checks the lease, so a page is never committed
+        // by a run that lost it.
+        retry_unavailable("committing a page", STORE_OUTAGE_WAIT, || {
+            self.store.commit_page(self.lease, self.model, page)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        self.last_sign_of_life = Instant::now();
         self.progress.page_saved(page);
         Ok(())
+    }
+
+    async fn before_page(&mut self) -> Result<bool, String> {
+        // A process that was paused (SIGSTOP, a frozen VM) may wake long
+        // after its lease lapsed and another run took the sync over: it
+        // checks before sending anything more.
+        if self.last_sign_of_life.elapsed() > self.lease.ttl / 3 {
+            retry_unavailable("checking the lease", STORE_OUTAGE_WAIT, || self.store.renew_lease(self.lease))
+                .await
+                .map_err(|e| e.to_string())?;
+            self.last_sign_of_life = Instant::now();
+        }
+        if let Some(slice) = self.time_slice
+            && self.started.elapsed() >= slice
+        {
+            match self.store.waiting_syncs().await {
+                Ok(waiting) if waiting > 0 => return Ok(false),
+                Ok(_) => {}
+                Err(e) => tracing::debug!("waiting syncs not counted ({e}); going on"),
+            }
+        }
+        Ok(true)
     }
 }

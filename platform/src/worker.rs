@@ -2,6 +2,18 @@
 //! or on many machines sharing one database, never claim the same sync
 //! twice; a worker that dies leaves its leases to lapse, and another
 //! resumes its syncs from their last committed page.
+//!
+//! Claiming is fair across provider tenants (whose request budgets the
+//! syncs share): a worker first takes the longest-due sync of a tenant
+//! that runs nothing, then of one that runs one, and so on up to
+//! `per_tenant`; it skips tenants whose budget has a queue, since a sync
+//! claimed there would only wait while others could run. Long runs yield
+//! their slot between pages after `time_slice` when syncs wait. A worker
+//! that already runs syncs waits a little before claiming more, so that
+//! idle workers take the next ones and one worker's death stalls few.
+//!
+//! The store may go away (a database restart): the worker waits for it,
+//! and its runs keep their pages until they can commit them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +32,14 @@ pub struct WorkerOptions {
     pub poll_interval: Duration,
     /// Return once nothing is due and nothing is running (batch jobs, tests).
     pub exit_when_idle: bool,
-    /// Told of every run this worker finishes (e.g. to send change webhooks).
+    /// Told of every run this worker finishes. (Change webhooks do not
+    /// need it: they are written to the store's outbox as runs end.)
     pub finished_runs: Option<tokio::sync::mpsc::UnboundedSender<FinishedRun>>,
+    /// Syncs of one tenant run at once by the whole fleet (as far as
+    /// claims racing on several workers allow).
+    pub per_tenant: u32,
+    /// See `StoredSyncOptions::time_slice`.
+    pub time_slice: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -31,9 +49,15 @@ impl Default for WorkerOptions {
             poll_interval: Duration::from_secs(1),
             exit_when_idle: false,
             finished_runs: None,
+            per_tenant: 2,
+            time_slice: Some(Duration::from_secs(60)),
         }
     }
 }
+
+/// A tenant whose next free request slot is further away than this is
+/// busy: a sync claimed for it now would only wait.
+const BUSY_BACKLOG_MS: u64 = 1_000;
 
 /// A run a worker finished, well or not.
 #[derive(Debug, Clone)]
@@ -58,6 +82,8 @@ pub struct WorkerReport {
     pub failed: u64,
     /// Runs stopped by the worker's shutdown, resumable at once.
     pub interrupted: u64,
+    /// Runs that gave their slot to waiting syncs, to go on later.
+    pub yielded: u64,
     pub pages: u64,
     pub records: u64,
 }
@@ -74,14 +100,16 @@ impl Platform {
         let provider = self.store.connection_summary(connection_id).await?.provider;
         let (model, _) = self.sync_info(&provider, sync).await?;
         let due = due_at_ms.unwrap_or_else(terapi_host::limits::unix_ms);
-        Ok(self.store.schedule_sync(connection_id, sync, &model, due, false).await?)
+        self.store.schedule_sync(connection_id, sync, &model, due, false).await?;
+        self.note_tenant(connection_id).await;
+        Ok(())
     }
 
     /// Claims and runs due syncs, `concurrency` at a time, until `shutdown`
     /// resolves (then the running syncs abandon the page they are fetching,
     /// give up their leases at once and are marked `interrupted`, due again
     /// now for any worker) or, with `exit_when_idle`, until nothing is due
-    /// or running.
+    /// or running. A store that is away is waited for, never fatal.
     pub async fn run_worker(
         self: Arc<Self>,
         options: WorkerOptions,
@@ -91,23 +119,36 @@ impl Platform {
         let report = Arc::new(std::sync::Mutex::new(WorkerReport::default()));
         let mut running = JoinSet::new();
         let stop = tokio_util::sync::CancellationToken::new();
+        let mut store_backoff = Duration::ZERO;
         tokio::pin!(shutdown);
         loop {
             let mut claimed_any = false;
+            let mut store_trouble = false;
             while running.len() < options.concurrency.max(1) {
                 let owner = format!("{}:{}", self.owner, RUNS.fetch_add(1, Ordering::Relaxed));
-                let Some((connection, sync)) = self.store.claim_due_sync(&owner, self.lease_ttl()).await? else {
-                    break;
+                let claim = match self.claim_fairly(&owner, options.per_tenant).await {
+                    Ok(claim) => claim,
+                    Err(e) => {
+                        store_backoff = (store_backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+                        tracing::warn!("worker: no claim ({e}); trying again in {} ms", store_backoff.as_millis());
+                        store_trouble = true;
+                        break;
+                    }
                 };
+                store_backoff = Duration::ZERO;
+                let Some((connection, sync)) = claim else { break };
                 claimed_any = true;
                 let platform = self.clone();
                 let report = report.clone();
                 let finished_runs = options.finished_runs.clone();
-                let stop = stop.clone();
+                let run_stop = stop.clone();
+                let time_slice = options.time_slice;
                 running.spawn(async move {
+                    let stop = run_stop;
                     let mut counted = (0u64, 0u64);
                     let started_at_ms = terapi_host::limits::unix_ms();
-                    let result = platform.run_claimed(&connection, &sync, owner, &mut counted, stop).await;
+                    let result =
+                        platform.run_claimed(&connection, &sync, owner, &mut counted, stop, time_slice).await;
                     if let Some(events) = finished_runs
                         && let Some(event) = platform.finished_run(&connection, &sync, started_at_ms, &result).await
                     {
@@ -123,19 +164,38 @@ impl Platform {
                             report.failed += 1;
                             tracing::warn!("sync `{sync}` of `{connection}` failed: {e}");
                         }
+                        Ok(run) if run.yielded => report.yielded += 1,
                         Ok(_) => {}
                     }
                 });
+                // Spread the work: a worker that already runs syncs lets
+                // idle ones claim the next first.
+                if running.len() < options.concurrency.max(1) {
+                    let stagger = Duration::from_millis(15 * running.len() as u64).min(Duration::from_millis(150));
+                    tokio::select! {
+                        _ = &mut shutdown => { stop.cancel(); break; }
+                        _ = tokio::time::sleep(stagger) => {}
+                    }
+                }
+            }
+            if stop.is_cancelled() {
+                break;
             }
             // Idle: nothing running here and nothing due anywhere (a sync a
             // dead worker held is still due, and is waited for).
-            if running.is_empty() && !claimed_any && options.exit_when_idle && self.store.due_now().await? == 0 {
+            if running.is_empty()
+                && !claimed_any
+                && !store_trouble
+                && options.exit_when_idle
+                && matches!(self.store.due_now().await, Ok(0))
+            {
                 break;
             }
+            let wait = if store_trouble { store_backoff } else { options.poll_interval };
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(_) = running.join_next(), if !running.is_empty() => {}
-                _ = tokio::time::sleep(options.poll_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
         // Runs in flight stop now; each gives its lease up as it goes.
@@ -145,18 +205,47 @@ impl Platform {
         Ok(report)
     }
 
+    /// Claims the next sync fairly across tenants (see the module's text).
+    pub async fn claim_fairly(
+        &self,
+        owner: &str,
+        per_tenant: u32,
+    ) -> Result<Option<(String, String)>, terapi_store::StoreError> {
+        let load = self.store.tenant_load(BUSY_BACKLOG_MS).await?;
+        let most = load.running.values().copied().max().unwrap_or(0);
+        for level in 0..per_tenant.max(1) {
+            let skip: Vec<String> = load
+                .running
+                .iter()
+                .filter(|(_, running)| **running > level)
+                .map(|(tenant, _)| tenant.clone())
+                .chain(load.busy.iter().cloned())
+                .collect();
+            if let Some(claimed) = self.store.claim_due_sync(owner, self.lease_ttl(), &skip).await? {
+                return Ok(Some(claimed));
+            }
+            // Every later level skips only the busy: the same claim again.
+            if level >= most {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
     async fn finished_run(
         &self,
         connection_id: &str,
         sync: &str,
         started_at_ms: u64,
-        result: &Result<bool, PlatformError>,
+        result: &Result<crate::StoredSyncRun, PlatformError>,
     ) -> Option<FinishedRun> {
         // A connection deleted meanwhile has nobody left to tell.
         let provider = self.store.connection_summary(connection_id).await.ok()?.provider;
         let (model, _) = self.sync_info(&provider, sync).await.ok()?;
         let (resumed, error) = match result {
-            Ok(resumed) => (*resumed, None),
+            // It goes on later; the run that ends it is told of.
+            Ok(run) if run.yielded => return None,
+            Ok(run) => (run.resumed, None),
             // Nothing to tell: it resumes at once, and its pages were told
             // of by nobody yet (the finished run will count them).
             Err(PlatformError::Interrupted { .. }) => return None,
@@ -176,7 +265,7 @@ impl Platform {
         })
     }
 
-    /// Runs a claimed sync; `Ok(resumed)`.
+    /// Runs a claimed sync.
     async fn run_claimed(
         &self,
         connection_id: &str,
@@ -184,13 +273,18 @@ impl Platform {
         owner: String,
         counted: &mut (u64, u64),
         stop: tokio_util::sync::CancellationToken,
-    ) -> Result<bool, PlatformError> {
-        let session = self.session(connection_id).await?;
+        time_slice: Option<Duration>,
+    ) -> Result<crate::StoredSyncRun, PlatformError> {
+        let session = terapi_store::retry_unavailable("opening a connection", crate::syncs::STORE_OUTAGE_WAIT, || {
+            self.store.connection(connection_id)
+        })
+        .await?;
+        let session = self.session_on(&session)?;
         let mut progress = |page: &SyncPage| {
             counted.0 += 1;
             counted.1 += page.records.len() as u64;
         };
-        let options = StoredSyncOptions { stop: Some(stop), ..StoredSyncOptions::default() };
-        self.run_sync_as(&session, connection_id, sync, &options, &mut progress, owner).await.map(|run| run.resumed)
+        let options = StoredSyncOptions { stop: Some(stop), time_slice, ..StoredSyncOptions::default() };
+        self.run_sync_as(&session, connection_id, sync, &options, &mut progress, owner).await
     }
 }

@@ -239,7 +239,15 @@ pub async fn save_connection(
         credentials: Credentials::Basic { username: username.clone(), password: Secret::new(password.clone()) },
         config,
     };
-    let verification = claimed(&state, &session, &id, spec, state.platform.create_connection(&connection)).await?;
+    let end_user: Option<Value> = serde_json::from_str(&session.end_user).ok();
+    let verification = claimed(
+        &state,
+        &session,
+        &id,
+        spec,
+        state.platform.create_connection_for(&connection, end_user.as_ref()),
+    )
+    .await?;
     start_syncs(&state, &id, provider).await?;
     Ok(Json(json!({ "connection_id": id, "provider_config_key": provider, "summary": verification.summary })))
 }

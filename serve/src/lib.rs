@@ -7,7 +7,7 @@
 //! app ──HTTP──┤   (secret key, hashed in the store)
 //!             └ /connect?session_token=…  (the end user's Connect page: paste key and secret, or OAuth)
 //!                     │
-//!                  Platform ── scheduler (due syncs, a bounded pool) ── change webhooks (HMAC-signed, retried)
+//!                  Platform ── scheduler (due syncs, a bounded pool) ── webhook events (the store's outbox, HMAC-signed, retried)
 //! ```
 //!
 //! Nothing here holds state of its own beyond caches: schedules, keys and
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::routing::{any, get, post, put};
-use terapi_platform::{FinishedRun, WorkerOptions};
+use terapi_platform::WorkerOptions;
 
 pub use error::ApiError;
 pub use state::{ServeConfig, ServeState};
@@ -67,56 +67,44 @@ pub fn router(state: Arc<ServeState>) -> Router {
 }
 
 /// Serves `router` on `listener`, runs due syncs (`worker_concurrency` at a
-/// time) and sends change webhooks, until `shutdown` resolves; then running
-/// syncs finish their page and webhooks in flight are delivered.
+/// time) and delivers the store's webhook events, until `shutdown`
+/// resolves; then running syncs give their leases up and deliveries in
+/// flight their claims (the events stay in the store for the next sender).
 pub async fn serve(
     state: Arc<ServeState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let (runs_tx, runs_rx) = tokio::sync::mpsc::unbounded_channel::<FinishedRun>();
-    let webhooks = tokio::spawn(webhooks::dispatch(state.clone(), runs_rx));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let webhooks = state
+        .config
+        .webhooks
+        .clone()
+        .map(|config| tokio::spawn(state.platform.clone().deliver_events(config, stop.clone())));
     let worker = (state.config.worker_concurrency > 0).then(|| {
-        let (platform, runs_tx, stop_rx) = (state.platform.clone(), runs_tx.clone(), stop_rx.clone());
+        let (platform, stop) = (state.platform.clone(), stop.clone());
         let concurrency = state.config.worker_concurrency;
         tokio::spawn(async move {
-            // A store error (a database restarting, say) stops one worker
-            // loop, not the server's scheduling: it starts again shortly.
-            loop {
-                let options =
-                    WorkerOptions { concurrency, finished_runs: Some(runs_tx.clone()), ..WorkerOptions::default() };
-                match platform.clone().run_worker(options, stopped(stop_rx.clone())).await {
-                    Ok(report) => {
-                        tracing::info!("scheduler stopped after {} runs ({} failed)", report.runs, report.failed);
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::error!("scheduler: {e}; starting again in 5 s");
-                        tokio::select! {
-                            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-                            _ = stopped(stop_rx.clone()) => return,
-                        }
-                    }
+            let options = WorkerOptions { concurrency, ..WorkerOptions::default() };
+            match platform.run_worker(options, stop.cancelled_owned()).await {
+                Ok(report) => {
+                    tracing::info!("scheduler stopped after {} runs ({} failed)", report.runs, report.failed)
                 }
+                Err(e) => tracing::error!("scheduler: {e}"),
             }
         })
     });
-    drop(runs_tx);
     let app = router(state);
+    let stopping = stop.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        stopping.cancel();
     });
     let served = server.await;
-    if let Some(worker) = worker
-        && let Err(e) = worker.await
-    {
-        tracing::error!("scheduler task: {e}");
+    for task in [worker, webhooks].into_iter().flatten() {
+        if let Err(e) = task.await {
+            tracing::error!("serve task: {e}");
+        }
     }
-    let _ = webhooks.await;
     served
 }

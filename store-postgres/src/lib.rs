@@ -12,6 +12,7 @@
 //!   database's clock, so hosts with skewed clocks still share one rate.
 
 mod schema;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -22,11 +23,12 @@ use terapi_host::limits::{BudgetStore, Reservation, interval_ms};
 use terapi_host::providers::RateLimitSpec;
 use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use terapi_store::{
-    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, MasterKey, RETRY_FAILED_AFTER_MS, RecordChanges,
-    RecordPage, RecordQuery, RunOutcome, Store, StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState,
-    auth_mode_name, unix_now, username,
+    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord, MasterKey,
+    NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome, Store, StoreError,
+    StoredRecord, SyncLease, SyncRunRecord, SyncState, TenantLoad, auth_mode_name, unix_now, username,
 };
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 pub struct PostgresStore {
@@ -41,20 +43,31 @@ const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 impl PostgresStore {
     /// Connects (a pool of `max_connections`), migrates, and checks `key`
-    /// against the store before anything is written.
+    /// against the store before anything is written. `url` may carry
+    /// libpq's `sslmode` and `sslrootcert` (see [`tls`]).
     pub async fn open(url: &str, key: MasterKey, max_connections: usize) -> Result<PostgresStore, StoreError> {
         let shown = without_password(url);
         let bad = |message: String| StoreError::Database { path: shown.clone().into(), message };
-        let config: tokio_postgres::Config = url
+        let (rest, tls) = tls::split_tls_params(url).map_err(bad)?;
+        let mut config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| bad(format!("not a PostgreSQL URL ({e}); expected postgres://user:password@host/db")))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        config.ssl_mode(tls.negotiation());
+        let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match tls.client_config().map_err(bad)? {
+            Some(client) => {
+                Manager::from_config(config, tokio_postgres_rustls::MakeRustlsConnect::new(client), recycling)
+            }
+            None => Manager::from_config(config, NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(max_connections.max(1))
             .build()
             .map_err(|e| bad(format!("creating the connection pool: {e}")))?;
-        let store = PostgresStore { pool, key, shown };
-        let mut client = store.client().await?;
+        // The first connection says plainly why it failed: the server's
+        // own message, and what to check.
+        let mut client = pool.get().await.map_err(|e| bad(first_connection_error(&e)))?;
+        let store = PostgresStore { pool: pool.clone(), key, shown };
         let tx = client.transaction().await.map_err(|e| store.err(e))?;
         // One migrator at a time across every host; released at commit.
         tx.execute("SELECT pg_advisory_xact_lock(7372658)", &[]).await.map_err(|e| store.err(e))?;
@@ -73,22 +86,30 @@ impl PostgresStore {
             }
         }
         tx.commit().await.map_err(|e| store.err(e))?;
+        drop(client);
         Ok(store)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Database {
-            path: self.shown.clone().into(),
-            message: format!("no database connection: {e}"),
+        // Dead connections (a restarted server) are dropped by recycling
+        // and new ones made, so this recovers by itself once the server
+        // is back; until then it is `Unavailable`.
+        self.pool.get().await.map_err(|e| {
+            let message = format!("no database connection: {}", pool_error_text(&e));
+            let path = self.shown.clone().into();
+            match &e {
+                deadpool_postgres::PoolError::Backend(inner) if !is_transient(inner) => {
+                    StoreError::Database { path, message }
+                }
+                _ => StoreError::Unavailable { path, message },
+            }
         })
     }
 
     fn err(&self, e: tokio_postgres::Error) -> StoreError {
-        let message = match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
-        };
-        StoreError::Database { path: self.shown.clone().into(), message }
+        let path = self.shown.clone().into();
+        let message = error_text(&e);
+        if is_transient(&e) { StoreError::Unavailable { path, message } } else { StoreError::Database { path, message } }
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
@@ -170,6 +191,82 @@ impl BudgetStore for PostgresStore {
     }
 }
 
+/// Whether the same call may work shortly: the connection dropped, the
+/// server is starting, stopping or out of connections, or a transaction
+/// lost a serialization race.
+fn is_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                ]
+                .contains(code)
+        }
+        // No answer from a server: an I/O error (refused, reset, timed out).
+        None => std::error::Error::source(e).is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()),
+    }
+}
+
+/// The error with its causes: tokio-postgres's own text is often only
+/// "db error" or "error connecting to server", with the reason inside.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.code().code(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn pool_error_text(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(inner) => error_text(inner),
+        other => other.to_string(),
+    }
+}
+
+/// Why the first connection failed, with what to check.
+fn first_connection_error(e: &deadpool_postgres::PoolError) -> String {
+    let text = pool_error_text(e);
+    let hint = match e {
+        deadpool_postgres::PoolError::Backend(inner) => match inner.code() {
+            Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                "check the user and password in the URL, and pg_hba.conf for this host"
+            }
+            Some(c) if *c == SqlState::INVALID_CATALOG_NAME => "check the database name; create it first",
+            Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS => "the server is out of connections; try again later",
+            Some(_) => "check the URL and the server's log",
+            None if text.contains("server does not support TLS") => {
+                "the server has TLS off; enable ssl on the server or use sslmode=prefer/disable"
+            }
+            None if text.contains("certificate") || text.contains("tls") || text.contains("TLS") => {
+                "check sslmode and that sslrootcert is the CA that signed the server's certificate (and, for \
+                 verify-full, that the certificate names the host in the URL)"
+            }
+            None => "check that PostgreSQL runs at the host and port in the URL and accepts connections from here",
+        },
+        _ => "check that PostgreSQL runs at the host and port in the URL",
+    };
+    format!("cannot connect: {text}; {hint}")
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user@host/db`.
 fn without_password(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -188,11 +285,13 @@ fn ms(d: Duration) -> i64 {
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
-    async fn create_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+    async fn create_connection(&self, connection: &Connection, event: Option<&NewEvent>) -> Result<(), StoreError> {
         let now = unix_now() as i64;
         let sealed = self.key.seal_credentials(&connection.id, &connection.credentials);
         let config = serde_json::to_string(&connection.config).unwrap_or_else(|_| "{}".into());
-        let inserted = self
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        let inserted = tx
             .execute(
                 "INSERT INTO connections (id, provider, auth_mode, username, sealed_credentials, config, created_at, updated_at, verified_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) ON CONFLICT (id) DO NOTHING",
@@ -206,11 +305,15 @@ impl Store for PostgresStore {
                     &now,
                 ],
             )
-            .await?;
+            .await
+            .map_err(|e| self.err(e))?;
         if inserted == 0 {
             return Err(StoreError::ConnectionExists(connection.id.clone()));
         }
-        Ok(())
+        if let Some(event) = event {
+            insert_event(&tx, event, None, None).await.map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
     }
 
     async fn rotate_credentials(&self, id: &str, credentials: &Credentials) -> Result<(), StoreError> {
@@ -320,7 +423,13 @@ impl Store for PostgresStore {
             .query_one(
                 "UPDATE sync_state SET status = 'running', model = $3, last_started_at = $4::bigint / 1000,
                      last_error = NULL, lease_owner = $5, lease_expires_at = $4::bigint + $6::bigint,
-                     checkpoint = CASE WHEN $7 THEN NULL ELSE checkpoint END
+                     checkpoint = CASE WHEN $7 THEN NULL ELSE checkpoint END,
+                     run_started_at_ms = CASE WHEN NOT $7 AND run_started_at_ms IS NOT NULL
+                                                   AND status IN ('yielded', 'running', 'interrupted')
+                                              THEN run_started_at_ms ELSE $4::bigint END,
+                     run_resumed = CASE WHEN NOT $7 AND run_started_at_ms IS NOT NULL
+                                             AND status IN ('yielded', 'running', 'interrupted')
+                                        THEN run_resumed ELSE NOT $7 AND checkpoint IS NOT NULL END
                  WHERE connection_id = $1 AND sync = $2 RETURNING checkpoint",
                 &[&lease.connection_id, &lease.sync, &model, &now, &lease.owner, &ms(lease.ttl), &full],
             )
@@ -375,16 +484,42 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(|e| self.err(e))
     }
 
-    async fn finish_sync(&self, lease: &SyncLease, outcome: RunOutcome<'_>) -> Result<(), StoreError> {
+    async fn finish_sync(
+        &self,
+        lease: &SyncLease,
+        outcome: RunOutcome<'_>,
+        event: Option<&NewEvent>,
+    ) -> Result<(), StoreError> {
         let (status, error) = (outcome.status(), outcome.message());
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        let run = tx
+            .query_opt(
+                &format!(
+                    "SELECT model, COALESCE(run_started_at_ms, {NOW_MS}), run_resumed FROM sync_state
+                     WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3 FOR UPDATE"
+                ),
+                &[&lease.connection_id, &lease.sync, &lease.owner],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        if let (Some(event), Some(run)) = (event, run) {
+            let (model, started, resumed): (String, i64, bool) = (run.get(0), run.get(1), run.get(2));
+            let changes = match outcome {
+                RunOutcome::Done => {
+                    Some(changes_since(&tx, &lease.connection_id, &model, started / 1000).await.map_err(|e| self.err(e))?)
+                }
+                _ => None,
+            };
+            insert_event(&tx, event, Some((started, resumed)), changes).await.map_err(|e| self.err(e))?;
+        }
         tx.execute(
             &format!(
                 "UPDATE sync_state SET status = $4, last_error = $5, last_finished_at = {NOW_MS} / 1000,
                      lease_owner = NULL, lease_expires_at = NULL,
-                     due_at = CASE WHEN paused THEN NULL
+                     due_at = CASE WHEN paused AND $4 <> 'yielded' THEN NULL
                                    WHEN $4 = 'done' THEN {NOW_MS} + frequency_secs * 1000
+                                   WHEN $4 = 'yielded' THEN {NOW_MS}
                                    WHEN due_at IS NULL AND frequency_secs IS NULL THEN NULL
                                    WHEN $4 = 'interrupted' THEN {NOW_MS}
                                    ELSE {NOW_MS} + LEAST($6, COALESCE(frequency_secs * 1000, $6)) END
@@ -553,23 +688,8 @@ impl Store for PostgresStore {
     }
 
     async fn record_changes(&self, connection_id: &str, model: &str, since: u64) -> Result<RecordChanges, StoreError> {
-        let rows = self
-            .query(
-                "SELECT COUNT(*) FILTER (WHERE deleted_at IS NULL AND first_seen_at >= $3),
-                        COUNT(*) FILTER (WHERE deleted_at IS NULL AND first_seen_at < $3),
-                        COUNT(*) FILTER (WHERE deleted_at IS NOT NULL)
-                 FROM records WHERE connection_id = $1 AND model = $2 AND updated_at >= $3",
-                &[&connection_id, &model, &(since as i64)],
-            )
-            .await?;
-        Ok(rows
-            .first()
-            .map(|r| RecordChanges {
-                added: r.get::<_, i64>(0) as u64,
-                updated: r.get::<_, i64>(1) as u64,
-                deleted: r.get::<_, i64>(2) as u64,
-            })
-            .unwrap_or_default())
+        let client = self.client().await?;
+        changes_since(&client, connection_id, model, since as i64).await.map_err(|e| self.err(e))
     }
 
     async fn due_now(&self) -> Result<u64, StoreError> {
@@ -577,22 +697,190 @@ impl Store for PostgresStore {
         Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
     }
 
-    async fn claim_due_sync(&self, owner: &str, ttl: Duration) -> Result<Option<(String, String)>, StoreError> {
+    async fn claim_due_sync(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        skip_tenants: &[String],
+    ) -> Result<Option<(String, String)>, StoreError> {
         let rows = self
             .query(
                 &format!(
                     "WITH now AS (SELECT {NOW_MS} AS ms),
                      due AS (SELECT connection_id, sync FROM sync_state, now
                              WHERE due_at <= now.ms AND (lease_owner IS NULL OR lease_expires_at <= now.ms)
+                               AND (tenant IS NULL OR NOT (tenant = ANY($3)))
                              ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
                      UPDATE sync_state s SET lease_owner = $1, lease_expires_at = (SELECT ms FROM now) + $2
                      FROM due WHERE s.connection_id = due.connection_id AND s.sync = due.sync
                      RETURNING s.connection_id, s.sync"
                 ),
-                &[&owner, &ms(ttl)],
+                &[&owner, &ms(ttl), &skip_tenants],
             )
             .await?;
         Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+    }
+
+    async fn set_sync_tenant(&self, connection_id: &str, tenant: &str) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE sync_state SET tenant = $2 WHERE connection_id = $1 AND tenant IS DISTINCT FROM $2",
+            &[&connection_id, &tenant],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn tenant_load(&self, backlog_ms: u64) -> Result<TenantLoad, StoreError> {
+        let running = self
+            .query(
+                &format!(
+                    "SELECT tenant, COUNT(*) FROM sync_state
+                     WHERE lease_owner IS NOT NULL AND lease_expires_at > {NOW_MS} AND tenant IS NOT NULL
+                     GROUP BY tenant"
+                ),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u32))
+            .collect();
+        let busy = self
+            .query(&format!("SELECT tenant FROM rate_budget WHERE tat_ms > {NOW_MS} + $1"), &[&(backlog_ms as i64)])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(TenantLoad { running, busy })
+    }
+
+    async fn waiting_syncs(&self) -> Result<u64, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "WITH now AS (SELECT {NOW_MS} AS ms)
+                     SELECT COUNT(*) FROM sync_state, now
+                     WHERE due_at <= now.ms AND (lease_owner IS NULL OR lease_expires_at <= now.ms)"
+                ),
+                &[],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
+    }
+
+    async fn claim_events(&self, owner: &str, ttl: Duration, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "WITH now AS (SELECT {NOW_MS} AS ms),
+                     due AS (SELECT seq FROM events, now
+                             WHERE status = 'pending' AND next_attempt_at_ms <= now.ms
+                               AND (claimed_by IS NULL OR claim_expires_at_ms <= now.ms)
+                             ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+                     UPDATE events e SET claimed_by = $1, claim_expires_at_ms = (SELECT ms FROM now) + $2,
+                         attempts = attempts + 1
+                     FROM due WHERE e.seq = due.seq
+                     RETURNING {EVENT_COLUMNS}"
+                ),
+                &[&owner, &ms(ttl), &i64::from(limit)],
+            )
+            .await?;
+        let mut events: Vec<(i64, EventRecord)> = rows.iter().map(|r| (r.get(15), event_from_row(r))).collect();
+        events.sort_by_key(|(seq, _)| *seq);
+        Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    async fn record_delivery(&self, delivery: &DeliveryRecord, next: DeliveryNext) -> Result<(), StoreError> {
+        let (status, retry_in) = match next {
+            DeliveryNext::Delivered => ("delivered", 0),
+            DeliveryNext::Skipped => ("skipped", 0),
+            DeliveryNext::RetryIn(wait) => ("pending", ms(wait)),
+            DeliveryNext::GiveUp => ("failed", 0),
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        if next != DeliveryNext::Skipped {
+            tx.execute(
+                "INSERT INTO event_deliveries (event_id, attempt, at_ms, owner, url, status_code, error, duration_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &delivery.event_id,
+                    &i64::from(delivery.attempt),
+                    &(delivery.at_ms as i64),
+                    &delivery.owner,
+                    &delivery.url,
+                    &delivery.status_code.map(i32::from),
+                    &delivery.error,
+                    &(delivery.duration_ms as i64),
+                ],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        tx.execute(
+            &format!(
+                "UPDATE events SET status = $3, next_attempt_at_ms = {NOW_MS} + $4, claimed_by = NULL,
+                     claim_expires_at_ms = NULL,
+                     delivered_at_ms = CASE WHEN $3 = 'delivered' THEN {NOW_MS} ELSE delivered_at_ms END,
+                     last_error = $5
+                 WHERE id = $1 AND claimed_by = $2"
+            ),
+            &[&delivery.event_id, &delivery.owner, &status, &retry_in, &delivery.error],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn release_events(&self, owner: &str) -> Result<(), StoreError> {
+        self.execute("UPDATE events SET claimed_by = NULL, claim_expires_at_ms = NULL WHERE claimed_by = $1", &[&owner])
+            .await?;
+        Ok(())
+    }
+
+    async fn events(&self, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = self
+            .query(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT $1"), &[&i64::from(limit)])
+            .await?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    async fn deliveries(&self, event_id: Option<&str>, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT event_id, attempt, at_ms, owner, url, status_code, error, duration_ms FROM event_deliveries
+                 WHERE $1::text IS NULL OR event_id = $1 ORDER BY seq DESC LIMIT $2",
+                &[&event_id, &i64::from(limit)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DeliveryRecord {
+                event_id: r.get(0),
+                attempt: r.get::<_, i64>(1) as u32,
+                at_ms: r.get::<_, i64>(2) as u64,
+                owner: r.get(3),
+                url: r.get(4),
+                status_code: r.get::<_, Option<i32>>(5).map(|c| c as u16),
+                error: r.get(6),
+                duration_ms: r.get::<_, i64>(7) as u64,
+            })
+            .collect())
+    }
+
+    async fn prune_events(&self, before_ms: u64) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        let before = before_ms as i64;
+        tx.execute(
+            "DELETE FROM event_deliveries WHERE event_id IN (SELECT id FROM events WHERE created_at_ms < $1)",
+            &[&before],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        let pruned =
+            tx.execute("DELETE FROM events WHERE created_at_ms < $1", &[&before]).await.map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(pruned)
     }
 
     async fn upsert_records(&self, connection_id: &str, model: &str, records: &[SyncRecord]) -> Result<(), StoreError> {
@@ -795,6 +1083,86 @@ impl Store for PostgresStore {
         .await?;
         Ok(())
     }
+}
+
+/// The columns `event_from_row` reads.
+const EVENT_COLUMNS: &str = "id, kind, connection_id, facts, created_at_ms, status, attempts, next_attempt_at_ms,
+     delivered_at_ms, last_error, run_started_at_ms, run_resumed, added, updated, deleted, seq";
+
+fn event_from_row(r: &tokio_postgres::Row) -> EventRecord {
+    let changes = match (r.get::<_, Option<i64>>(12), r.get::<_, Option<i64>>(13), r.get::<_, Option<i64>>(14)) {
+        (Some(added), Some(updated), Some(deleted)) => {
+            Some(RecordChanges { added: added as u64, updated: updated as u64, deleted: deleted as u64 })
+        }
+        _ => None,
+    };
+    EventRecord {
+        id: r.get(0),
+        kind: r.get(1),
+        connection_id: r.get(2),
+        facts: r.get(3),
+        created_at_ms: r.get::<_, i64>(4) as u64,
+        status: r.get(5),
+        attempts: r.get::<_, i32>(6) as u32,
+        next_attempt_at_ms: r.get::<_, i64>(7) as u64,
+        delivered_at_ms: r.get::<_, Option<i64>>(8).map(|t| t as u64),
+        last_error: r.get(9),
+        run_started_at_ms: r.get::<_, Option<i64>>(10).map(|t| t as u64),
+        run_resumed: r.get(11),
+        changes,
+    }
+}
+
+/// Writes an event in the caller's transaction, timed by the database.
+async fn insert_event(
+    tx: &deadpool_postgres::Transaction<'_>,
+    event: &NewEvent,
+    run: Option<(i64, bool)>,
+    changes: Option<RecordChanges>,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        &format!(
+            "INSERT INTO events (id, kind, connection_id, facts, created_at_ms, next_attempt_at_ms,
+                                 run_started_at_ms, run_resumed, added, updated, deleted)
+             VALUES ($1, $2, $3, $4, {NOW_MS}, {NOW_MS}, $5, $6, $7, $8, $9)"
+        ),
+        &[
+            &event.id,
+            &event.kind,
+            &event.connection_id,
+            &event.facts,
+            &run.map(|r| r.0),
+            &run.is_some_and(|r| r.1),
+            &changes.map(|c| c.added as i64),
+            &changes.map(|c| c.updated as i64),
+            &changes.map(|c| c.deleted as i64),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What records of `model` changed since `since` (unix seconds).
+async fn changes_since(
+    db: &impl deadpool_postgres::GenericClient,
+    connection_id: &str,
+    model: &str,
+    since: i64,
+) -> Result<RecordChanges, tokio_postgres::Error> {
+    let row = db
+        .query_one(
+            "SELECT COUNT(*) FILTER (WHERE deleted_at IS NULL AND first_seen_at >= $3),
+                    COUNT(*) FILTER (WHERE deleted_at IS NULL AND first_seen_at < $3),
+                    COUNT(*) FILTER (WHERE deleted_at IS NOT NULL)
+             FROM records WHERE connection_id = $1 AND model = $2 AND updated_at >= $3",
+            &[&connection_id, &model, &since],
+        )
+        .await?;
+    Ok(RecordChanges {
+        added: row.get::<_, i64>(0) as u64,
+        updated: row.get::<_, i64>(1) as u64,
+        deleted: row.get::<_, i64>(2) as u64,
+    })
 }
 
 /// Unchanged records are left alone, so `updated_at` means "changed".

@@ -105,6 +105,47 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 3: the origin a Connect session's page reports to.
     "ALTER TABLE connect_sessions ADD COLUMN allowed_origin TEXT;",
+    // 4: the fleet: each sync's tenant (fair claiming), a run's start kept
+    // across the slices it yields in, and the event outbox (claimed with
+    // SKIP LOCKED by any process) with its delivery log.
+    "ALTER TABLE sync_state ADD COLUMN tenant TEXT;
+     ALTER TABLE sync_state ADD COLUMN run_started_at_ms BIGINT;
+     ALTER TABLE sync_state ADD COLUMN run_resumed BOOLEAN NOT NULL DEFAULT FALSE;
+     CREATE INDEX sync_state_leased ON sync_state (tenant) WHERE lease_owner IS NOT NULL;
+     CREATE TABLE events (
+         seq BIGSERIAL PRIMARY KEY,
+         id TEXT NOT NULL UNIQUE,
+         kind TEXT NOT NULL,
+         connection_id TEXT NOT NULL,
+         facts TEXT NOT NULL,
+         created_at_ms BIGINT NOT NULL,
+         status TEXT NOT NULL DEFAULT 'pending',
+         attempts INTEGER NOT NULL DEFAULT 0,
+         next_attempt_at_ms BIGINT NOT NULL,
+         claimed_by TEXT,
+         claim_expires_at_ms BIGINT,
+         delivered_at_ms BIGINT,
+         last_error TEXT,
+         run_started_at_ms BIGINT,
+         run_resumed BOOLEAN NOT NULL DEFAULT FALSE,
+         added BIGINT,
+         updated BIGINT,
+         deleted BIGINT
+     );
+     CREATE INDEX events_pending ON events (next_attempt_at_ms) WHERE status = 'pending';
+     CREATE INDEX events_by_age ON events (created_at_ms);
+     CREATE TABLE event_deliveries (
+         seq BIGSERIAL PRIMARY KEY,
+         event_id TEXT NOT NULL,
+         attempt BIGINT NOT NULL,
+         at_ms BIGINT NOT NULL,
+         owner TEXT NOT NULL,
+         url TEXT NOT NULL,
+         status_code INTEGER,
+         error TEXT,
+         duration_ms BIGINT NOT NULL
+     );
+     CREATE INDEX event_deliveries_by_event ON event_deliveries (event_id, seq);",
 ];
 
 pub async fn migrate(tx: &deadpool_postgres::Transaction<'_>, shown: &str) -> Result<(), StoreError> {

@@ -45,6 +45,12 @@ pub enum RunOutcome<'a> {
     /// committed pages and their checkpoint stay, the lease is given up at
     /// once, and a scheduled sync is due again now.
     Interrupted(&'a str),
+    /// Paused between pages to give its worker slot to syncs that wait
+    /// (a long pass yields now and then): the lease is given up, the
+    /// checkpoint stays, and the sync is due again now, behind those that
+    /// waited. The run goes on as the same run: its start and whether it
+    /// resumed are kept for its change event.
+    Yielded,
 }
 
 impl RunOutcome<'_> {
@@ -54,12 +60,13 @@ impl RunOutcome<'_> {
             RunOutcome::Done => "done",
             RunOutcome::Failed(_) => "failed",
             RunOutcome::Interrupted(_) => "interrupted",
+            RunOutcome::Yielded => "yielded",
         }
     }
 
     pub fn message(&self) -> Option<&str> {
         match self {
-            RunOutcome::Done => None,
+            RunOutcome::Done | RunOutcome::Yielded => None,
             RunOutcome::Failed(m) | RunOutcome::Interrupted(m) => Some(m),
         }
     }
@@ -99,6 +106,51 @@ pub enum StoreError {
     LeaseLost { connection: String, sync: String },
     #[error("{0}")]
     BadQuery(String),
+    /// The database cannot be reached now (restarting, failing over, a
+    /// dropped connection, a busy lock): the same call may work shortly.
+    /// Callers that can wait retry with backoff (`retry_unavailable`).
+    #[error("the store at {path} is unavailable ({message}); retrying shortly usually works")]
+    Unavailable { path: PathBuf, message: String },
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// Runs `op` until it succeeds, fails for a reason other than the store
+/// being unavailable, or `give_up_after` passes, backing off from 100 ms to
+/// 5 s between tries (logging the first and then every tenth). A database
+/// restart or failover then costs a wait, not a failed run.
+pub async fn retry_unavailable<T, F, Fut>(what: &str, give_up_after: Duration, mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    let mut tries = 0u32;
+    loop {
+        match op().await {
+            Err(e) if e.is_unavailable() && started.elapsed() < give_up_after => {
+                if tries % 10 == 0 {
+                    tracing::warn!("{what}: {e}; trying again");
+                }
+                tries += 1;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+            Ok(value) => {
+                if tries > 0 {
+                    tracing::info!("{what}: the store is back after {tries} retries");
+                }
+                return Ok(value);
+            }
+        }
+    }
 }
 
 /// What `connection list/show` print: everything but the secret.
@@ -241,6 +293,82 @@ pub struct StoredRecord {
     pub cursor: String,
 }
 
+/// How busy a tenant is across every worker on the store: syncs running
+/// under a live lease, and whether its request budget has a queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantLoad {
+    /// Tenant → syncs running now.
+    pub running: BTreeMap<String, u32>,
+    /// Tenants whose next free request slot is further away than the
+    /// backlog asked about: a sync claimed for them now would only wait.
+    pub busy: Vec<String>,
+}
+
+/// An event to write in the same transaction as what it tells of (a run
+/// that ended, a connection that was saved), for delivery to the app's
+/// webhook URL by whichever process delivers events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Stable across retries and processes: the receiver's idempotency key.
+    pub id: String,
+    /// `sync` or `auth`.
+    pub kind: String,
+    pub connection_id: String,
+    /// What the platform knows of it (JSON object); the store adds what
+    /// only it knows at commit (a run's start and record changes).
+    pub facts: String,
+}
+
+/// An event as the outbox keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRecord {
+    pub id: String,
+    pub kind: String,
+    pub connection_id: String,
+    pub facts: String,
+    /// Unix ms.
+    pub created_at_ms: u64,
+    /// `pending`, `delivered`, `skipped` (nothing to tell) or `failed` (given up).
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at_ms: u64,
+    pub delivered_at_ms: Option<u64>,
+    pub last_error: Option<String>,
+    /// For a sync event: when the run began (unix ms), whether it began
+    /// from a checkpoint, and what it changed (for a run that succeeded).
+    pub run_started_at_ms: Option<u64>,
+    pub run_resumed: bool,
+    pub changes: Option<RecordChanges>,
+}
+
+/// One delivery attempt, as the delivery log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryRecord {
+    pub event_id: String,
+    pub attempt: u32,
+    /// Unix ms.
+    pub at_ms: u64,
+    /// The process that sent it.
+    pub owner: String,
+    pub url: String,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// What becomes of an event after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryNext {
+    Delivered,
+    /// Nothing to send (a run that changed nothing, without "always send").
+    Skipped,
+    /// Try again after this long (timed by the store's clock).
+    RetryIn(Duration),
+    /// Attempts are spent.
+    GiveUp,
+}
+
 /// One tool call as the audit log keeps it: never the input itself (it may
 /// hold personal data), only its SHA-256; never a credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -262,8 +390,9 @@ pub struct AuditEntry {
 /// keeps the provider's limits together.
 #[async_trait::async_trait]
 pub trait Store: BudgetStore + Send + Sync {
-    /// Saves a new connection; the caller verifies the credential first.
-    async fn create_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Saves a new connection, with its `event` (Nango's auth webhook) in
+    /// the same transaction; the caller verifies the credential first.
+    async fn create_connection(&self, connection: &Connection, event: Option<&NewEvent>) -> Result<(), StoreError>;
     /// Replaces the credential in place: id, config, checkpoints and records stay.
     async fn rotate_credentials(&self, id: &str, credentials: &Credentials) -> Result<(), StoreError>;
     /// Saves renewed OAuth tokens in place, and merges `config` (e.g. the
@@ -291,8 +420,16 @@ pub trait Store: BudgetStore + Send + Sync {
     /// another run took it.
     async fn commit_page(&self, lease: &SyncLease, model: &str, page: &SyncPage) -> Result<(), StoreError>;
     /// Records how a run ended and gives the lease up. The checkpoint stays
-    /// as the last committed page set it.
-    async fn finish_sync(&self, lease: &SyncLease, outcome: RunOutcome<'_>) -> Result<(), StoreError>;
+    /// as the last committed page set it. `event` (a change webhook) is
+    /// written in the same transaction, with the run's start, whether it
+    /// resumed, and, for `Done`, the records it added, updated and deleted;
+    /// nothing is written if the lease was lost.
+    async fn finish_sync(
+        &self,
+        lease: &SyncLease,
+        outcome: RunOutcome<'_>,
+        event: Option<&NewEvent>,
+    ) -> Result<(), StoreError>;
     /// Ends the lease `dead_owner` holds on a sync (a process known to be
     /// gone), so a new run can begin at once instead of waiting for it to
     /// lapse; `false` if that owner no longer holds it.
@@ -336,11 +473,44 @@ pub trait Store: BudgetStore + Send + Sync {
     /// How records of `model` changed since `since` (unix seconds): added,
     /// updated, found deleted.
     async fn record_changes(&self, connection_id: &str, model: &str, since: u64) -> Result<RecordChanges, StoreError>;
-    /// Claims one due sync whose lease is free or lapsed, taking the lease
-    /// for `owner`: workers on one store never claim the same sync twice,
-    /// and a dead worker's sync is claimed again once its lease lapses.
-    /// Returns (connection id, sync).
-    async fn claim_due_sync(&self, owner: &str, ttl: Duration) -> Result<Option<(String, String)>, StoreError>;
+    /// Claims the longest-due sync whose lease is free or lapsed and whose
+    /// tenant is not in `skip_tenants`, taking the lease for `owner`:
+    /// workers on one store never claim the same sync twice, and a dead
+    /// worker's sync is claimed again once its lease lapses. Returns
+    /// (connection id, sync).
+    async fn claim_due_sync(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        skip_tenants: &[String],
+    ) -> Result<Option<(String, String)>, StoreError>;
+    /// Names the provider tenant (whose request budget they share) of a
+    /// connection's syncs, for fair claiming.
+    async fn set_sync_tenant(&self, connection_id: &str, tenant: &str) -> Result<(), StoreError>;
+    /// Syncs running per tenant, and tenants whose budget has more than
+    /// `backlog_ms` of requests queued.
+    async fn tenant_load(&self, backlog_ms: u64) -> Result<TenantLoad, StoreError>;
+    /// How many due syncs wait for a worker (due, lease free or lapsed).
+    async fn waiting_syncs(&self) -> Result<u64, StoreError>;
+
+    /// Claims up to `limit` pending events whose next attempt is due and
+    /// that no live claim holds (`FOR UPDATE SKIP LOCKED` on PostgreSQL),
+    /// oldest first, for `ttl`; counts the attempt.
+    async fn claim_events(&self, owner: &str, ttl: Duration, limit: u32) -> Result<Vec<EventRecord>, StoreError>;
+    /// Logs an attempt and moves the event on, if `owner` still holds it.
+    async fn record_delivery(&self, delivery: &DeliveryRecord, next: DeliveryNext) -> Result<(), StoreError>;
+    /// Gives up `owner`'s claims (a process stopping): another process
+    /// delivers them at once.
+    async fn release_events(&self, owner: &str) -> Result<(), StoreError>;
+    /// The newest `limit` events, newest first.
+    async fn events(&self, limit: u32) -> Result<Vec<EventRecord>, StoreError>;
+    /// The newest `limit` delivery attempts (of one event, or of all),
+    /// newest first.
+    async fn deliveries(&self, event_id: Option<&str>, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Deletes events created before `before_ms` that are done with
+    /// (delivered, skipped, given up), or pending with nobody delivering,
+    /// with their delivery log.
+    async fn prune_events(&self, before_ms: u64) -> Result<u64, StoreError>;
     /// How many syncs are due now, claimable or not (a dead worker's stay
     /// due until its lease lapses and another claims them).
     async fn due_now(&self) -> Result<u64, StoreError>;

@@ -110,6 +110,47 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 5: the origin a Connect session's page reports to.
     "ALTER TABLE connect_sessions ADD COLUMN allowed_origin TEXT;",
+    // 6: the fleet: each sync's tenant (fair claiming), a run's start kept
+    // across the slices it yields in, and the event outbox with its
+    // delivery log.
+    "ALTER TABLE sync_state ADD COLUMN tenant TEXT;
+     ALTER TABLE sync_state ADD COLUMN run_started_at_ms INTEGER;
+     ALTER TABLE sync_state ADD COLUMN run_resumed INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX sync_state_leased ON sync_state (tenant) WHERE lease_owner IS NOT NULL;
+     CREATE TABLE events (
+         seq INTEGER PRIMARY KEY,
+         id TEXT NOT NULL UNIQUE,
+         kind TEXT NOT NULL,
+         connection_id TEXT NOT NULL,
+         facts TEXT NOT NULL,
+         created_at_ms INTEGER NOT NULL,
+         status TEXT NOT NULL DEFAULT 'pending',
+         attempts INTEGER NOT NULL DEFAULT 0,
+         next_attempt_at_ms INTEGER NOT NULL,
+         claimed_by TEXT,
+         claim_expires_at_ms INTEGER,
+         delivered_at_ms INTEGER,
+         last_error TEXT,
+         run_started_at_ms INTEGER,
+         run_resumed INTEGER NOT NULL DEFAULT 0,
+         added INTEGER,
+         updated INTEGER,
+         deleted INTEGER
+     );
+     CREATE INDEX events_pending ON events (next_attempt_at_ms) WHERE status = 'pending';
+     CREATE INDEX events_by_age ON events (created_at_ms);
+     CREATE TABLE event_deliveries (
+         seq INTEGER PRIMARY KEY,
+         event_id TEXT NOT NULL,
+         attempt INTEGER NOT NULL,
+         at_ms INTEGER NOT NULL,
+         owner TEXT NOT NULL,
+         url TEXT NOT NULL,
+         status_code INTEGER,
+         error TEXT,
+         duration_ms INTEGER NOT NULL
+     );
+     CREATE INDEX event_deliveries_by_event ON event_deliveries (event_id, seq);",
 ];
 
 /// The schema version this build writes.

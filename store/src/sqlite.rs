@@ -15,9 +15,83 @@ use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
 use crate::{
-    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, RecordChanges, RecordPage, RecordQuery, RunOutcome,
-    Store, StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState, auth_mode_name, schema, unix_now, username,
+    ApiKeyInfo, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord, NewEvent,
+    RecordChanges, RecordPage, RecordQuery, RunOutcome, Store, StoreError, StoredRecord, SyncLease, SyncRunRecord,
+    SyncState, TenantLoad, auth_mode_name, schema, unix_now, username,
 };
+
+/// The columns `event_from_row` reads.
+const EVENT_COLUMNS: &str = "id, kind, connection_id, facts, created_at_ms, status, attempts, next_attempt_at_ms,
+     delivered_at_ms, last_error, run_started_at_ms, run_resumed, added, updated, deleted, seq";
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
+    let changes = match (r.get::<_, Option<i64>>(12)?, r.get::<_, Option<i64>>(13)?, r.get::<_, Option<i64>>(14)?) {
+        (Some(added), Some(updated), Some(deleted)) => {
+            Some(RecordChanges { added: added as u64, updated: updated as u64, deleted: deleted as u64 })
+        }
+        _ => None,
+    };
+    Ok(EventRecord {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        connection_id: r.get(2)?,
+        facts: r.get(3)?,
+        created_at_ms: r.get::<_, i64>(4)? as u64,
+        status: r.get(5)?,
+        attempts: r.get::<_, i64>(6)? as u32,
+        next_attempt_at_ms: r.get::<_, i64>(7)? as u64,
+        delivered_at_ms: r.get::<_, Option<i64>>(8)?.map(|t| t as u64),
+        last_error: r.get(9)?,
+        run_started_at_ms: r.get::<_, Option<i64>>(10)?.map(|t| t as u64),
+        run_resumed: r.get(11)?,
+        changes,
+    })
+}
+
+/// Writes an event in the caller's transaction.
+fn insert_event(
+    tx: &rusqlite::Transaction<'_>,
+    event: &NewEvent,
+    now_ms: i64,
+    run: Option<(i64, bool)>,
+    changes: Option<RecordChanges>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO events (id, kind, connection_id, facts, created_at_ms, next_attempt_at_ms,
+                             run_started_at_ms, run_resumed, added, updated, deleted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            event.id,
+            event.kind,
+            event.connection_id,
+            event.facts,
+            now_ms,
+            run.map(|r| r.0),
+            run.is_some_and(|r| r.1),
+            changes.map(|c| c.added as i64),
+            changes.map(|c| c.updated as i64),
+            changes.map(|c| c.deleted as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+/// What records of `model` changed since `since` (unix seconds).
+fn changes_since(db: &rusqlite::Connection, connection_id: &str, model: &str, since: u64) -> rusqlite::Result<RecordChanges> {
+    db.prepare_cached(
+        "SELECT COALESCE(SUM(deleted_at IS NULL AND first_seen_at >= ?3), 0),
+                COALESCE(SUM(deleted_at IS NULL AND first_seen_at < ?3), 0),
+                COALESCE(SUM(deleted_at IS NOT NULL), 0)
+         FROM records WHERE connection_id = ?1 AND model = ?2 AND updated_at >= ?3",
+    )?
+    .query_row(params![connection_id, model, since as i64], |r| {
+        Ok(RecordChanges {
+            added: r.get::<_, i64>(0)? as u64,
+            updated: r.get::<_, i64>(1)? as u64,
+            deleted: r.get::<_, i64>(2)? as u64,
+        })
+    })
+}
 
 pub const DATABASE_FILE: &str = "terapi.db";
 
@@ -107,7 +181,14 @@ impl SqliteStore {
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
-        StoreError::Database { path: self.path.clone(), message: e.to_string() }
+        // Another process held the write lock past the busy timeout: the
+        // same statement works once it lets go.
+        let busy = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        let (path, message) = (self.path.clone(), e.to_string());
+        if busy { StoreError::Unavailable { path, message } } else { StoreError::Database { path, message } }
     }
 
     fn summaries(&self, id: Option<&str>) -> Result<Vec<ConnectionSummary>, StoreError> {
@@ -211,12 +292,13 @@ impl BudgetStore for SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn create_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+    async fn create_connection(&self, connection: &Connection, event: Option<&NewEvent>) -> Result<(), StoreError> {
         let now = unix_now();
         let sealed = self.key.seal_credentials(&connection.id, &connection.credentials);
         let config = serde_json::to_string(&connection.config).unwrap_or_else(|_| "{}".into());
-        let inserted = self
-            .db()
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let inserted = tx
             .execute(
                 "INSERT INTO connections (id, provider, auth_mode, username, sealed_credentials, config, created_at, updated_at, verified_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7) ON CONFLICT (id) DO NOTHING",
@@ -234,7 +316,10 @@ impl Store for SqliteStore {
         if inserted == 0 {
             return Err(StoreError::ConnectionExists(connection.id.clone()));
         }
-        Ok(())
+        if let Some(event) = event {
+            insert_event(&tx, event, terapi_host::limits::unix_ms() as i64, None, None).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 
     async fn rotate_credentials(&self, id: &str, credentials: &Credentials) -> Result<(), StoreError> {
@@ -345,13 +430,21 @@ impl Store for SqliteStore {
         let expires = now_ms + lease.ttl.as_millis() as i64;
         let checkpoint = tx
             .query_row(
-                "INSERT INTO sync_state (connection_id, sync, model, status, last_started_at, lease_owner, lease_expires_at)
-                 VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)
+                "INSERT INTO sync_state (connection_id, sync, model, status, last_started_at, lease_owner, lease_expires_at,
+                                         run_started_at_ms)
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?8)
                  ON CONFLICT (connection_id, sync) DO UPDATE SET status = 'running', model = ?3, last_started_at = ?4,
                      last_error = NULL, lease_owner = ?5, lease_expires_at = ?6,
-                     checkpoint = CASE WHEN ?7 THEN NULL ELSE sync_state.checkpoint END
+                     checkpoint = CASE WHEN ?7 THEN NULL ELSE sync_state.checkpoint END,
+                     run_started_at_ms = CASE WHEN NOT ?7 AND sync_state.run_started_at_ms IS NOT NULL
+                                                   AND sync_state.status IN ('yielded', 'running', 'interrupted')
+                                              THEN sync_state.run_started_at_ms ELSE ?8 END,
+                     run_resumed = CASE WHEN NOT ?7 AND sync_state.run_started_at_ms IS NOT NULL
+                                             AND sync_state.status IN ('yielded', 'running', 'interrupted')
+                                        THEN sync_state.run_resumed
+                                        ELSE NOT ?7 AND sync_state.checkpoint IS NOT NULL END
                  RETURNING checkpoint",
-                params![lease.connection_id, lease.sync, model, now_ms / 1000, lease.owner, expires, full],
+                params![lease.connection_id, lease.sync, model, now_ms / 1000, lease.owner, expires, full, now_ms],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))?;
@@ -402,16 +495,41 @@ impl Store for SqliteStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
-    async fn finish_sync(&self, lease: &SyncLease, outcome: RunOutcome<'_>) -> Result<(), StoreError> {
+    async fn finish_sync(
+        &self,
+        lease: &SyncLease,
+        outcome: RunOutcome<'_>,
+        event: Option<&NewEvent>,
+    ) -> Result<(), StoreError> {
         let (status, error) = (outcome.status(), outcome.message());
         let now_ms = terapi_host::limits::unix_ms() as i64;
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
+        let run: Option<(String, Option<i64>, bool)> = tx
+            .query_row(
+                "SELECT model, run_started_at_ms, run_resumed FROM sync_state
+                 WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3",
+                params![lease.connection_id, lease.sync, lease.owner],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if let (Some(event), Some((model, started, resumed))) = (event, &run) {
+            let started = started.unwrap_or(now_ms);
+            let changes = match outcome {
+                RunOutcome::Done => Some(
+                    changes_since(&tx, &lease.connection_id, model, started as u64 / 1000).map_err(|e| self.err(e))?,
+                ),
+                _ => None,
+            };
+            insert_event(&tx, event, now_ms, Some((started, *resumed)), changes).map_err(|e| self.err(e))?;
+        }
         tx.execute(
             "UPDATE sync_state SET status = ?4, last_error = ?5, last_finished_at = ?6 / 1000,
                  lease_owner = NULL, lease_expires_at = NULL,
-                 due_at = CASE WHEN paused THEN NULL
+                 due_at = CASE WHEN paused AND ?4 <> 'yielded' THEN NULL
                                WHEN ?4 = 'done' THEN ?6 + frequency_secs * 1000
+                               WHEN ?4 = 'yielded' THEN ?6
                                WHEN due_at IS NULL AND frequency_secs IS NULL THEN NULL
                                WHEN ?4 = 'interrupted' THEN ?6
                                ELSE ?6 + MIN(?7, COALESCE(frequency_secs * 1000, ?7)) END
@@ -549,22 +667,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_changes(&self, connection_id: &str, model: &str, since: u64) -> Result<RecordChanges, StoreError> {
-        self.db()
-            .query_row(
-                "SELECT COALESCE(SUM(deleted_at IS NULL AND first_seen_at >= ?3), 0),
-                        COALESCE(SUM(deleted_at IS NULL AND first_seen_at < ?3), 0),
-                        COALESCE(SUM(deleted_at IS NOT NULL), 0)
-                 FROM records WHERE connection_id = ?1 AND model = ?2 AND updated_at >= ?3",
-                params![connection_id, model, since as i64],
-                |r| {
-                    Ok(RecordChanges {
-                        added: r.get::<_, i64>(0)? as u64,
-                        updated: r.get::<_, i64>(1)? as u64,
-                        deleted: r.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )
-            .map_err(|e| self.err(e))
+        changes_since(&self.db(), connection_id, model, since).map_err(|e| self.err(e))
     }
 
     async fn due_now(&self) -> Result<u64, StoreError> {
@@ -575,21 +678,183 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    async fn claim_due_sync(&self, owner: &str, ttl: Duration) -> Result<Option<(String, String)>, StoreError> {
+    async fn claim_due_sync(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        skip_tenants: &[String],
+    ) -> Result<Option<(String, String)>, StoreError> {
         let now_ms = terapi_host::limits::unix_ms() as i64;
+        let skip = serde_json::to_string(skip_tenants).unwrap_or_else(|_| "[]".into());
         // SQLite has one writer at a time: the statement is the claim.
         self.db()
-            .query_row(
+            .prepare_cached(
                 "UPDATE sync_state SET lease_owner = ?1, lease_expires_at = ?2
                  WHERE rowid = (SELECT rowid FROM sync_state
                                 WHERE due_at <= ?3 AND (lease_owner IS NULL OR lease_expires_at <= ?3)
+                                  AND (tenant IS NULL OR tenant NOT IN (SELECT value FROM json_each(?4)))
                                 ORDER BY due_at LIMIT 1)
                  RETURNING connection_id, sync",
-                params![owner, now_ms + ttl.as_millis() as i64, now_ms],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()
+            .and_then(|mut s| {
+                s.query_row(params![owner, now_ms + ttl.as_millis() as i64, now_ms, skip], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(|e| self.err(e))
+    }
+
+    async fn set_sync_tenant(&self, connection_id: &str, tenant: &str) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "UPDATE sync_state SET tenant = ?2 WHERE connection_id = ?1 AND tenant IS NOT ?2",
+                params![connection_id, tenant],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn tenant_load(&self, backlog_ms: u64) -> Result<TenantLoad, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let db = self.db();
+        let running = db
+            .prepare_cached(
+                "SELECT tenant, COUNT(*) FROM sync_state
+                 WHERE lease_owner IS NOT NULL AND lease_expires_at > ?1 AND tenant IS NOT NULL GROUP BY tenant",
+            )
+            .and_then(|mut s| {
+                s.query_map([now_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u32)))?.collect()
+            })
+            .map_err(|e| self.err(e))?;
+        let busy = db
+            .prepare_cached("SELECT tenant FROM rate_budget WHERE tat_ms > ?1")
+            .and_then(|mut s| s.query_map([now_ms + backlog_ms as i64], |r| r.get(0))?.collect())
+            .map_err(|e| self.err(e))?;
+        Ok(TenantLoad { running, busy })
+    }
+
+    async fn waiting_syncs(&self) -> Result<u64, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        self.db()
+            .query_row(
+                "SELECT COUNT(*) FROM sync_state WHERE due_at <= ?1 AND (lease_owner IS NULL OR lease_expires_at <= ?1)",
+                [now_ms],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    async fn claim_events(&self, owner: &str, ttl: Duration, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let db = self.db();
+        let mut events: Vec<(i64, EventRecord)> = db
+            .prepare_cached(&format!(
+                "UPDATE events SET claimed_by = ?1, claim_expires_at_ms = ?2 + ?3, attempts = attempts + 1
+                 WHERE seq IN (SELECT seq FROM events
+                               WHERE status = 'pending' AND next_attempt_at_ms <= ?2
+                                 AND (claimed_by IS NULL OR claim_expires_at_ms <= ?2)
+                               ORDER BY seq LIMIT ?4)
+                 RETURNING {EVENT_COLUMNS}"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![owner, now_ms, ttl.as_millis() as i64, i64::from(limit)], |r| {
+                    Ok((r.get(15)?, event_from_row(r)?))
+                })?
+                .collect()
+            })
+            .map_err(|e| self.err(e))?;
+        events.sort_by_key(|(seq, _)| *seq);
+        Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    async fn record_delivery(&self, delivery: &DeliveryRecord, next: DeliveryNext) -> Result<(), StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let (status, retry_at) = match next {
+            DeliveryNext::Delivered => ("delivered", now_ms),
+            DeliveryNext::Skipped => ("skipped", now_ms),
+            DeliveryNext::RetryIn(wait) => ("pending", now_ms + wait.as_millis() as i64),
+            DeliveryNext::GiveUp => ("failed", now_ms),
+        };
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        if next != DeliveryNext::Skipped {
+            tx.execute(
+                "INSERT INTO event_deliveries (event_id, attempt, at_ms, owner, url, status_code, error, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    delivery.event_id,
+                    delivery.attempt,
+                    delivery.at_ms as i64,
+                    delivery.owner,
+                    delivery.url,
+                    delivery.status_code,
+                    delivery.error,
+                    delivery.duration_ms as i64
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.execute(
+            "UPDATE events SET status = ?3, next_attempt_at_ms = ?4, claimed_by = NULL, claim_expires_at_ms = NULL,
+                 delivered_at_ms = CASE WHEN ?3 = 'delivered' THEN ?5 ELSE delivered_at_ms END,
+                 last_error = ?6
+             WHERE id = ?1 AND claimed_by = ?2",
+            params![delivery.event_id, delivery.owner, status, retry_at, now_ms, delivery.error],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    async fn release_events(&self, owner: &str) -> Result<(), StoreError> {
+        self.db()
+            .execute("UPDATE events SET claimed_by = NULL, claim_expires_at_ms = NULL WHERE claimed_by = ?1", [owner])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn events(&self, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+        self.db()
+            .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?1"))
+            .and_then(|mut s| s.query_map([i64::from(limit)], event_from_row)?.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    async fn deliveries(&self, event_id: Option<&str>, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.db()
+            .prepare_cached(
+                "SELECT event_id, attempt, at_ms, owner, url, status_code, error, duration_ms FROM event_deliveries
+                 WHERE ?1 IS NULL OR event_id = ?1 ORDER BY seq DESC LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![event_id, i64::from(limit)], |r| {
+                    Ok(DeliveryRecord {
+                        event_id: r.get(0)?,
+                        attempt: r.get::<_, i64>(1)? as u32,
+                        at_ms: r.get::<_, i64>(2)? as u64,
+                        owner: r.get(3)?,
+                        url: r.get(4)?,
+                        status_code: r.get::<_, Option<i64>>(5)?.map(|c| c as u16),
+                        error: r.get(6)?,
+                        duration_ms: r.get::<_, i64>(7)? as u64,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    async fn prune_events(&self, before_ms: u64) -> Result<u64, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "DELETE FROM event_deliveries WHERE event_id IN (SELECT id FROM events WHERE created_at_ms < ?1)",
+            [before_ms as i64],
+        )
+        .map_err(|e| self.err(e))?;
+        let pruned =
+            tx.execute("DELETE FROM events WHERE created_at_ms < ?1", [before_ms as i64]).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(pruned as u64)
     }
 
     async fn sync_states(&self, connection_id: &str) -> Result<Vec<SyncState>, StoreError> {
@@ -1030,7 +1295,7 @@ mod tests {
             done: false,
         };
         block_on(async {
-            store.create_connection(&connection).await.unwrap();
+            store.create_connection(&connection, None).await.unwrap();
             let a = lease("host:1", 60_000);
             assert_eq!(store.begin_sync(&a, "GongUser", false).await.unwrap(), None);
             store.commit_page(&a, "GongUser", &page("1", "c1")).await.unwrap();
@@ -1048,7 +1313,7 @@ mod tests {
             // The dead run's late page is refused, not interleaved.
             let late = store.commit_page(&a, "GongUser", &page("3", "c3")).await.unwrap_err();
             assert!(matches!(late, StoreError::LeaseLost { .. }), "{late}");
-            store.finish_sync(&b, RunOutcome::Done).await.unwrap();
+            store.finish_sync(&b, RunOutcome::Done, None).await.unwrap();
             let state = &store.sync_states("acme").await.unwrap()[0];
             assert_eq!((state.status.as_str(), state.records, state.checkpoint.as_deref()), ("done", 2, Some("c2")));
         });
@@ -1065,7 +1330,7 @@ mod tests {
             })
             .collect();
         block_on(async {
-            store.create_connection(&connection("c")).await.unwrap();
+            store.create_connection(&connection("c"), None).await.unwrap();
             store.upsert_records("c", "M", &records).await.unwrap();
             let mut query = RecordQuery {
                 connection_id: "c".into(),

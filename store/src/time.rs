@@ -43,3 +43,12 @@ mod tests {
         }
     }
 }
+
+/// RFC 3339 with milliseconds (`2024-05-01T10:00:00.123Z`), as Nango writes times.
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let text = rfc3339(unix_ms / 1000);
+    match text.strip_suffix('Z') {
+        Some(head) => format!("{head}.{:03}Z", unix_ms % 1000),
+        None => text,
+    }
+}

@@ -13,27 +13,13 @@ use crate::app::{App, when};
 pub struct ServeArgs {
     pub bind: std::net::SocketAddr,
     pub public_url: Option<url::Url>,
-    pub webhook_url: Option<url::Url>,
-    pub webhook_signing_key: Option<String>,
+    pub webhooks: crate::WebhookArgs,
     pub concurrency: usize,
     pub frame_ancestors: Vec<String>,
 }
 
 pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
-    let webhooks = match (args.webhook_url, args.webhook_signing_key) {
-        (Some(url), Some(key)) if !key.is_empty() => Some(WebhookConfig {
-            url,
-            signing_key: Secret::new(key),
-            attempts: 6,
-            first_backoff: Duration::from_secs(1),
-            always_send: false,
-        }),
-        (Some(_), _) => bail!(
-            "--webhook-url needs a signing key: set TERAPI_WEBHOOK_SIGNING_KEY (the app verifies with it as \
-             `webhookSigningKey`)"
-        ),
-        (None, _) => None,
-    };
+    let webhooks = webhook_config(args.webhooks)?;
     let frame_ancestors = args
         .frame_ancestors
         .iter()
@@ -71,6 +57,23 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
     let stop = crate::signals::stop_on_signal("terapi serve: stopping (running syncs release their leases)");
     terapi_serve::serve(state, listener, stop.cancelled_owned()).await.context("serving")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The webhook settings, checked: a URL needs a signing key.
+pub fn webhook_config(args: crate::WebhookArgs) -> Result<Option<WebhookConfig>> {
+    match (args.webhook_url, args.webhook_signing_key) {
+        (Some(url), Some(key)) if !key.is_empty() => {
+            if !matches!(url.scheme(), "http" | "https") {
+                bail!("--webhook-url {url} is not an http(s) URL");
+            }
+            Ok(Some(WebhookConfig::new(url, Secret::new(key))))
+        }
+        (Some(_), _) => bail!(
+            "--webhook-url needs a signing key: set TERAPI_WEBHOOK_SIGNING_KEY (the app verifies with it as \
+             `webhookSigningKey`)"
+        ),
+        (None, _) => Ok(None),
+    }
 }
 
 pub async fn key(app: &App, command: KeyCommand) -> Result<ExitCode> {

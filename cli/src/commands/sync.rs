@@ -61,7 +61,7 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
                     bail!("--output is for syncs without --connection; read saved records with `terapi records list`");
                 }
                 let stop = signals::stop_on_signal("stopping: the page being fetched is dropped, the lease released");
-                let options = StoredSyncOptions { full, checkpoint, sync, stop: Some(stop) };
+                let options = StoredSyncOptions { full, checkpoint, sync, stop: Some(stop), time_slice: None };
                 let mut progress = Progress::new((), &name);
                 let result = platform.run_sync(id, &name, &options, &mut |page: &_| progress.count(page)).await;
                 progress.finish();
@@ -140,17 +140,55 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn worker(app: &App, concurrency: usize, lease_secs: u64, exit_when_idle: bool) -> Result<ExitCode> {
-    let platform = app.platform().await?.with_lease_ttl(std::time::Duration::from_secs(lease_secs));
-    let options = WorkerOptions { concurrency, exit_when_idle, ..WorkerOptions::default() };
+pub struct WorkerArgs {
+    pub concurrency: usize,
+    pub lease_secs: u64,
+    pub exit_when_idle: bool,
+    pub per_tenant: u32,
+    pub webhooks: crate::WebhookArgs,
+}
+
+pub async fn worker(app: &App, args: WorkerArgs) -> Result<ExitCode> {
+    let webhooks = super::serve::webhook_config(args.webhooks)?;
+    let platform =
+        std::sync::Arc::new(app.platform().await?.with_lease_ttl(std::time::Duration::from_secs(args.lease_secs)));
+    let options = WorkerOptions {
+        concurrency: args.concurrency,
+        exit_when_idle: args.exit_when_idle,
+        per_tenant: args.per_tenant,
+        ..WorkerOptions::default()
+    };
     eprintln!(
-        "worker: running due syncs, {concurrency} at a time (Ctrl-C or SIGTERM stops them, keeping their checkpoints)"
+        "worker: running due syncs, {} at a time (Ctrl-C or SIGTERM stops them, keeping their checkpoints){}",
+        args.concurrency,
+        if webhooks.is_some() { "; delivering webhook events" } else { "" }
     );
     let stop = signals::stop_on_signal("worker: stopping the running syncs and releasing their leases");
-    let report = std::sync::Arc::new(platform).run_worker(options, stop.clone().cancelled_owned()).await?;
+    let deliveries = tokio_util::sync::CancellationToken::new();
+    let deliverer = webhooks.map(|config| tokio::spawn(platform.clone().deliver_events(config, deliveries.clone())));
+    let report = platform.clone().run_worker(options, stop.clone().cancelled_owned()).await;
+    // With --exit-when-idle, events the last runs wrote are sent before
+    // exiting (for a while: they stay in the store for others otherwise).
+    if deliverer.is_some() && !stop.is_cancelled() {
+        let drained = async {
+            while platform.store().events(64).await.is_ok_and(|events| events.iter().any(|e| e.status == "pending")) {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            _ = drained => {}
+            _ = stop.cancelled() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+        }
+    }
+    deliveries.cancel();
+    if let Some(deliverer) = deliverer {
+        let _ = deliverer.await;
+    }
+    let report = report?;
     eprintln!(
-        "worker: {} runs ({} failed, {} interrupted: due again now for any worker), {} pages, {} records",
-        report.runs, report.failed, report.interrupted, report.pages, report.records
+        "worker: {} runs ({} failed, {} interrupted: due again now for any worker, {} yielded), {} pages, {} records",
+        report.runs, report.failed, report.interrupted, report.yielded, report.pages, report.records
     );
     if stop.is_cancelled() {
         return Ok(ExitCode::from(signals::INTERRUPTED));

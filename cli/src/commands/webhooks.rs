@@ -18,7 +18,7 @@ use terapi_host::{Error, ProviderFailure};
 use terapi_platform::{Platform, PlatformError, WebhookOutcome, webhooks};
 
 use crate::WebhooksCommand;
-use crate::app::App;
+use crate::app::{App, when};
 
 struct WebhookServer {
     platform: Platform,
@@ -28,7 +28,15 @@ struct WebhookServer {
 }
 
 pub async fn run(app: &App, command: WebhooksCommand) -> Result<ExitCode> {
-    let WebhooksCommand::Serve { bind, connection, public_key, max_body_bytes } = command;
+    let (bind, connection, public_key, max_body_bytes) = match command {
+        WebhooksCommand::Serve { bind, connection, public_key, max_body_bytes } => {
+            (bind, connection, public_key, max_body_bytes)
+        }
+        WebhooksCommand::Events { limit, json } => return events(app, limit, json).await,
+        WebhooksCommand::Deliveries { event, limit, json } => {
+            return deliveries(app, event.as_deref(), limit, json).await;
+        }
+    };
     let public_key = match public_key {
         Some(path) => {
             let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -88,4 +96,67 @@ async fn receive(State(server): State<Arc<WebhookServer>>, headers: HeaderMap, b
             reply(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": e.to_string() }))
         }
     }
+}
+
+/// `terapi webhooks events`.
+async fn events(app: &App, limit: u32, json: bool) -> Result<ExitCode> {
+    let events = app.store().await?.events(limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if events.is_empty() {
+        eprintln!("no webhook events yet: sync runs and new connections write them");
+    }
+    for event in events {
+        let state = match event.status.as_str() {
+            "pending" if event.attempts > 0 => {
+                format!("pending, next attempt {}", when(Some(event.next_attempt_at_ms / 1000)))
+            }
+            other => other.to_string(),
+        };
+        println!(
+            "{}  {:<4}  {:<24}  {}  {} attempt(s)  created {}{}",
+            event.id,
+            event.kind,
+            event.connection_id,
+            state,
+            event.attempts,
+            when(Some(event.created_at_ms / 1000)),
+            event.last_error.map(|e| format!("  last: {e}")).unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `terapi webhooks deliveries`.
+async fn deliveries(app: &App, event: Option<&str>, limit: u32, json: bool) -> Result<ExitCode> {
+    let deliveries = app.store().await?.deliveries(event, limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&deliveries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if deliveries.is_empty() {
+        eprintln!(
+            "no deliveries yet: run `terapi serve` or `terapi worker` with --webhook-url (TERAPI_WEBHOOK_URL) to send events"
+        );
+    }
+    for d in deliveries {
+        let outcome = match (d.status_code, &d.error) {
+            (Some(code), None) => format!("{code} ok"),
+            (_, Some(error)) => error.clone(),
+            (None, None) => "sent".into(),
+        };
+        println!(
+            "{}  {}  attempt {}  {} ms  {}  to {}  by {}",
+            when(Some(d.at_ms / 1000)),
+            d.event_id,
+            d.attempt,
+            d.duration_ms,
+            outcome,
+            d.url,
+            d.owner
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -47,11 +47,4 @@ pub fn rfc3339(unix: u64) -> String {
     terapi_store::time::rfc3339(unix)
 }
 
-pub fn rfc3339_ms(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let text = terapi_store::time::rfc3339(secs);
-    match text.strip_suffix('Z') {
-        Some(head) => format!("{head}.{:03}Z", unix_ms % 1000),
-        None => text,
-    }
-}
+pub use terapi_store::time::rfc3339_ms;

@@ -123,7 +123,7 @@ fn workers_claim_each_due_sync_once_and_take_over_a_dead_workers_sync() {
             owner: "dead-worker".into(),
             ttl: Duration::from_millis(1500),
         };
-        let (claimed, _) = store.claim_due_sync(&dead.owner, dead.ttl).await.unwrap().unwrap();
+        let (claimed, _) = store.claim_due_sync(&dead.owner, dead.ttl, &[]).await.unwrap().unwrap();
         let dead = SyncLease { connection_id: claimed.clone(), ..dead };
         store.begin_sync(&dead, "GongUser", false).await.unwrap();
         let session = setup.session(&claimed).await.unwrap();

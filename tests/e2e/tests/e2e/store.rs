@@ -164,7 +164,7 @@ fn a_wrong_key_is_a_clear_error_and_overwrites_nothing() {
             credentials: Credentials::Basic { username: "key".into(), password: Secret::new("the-real-secret") },
             config: Default::default(),
         };
-        store.create_connection(&gong_like).await.unwrap();
+        store.create_connection(&gong_like, None).await.unwrap();
         drop(store);
         let db = dir.join("terapi.db");
         let before = std::fs::read(&db).unwrap();
@@ -178,7 +178,7 @@ fn a_wrong_key_is_a_clear_error_and_overwrites_nothing() {
         let store = SqliteStore::open(&dir, key(3)).unwrap();
         let Credentials::Basic { password, .. } = store.connection("acme").await.unwrap().credentials else { panic!() };
         assert_eq!(password.expose(), "the-real-secret");
-        assert!(matches!(store.create_connection(&gong_like).await, Err(StoreError::ConnectionExists(_))));
+        assert!(matches!(store.create_connection(&gong_like, None).await, Err(StoreError::ConnectionExists(_))));
     });
 }
 
