@@ -503,6 +503,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(|e| self.err(e))?;
+        let held = run.is_some();
         if let (Some(event), Some(run)) = (event, run) {
             let (model, started, resumed): (String, i64, bool) = (run.get(0), run.get(1), run.get(2));
             let changes = match outcome {
@@ -531,10 +532,12 @@ impl Store for PostgresStore {
         .map_err(|e| self.err(e))?;
         tx.execute(
             &format!(
-                "UPDATE sync_runs SET status = $4, finished_at_ms = {NOW_MS}, last_beat_ms = {NOW_MS}
+                "UPDATE sync_runs SET status = CASE WHEN $5 THEN $4 ELSE 'lost' END,
+                     finished_at_ms = CASE WHEN $5 THEN {NOW_MS} ELSE last_beat_ms END,
+                     last_beat_ms = CASE WHEN $5 THEN {NOW_MS} ELSE last_beat_ms END
                  WHERE connection_id = $1 AND sync = $2 AND owner = $3 AND finished_at_ms IS NULL"
             ),
-            &[&lease.connection_id, &lease.sync, &lease.owner, &status],
+            &[&lease.connection_id, &lease.sync, &lease.owner, &status, &held],
         )
         .await
         .map_err(|e| self.err(e))?;

@@ -252,7 +252,9 @@ pub struct SyncRunRecord {
     /// The last sign of life: the start, a committed page, or a renewed lease.
     pub last_beat_ms: u64,
     pub finished_at_ms: Option<u64>,
-    /// `running` (or dead, if its lease lapsed), `done`, `failed`.
+    /// `running` (or dead, if its lease lapsed), `done`, `failed`,
+    /// `interrupted`, `yielded`, or `lost` (its lease lapsed and another run
+    /// took over; it ended at its last sign of life).
     pub status: String,
     pub pages: u64,
     pub records: u64,

@@ -546,9 +546,13 @@ impl Store for SqliteStore {
         )
         .map_err(|e| self.err(e))?;
         tx.execute(
-            "UPDATE sync_runs SET status = ?4, finished_at_ms = ?5, last_beat_ms = ?5
+            // A run that lost its lease (paused past it, and taken over)
+            // ended, as far as anyone could tell, at its last sign of life.
+            "UPDATE sync_runs SET status = CASE WHEN ?6 THEN ?4 ELSE 'lost' END,
+                 finished_at_ms = CASE WHEN ?6 THEN ?5 ELSE last_beat_ms END,
+                 last_beat_ms = CASE WHEN ?6 THEN ?5 ELSE last_beat_ms END
              WHERE connection_id = ?1 AND sync = ?2 AND owner = ?3 AND finished_at_ms IS NULL",
-            params![lease.connection_id, lease.sync, lease.owner, status, now_ms],
+            params![lease.connection_id, lease.sync, lease.owner, status, now_ms, run.is_some()],
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))

@@ -9,6 +9,7 @@ mod fleet;
 mod limits;
 mod oauth;
 mod platform;
+mod postgres_tls;
 mod providers_yaml;
 mod sandbox;
 mod serve;
