@@ -678,6 +678,238 @@ fn a_fleet_of_three_workers_survives_one_killed_mid_run() {
     }
 }
 
+/// A PostgreSQL server of the test's own (it restarts it), removed on drop.
+struct OwnPostgres {
+    url: String,
+    data: String,
+}
+
+fn postgres_script(args: &[&str]) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh");
+    let output = Command::new("bash").arg(script).args(args).output().unwrap();
+    assert!(output.status.success(), "postgres.sh {args:?}: {}", text(&output).1);
+    text(&output).0
+}
+
+impl OwnPostgres {
+    fn start() -> OwnPostgres {
+        let out = postgres_script(&["start"]);
+        let var = |name: &str| {
+            out.lines().find_map(|l| l.strip_prefix(&format!("export {name}="))).unwrap().trim().to_string()
+        };
+        OwnPostgres { url: var("TERAPI_TEST_DATABASE_URL"), data: var("TERAPI_TEST_PGDATA") }
+    }
+
+    /// Stops the server (cutting every connection), leaves it down for
+    /// `down_secs`, and starts it again on the same port.
+    fn restart(&self, down_secs: u32) {
+        postgres_script(&["restart", &self.data, &down_secs.to_string()]);
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh");
+        let _ = Command::new("bash").arg(script).args(["stop", &self.data]).output();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    assert!(Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().unwrap().success());
+}
+
+/// The app's webhook endpoint: every delivery's event id and body, answered 200.
+fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>) {
+    let received: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>> = Default::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let id = headers.get("x-terapi-event-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                sink.lock().unwrap().push((id, body));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio().spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[test]
+fn a_fleet_outlives_a_database_restart_and_a_worker_paused_past_its_lease() {
+    // Four Gong tenants at 3 requests a second, eight connections each:
+    // thirty-two syncs of three pages, on a PostgreSQL of the test's own.
+    let tenants: Vec<FakeGong> = (0..4).map(|_| gong_limited(250)).collect();
+    let postgres = OwnPostgres::start();
+    let (url, db) = {
+        let url = postgres.url.clone();
+        let client = tokio().block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+        });
+        (url, client)
+    };
+    let dir = data_dir("fleet-outage");
+    let (hooks, received) = webhook_receiver();
+    let fleet = |cmd: &mut Command| {
+        cmd.env("TERAPI_DATA_DIR", &dir).env("TERAPI_DATABASE_URL", &url);
+    };
+    let syncs = 32;
+    for i in 0..syncs {
+        let mut create = terapi(Some(&tenants[i % 4]));
+        fleet(&mut create);
+        let output = create.args(["connection", "create", &format!("acme-{i}")]).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output).1);
+    }
+    let mut schedule = terapi(None);
+    fleet(&mut schedule);
+    let output = schedule.args(["sync", "schedule", "users", "--all"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output).1);
+
+    let mut workers: Vec<ChildGuard> = (0..3)
+        .map(|_| {
+            let mut worker = terapi(None);
+            fleet(&mut worker);
+            let child = worker
+                .env("TERAPI_WEBHOOK_URL", &hooks)
+                .env("TERAPI_WEBHOOK_SIGNING_KEY", "whsec-fleet")
+                .args(["worker", "--concurrency", "4", "--lease-secs", "3", "--exit-when-idle"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            ChildGuard(child)
+        })
+        .collect();
+    // Once the second worker is inside a run that committed a page, pause
+    // it (SIGSTOP, as a frozen container is) for longer than its lease, and
+    // restart PostgreSQL meanwhile.
+    let victim = workers[1].0.id();
+    let mid_run = format!(
+        "SELECT COUNT(*) FROM sync_runs WHERE owner LIKE '%:{victim}:%' AND finished_at_ms IS NULL AND pages > 0"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(&db, &mid_run) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the second worker never got a run under way");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    signal(victim, "STOP");
+    let paused = std::time::Instant::now();
+    postgres.restart(2);
+    // Every worker came through the outage (none exited on it).
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    for worker in &mut workers {
+        assert!(worker.0.try_wait().unwrap().is_none(), "a worker exited during the database restart");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(8).saturating_sub(paused.elapsed()));
+    signal(victim, "CONT");
+    let mut stderrs = Vec::new();
+    for mut worker in workers.drain(..) {
+        let status = worker.0.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(worker.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(status.success(), "{stderr}");
+        stderrs.push(stderr);
+    }
+
+    let db = tokio().block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    });
+    let syncs = syncs as i64;
+    // Every record stored once, every sync done, no page committed twice.
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM (SELECT DISTINCT connection_id, id FROM records) r"), syncs * 250);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM records"), syncs * 250);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sync_state WHERE status = 'done'"), syncs);
+    let doubled = tokio()
+        .block_on(db.query(
+            "SELECT r.connection_id, r.owner, r.status, r.pages, r.records, r.started_at_ms, r.finished_at_ms FROM sync_runs r
+             WHERE r.connection_id IN (SELECT connection_id FROM sync_runs GROUP BY connection_id HAVING SUM(pages) > 3)
+             ORDER BY r.id",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} pages {} records {} {}..{:?}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2),
+                r.get::<_, i64>(3),
+                r.get::<_, i64>(4),
+                r.get::<_, i64>(5),
+                r.get::<_, Option<i64>>(6)
+            )
+        })
+        .collect::<Vec<_>>();
+    assert!(doubled.is_empty(), "pages committed twice:\n{}", doubled.join("\n"));
+    assert_eq!(count(&db, "SELECT SUM(pages)::bigint FROM sync_runs"), syncs * 3);
+    // The paused worker's run was taken over while it slept; woken, it
+    // committed nothing more.
+    let lost = format!("SELECT COUNT(*) FROM sync_runs WHERE owner LIKE '%:{victim}:%' AND status = 'lost'");
+    if count(&db, &lost) == 0 {
+        let rows = tokio()
+            .block_on(db.query(
+                "SELECT connection_id, owner, status, pages, started_at_ms, last_beat_ms, finished_at_ms FROM sync_runs
+                 WHERE connection_id IN (SELECT connection_id FROM sync_runs WHERE owner LIKE $1) ORDER BY id",
+                &[&format!("%:{victim}:%")],
+            ))
+            .unwrap();
+        let rows: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {} {} {} {:?}",
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, i64>(3),
+                    r.get::<_, i64>(4),
+                    r.get::<_, i64>(5),
+                    r.get::<_, Option<i64>>(6)
+                )
+            })
+            .collect();
+        let all = count(&db, "SELECT COUNT(*) FROM sync_runs");
+        panic!(
+            "the paused worker's run was not taken over:\n{}\n{all} runs; stderr:\n{}",
+            rows.join("\n"),
+            stderrs.join("\n---\n")
+        );
+    }
+    let overlapping = "SELECT COUNT(*) FROM sync_runs a JOIN sync_runs b
+         ON a.connection_id = b.connection_id AND a.sync = b.sync AND a.id < b.id
+         WHERE b.started_at_ms < COALESCE(a.finished_at_ms, a.last_beat_ms)";
+    assert_eq!(count(&db, overlapping), 0);
+    for gong in &tenants {
+        let statuses: Vec<u16> = gong.requests().iter().map(|r| r.status).filter(|s| *s != 200).collect();
+        assert!(statuses.is_empty(), "answers other than 200: {statuses:?}");
+        assert!(gong.busiest_second() <= 3, "{}", gong.busiest_second());
+    }
+    // Every event (a change webhook per finished sync, an auth webhook per
+    // connection) delivered exactly once, by the workers.
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM events WHERE kind = 'sync'"), syncs);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM events WHERE kind = 'auth'"), syncs);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM events WHERE status <> 'delivered'"), 0);
+    let received = received.lock().unwrap().clone();
+    let mut ids: Vec<&str> = received.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), received.len(), "an event was delivered twice");
+    assert_eq!(received.len() as i64, 2 * syncs);
+    let changes: Vec<&serde_json::Value> = received.iter().map(|(_, b)| b).filter(|b| b["type"] == "sync").collect();
+    assert!(changes.iter().all(|b| b["success"] == true && b["responseResults"]["added"] == 250), "{changes:?}");
+    drop(postgres);
+}
+
 /// `terapi serve` on a saved connection, with a fresh secret key; returns
 /// the server, its URL and the key.
 fn serve_with_key(dir: &std::path::Path, extra: &[&str], envs: &[(&str, String)]) -> (ChildGuard, String, String) {

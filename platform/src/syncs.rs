@@ -98,7 +98,7 @@ impl Platform {
         static RUNS: AtomicU64 = AtomicU64::new(0);
         // Each run is its own lease holder, even two in one process.
         let owner = format!("{}:run{}", self.owner, RUNS.fetch_add(1, Ordering::Relaxed));
-        self.run_sync_as(session, connection_id, sync, options, progress, owner).await
+        self.run_sync_as(session, connection_id, sync, options, progress, owner, false).await
     }
 
     /// The model a provider's sync writes, and whether it is incremental.
@@ -121,6 +121,7 @@ impl Platform {
         options: &StoredSyncOptions,
         progress: &mut dyn SyncProgress,
         owner: String,
+        claimed: bool,
     ) -> Result<StoredSyncRun, PlatformError> {
         let store = self.store.as_ref();
         let provider = retry_unavailable("reading the connection", STORE_OUTAGE_WAIT, || {
@@ -134,6 +135,7 @@ impl Platform {
             sync: sync.to_string(),
             owner,
             ttl: self.lease_ttl(),
+            claimed,
         };
         let begin = || retry_unavailable("starting a run", STORE_OUTAGE_WAIT, || store.begin_sync(&lease, &model, options.full));
         let saved = match begin().await {
@@ -198,6 +200,10 @@ impl Platform {
             outcome = run => outcome,
             lost = heartbeat => {
                 tracing::error!("sync `{sync}` of `{connection_id}` stopped: {lost}");
+                // Only ends this run's history (as `lost`): the lease and
+                // the sync are another run's now.
+                let reason = lost.to_string();
+                let _ = self.store.finish_sync(&lease, RunOutcome::Failed(&reason), None).await;
                 return Err(lost.into());
             }
             // The page in flight is dropped: committed pages are whole (a

@@ -160,6 +160,11 @@ impl Platform {
                     report.records += counted.1;
                     match result {
                         Err(PlatformError::Interrupted { .. }) => report.interrupted += 1,
+                        // Paused between claim and start, and the sync went
+                        // to another worker: nothing ran here.
+                        Err(PlatformError::Store(terapi_store::StoreError::LeaseLost { .. })) if counted.0 == 0 => {
+                            tracing::info!("sync `{sync}` of `{connection}` went to another worker before it began here");
+                        }
                         Err(e) => {
                             report.failed += 1;
                             tracing::warn!("sync `{sync}` of `{connection}` failed: {e}");
@@ -285,6 +290,6 @@ impl Platform {
             counted.1 += page.records.len() as u64;
         };
         let options = StoredSyncOptions { stop: Some(stop), time_slice, ..StoredSyncOptions::default() };
-        self.run_sync_as(&session, connection_id, sync, &options, &mut progress, owner).await
+        self.run_sync_as(&session, connection_id, sync, &options, &mut progress, owner, true).await
     }
 }

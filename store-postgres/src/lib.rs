@@ -408,6 +408,9 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.err(e))?;
         let (owner, until, now): (Option<String>, Option<i64>, i64) = (row.get(0), row.get(1), row.get(2));
+        if lease.claimed && owner.as_deref() != Some(lease.owner.as_str()) {
+            return Err(Self::lease_lost(lease));
+        }
         if let (Some(owner), Some(until)) = (owner, until)
             && owner != lease.owner
             && until > now
@@ -775,13 +778,13 @@ impl Store for PostgresStore {
             .query(
                 &format!(
                     "WITH now AS (SELECT {NOW_MS} AS ms),
-                     due AS (SELECT seq FROM events, now
+                     due AS (SELECT seq AS due_seq FROM events, now
                              WHERE status = 'pending' AND next_attempt_at_ms <= now.ms
                                AND (claimed_by IS NULL OR claim_expires_at_ms <= now.ms)
                              ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
                      UPDATE events e SET claimed_by = $1, claim_expires_at_ms = (SELECT ms FROM now) + $2,
                          attempts = attempts + 1
-                     FROM due WHERE e.seq = due.seq
+                     FROM due WHERE e.seq = due.due_seq
                      RETURNING {EVENT_COLUMNS}"
                 ),
                 &[&owner, &ms(ttl), &i64::from(limit)],

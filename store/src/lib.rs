@@ -100,8 +100,8 @@ pub enum StoreError {
     )]
     SyncRunning { connection: String, sync: String, owner: String, until: String },
     #[error(
-        "sync `{sync}` of `{connection}` lost its lease (the run took too long between pages and another run took \
-         over); this page was not saved"
+        "sync `{sync}` of `{connection}` lost its lease (this run went longer than the lease without a sign of life: \
+         its process was paused or cut off from the store, and another run took over); nothing more of it was saved"
     )]
     LeaseLost { connection: String, sync: String },
     #[error("{0}")]
@@ -239,6 +239,10 @@ pub struct SyncLease {
     /// Who runs it, e.g. `host:pid:random`.
     pub owner: String,
     pub ttl: Duration,
+    /// Taken by `claim_due_sync`: the run may begin only while this owner
+    /// still holds it (a worker paused between its claim and its start
+    /// must not start a sync another worker ran meanwhile).
+    pub claimed: bool,
 }
 
 /// One run of a sync, as its history keeps it.

@@ -417,6 +417,20 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(|e| self.err(e))?;
+        if lease.claimed {
+            let owner: Option<String> = tx
+                .query_row(
+                    "SELECT lease_owner FROM sync_state WHERE connection_id = ?1 AND sync = ?2",
+                    params![lease.connection_id, lease.sync],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.err(e))?
+                .flatten();
+            if owner.as_deref() != Some(lease.owner.as_str()) {
+                return Err(StoreError::LeaseLost { connection: lease.connection_id.clone(), sync: lease.sync.clone() });
+            }
+        }
         if let Some((owner, until)) = holder
             && owner != lease.owner
         {
@@ -1288,6 +1302,7 @@ mod tests {
         let store = SqliteStore::open(&fresh_dir("lease"), key()).unwrap();
         let connection = connection("acme");
         let lease = |owner: &str, ttl: u64| SyncLease {
+            claimed: false,
             connection_id: "acme".into(),
             sync: "users".into(),
             owner: owner.into(),

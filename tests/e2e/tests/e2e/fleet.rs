@@ -122,6 +122,7 @@ fn workers_claim_each_due_sync_once_and_take_over_a_dead_workers_sync() {
             sync: "users".into(),
             owner: "dead-worker".into(),
             ttl: Duration::from_millis(1500),
+            claimed: true,
         };
         let (claimed, _) = store.claim_due_sync(&dead.owner, dead.ttl, &[]).await.unwrap().unwrap();
         let dead = SyncLease { connection_id: claimed.clone(), ..dead };
