@@ -22,6 +22,12 @@ fn quick() -> bool {
     !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--test")
 }
 
+/// Whether a criterion filter given on the command line (if any) names `group`.
+fn wanted(group: &str) -> bool {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    filters.is_empty() || filters.iter().any(|f| group.contains(f.as_str()))
+}
+
 fn database_url() -> Option<String> {
     std::env::var("TERAPI_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
 }
@@ -78,6 +84,9 @@ async fn run_fleet(workers: &[Arc<Platform>], ids: &[String]) -> Duration {
 }
 
 fn throughput(c: &mut Criterion) {
+    if !wanted("fleet_pages") && !wanted("fleet_limited") {
+        return;
+    }
     let Some(admin) = database_url() else {
         eprintln!("fleet: skipped, TERAPI_TEST_DATABASE_URL is not set (scripts/postgres.sh start)");
         return;
@@ -154,5 +163,79 @@ fn throughput(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-criterion::criterion_group!(benches, throughput);
+/// Fairness: four tenants at Gong's 3 requests a second, ten syncs each,
+/// scheduled tenant by tenant (a big customer's connections all at once),
+/// four slots. The tenants' limits allow the whole batch in the time the
+/// busiest tenant needs at 3 a second; the figure is that time as a
+/// percentage of the time taken (100%: no slot ever waited on a saturated
+/// tenant while another sat idle).
+fn fairness(_: &mut Criterion) {
+    if !wanted("fleet_fairness") {
+        return;
+    }
+    let Some(admin) = database_url() else {
+        eprintln!("fleet fairness: skipped, TERAPI_TEST_DATABASE_URL is not set (scripts/postgres.sh start)");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    let (per_tenant, users) = if quick() { (2, 150) } else { (10, 250) };
+    let dir = std::env::temp_dir().join(format!("terapi-bench-fairness-{}", std::process::id()));
+    rt.block_on(async {
+        let url = fresh_database(&admin, "fairness").await;
+        let mut tenants = Vec::new();
+        for _ in 0..4 {
+            let config = FakeGongConfig {
+                users: fixtures::users(users),
+                rate_limit_per_second: Some(3),
+                ..FakeGongConfig::default()
+            };
+            tenants.push(FakeGong::start(config).await.expect("fake"));
+        }
+        let platform = Arc::new(platform(&url, &dir, true).await);
+        let mut ids = Vec::new();
+        for (t, tenant) in tenants.iter().enumerate() {
+            for i in 0..per_tenant {
+                let mut connection = connection(tenant);
+                connection.id = format!("t{t}-c{i}");
+                platform.create_connection(&connection).await.expect("connection");
+                ids.push(connection.id);
+            }
+        }
+        let started_at = Instant::now();
+        for id in &ids {
+            platform.schedule_sync(id, "users", None).await.expect("schedule");
+            // Due one after another, tenant by tenant.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let options = WorkerOptions {
+            concurrency: 4,
+            poll_interval: Duration::from_millis(50),
+            exit_when_idle: true,
+            ..WorkerOptions::default()
+        };
+        let report = platform.clone().run_worker(options, std::future::pending()).await.expect("worker");
+        let taken = started_at.elapsed();
+        assert_eq!(report.failed, 0, "{report:?}");
+        // What the limits allow: the busiest tenant's requests of this
+        // batch, one every third of a second after the first.
+        let busiest = tenants
+            .iter()
+            .map(|t| t.requests().iter().filter(|r| r.at >= started_at).count())
+            .max()
+            .unwrap_or(0);
+        let allowed = Duration::from_secs_f64(busiest.saturating_sub(1) as f64 / 3.0);
+        let throttled: usize = tenants.iter().map(|t| t.requests().iter().filter(|r| r.status == 429).count()).sum();
+        println!(
+            "fleet_fairness: 4 tenants at 3 requests/s x {per_tenant} syncs, 4 slots: {} runs in {:.1} s where the \
+             limits allow {:.1} s = {:.0}% of the ideal; {throttled} answered 429",
+            report.runs,
+            taken.as_secs_f64(),
+            allowed.as_secs_f64(),
+            100.0 * allowed.as_secs_f64() / taken.as_secs_f64()
+        );
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+criterion::criterion_group!(benches, throughput, fairness);
 criterion::criterion_main!(benches);

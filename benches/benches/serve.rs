@@ -123,7 +123,7 @@ async fn records_listing() {
 }
 
 async fn scheduler() {
-    let connections = if quick() { 10 } else { 1_000 };
+    let connections = if quick() { 10 } else { 2_000 };
     let window = Duration::from_secs(if quick() { 2 } else { 60 });
     let fake = FakeGong::start(FakeGongConfig { users: fixtures::users(3), extras: 2, ..Default::default() })
         .await
@@ -132,7 +132,7 @@ async fn scheduler() {
     let platform = Arc::new(platform(&dir));
     let syncs: Vec<String> =
         platform.describe("gong").await.expect("describe").syncs.iter().map(|s| s.name.clone()).collect();
-    let mut due = Vec::new();
+    let mut due = std::collections::HashMap::new();
     let total = connections * syncs.len();
     let rss_before = peak_rss_mib();
     let t0 = terapi_host::limits::unix_ms() + 2_000;
@@ -145,7 +145,7 @@ async fn scheduler() {
             let at = t0 + ((i * syncs.len() + j) as u64 * window.as_millis() as u64) / total as u64;
             let (model, _) = (platform.describe("gong").await.expect("describe").syncs[j].model.clone(), ());
             platform.store().set_schedule(&conn.id, sync, &model, 86_400, false, Some(at)).await.expect("schedule");
-            due.push((conn.id.clone(), sync.clone(), at));
+            due.insert((conn.id.clone(), sync.clone()), at);
         }
     }
     let (runs_tx, mut runs_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -168,7 +168,7 @@ async fn scheduler() {
     for i in 0..connections {
         let id = format!("c{i}");
         for run in platform.store().sync_runs(&id).await.expect("runs") {
-            if let Some((_, _, at)) = due.iter().find(|(c, s, _)| c == &id && s == &run.sync) {
+            if let Some(at) = due.get(&(id.clone(), run.sync.clone())) {
                 lags.push(Duration::from_millis(run.started_at_ms.saturating_sub(*at)));
             }
         }

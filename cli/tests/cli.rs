@@ -910,6 +910,67 @@ fn a_fleet_outlives_a_database_restart_and_a_worker_paused_past_its_lease() {
     drop(postgres);
 }
 
+#[test]
+fn sigterm_stops_a_worker_at_once_with_a_receiver_hanging_and_the_event_stays_for_the_next() {
+    let gong = gong(3);
+    // Saving the connection wrote its auth event to the store's outbox.
+    let dir = saved_connection(&gong, "sigterm-webhooks");
+    // A receiver that takes the connection and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let (accepted, sent) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+            let _ = accepted.send(());
+        }
+    });
+    let worker = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .env("TERAPI_WEBHOOK_URL", &hanging)
+        .env("TERAPI_WEBHOOK_SIGNING_KEY", "whsec-term")
+        .arg("worker")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut worker = ChildGuard(worker);
+    sent.recv_timeout(std::time::Duration::from_secs(30)).expect("the worker sends the event");
+    let asked = std::time::Instant::now();
+    signal(worker.0.id(), "TERM");
+    let status = worker.0.wait().unwrap();
+    assert!(asked.elapsed() < std::time::Duration::from_secs(10), "took {:?} to stop", asked.elapsed());
+    assert_eq!(status.code(), Some(130));
+
+    let events = || {
+        let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["webhooks", "events", "--json"]).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output).1);
+        serde_json::from_str::<serde_json::Value>(&text(&output).0).unwrap()
+    };
+    let pending = events();
+    assert_eq!(pending.as_array().unwrap().len(), 1, "{pending}");
+    assert_eq!((pending[0]["kind"].as_str(), pending[0]["status"].as_str()), (Some("auth"), Some("pending")));
+
+    // The next worker delivers it, with the same id.
+    let (hooks, received) = webhook_receiver();
+    let output = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .env("TERAPI_WEBHOOK_URL", &hooks)
+        .env("TERAPI_WEBHOOK_SIGNING_KEY", "whsec-term")
+        .args(["worker", "--exit-when-idle"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output).1);
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].0, pending[0]["id"].as_str().unwrap());
+    assert_eq!((received[0].1["type"].as_str(), received[0].1["connectionId"].as_str()), (Some("auth"), Some("acme")));
+    assert_eq!(events()[0]["status"], "delivered");
+    let log = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["webhooks", "deliveries"]).output().unwrap();
+    let (stdout, _) = text(&log);
+    assert!(stdout.contains("200 ok") && stdout.contains(&hooks), "{stdout}");
+}
+
 /// `terapi serve` on a saved connection, with a fresh secret key; returns
 /// the server, its URL and the key.
 fn serve_with_key(dir: &std::path::Path, extra: &[&str], envs: &[(&str, String)]) -> (ChildGuard, String, String) {

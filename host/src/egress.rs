@@ -166,7 +166,7 @@ impl std::fmt::Debug for Egress {
 }
 
 impl Egress {
-    pub fn tenant(&self) -> &str {
+    pub fn tenant(&self) -> Option<&str> {
         self.budget.tenant()
     }
 }

@@ -114,8 +114,10 @@ impl Budget {
         Budget { tenant: tenant.to_string(), limit, store }
     }
 
-    pub fn tenant(&self) -> &str {
-        &self.tenant
+    /// The tenant whose limits this budget keeps; `None` when it keeps
+    /// none (no limits in providers.yaml, or limits turned off).
+    pub fn tenant(&self) -> Option<&str> {
+        self.limit.as_ref().map(|_| self.tenant.as_str())
     }
 
     /// No limits at all (benchmarks against a local fake).

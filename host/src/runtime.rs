@@ -480,10 +480,10 @@ impl Session {
         self.egress.as_ref().map_or(0, |e| e.requests_sent())
     }
 
-    /// The provider tenant whose request budget this session spends (Gong:
-    /// the company), if it has a connection.
+    /// The provider tenant whose request limits this session shares (Gong:
+    /// the company), if it has a connection and the provider has limits.
     pub fn tenant(&self) -> Option<&str> {
-        self.egress.as_ref().map(|e| e.tenant())
+        self.egress.as_ref().and_then(|e| e.tenant())
     }
 
     pub fn runtime_config(&self) -> &RuntimeConfig {

@@ -173,9 +173,12 @@ impl Platform {
                         Ok(_) => {}
                     }
                 });
-                // Spread the work: a worker that already runs syncs lets
-                // idle ones claim the next first.
-                if running.len() < options.concurrency.max(1) {
+                // Spread scarce work: when fewer syncs wait than this
+                // worker has free slots, a worker that already runs syncs
+                // lets idle ones claim the next first. (With a backlog
+                // there is work for every worker, and waiting only adds lag.)
+                let free = options.concurrency.max(1) - running.len();
+                if free > 0 && self.store.waiting_syncs().await.is_ok_and(|waiting| waiting < free as u64) {
                     let stagger = Duration::from_millis(15 * running.len() as u64).min(Duration::from_millis(150));
                     tokio::select! {
                         _ = &mut shutdown => { stop.cancel(); break; }

@@ -49,6 +49,16 @@ impl From<StoreError> for ApiError {
             StoreError::ConnectionExists(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::SyncRunning { .. } => ApiError::new(StatusCode::CONFLICT, "sync_running", message),
             StoreError::BadQuery(_) => ApiError::bad_request("invalid_query_params", message),
+            // A database restarting or failing over: the app retries.
+            StoreError::Unavailable { .. } => {
+                tracing::warn!("store: {message}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "the store is unavailable for a moment (a database restart or failover); try again in a few seconds"
+                        .to_string(),
+                )
+            }
             _ => {
                 tracing::error!("store: {message}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
