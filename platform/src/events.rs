@@ -180,6 +180,16 @@ fn backoff(config: &WebhookConfig, attempt: u32) -> Duration {
 }
 
 impl Platform {
+    /// Removes events (and their delivery log) older than 7 days.
+    pub(crate) async fn prune_events(&self) {
+        let before = terapi_host::limits::unix_ms().saturating_sub(KEEP_EVENTS.as_millis() as u64);
+        match self.store.prune_events(before).await {
+            Ok(n) if n > 0 => tracing::info!("webhooks: {n} events older than 7 days removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("webhooks: old events could not be removed: {e}"),
+        }
+    }
+
     /// Delivers the store's pending events to `config.url` until `stop` is
     /// cancelled, sharing the work with every other deliverer on the store.
     /// On stop, sends in flight are abandoned and their claims given back
@@ -203,12 +213,7 @@ impl Platform {
         let mut idle = Duration::from_millis(100);
         while !stop.is_cancelled() {
             if pruned_at.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
-                let before = terapi_host::limits::unix_ms().saturating_sub(KEEP_EVENTS.as_millis() as u64);
-                match self.store.prune_events(before).await {
-                    Ok(n) if n > 0 => tracing::info!("webhooks: {n} events older than 7 days removed"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("webhooks: old events could not be removed: {e}"),
-                }
+                self.prune_events().await;
                 pruned_at = Some(Instant::now());
             }
             let claimed = match self.store.claim_events(&owner, CLAIM_TTL, BATCH).await {

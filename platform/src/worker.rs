@@ -120,8 +120,14 @@ impl Platform {
         let mut running = JoinSet::new();
         let stop = tokio_util::sync::CancellationToken::new();
         let mut store_backoff = Duration::ZERO;
+        let mut pruned_at: Option<std::time::Instant> = None;
         tokio::pin!(shutdown);
         loop {
+            // The outbox is kept 7 days, webhooks configured or not.
+            if pruned_at.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
+                self.prune_events().await;
+                pruned_at = Some(std::time::Instant::now());
+            }
             let mut claimed_any = false;
             let mut store_trouble = false;
             while running.len() < options.concurrency.max(1) {

@@ -160,7 +160,8 @@ pub async fn status(
         let model = description.syncs.iter().find(|s| s.name == sync).map(|s| s.model.clone()).unwrap_or_default();
         let s = info.state.as_ref();
         let status = match (s.map(|s| s.status.as_str()), info.paused) {
-            (Some("running"), _) => "RUNNING",
+            // A yielded run gave its slot away between pages and goes on.
+            (Some("running" | "yielded"), _) => "RUNNING",
             (_, true) => "PAUSED",
             (Some("failed" | "interrupted"), _) => "ERROR",
             (Some("done"), _) => "SUCCESS",
@@ -168,7 +169,7 @@ pub async fn status(
             _ => "STOPPED",
         };
         let execution = match s.map(|s| s.status.as_str()) {
-            Some("running") => Some("RUNNING"),
+            Some("running" | "yielded") => Some("RUNNING"),
             Some("failed" | "interrupted") => Some("ERROR"),
             Some("done") => Some("SUCCESS"),
             _ => None,
