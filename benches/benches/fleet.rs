@@ -218,11 +218,8 @@ fn fairness(_: &mut Criterion) {
         assert_eq!(report.failed, 0, "{report:?}");
         // What the limits allow: the busiest tenant's requests of this
         // batch, one every third of a second after the first.
-        let busiest = tenants
-            .iter()
-            .map(|t| t.requests().iter().filter(|r| r.at >= started_at).count())
-            .max()
-            .unwrap_or(0);
+        let busiest =
+            tenants.iter().map(|t| t.requests().iter().filter(|r| r.at >= started_at).count()).max().unwrap_or(0);
         let allowed = Duration::from_secs_f64(busiest.saturating_sub(1) as f64 / 3.0);
         let throttled: usize = tenants.iter().map(|t| t.requests().iter().filter(|r| r.status == 429).count()).sum();
         println!(

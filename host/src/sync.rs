@@ -61,8 +61,11 @@ pub async fn run_sync(
         }
         let number = run.pages + 1;
         if run.pages > 0 {
-            let go_on =
-                sink.before_page().await.map_err(|message| SyncFailure::Sink { sync: sync.into(), page: number, message })?;
+            let go_on = sink.before_page().await.map_err(|message| SyncFailure::Sink {
+                sync: sync.into(),
+                page: number,
+                message,
+            })?;
             if !go_on {
                 return Ok(run);
             }

@@ -185,15 +185,14 @@ impl Platform {
 /// Nango's auth webhook for a new connection; `end_user` as a Connect
 /// session describes them (`{id, email, tags}`).
 fn auth_event(connection: &Connection, end_user: Option<&serde_json::Value>) -> terapi_store::NewEvent {
-    let end_user = end_user.and_then(|user| user.get("id").and_then(|id| id.as_str()).map(|id| (user, id))).map(
-        |(user, id)| {
+    let end_user =
+        end_user.and_then(|user| user.get("id").and_then(|id| id.as_str()).map(|id| (user, id))).map(|(user, id)| {
             serde_json::json!({
                 "endUserId": id,
                 "endUserEmail": user.get("email").cloned().unwrap_or(serde_json::Value::Null),
                 "tags": user.get("tags").filter(|t| t.is_object()).cloned().unwrap_or_else(|| serde_json::json!({})),
             })
-        },
-    );
+        });
     crate::events::auth_event(
         &connection.id,
         &connection.provider,

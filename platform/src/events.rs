@@ -91,7 +91,13 @@ pub(crate) fn new_event_id() -> String {
 
 /// A sync event: the store adds the run's start, whether it resumed, and
 /// (for a run that succeeded) what it changed.
-pub(crate) fn sync_event(connection_id: &str, provider: &str, sync: &str, model: &str, error: Option<&str>) -> NewEvent {
+pub(crate) fn sync_event(
+    connection_id: &str,
+    provider: &str,
+    sync: &str,
+    model: &str,
+    error: Option<&str>,
+) -> NewEvent {
     NewEvent {
         id: new_event_id(),
         kind: "sync".into(),

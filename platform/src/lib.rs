@@ -33,13 +33,13 @@ use terapi_store::Store;
 
 pub use connections::Authorization;
 pub use error::PlatformError;
+pub use events::WebhookConfig;
 pub use registry::{ComponentRegistry, ComponentSource};
 pub use schedules::ScheduleInfo;
 pub use syncs::{StoredSyncOptions, StoredSyncRun, SyncProgress};
 pub use terapi_host;
 pub use terapi_store;
 pub use tools::{ToolCall, ToolInfo, ToolStatus, toolset};
-pub use events::WebhookConfig;
 pub use webhooks::WebhookOutcome;
 pub use worker::{FinishedRun, WorkerOptions, WorkerReport};
 

@@ -124,11 +124,10 @@ impl Platform {
         claimed: bool,
     ) -> Result<StoredSyncRun, PlatformError> {
         let store = self.store.as_ref();
-        let provider = retry_unavailable("reading the connection", STORE_OUTAGE_WAIT, || {
-            store.connection_summary(connection_id)
-        })
-        .await?
-        .provider;
+        let provider =
+            retry_unavailable("reading the connection", STORE_OUTAGE_WAIT, || store.connection_summary(connection_id))
+                .await?
+                .provider;
         let (model, incremental) = self.sync_info(&provider, sync).await?;
         let lease = SyncLease {
             connection_id: connection_id.to_string(),
@@ -137,7 +136,9 @@ impl Platform {
             ttl: self.lease_ttl(),
             claimed,
         };
-        let begin = || retry_unavailable("starting a run", STORE_OUTAGE_WAIT, || store.begin_sync(&lease, &model, options.full));
+        let begin = || {
+            retry_unavailable("starting a run", STORE_OUTAGE_WAIT, || store.begin_sync(&lease, &model, options.full))
+        };
         let saved = match begin().await {
             // A run killed on this machine left its lease behind; its
             // process is gone, so nothing can be running: take over now
@@ -178,7 +179,9 @@ impl Platform {
                 tokio::time::sleep(lease.ttl / 3).await;
                 match self.store.renew_lease(&lease).await {
                     Err(lost @ StoreError::LeaseLost { .. }) => return lost,
-                    Err(e) => tracing::warn!("sync `{sync}` of `{connection_id}`: lease not renewed ({e}); trying again"),
+                    Err(e) => {
+                        tracing::warn!("sync `{sync}` of `{connection_id}`: lease not renewed ({e}); trying again")
+                    }
                     Ok(()) => {}
                 }
             }
@@ -192,8 +195,10 @@ impl Platform {
         let finish = |outcome: RunOutcome<'static>, event: Option<terapi_store::NewEvent>| {
             let lease = &lease;
             async move {
-                retry_unavailable("ending a run", STORE_OUTAGE_WAIT, || store.finish_sync(lease, outcome, event.as_ref()))
-                    .await
+                retry_unavailable("ending a run", STORE_OUTAGE_WAIT, || {
+                    store.finish_sync(lease, outcome, event.as_ref())
+                })
+                .await
             }
         };
         let outcome = tokio::select! {

@@ -153,8 +153,7 @@ impl Platform {
                     let stop = run_stop;
                     let mut counted = (0u64, 0u64);
                     let started_at_ms = terapi_host::limits::unix_ms();
-                    let result =
-                        platform.run_claimed(&connection, &sync, owner, &mut counted, stop, time_slice).await;
+                    let result = platform.run_claimed(&connection, &sync, owner, &mut counted, stop, time_slice).await;
                     if let Some(events) = finished_runs
                         && let Some(event) = platform.finished_run(&connection, &sync, started_at_ms, &result).await
                     {
@@ -169,7 +168,9 @@ impl Platform {
                         // Paused between claim and start, and the sync went
                         // to another worker: nothing ran here.
                         Err(PlatformError::Store(terapi_store::StoreError::LeaseLost { .. })) if counted.0 == 0 => {
-                            tracing::info!("sync `{sync}` of `{connection}` went to another worker before it began here");
+                            tracing::info!(
+                                "sync `{sync}` of `{connection}` went to another worker before it began here"
+                            );
                         }
                         Err(e) => {
                             report.failed += 1;

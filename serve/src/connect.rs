@@ -240,14 +240,9 @@ pub async fn save_connection(
         config,
     };
     let end_user: Option<Value> = serde_json::from_str(&session.end_user).ok();
-    let verification = claimed(
-        &state,
-        &session,
-        &id,
-        spec,
-        state.platform.create_connection_for(&connection, end_user.as_ref()),
-    )
-    .await?;
+    let verification =
+        claimed(&state, &session, &id, spec, state.platform.create_connection_for(&connection, end_user.as_ref()))
+            .await?;
     start_syncs(&state, &id, provider).await?;
     Ok(Json(json!({ "connection_id": id, "provider_config_key": provider, "summary": verification.summary })))
 }

@@ -109,7 +109,11 @@ impl PostgresStore {
     fn err(&self, e: tokio_postgres::Error) -> StoreError {
         let path = self.shown.clone().into();
         let message = error_text(&e);
-        if is_transient(&e) { StoreError::Unavailable { path, message } } else { StoreError::Database { path, message } }
+        if is_transient(&e) {
+            StoreError::Unavailable { path, message }
+        } else {
+            StoreError::Database { path, message }
+        }
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
@@ -511,7 +515,7 @@ impl Store for PostgresStore {
             let (model, started, resumed): (String, i64, bool) = (run.get(0), run.get(1), run.get(2));
             let changes = match outcome {
                 RunOutcome::Done => {
-                    Some(changes_since(&tx, &lease.connection_id, &model, started / 1000).await.map_err(|e| self.err(e))?)
+                    Some(changes_since(&tx, &lease.connection_id, &model, started).await.map_err(|e| self.err(e))?)
                 }
                 _ => None,
             };
@@ -558,14 +562,24 @@ impl Store for PostgresStore {
     }
 
     async fn mark_unseen_deleted(&self, lease: &SyncLease, model: &str) -> Result<u64, StoreError> {
-        self.execute(
-            "UPDATE records SET deleted_at = $5, updated_at = $5
-             WHERE connection_id = $1 AND model = $4 AND deleted_at IS NULL
-               AND COALESCE(seen_at_ms, 0) < (SELECT pass_started_at_ms FROM sync_state
-                                              WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3)",
-            &[&lease.connection_id, &lease.sync, &lease.owner, &model, &(unix_now() as i64)],
-        )
-        .await
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        lock_changes(&tx, &lease.connection_id, model).await.map_err(|e| self.err(e))?;
+        let marked = tx
+            .execute(
+                &format!(
+                    "UPDATE records SET deleted_at = $5, updated_at = $5, change_seq = nextval('record_changes'),
+                         changed_at_ms = {NOW_MS}, last_action = 'DELETED'
+                     WHERE connection_id = $1 AND model = $4 AND deleted_at IS NULL
+                       AND COALESCE(seen_at_ms, 0) < (SELECT pass_started_at_ms FROM sync_state
+                                                      WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3)"
+                ),
+                &[&lease.connection_id, &lease.sync, &lease.owner, &model, &(unix_now() as i64)],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(marked)
     }
 
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
@@ -693,9 +707,14 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn record_changes(&self, connection_id: &str, model: &str, since: u64) -> Result<RecordChanges, StoreError> {
+    async fn record_changes(
+        &self,
+        connection_id: &str,
+        model: &str,
+        since_ms: u64,
+    ) -> Result<RecordChanges, StoreError> {
         let client = self.client().await?;
-        changes_since(&client, connection_id, model, since as i64).await.map_err(|e| self.err(e))
+        changes_since(&client, connection_id, model, since_ms as i64).await.map_err(|e| self.err(e))
     }
 
     async fn due_now(&self) -> Result<u64, StoreError> {
@@ -838,8 +857,11 @@ impl Store for PostgresStore {
     }
 
     async fn release_events(&self, owner: &str) -> Result<(), StoreError> {
-        self.execute("UPDATE events SET claimed_by = NULL, claim_expires_at_ms = NULL WHERE claimed_by = $1", &[&owner])
-            .await?;
+        self.execute(
+            "UPDATE events SET claimed_by = NULL, claim_expires_at_ms = NULL WHERE claimed_by = $1",
+            &[&owner],
+        )
+        .await?;
         Ok(())
     }
 
@@ -903,24 +925,27 @@ impl Store for PostgresStore {
             })?,
             None => 0,
         };
-        let after_text = query.modified_after.map(terapi_store::time::rfc3339);
-        let after_unix = query.modified_after.map(|t| t as i64);
+        let actions: Vec<&str> = query.actions.iter().map(|a| a.as_str()).collect();
         let limit = i64::from(query.limit.clamp(1, 10_000));
         let rows = self
             .query(
-                "SELECT seq, id, json, first_seen_at, updated_at, deleted_at FROM records
-                 WHERE connection_id = $1 AND model = $2 AND seq > $3
-                 AND ($4::text IS NULL OR modified_at > $4 OR updated_at > $5)
-                 AND ($7 OR deleted_at IS NULL)
-                 ORDER BY seq LIMIT $6",
+                "SELECT change_seq, id, json, first_seen_at, updated_at, deleted_at, changed_at_ms, last_action
+                 FROM records
+                 WHERE connection_id = $1 AND model = $2 AND change_seq > $3
+                 AND ($4::bigint IS NULL OR changed_at_ms >= $4)
+                 AND ($6 OR deleted_at IS NULL)
+                 AND (cardinality($7::text[]) = 0 OR last_action = ANY($7))
+                 AND (cardinality($8::text[]) = 0 OR id = ANY($8))
+                 ORDER BY change_seq LIMIT $5",
                 &[
                     &query.connection_id,
                     &query.model,
                     &after,
-                    &after_text,
-                    &after_unix,
+                    &query.modified_after_ms.map(|t| t as i64),
                     &(limit + 1),
                     &query.include_deleted,
+                    &actions,
+                    &query.ids,
                 ],
             )
             .await?;
@@ -935,6 +960,9 @@ impl Store for PostgresStore {
                 first_seen_at: r.get::<_, i64>(3) as u64,
                 updated_at: r.get::<_, i64>(4) as u64,
                 deleted_at: r.get::<_, Option<i64>>(5).map(|t| t as u64),
+                changed_at_ms: r.get::<_, i64>(6) as u64,
+                last_action: terapi_store::LastAction::parse(r.get::<_, &str>(7))
+                    .unwrap_or(terapi_store::LastAction::Added),
                 cursor: r.get::<_, i64>(0).to_string(),
             })
             .collect();
@@ -1148,20 +1176,20 @@ async fn insert_event(
     Ok(())
 }
 
-/// What records of `model` changed since `since` (unix seconds).
+/// What records of `model` changed at or after `since_ms`, by what their
+/// last change was: the same records `modified_after_ms` lists.
 async fn changes_since(
     db: &impl deadpool_postgres::GenericClient,
     connection_id: &str,
     model: &str,
-    since: i64,
+    since_ms: i64,
 ) -> Result<RecordChanges, tokio_postgres::Error> {
     let row = db
         .query_one(
-            "SELECT COUNT(*) FILTER (WHERE deleted_at IS NULL AND first_seen_at >= $3),
-                    COUNT(*) FILTER (WHERE deleted_at IS NULL AND first_seen_at < $3),
-                    COUNT(*) FILTER (WHERE deleted_at IS NOT NULL)
-             FROM records WHERE connection_id = $1 AND model = $2 AND updated_at >= $3",
-            &[&connection_id, &model, &since],
+            "SELECT COUNT(*) FILTER (WHERE last_action = 'ADDED'), COUNT(*) FILTER (WHERE last_action = 'UPDATED'),
+                    COUNT(*) FILTER (WHERE last_action = 'DELETED')
+             FROM records WHERE connection_id = $1 AND model = $2 AND changed_at_ms >= $3",
+            &[&connection_id, &model, &since_ms],
         )
         .await?;
     Ok(RecordChanges {
@@ -1169,6 +1197,19 @@ async fn changes_since(
         updated: row.get::<_, i64>(1) as u64,
         deleted: row.get::<_, i64>(2) as u64,
     })
+}
+
+/// Changes of one (connection, model) commit one at a time, in the order
+/// they took their numbers: a reader never sees number 105 committed
+/// while 104 is still to come, so a cursor skips nothing.
+async fn lock_changes(
+    tx: &deadpool_postgres::Transaction<'_>,
+    connection_id: &str,
+    model: &str,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 7372659))", &[&connection_id, &model])
+        .await?;
+    Ok(())
 }
 
 /// Unchanged records are left alone, so `updated_at` means "changed".
@@ -1196,18 +1237,22 @@ async fn upsert_records(
     let jsons: Vec<&str> = page.iter().map(|r| r.json.as_str()).collect();
     let modified: Vec<Option<&str>> = page.iter().map(|r| r.modified_at.as_deref()).collect();
     let now_ms = terapi_host::limits::unix_ms() as i64;
-    // `updated_at` moves only when the record changed (or came back after
-    // being found deleted); `seen_at_ms` every time, for deletion detection.
+    lock_changes(tx, connection_id, model).await?;
+    // `updated_at`, the change number and time move only when the record
+    // changed (or came back after being found deleted); `seen_at_ms` every
+    // time, for deletion detection.
     let statement = tx
         .prepare_cached(
-            "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at, seen_at_ms)
-             SELECT $1, $2, page.id, page.json, page.modified_at, $6, $6, $7
-             FROM unnest($3::text[], $4::text[], $5::text[]) AS page (id, json, modified_at)
+            "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at, seen_at_ms,
+                                  change_seq, changed_at_ms, last_action)
+             SELECT $1, $2, page.id, page.json, page.modified_at, $6, $6, $7, nextval('record_changes'), $7, 'ADDED'
+             FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS page (id, json, modified_at, n)
+             ORDER BY page.n
              ON CONFLICT (connection_id, model, id) DO UPDATE
-             SET updated_at = CASE WHEN records.json IS DISTINCT FROM excluded.json
-                                     OR records.modified_at IS DISTINCT FROM excluded.modified_at
-                                     OR records.deleted_at IS NOT NULL
-                                   THEN excluded.updated_at ELSE records.updated_at END,
+             SET updated_at = CASE WHEN (records.json IS DISTINCT FROM excluded.json OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.updated_at ELSE records.updated_at END,
+                 change_seq = CASE WHEN (records.json IS DISTINCT FROM excluded.json OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.change_seq ELSE records.change_seq END,
+                 changed_at_ms = CASE WHEN (records.json IS DISTINCT FROM excluded.json OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
+                 last_action = CASE WHEN (records.json IS DISTINCT FROM excluded.json OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN 'UPDATED' ELSE records.last_action END,
                  json = excluded.json, modified_at = excluded.modified_at,
                  seen_at_ms = excluded.seen_at_ms, deleted_at = NULL",
         )

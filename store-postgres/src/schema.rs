@@ -146,6 +146,18 @@ const MIGRATIONS: &[&str] = &[
          duration_ms BIGINT NOT NULL
      );
      CREATE INDEX event_deliveries_by_event ON event_deliveries (event_id, seq);",
+    // 5: records in the order of their changes (one sequence for every
+    // insert, change and deletion; a cursor is a record's number), with the
+    // time of each change to the millisecond and what it was.
+    "ALTER TABLE records ADD COLUMN change_seq BIGINT, ADD COLUMN changed_at_ms BIGINT, ADD COLUMN last_action TEXT;
+     UPDATE records SET change_seq = seq, changed_at_ms = updated_at * 1000,
+         last_action = CASE WHEN deleted_at IS NOT NULL THEN 'DELETED'
+                            WHEN updated_at > first_seen_at THEN 'UPDATED' ELSE 'ADDED' END;
+     CREATE SEQUENCE record_changes;
+     SELECT setval('record_changes', COALESCE((SELECT MAX(seq) FROM records), 0) + 1, false);
+     DROP INDEX IF EXISTS records_by_seq;
+     CREATE UNIQUE INDEX records_by_change ON records (connection_id, model, change_seq);
+     CREATE INDEX records_by_change_time ON records (connection_id, model, changed_at_ms);",
 ];
 
 pub async fn migrate(tx: &deadpool_postgres::Transaction<'_>, shown: &str) -> Result<(), StoreError> {

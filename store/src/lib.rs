@@ -269,14 +269,49 @@ pub struct SyncRunRecord {
 pub struct RecordQuery {
     pub connection_id: String,
     pub model: String,
-    /// Unix seconds: only records that changed here later (stored, changed,
-    /// or found deleted), or that the provider says changed later.
-    pub modified_after: Option<u64>,
-    /// From a previous page's `next_cursor`.
+    /// Unix ms: only records that changed here (stored, changed, found
+    /// deleted) at or after this moment. Inclusive and to the millisecond,
+    /// like the change counts of a webhook whose `modifiedAfter` it is.
+    pub modified_after_ms: Option<u64>,
+    /// From a previous page's `next_cursor`, or any record's `cursor`:
+    /// the page holds what changed after it.
     pub cursor: Option<String>,
     pub limit: u32,
     /// Also records a full sync found gone upstream.
     pub include_deleted: bool,
+    /// Only records whose last change was one of these (empty: any).
+    /// Applied before the limit.
+    pub actions: Vec<LastAction>,
+    /// Only these record ids (empty: any).
+    pub ids: Vec<String>,
+}
+
+/// What last happened to a stored record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum LastAction {
+    Added,
+    Updated,
+    Deleted,
+}
+
+impl LastAction {
+    /// Nango's word, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LastAction::Added => "ADDED",
+            LastAction::Updated => "UPDATED",
+            LastAction::Deleted => "DELETED",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<LastAction> {
+        match word {
+            "ADDED" => Some(LastAction::Added),
+            "UPDATED" => Some(LastAction::Updated),
+            "DELETED" => Some(LastAction::Deleted),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,7 +330,11 @@ pub struct StoredRecord {
     pub first_seen_at: u64,
     pub updated_at: u64,
     pub deleted_at: Option<u64>,
-    /// Where a listing that stopped at this record resumes (`RecordQuery::cursor`).
+    /// Unix ms of the last change here (what `modified_after_ms` compares).
+    pub changed_at_ms: u64,
+    pub last_action: LastAction,
+    /// Its position in the order of changes: a listing from here returns
+    /// exactly what changed after this record's last change.
     pub cursor: String,
 }
 
@@ -476,9 +515,15 @@ pub trait Store: BudgetStore + Send + Sync {
         paused: bool,
         due_at_ms: Option<u64>,
     ) -> Result<(), StoreError>;
-    /// How records of `model` changed since `since` (unix seconds): added,
-    /// updated, found deleted.
-    async fn record_changes(&self, connection_id: &str, model: &str, since: u64) -> Result<RecordChanges, StoreError>;
+    /// How records of `model` changed at or after `since_ms` (unix ms), by
+    /// their last change: added, updated, found deleted. The same records
+    /// `records` lists with `modified_after_ms: Some(since_ms)`.
+    async fn record_changes(
+        &self,
+        connection_id: &str,
+        model: &str,
+        since_ms: u64,
+    ) -> Result<RecordChanges, StoreError>;
     /// Claims the longest-due sync whose lease is free or lapsed and whose
     /// tenant is not in `skip_tenants`, taking the lease for `owner`:
     /// workers on one store never claim the same sync twice, and a dead

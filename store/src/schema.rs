@@ -151,6 +151,22 @@ const MIGRATIONS: &[&str] = &[
          duration_ms INTEGER NOT NULL
      );
      CREATE INDEX event_deliveries_by_event ON event_deliveries (event_id, seq);",
+    // 7: records in the order of their changes: every insert, change and
+    // deletion takes the next number of one counter, so a cursor (a
+    // record's number) resumes at exactly what changed after it; the time
+    // of each change to the millisecond, and what it was.
+    "ALTER TABLE records ADD COLUMN change_seq INTEGER;
+     ALTER TABLE records ADD COLUMN changed_at_ms INTEGER;
+     ALTER TABLE records ADD COLUMN last_action TEXT;
+     UPDATE records SET change_seq = rowid, changed_at_ms = updated_at * 1000,
+         last_action = CASE WHEN deleted_at IS NOT NULL THEN 'DELETED'
+                            WHEN updated_at > first_seen_at THEN 'UPDATED' ELSE 'ADDED' END;
+     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+     INSERT INTO counters (name, value) SELECT 'record_changes', COALESCE(MAX(rowid), 0) FROM records;
+     DROP INDEX records_by_position;
+     DROP INDEX records_by_update;
+     CREATE UNIQUE INDEX records_by_change ON records (connection_id, model, change_seq);
+     CREATE INDEX records_by_change_time ON records (connection_id, model, changed_at_ms);",
 ];
 
 /// The schema version this build writes.

@@ -76,21 +76,36 @@ fn insert_event(
     Ok(())
 }
 
-/// What records of `model` changed since `since` (unix seconds).
-fn changes_since(db: &rusqlite::Connection, connection_id: &str, model: &str, since: u64) -> rusqlite::Result<RecordChanges> {
+/// What records of `model` changed at or after `since_ms`, by what their
+/// last change was: the same records `modified_after_ms` lists.
+fn changes_since(
+    db: &rusqlite::Connection,
+    connection_id: &str,
+    model: &str,
+    since_ms: u64,
+) -> rusqlite::Result<RecordChanges> {
     db.prepare_cached(
-        "SELECT COALESCE(SUM(deleted_at IS NULL AND first_seen_at >= ?3), 0),
-                COALESCE(SUM(deleted_at IS NULL AND first_seen_at < ?3), 0),
-                COALESCE(SUM(deleted_at IS NOT NULL), 0)
-         FROM records WHERE connection_id = ?1 AND model = ?2 AND updated_at >= ?3",
+        "SELECT COALESCE(SUM(last_action = 'ADDED'), 0), COALESCE(SUM(last_action = 'UPDATED'), 0),
+                COALESCE(SUM(last_action = 'DELETED'), 0)
+         FROM records WHERE connection_id = ?1 AND model = ?2 AND changed_at_ms >= ?3",
     )?
-    .query_row(params![connection_id, model, since as i64], |r| {
+    .query_row(params![connection_id, model, since_ms as i64], |r| {
         Ok(RecordChanges {
             added: r.get::<_, i64>(0)? as u64,
             updated: r.get::<_, i64>(1)? as u64,
             deleted: r.get::<_, i64>(2)? as u64,
         })
     })
+}
+
+/// Takes `n` numbers of the change counter; the first of them.
+fn next_changes(tx: &rusqlite::Transaction<'_>, n: usize) -> rusqlite::Result<i64> {
+    let last: i64 = tx.query_row(
+        "UPDATE counters SET value = value + ?1 WHERE name = 'record_changes' RETURNING value",
+        [n as i64],
+        |r| r.get(0),
+    )?;
+    Ok(last - n as i64 + 1)
 }
 
 pub const DATABASE_FILE: &str = "terapi.db";
@@ -223,27 +238,35 @@ impl SqliteStore {
         model: &str,
         records: &[SyncRecord],
     ) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let now = unix_now() as i64;
         let now_ms = terapi_host::limits::unix_ms() as i64;
-        // `updated_at` moves only when the record changed (or came back
-        // after being found deleted); `seen_at_ms` moves every time, for
-        // deletion detection.
+        // Each record may change: it takes a number of the change order
+        // (one that goes unused if it did not change).
+        let first = next_changes(tx, records.len()).map_err(|e| self.err(e))?;
+        // `updated_at`, the change number and time move only when the
+        // record changed (or came back after being found deleted);
+        // `seen_at_ms` moves every time, for deletion detection.
         let mut upsert = tx
             .prepare_cached(
-                "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at, seen_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
+                "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at, seen_at_ms,
+                                      change_seq, changed_at_ms, last_action)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?7, 'ADDED')
                  ON CONFLICT (connection_id, model, id) DO UPDATE
-                 SET updated_at = CASE WHEN records.json IS NOT excluded.json
-                                         OR records.modified_at IS NOT excluded.modified_at
-                                         OR records.deleted_at IS NOT NULL
-                                       THEN excluded.updated_at ELSE records.updated_at END,
+                 SET updated_at = CASE WHEN (records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.updated_at ELSE records.updated_at END,
+                     change_seq = CASE WHEN (records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.change_seq ELSE records.change_seq END,
+                     changed_at_ms = CASE WHEN (records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
+                     last_action = CASE WHEN (records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN 'UPDATED' ELSE records.last_action END,
                      json = excluded.json, modified_at = excluded.modified_at,
                      seen_at_ms = excluded.seen_at_ms, deleted_at = NULL",
             )
             .map_err(|e| self.err(e))?;
-        for record in records {
+        for (i, record) in records.iter().enumerate() {
+            let change = first + i as i64;
             upsert
-                .execute(params![connection_id, model, record.id, record.json, record.modified_at, now, now_ms])
+                .execute(params![connection_id, model, record.id, record.json, record.modified_at, now, now_ms, change])
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -428,7 +451,10 @@ impl Store for SqliteStore {
                 .map_err(|e| self.err(e))?
                 .flatten();
             if owner.as_deref() != Some(lease.owner.as_str()) {
-                return Err(StoreError::LeaseLost { connection: lease.connection_id.clone(), sync: lease.sync.clone() });
+                return Err(StoreError::LeaseLost {
+                    connection: lease.connection_id.clone(),
+                    sync: lease.sync.clone(),
+                });
             }
         }
         if let Some((owner, until)) = holder
@@ -531,9 +557,9 @@ impl Store for SqliteStore {
         if let (Some(event), Some((model, started, resumed))) = (event, &run) {
             let started = started.unwrap_or(now_ms);
             let changes = match outcome {
-                RunOutcome::Done => Some(
-                    changes_since(&tx, &lease.connection_id, model, started as u64 / 1000).map_err(|e| self.err(e))?,
-                ),
+                RunOutcome::Done => {
+                    Some(changes_since(&tx, &lease.connection_id, model, started as u64).map_err(|e| self.err(e))?)
+                }
                 _ => None,
             };
             insert_event(&tx, event, now_ms, Some((started, *resumed)), changes).map_err(|e| self.err(e))?;
@@ -584,17 +610,38 @@ impl Store for SqliteStore {
     }
 
     async fn mark_unseen_deleted(&self, lease: &SyncLease, model: &str) -> Result<u64, StoreError> {
-        let marked = self
-            .db()
-            .execute(
-                "UPDATE records SET deleted_at = ?5, updated_at = ?5
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let gone: Vec<i64> = tx
+            .prepare_cached(
+                "SELECT rowid FROM records
                  WHERE connection_id = ?1 AND model = ?4 AND deleted_at IS NULL
                    AND COALESCE(seen_at_ms, 0) < (SELECT pass_started_at_ms FROM sync_state
                                                   WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3)",
-                params![lease.connection_id, lease.sync, lease.owner, model, unix_now() as i64],
             )
+            .and_then(|mut s| {
+                s.query_map(params![lease.connection_id, lease.sync, lease.owner, model], |r| r.get(0))?.collect()
+            })
             .map_err(|e| self.err(e))?;
-        Ok(marked as u64)
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let first = next_changes(&tx, gone.len()).map_err(|e| self.err(e))?;
+        let (now, now_ms) = (unix_now() as i64, terapi_host::limits::unix_ms() as i64);
+        {
+            let mut mark = tx
+                .prepare_cached(
+                    "UPDATE records SET deleted_at = ?2, updated_at = ?2, change_seq = ?3, changed_at_ms = ?4,
+                         last_action = 'DELETED'
+                     WHERE rowid = ?1",
+                )
+                .map_err(|e| self.err(e))?;
+            for (i, rowid) in gone.iter().enumerate() {
+                mark.execute(params![rowid, now, first + i as i64, now_ms]).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(gone.len() as u64)
     }
 
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
@@ -715,8 +762,10 @@ impl Store for SqliteStore {
                  RETURNING connection_id, sync",
             )
             .and_then(|mut s| {
-                s.query_row(params![owner, now_ms + ttl.as_millis() as i64, now_ms, skip], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
+                s.query_row(params![owner, now_ms + ttl.as_millis() as i64, now_ms, skip], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
             })
             .map_err(|e| self.err(e))
     }
@@ -920,54 +969,58 @@ impl Store for SqliteStore {
     }
 
     async fn records(&self, query: &RecordQuery) -> Result<RecordPage, StoreError> {
-        let after_row: i64 = match &query.cursor {
+        let after: i64 = match &query.cursor {
             Some(cursor) => cursor.parse().map_err(|_| {
                 StoreError::BadQuery("the cursor is not one this store handed out; start again without it".into())
             })?,
             None => 0,
         };
-        let after_text = query.modified_after.map(crate::time::rfc3339);
-        let after_unix = query.modified_after.map(|t| t as i64);
+        let list = |words: Vec<String>| (!words.is_empty()).then(|| serde_json::to_string(&words).unwrap_or_default());
+        let actions = list(query.actions.iter().map(|a| a.as_str().to_string()).collect());
+        let ids = list(query.ids.clone());
         let limit = query.limit.clamp(1, 10_000);
         let db = self.db();
         let mut statement = db
             .prepare_cached(
-                "SELECT rowid, id, json, first_seen_at, updated_at, deleted_at FROM records
-                 WHERE connection_id = ?1 AND model = ?2 AND rowid > ?3
-                 AND (?4 IS NULL OR modified_at > ?4 OR updated_at > ?5)
-                 AND (?7 OR deleted_at IS NULL)
-                 ORDER BY rowid LIMIT ?6",
+                "SELECT change_seq, id, json, first_seen_at, updated_at, deleted_at, changed_at_ms, last_action
+                 FROM records
+                 WHERE connection_id = ?1 AND model = ?2 AND change_seq > ?3
+                 AND (?4 IS NULL OR changed_at_ms >= ?4)
+                 AND (?6 OR deleted_at IS NULL)
+                 AND (?7 IS NULL OR last_action IN (SELECT value FROM json_each(?7)))
+                 AND (?8 IS NULL OR id IN (SELECT value FROM json_each(?8)))
+                 ORDER BY change_seq LIMIT ?5",
             )
             .map_err(|e| self.err(e))?;
         let parameters = params![
             query.connection_id,
             query.model,
-            after_row,
-            after_text,
-            after_unix,
+            after,
+            query.modified_after_ms.map(|t| t as i64),
             limit + 1,
-            query.include_deleted
+            query.include_deleted,
+            actions,
+            ids
         ];
         let rows = statement
             .query_map(parameters, |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    StoredRecord {
-                        id: r.get(1)?,
-                        json: r.get(2)?,
-                        first_seen_at: r.get::<_, i64>(3)? as u64,
-                        updated_at: r.get::<_, i64>(4)? as u64,
-                        deleted_at: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),
-                        cursor: r.get::<_, i64>(0)?.to_string(),
-                    },
-                ))
+                Ok(StoredRecord {
+                    id: r.get(1)?,
+                    json: r.get(2)?,
+                    first_seen_at: r.get::<_, i64>(3)? as u64,
+                    updated_at: r.get::<_, i64>(4)? as u64,
+                    deleted_at: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),
+                    changed_at_ms: r.get::<_, i64>(6)? as u64,
+                    last_action: crate::LastAction::parse(&r.get::<_, String>(7)?).unwrap_or(crate::LastAction::Added),
+                    cursor: r.get::<_, i64>(0)?.to_string(),
+                })
             })
             .map_err(|e| self.err(e))?;
-        let mut rows: Vec<(i64, StoredRecord)> = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        let mut rows: Vec<StoredRecord> = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next_cursor = more.then(|| rows.last().map(|(row, _)| row.to_string())).flatten();
-        Ok(RecordPage { records: rows.into_iter().map(|(_, record)| record).collect(), next_cursor })
+        let next_cursor = more.then(|| rows.last().map(|r| r.cursor.clone())).flatten();
+        Ok(RecordPage { records: rows, next_cursor })
     }
 
     async fn tool_decisions(&self, provider: &str) -> Result<BTreeMap<String, bool>, StoreError> {
@@ -1187,6 +1240,7 @@ fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::LastAction;
     use crate::crypto;
     use std::time::Duration;
     use terapi_host::Secret;
@@ -1354,10 +1408,12 @@ mod tests {
             let mut query = RecordQuery {
                 connection_id: "c".into(),
                 model: "M".into(),
-                modified_after: None,
+                modified_after_ms: None,
                 cursor: None,
                 limit: 2,
                 include_deleted: false,
+                actions: Vec::new(),
+                ids: Vec::new(),
             };
             let mut seen = Vec::new();
             loop {
@@ -1371,11 +1427,23 @@ mod tests {
             assert_eq!(seen.len(), 5);
             query.cursor = None;
             query.limit = 100;
-            // Changed here after the time, or (by the provider's clock) after it.
-            query.modified_after = Some(unix_now() - 3600);
-            assert_eq!(store.records(&query).await.unwrap().records.len(), 5, "all were stored just now");
-            query.modified_after = Some(unix_now() + 3600);
+            // Changed here at or after the moment, to the millisecond.
+            let stored_at = seen[0].changed_at_ms;
+            query.modified_after_ms = Some(stored_at);
+            assert_eq!(store.records(&query).await.unwrap().records.len(), 5, "all were stored at that moment");
+            query.modified_after_ms = Some(stored_at + 1);
             assert!(store.records(&query).await.unwrap().records.is_empty());
+            query.modified_after_ms = None;
+            // A change moves a record behind every other: a saved cursor
+            // finds it.
+            let saved = seen.last().unwrap().cursor.clone();
+            let mut changed = records[1].clone();
+            changed.json = "{\"id\":\"1\",\"title\":\"new\"}".into();
+            store.upsert_records("c", "M", &[changed, records[2].clone()]).await.unwrap();
+            query.cursor = Some(saved);
+            let after: Vec<(String, LastAction)> =
+                store.records(&query).await.unwrap().records.into_iter().map(|r| (r.id, r.last_action)).collect();
+            assert_eq!(after, [("1".to_string(), LastAction::Updated)], "the unchanged record 2 stays where it was");
             query.cursor = Some("not-a-cursor".into());
             assert!(matches!(store.records(&query).await, Err(StoreError::BadQuery(_))));
         });

@@ -22,9 +22,43 @@ pub fn parse(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("not a time; {EXPECTED}"))
 }
 
+/// Unix ms from what `parse` reads, keeping an RFC 3339 time's fraction
+/// (`2024-05-01T12:00:00.123Z` is 123 ms after the second; digits past the
+/// third are dropped).
+pub fn parse_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let seconds = parse(text)?;
+    let fraction = text
+        .get(19..)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .map(|f| f.bytes().take_while(u8::is_ascii_digit).take(3).collect::<Vec<u8>>())
+        .filter(|_| terapi_time::is_rfc3339(text));
+    let ms = match fraction {
+        Some(digits) => {
+            let mut ms = 0u64;
+            for i in 0..3 {
+                ms = ms * 10 + u64::from(digits.get(i).map_or(0, |d| d - b'0'));
+            }
+            ms
+        }
+        None => 0,
+    };
+    seconds.checked_mul(1000).and_then(|s| s.checked_add(ms)).ok_or_else(|| "the time is too far away".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds_are_kept() {
+        assert_eq!(parse_ms("2024-05-01T00:00:00.123Z"), Ok(1_714_521_600_123));
+        assert_eq!(parse_ms("2024-05-01T02:00:00.5+02:00"), Ok(1_714_521_600_500));
+        assert_eq!(parse_ms("2024-05-01T00:00:00.123456Z"), Ok(1_714_521_600_123));
+        assert_eq!(parse_ms("2024-05-01"), Ok(1_714_521_600_000));
+        assert_eq!(parse_ms(&rfc3339_ms(1_714_521_600_042)), Ok(1_714_521_600_042));
+        assert!(parse_ms("yesterday").is_err());
+    }
 
     #[test]
     fn reads_what_people_type() {

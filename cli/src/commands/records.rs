@@ -10,13 +10,21 @@ use crate::app::App;
 pub async fn run(app: &App, command: RecordsCommand) -> Result<ExitCode> {
     let RecordsCommand::List { model, modified_after, connection, include_deleted } = command;
     let modified_after = modified_after
-        .map(|t| terapi_store::time::parse(&t).map_err(anyhow::Error::msg))
+        .map(|t| terapi_store::time::parse_ms(&t).map_err(anyhow::Error::msg))
         .transpose()
         .context("--modified-after")?;
     let store = app.store().await?;
     store.connection_summary(&connection).await?;
-    let mut query =
-        RecordQuery { connection_id: connection, model, modified_after, cursor: None, limit: 1000, include_deleted };
+    let mut query = RecordQuery {
+        connection_id: connection,
+        model,
+        modified_after_ms: modified_after,
+        cursor: None,
+        limit: 1000,
+        include_deleted,
+        actions: Vec::new(),
+        ids: Vec::new(),
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut count = 0u64;
     'pages: loop {

@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use terapi_store::{RecordQuery, StoredRecord};
+use terapi_store::{LastAction, RecordQuery, StoredRecord};
 
 use super::{connection_from_headers, rfc3339};
 use crate::{ApiError, ServeState};
@@ -22,33 +22,8 @@ pub struct RecordsQuery {
     delta: Option<String>,
     filter: Option<String>,
     variant: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LastAction {
-    Added,
-    Updated,
-    Deleted,
-}
-
-impl LastAction {
-    fn of(record: &StoredRecord) -> LastAction {
-        if record.deleted_at.is_some() {
-            LastAction::Deleted
-        } else if record.updated_at > record.first_seen_at {
-            LastAction::Updated
-        } else {
-            LastAction::Added
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            LastAction::Added => "ADDED",
-            LastAction::Updated => "UPDATED",
-            LastAction::Deleted => "DELETED",
-        }
-    }
+    /// Only these record ids: `ids=a,b` or `ids=a&ids=b`.
+    ids: Option<String>,
 }
 
 const MAX_LIMIT: u32 = 10_000;
@@ -82,33 +57,41 @@ pub async fn list(
     };
     let modified_after = match query.modified_after.or(query.delta).filter(|t| !t.is_empty()) {
         None => None,
-        Some(text) => Some(parse_time(&text).map_err(|e| {
+        Some(text) => Some(parse_time_ms(&text).map_err(|e| {
             ApiError::bad_request("invalid_query_params", format!("`modified_after` must be an ISO 8601 time ({e})"))
         })?),
     };
-    let wanted = match query.filter.as_deref().filter(|f| !f.is_empty()) {
-        None => None,
-        Some(filter) => Some(parse_filter(filter)?),
+    let actions = match query.filter.as_deref().filter(|f| !f.is_empty()) {
+        None => Vec::new(),
+        Some(filter) => parse_filter(filter)?,
     };
+    let ids: Vec<String> = query
+        .ids
+        .iter()
+        .flat_map(|ids| ids.split(','))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.len() > 10_000 {
+        return Err(ApiError::bad_request("invalid_query_params", "`ids` takes at most 10,000 ids"));
+    }
     let page = state
         .platform
         .store()
         .records(&RecordQuery {
             connection_id: connection.id,
             model,
-            modified_after,
+            modified_after_ms: modified_after,
             cursor: query.cursor.filter(|c| !c.is_empty()),
             limit,
             // Nango lists deleted records too, marked: that is how apps learn of them.
             include_deleted: true,
+            actions,
+            ids,
         })
         .await?;
-    let records: Vec<Value> = page
-        .records
-        .iter()
-        .filter(|r| wanted.as_ref().is_none_or(|w| w.contains(&LastAction::of(r))))
-        .map(with_metadata)
-        .collect();
+    let records: Vec<Value> = page.records.iter().map(with_metadata).collect();
     Ok(Json(json!({ "records": records, "next_cursor": page.next_cursor })))
 }
 
@@ -123,8 +106,8 @@ fn with_metadata(record: &StoredRecord) -> Value {
         "_nango_metadata".into(),
         json!({
             "first_seen_at": rfc3339(record.first_seen_at),
-            "last_modified_at": rfc3339(record.updated_at),
-            "last_action": LastAction::of(record).as_str(),
+            "last_modified_at": terapi_store::time::rfc3339_ms(record.changed_at_ms),
+            "last_action": record.last_action.as_str(),
             "deleted_at": record.deleted_at.map(rfc3339),
             "pruned_at": null,
             "cursor": record.cursor,
@@ -149,8 +132,8 @@ fn parse_filter(filter: &str) -> Result<Vec<LastAction>, ApiError> {
         .collect()
 }
 
-/// RFC 3339, or a bare date (`2026-01-31`) as Nango accepts.
-fn parse_time(text: &str) -> Result<u64, String> {
-    terapi_store::time::parse(text)
-        .or_else(|e| if text.len() == 10 { terapi_store::time::parse(&format!("{text}T00:00:00Z")) } else { Err(e) })
+/// Unix ms of RFC 3339 (milliseconds kept, as the webhook's `modifiedAfter`
+/// has them), or of a bare date (`2026-01-31`) as Nango accepts.
+fn parse_time_ms(text: &str) -> Result<u64, String> {
+    terapi_store::time::parse_ms(text)
 }

@@ -180,10 +180,12 @@ pub async fn stored_ids(platform: &Platform, connection: &str, model: &str) -> V
     let mut query = terapi_store::RecordQuery {
         connection_id: connection.into(),
         model: model.into(),
-        modified_after: None,
+        modified_after_ms: None,
         cursor: None,
         limit: 1000,
         include_deleted: false,
+        actions: Vec::new(),
+        ids: Vec::new(),
     };
     let mut ids = Vec::new();
     loop {

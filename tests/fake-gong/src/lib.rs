@@ -332,6 +332,13 @@ impl FakeGong {
         *users = Arc::new(kept);
     }
 
+    /// Gong's users from now on (changed, added, removed): later lists
+    /// show these.
+    pub fn set_users(&self, users: &[Value]) {
+        let listed = users.iter().map(|u| u.to_string()).collect();
+        *self.shared.users_json.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(listed);
+    }
+
     /// How many requests arrived, answered or not.
     pub fn arrivals(&self) -> u64 {
         self.shared.arrivals.load(Ordering::SeqCst)

@@ -219,10 +219,12 @@ fn a_full_sync_marks_records_gone_upstream_as_deleted_and_a_resumed_pass_does_to
         let query = terapi_e2e::terapi_store::RecordQuery {
             connection_id: id.into(),
             model: "GongUser".into(),
-            modified_after: None,
+            modified_after_ms: None,
             cursor: None,
             limit: 1000,
             include_deleted: true,
+            actions: Vec::new(),
+            ids: Vec::new(),
         };
         let all = platform.store().records(&query).await.unwrap().records;
         let gone: Vec<&str> = all.iter().filter(|r| r.deleted_at.is_some()).map(|r| r.id.as_str()).collect();
@@ -231,5 +233,118 @@ fn a_full_sync_marks_records_gone_upstream_as_deleted_and_a_resumed_pass_does_to
         // Incremental syncs never delete: they see only a window.
         let calls = platform.run_sync(id, "calls", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
         assert_eq!(calls.deleted, 0);
+    });
+}
+
+/// Every record (with its last action) listed from `cursor` on.
+async fn listed_from(
+    platform: &terapi_e2e::terapi_platform::Platform,
+    query: &terapi_e2e::terapi_store::RecordQuery,
+) -> Vec<(String, terapi_e2e::terapi_store::LastAction)> {
+    let mut query = query.clone();
+    let mut out = Vec::new();
+    loop {
+        let page = platform.store().records(&query).await.unwrap();
+        out.extend(page.records.into_iter().map(|r| (r.id, r.last_action)));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return out,
+        }
+    }
+}
+
+/// An app walked every record and kept the last cursor; then Gong changed
+/// one user's title, removed two users and added one, and a full sync ran.
+/// From the kept cursor it gets exactly those four, and the run's change
+/// webhook counts exactly what `modified_after` = its `modifiedAfter` lists.
+async fn a_saved_cursor_returns_exactly_what_changed_after_it(platform: terapi_e2e::terapi_platform::Platform) {
+    use terapi_e2e::terapi_store::LastAction::{Added, Deleted, Updated};
+    let gong = start_gong(FakeGongConfig { users: fixtures::users(250), ..FakeGongConfig::default() }).await;
+    let connection = connection(&gong);
+    let id = connection.id.clone();
+    platform.create_connection(&connection).await.unwrap();
+    platform.run_sync(&id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+    let query = terapi_e2e::terapi_store::RecordQuery {
+        connection_id: id.clone(),
+        model: "GongUser".into(),
+        modified_after_ms: None,
+        cursor: None,
+        limit: 100,
+        include_deleted: true,
+        actions: Vec::new(),
+        ids: Vec::new(),
+    };
+    let mut walk = query.clone();
+    let saved = loop {
+        let page = platform.store().records(&walk).await.unwrap();
+        match page.next_cursor {
+            Some(cursor) => walk.cursor = Some(cursor),
+            None => break page.records.last().unwrap().cursor.clone(),
+        }
+    };
+
+    let mut users = fixtures::users(251);
+    users[5]["title"] = "Head of Sales".into();
+    users.remove(9);
+    users.remove(7);
+    gong.set_users(&users);
+    let second = platform.run_sync(&id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+    assert_eq!(second.deleted, 2);
+
+    let resumed =
+        listed_from(&platform, &terapi_e2e::terapi_store::RecordQuery { cursor: Some(saved), ..query.clone() }).await;
+    let mut expected = vec![
+        (fixtures::user_id(5), Updated),
+        (fixtures::user_id(250), Added),
+        (fixtures::user_id(7), Deleted),
+        (fixtures::user_id(9), Deleted),
+    ];
+    let mut got = resumed.clone();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, expected, "in change order: {resumed:?}");
+
+    // The run's event counts what modified_after = its start lists.
+    let event = platform.store().events(10).await.unwrap().into_iter().find(|e| e.kind == "sync").unwrap();
+    let changes = event.changes.unwrap();
+    assert_eq!((changes.added, changes.updated, changes.deleted), (1, 1, 2), "{event:?}");
+    let since = event.run_started_at_ms.unwrap();
+    let modified = listed_from(
+        &platform,
+        &terapi_e2e::terapi_store::RecordQuery { modified_after_ms: Some(since), ..query.clone() },
+    )
+    .await;
+    assert_eq!(modified.len(), 4, "{modified:?}");
+    // Filters apply before the limit: the first page of one holds a deletion.
+    let deleted_first = platform
+        .store()
+        .records(&terapi_e2e::terapi_store::RecordQuery { actions: vec![Deleted], limit: 1, ..query.clone() })
+        .await
+        .unwrap();
+    assert_eq!(deleted_first.records.len(), 1);
+    assert_eq!(deleted_first.records[0].last_action, Deleted);
+    let by_id = listed_from(
+        &platform,
+        &terapi_e2e::terapi_store::RecordQuery {
+            ids: vec![fixtures::user_id(5), fixtures::user_id(250), "no-such-user".into()],
+            ..query.clone()
+        },
+    )
+    .await;
+    assert_eq!(by_id.len(), 2);
+}
+
+#[test]
+fn a_saved_cursor_returns_exactly_what_changed_after_it_on_sqlite() {
+    block_on(a_saved_cursor_returns_exactly_what_changed_after_it(platform_in(&fresh_dir("changes-sqlite"))));
+}
+
+#[test]
+fn a_saved_cursor_returns_exactly_what_changed_after_it_on_postgres() {
+    block_on(async {
+        let url = fresh_database("changes").await;
+        let dir = fresh_dir("changes-postgres");
+        let platform = postgres_platform(&url, &dir, providers().clone(), loopback_runtime()).await;
+        a_saved_cursor_returns_exactly_what_changed_after_it(platform).await;
     });
 }
