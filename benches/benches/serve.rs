@@ -46,11 +46,10 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn records_listing() {
-    let stored = if quick() { 2_000 } else { 100_000 };
+async fn records_listing(stored: usize) {
     let requests = if quick() { 20 } else { 2_000 };
     let fake = FakeGong::start(FakeGongConfig::default()).await.expect("fake");
-    let dir = scratch("records");
+    let dir = scratch(&format!("records-{stored}"));
     let platform = Arc::new(platform(&dir));
     let mut conn = connection(&fake);
     conn.id = "bench".into();
@@ -198,7 +197,12 @@ fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     if wanted("records") {
-        runtime.block_on(records_listing());
+        if quick() {
+            runtime.block_on(records_listing(2_000));
+        } else {
+            runtime.block_on(records_listing(100_000));
+            runtime.block_on(records_listing(1_000_000));
+        }
     }
     if wanted("scheduler") {
         runtime.block_on(scheduler());

@@ -787,18 +787,24 @@ fn a_fleet_outlives_a_database_restart_and_a_worker_paused_past_its_lease() {
             ChildGuard(child)
         })
         .collect();
-    // Once the second worker is inside a run that committed a page, pause
-    // it (SIGSTOP, as a frozen container is) for longer than its lease, and
+    // Once a worker is inside a run that committed a page, pause it
+    // (SIGSTOP, as a frozen container is) for longer than its lease, and
     // restart PostgreSQL meanwhile.
-    let victim = workers[1].0.id();
-    let mid_run = format!(
-        "SELECT COUNT(*) FROM sync_runs WHERE owner LIKE '%:{victim}:%' AND finished_at_ms IS NULL AND pages > 0"
-    );
+    let pids: Vec<u32> = workers.iter().map(|w| w.0.id()).collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while count(&db, &mid_run) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the second worker never got a run under way");
+    let victim = loop {
+        let owners = tokio()
+            .block_on(db.query("SELECT owner FROM sync_runs WHERE finished_at_ms IS NULL AND pages > 0", &[]))
+            .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>())
+            .unwrap_or_default();
+        // An owner is `host:pid:nonce:run`.
+        let busy = owners.iter().filter_map(|o| o.split(':').nth(1)?.parse::<u32>().ok()).find(|p| pids.contains(p));
+        if let Some(pid) = busy {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no worker got a run under way");
         std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    };
     signal(victim, "STOP");
     let paused = std::time::Instant::now();
     postgres.restart(2);

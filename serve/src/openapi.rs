@@ -49,6 +49,7 @@ pub const OPERATIONS: &[Operation] = &[
             ("limit", "query", false),
             ("modified_after", "query", false),
             ("filter", "query", false),
+            ("ids", "query", false),
         ],
     ),
     ("post", "/sync/trigger", "Run syncs now (sync_mode full_refresh: from the beginning)", true, &[]),
