@@ -62,6 +62,22 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/oauth/callback", get(connect::oauth_callback))
         .route("/openapi.json", get(openapi::document))
         .route("/health", get(|| async { "ok" }))
+        // Nango's clients read `error.code` of every failure, unknown
+        // routes and methods included.
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "unknown_route",
+                format!("no route {}; GET /openapi.json lists what this server answers", uri.path()),
+            )
+        })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not served on {}; GET /openapi.json lists what this server answers", uri.path()),
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
         .with_state(state)
 }

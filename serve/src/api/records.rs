@@ -40,6 +40,15 @@ pub async fn list(
             "`model` is required, e.g. ?model=GongUser (GET /sync/status shows each sync's models)",
         )
     })?;
+    let models: Vec<String> =
+        state.platform.describe(&connection.provider).await?.syncs.iter().map(|s| s.model.clone()).collect();
+    if !models.contains(&model) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_model",
+            format!("`{}` has no model `{model}`; its models are {}", connection.provider, models.join(", ")),
+        ));
+    }
     if query.variant.as_deref().is_some_and(|v| v != "base") {
         return Err(ApiError::bad_request(
             "invalid_query_params",

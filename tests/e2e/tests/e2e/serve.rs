@@ -232,6 +232,23 @@ fn connect_schedule_records_webhooks_and_deletions_over_nangos_api() {
                 "and delivered again, unchanged"
             );
         }
+        // The connection's auth webhook, from the same outbox, names the
+        // Connect session's end user.
+        let auth: Vec<Value> = served
+            .webhooks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, accepted)| *accepted)
+            .map(|(_, body, _)| serde_json::from_slice::<Value>(body).unwrap())
+            .filter(|w| w["type"] == "auth")
+            .collect();
+        assert_eq!(auth.len(), 1, "{auth:?}");
+        assert_eq!(
+            (&auth[0]["connectionId"], &auth[0]["operation"], &auth[0]["authMode"], &auth[0]["success"]),
+            (&json!(id), &json!("creation"), &json!("BASIC"), &json!(true))
+        );
+        assert_eq!(auth[0]["endUser"]["endUserId"], "u-1");
         let hook = &served.webhooks_of("users")[0];
         assert_eq!(hook["type"], "sync");
         assert_eq!(hook["connectionId"], id.as_str());
@@ -318,6 +335,21 @@ fn actions_proxy_connections_and_errors_over_nangos_api() {
         let (code, body) =
             answer(served.http.get(format!("{}/connections", served.base)).bearer_auth("terapi_sk_nope")).await;
         assert_eq!((code, body["error"]["code"].clone()), (401, json!("unknown_account")));
+
+        // Unknown routes, methods and models answer in Nango's error shape.
+        let (code, body) = served.json(reqwest::Method::GET, "/scripts/config-nope", None).await;
+        assert_eq!((code, body["error"]["code"].clone()), (404, json!("unknown_route")), "{body}");
+        let (code, body) = served.json(reqwest::Method::PATCH, "/sync/status", None).await;
+        assert_eq!((code, body["error"]["code"].clone()), (405, json!("method_not_allowed")), "{body}");
+        let (code, body) = answer(
+            served
+                .request(reqwest::Method::GET, "/records?model=User")
+                .header("Connection-Id", &id)
+                .header("Provider-Config-Key", "gong"),
+        )
+        .await;
+        assert_eq!((code, body["error"]["code"].clone()), (404, json!("unknown_model")), "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("GongUser"), "{body}");
 
         // The action runs in the component.
         let user = fake_gong::fixtures::user(3);
