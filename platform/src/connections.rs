@@ -82,7 +82,52 @@ impl Platform {
             session.verify().await.map_err(|source| PlatformError::NotSaved { what: "the credential", source })?;
         let event = auth_event(connection, end_user);
         self.store.create_connection(&with_account(connection.clone(), &verified), Some(&event)).await?;
+        if let Some(user) = end_user.and_then(EndUser::from_input) {
+            self.set_end_user(&connection.id, Some(&user), &BTreeMap::new()).await?;
+        }
         Ok(verified)
+    }
+
+    /// Sets who a connection is for (`None`: nobody known) and the app's
+    /// tags for it. The end user's id, email and name are kept as tags
+    /// too (`end_user_id`, `end_user_email`, `end_user_display_name`), as
+    /// Nango does, so connections can be found by them.
+    pub async fn set_end_user(
+        &self,
+        id: &str,
+        end_user: Option<&EndUser>,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), PlatformError> {
+        let mut tags = tags.clone();
+        if let Some(user) = end_user {
+            tags.insert("end_user_id".into(), user.id.clone());
+            for (key, value) in [("end_user_email", &user.email), ("end_user_display_name", &user.display_name)] {
+                if let Some(value) = value {
+                    tags.insert(key.into(), value.clone());
+                }
+            }
+        }
+        let user = end_user.map(EndUser::to_api).map(|u| u.to_string());
+        let tags = serde_json::to_string(&tags).unwrap_or_else(|_| "{}".into());
+        Ok(self.store.set_end_user(id, user.as_deref(), &tags).await?)
+    }
+
+    /// Sets a connection's metadata (`merge`: only the keys given change,
+    /// the rest stay); returns the metadata now stored.
+    pub async fn set_metadata(
+        &self,
+        id: &str,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+        merge: bool,
+    ) -> Result<serde_json::Value, PlatformError> {
+        let mut stored = match (merge, self.store.connection_summary(id).await?.metadata) {
+            (true, Some(serde_json::Value::Object(current))) => current,
+            _ => serde_json::Map::new(),
+        };
+        stored.extend(metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let stored = serde_json::Value::Object(stored);
+        self.store.set_metadata(id, Some(&stored.to_string())).await?;
+        Ok(stored)
     }
 
     /// Replaces a saved connection's credential, after the provider accepted
@@ -179,6 +224,44 @@ impl Platform {
             self.oauth_clients.get(provider).cloned().ok_or_else(|| PlatformError::NoOAuthClient(provider.into()))?;
         client.redirect_uri = redirect_uri.to_string();
         Ok(client)
+    }
+}
+
+/// Who a connection is for, as an app describes them (Nango's
+/// `EndUserInput`: `id`, and optionally `email`, `display_name`, `tags`,
+/// `organization: {id, display_name}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndUser {
+    pub id: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub organization: Option<(String, Option<String>)>,
+}
+
+impl EndUser {
+    /// From the app's JSON; `None` without a string `id`.
+    pub fn from_input(input: &serde_json::Value) -> Option<EndUser> {
+        let text = |v: &serde_json::Value, key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_string);
+        let id = text(input, "id").filter(|id| !id.is_empty())?;
+        let tags = input
+            .get("tags")
+            .and_then(|t| t.as_object())
+            .map(|t| t.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        let organization = input.get("organization").and_then(|o| Some((text(o, "id")?, text(o, "display_name"))));
+        Some(EndUser { id, email: text(input, "email"), display_name: text(input, "display_name"), tags, organization })
+    }
+
+    /// Nango's `ApiEndUser`.
+    pub fn to_api(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "display_name": self.display_name,
+            "email": self.email,
+            "tags": if self.tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(self.tags) },
+            "organization": self.organization.as_ref().map(|(id, name)| serde_json::json!({"id": id, "display_name": name})),
+        })
     }
 }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 use terapi_host::{OAuthClient, ProviderComponent, ProviderDescription, Providers, Runtime, RuntimeConfig};
 use terapi_store::Store;
 
-pub use connections::Authorization;
+pub use connections::{Authorization, EndUser};
 pub use error::PlatformError;
 pub use events::WebhookConfig;
 pub use registry::{ComponentRegistry, ComponentSource};

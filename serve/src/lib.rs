@@ -41,7 +41,12 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/integrations", get(api::providers::list_integrations))
         .route("/connections", get(api::connections::list))
         .route("/connection", get(api::connections::list))
-        .route("/connections/{id}", get(api::connections::get).delete(api::connections::delete))
+        .route("/connections/metadata", post(api::connections::post_metadata).patch(api::connections::patch_metadata))
+        .route("/connection/metadata", post(api::connections::post_metadata).patch(api::connections::patch_metadata))
+        .route(
+            "/connections/{id}",
+            get(api::connections::get).delete(api::connections::delete).patch(api::connections::patch),
+        )
         .route("/connection/{id}", get(api::connections::get).delete(api::connections::delete))
         .route("/records", get(api::records::list))
         .route("/records/", get(api::records::list))

@@ -20,7 +20,12 @@ pub const OPERATIONS: &[Operation] = &[
         "/connections",
         "Saved connections",
         true,
-        &[("connectionId", "query", false), ("integrationId", "query", false)],
+        &[
+            ("connectionId", "query", false),
+            ("integrationId", "query", false),
+            ("endUserId", "query", false),
+            ("search", "query", false),
+        ],
     ),
     (
         "get",
@@ -36,6 +41,21 @@ pub const OPERATIONS: &[Operation] = &[
         true,
         &[("connectionId", "path", true), ("provider_config_key", "query", true)],
     ),
+    (
+        "patch",
+        "/connections/{connectionId}",
+        "Set who a connection is for (end_user) and its tags",
+        true,
+        &[("connectionId", "path", true), ("provider_config_key", "query", true)],
+    ),
+    (
+        "post",
+        "/connections/metadata",
+        "Set connections' metadata (body: connection_id, provider_config_key, metadata)",
+        true,
+        &[],
+    ),
+    ("patch", "/connections/metadata", "Merge into connections' metadata", true, &[]),
     (
         "get",
         "/records",

@@ -131,7 +131,8 @@ impl PostgresStore {
     async fn summaries(&self, id: Option<&str>) -> Result<Vec<ConnectionSummary>, StoreError> {
         let rows = self
             .query(
-                "SELECT id, provider, auth_mode, username, config, created_at, updated_at, verified_at
+                "SELECT id, provider, auth_mode, username, config, created_at, updated_at, verified_at,
+                        end_user, tags, metadata
                  FROM connections WHERE $1::text IS NULL OR id = $1 ORDER BY id",
                 &[&id],
             )
@@ -147,6 +148,9 @@ impl PostgresStore {
                 created_at: r.get::<_, i64>(5) as u64,
                 updated_at: r.get::<_, i64>(6) as u64,
                 verified_at: r.get::<_, Option<i64>>(7).map(|t| t as u64),
+                end_user: r.get::<_, Option<&str>>(8).and_then(|t| serde_json::from_str(t).ok()),
+                tags: r.get::<_, Option<&str>>(9).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default(),
+                metadata: r.get::<_, Option<&str>>(10).and_then(|t| serde_json::from_str(t).ok()),
             })
             .collect())
     }
@@ -387,6 +391,32 @@ impl Store for PostgresStore {
 
     async fn mark_verified(&self, id: &str) -> Result<(), StoreError> {
         self.execute("UPDATE connections SET verified_at = $2 WHERE id = $1", &[&id, &(unix_now() as i64)]).await?;
+        Ok(())
+    }
+
+    async fn set_end_user(&self, id: &str, end_user: Option<&str>, tags: &str) -> Result<(), StoreError> {
+        let changed = self
+            .execute(
+                "UPDATE connections SET end_user = $2, tags = $3, updated_at = $4 WHERE id = $1",
+                &[&id, &end_user, &tags, &(unix_now() as i64)],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::NoConnection(id.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn set_metadata(&self, id: &str, metadata: Option<&str>) -> Result<(), StoreError> {
+        let changed = self
+            .execute(
+                "UPDATE connections SET metadata = $2, updated_at = $3 WHERE id = $1",
+                &[&id, &metadata, &(unix_now() as i64)],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::NoConnection(id.to_string()));
+        }
         Ok(())
     }
 

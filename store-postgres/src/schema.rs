@@ -158,6 +158,8 @@ const MIGRATIONS: &[&str] = &[
      DROP INDEX IF EXISTS records_by_seq;
      CREATE UNIQUE INDEX records_by_change ON records (connection_id, model, change_seq);
      CREATE INDEX records_by_change_time ON records (connection_id, model, changed_at_ms);",
+    // 6: who a connection is for, the app's tags and metadata (JSON).
+    "ALTER TABLE connections ADD COLUMN end_user TEXT, ADD COLUMN tags TEXT, ADD COLUMN metadata TEXT;",
 ];
 
 pub async fn migrate(tx: &deadpool_postgres::Transaction<'_>, shown: &str) -> Result<(), StoreError> {

@@ -166,6 +166,13 @@ pub struct ConnectionSummary {
     pub created_at: u64,
     pub updated_at: u64,
     pub verified_at: Option<u64>,
+    /// Who the connection is for (Nango's `ApiEndUser`: `id`,
+    /// `display_name`, `email`, `tags`, `organization`), if known.
+    pub end_user: Option<serde_json::Value>,
+    /// The app's labels for it.
+    pub tags: BTreeMap<String, String>,
+    /// The app's own data on it (a JSON object), if set.
+    pub metadata: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -455,6 +462,11 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn connections(&self) -> Result<Vec<ConnectionSummary>, StoreError>;
     async fn connection_summary(&self, id: &str) -> Result<ConnectionSummary, StoreError>;
     async fn mark_verified(&self, id: &str) -> Result<(), StoreError>;
+    /// Sets who a connection is for and its tags (JSON texts: an object or
+    /// `None`, and an object of strings).
+    async fn set_end_user(&self, id: &str, end_user: Option<&str>, tags: &str) -> Result<(), StoreError>;
+    /// Sets a connection's metadata (a JSON object's text, or `None`).
+    async fn set_metadata(&self, id: &str, metadata: Option<&str>) -> Result<(), StoreError>;
 
     /// Takes the lease and returns the checkpoint to start from (`None` when
     /// `full` or when the last run finished from scratch). Fails with

@@ -167,6 +167,10 @@ const MIGRATIONS: &[&str] = &[
      DROP INDEX records_by_update;
      CREATE UNIQUE INDEX records_by_change ON records (connection_id, model, change_seq);
      CREATE INDEX records_by_change_time ON records (connection_id, model, changed_at_ms);",
+    // 8: who a connection is for, the app's tags and metadata (JSON).
+    "ALTER TABLE connections ADD COLUMN end_user TEXT;
+     ALTER TABLE connections ADD COLUMN tags TEXT;
+     ALTER TABLE connections ADD COLUMN metadata TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -210,7 +210,8 @@ impl SqliteStore {
         let db = self.db();
         let mut statement = db
             .prepare_cached(
-                "SELECT id, provider, auth_mode, username, config, created_at, updated_at, verified_at
+                "SELECT id, provider, auth_mode, username, config, created_at, updated_at, verified_at,
+                        end_user, tags, metadata
                  FROM connections WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -225,6 +226,12 @@ impl SqliteStore {
                     created_at: r.get::<_, i64>(5)? as u64,
                     updated_at: r.get::<_, i64>(6)? as u64,
                     verified_at: r.get::<_, Option<i64>>(7)?.map(|t| t as u64),
+                    end_user: r.get::<_, Option<String>>(8)?.and_then(|t| serde_json::from_str(&t).ok()),
+                    tags: r
+                        .get::<_, Option<String>>(9)?
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default(),
+                    metadata: r.get::<_, Option<String>>(10)?.and_then(|t| serde_json::from_str(&t).ok()),
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -424,6 +431,34 @@ impl Store for SqliteStore {
         self.db()
             .execute("UPDATE connections SET verified_at = ?2 WHERE id = ?1", params![id, unix_now() as i64])
             .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn set_end_user(&self, id: &str, end_user: Option<&str>, tags: &str) -> Result<(), StoreError> {
+        let changed = self
+            .db()
+            .execute(
+                "UPDATE connections SET end_user = ?2, tags = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, end_user, tags, unix_now() as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed == 0 {
+            return Err(StoreError::NoConnection(id.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn set_metadata(&self, id: &str, metadata: Option<&str>) -> Result<(), StoreError> {
+        let changed = self
+            .db()
+            .execute(
+                "UPDATE connections SET metadata = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, metadata, unix_now() as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed == 0 {
+            return Err(StoreError::NoConnection(id.to_string()));
+        }
         Ok(())
     }
 

@@ -96,6 +96,38 @@ test('triggerAction and proxy reach Gong through the component and the host', as
   );
 });
 
+test('end users, tags and metadata: patchConnection, listConnections filters, setMetadata, updateMetadata, getMetadata', async () => {
+  const before = await nango.getConnection('gong', connectionId);
+  assert.equal(before.end_user, null);
+  assert.equal(before.metadata, null);
+
+  await nango.patchConnection(
+    { connectionId, provider_config_key: 'gong' },
+    { end_user: { id: 'u-42', email: 'ada@example.com', display_name: 'Ada' }, tags: { plan: 'pro' } },
+  );
+  const patched = await nango.getConnection('gong', connectionId);
+  assert.deepEqual(patched.end_user, { id: 'u-42', display_name: 'Ada', email: 'ada@example.com', tags: null, organization: null });
+  assert.equal(patched.tags.plan, 'pro');
+  assert.equal(patched.tags.end_user_email, 'ada@example.com');
+
+  const mine = await nango.listConnections({ userId: 'u-42' });
+  assert.deepEqual(mine.connections.map((c) => c.connection_id), [connectionId]);
+  assert.deepEqual(mine.connections[0].end_user.id, 'u-42');
+  const others = await nango.listConnections({ userId: 'someone-else' });
+  assert.equal(others.connections.length, 0);
+  const tagged = await nango.listConnections({ tags: { plan: 'pro', email: 'ada@example.com' } });
+  assert.equal(tagged.connections.length, 1);
+  assert.equal((await nango.listConnections({ tags: { plan: 'free' } })).connections.length, 0);
+
+  await nango.setMetadata('gong', connectionId, { region: 'eu', seats: 5 });
+  assert.deepEqual(await nango.getMetadata('gong', connectionId), { region: 'eu', seats: 5 });
+  await nango.updateMetadata('gong', connectionId, { seats: 7 });
+  assert.deepEqual(await nango.getMetadata('gong', connectionId), { region: 'eu', seats: 7 });
+  await nango.setMetadata('gong', connectionId, { fresh: true });
+  assert.deepEqual(await nango.getMetadata('gong', connectionId), { fresh: true });
+  await assert.rejects(nango.setMetadata('gong', 'no-such-connection', { a: 1 }), (e) => e.response?.status === 404);
+});
+
 test('deleteConnection removes it', async () => {
   await nango.deleteConnection('gong', connectionId);
   await assert.rejects(nango.getConnection('gong', connectionId), (e) => e.response?.status === 404 && e.response.data.error.code === 'unknown_connection');

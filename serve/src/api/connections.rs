@@ -20,6 +20,8 @@ pub struct ListQuery {
     #[serde(rename = "integrationId")]
     integration_id: Option<String>,
     search: Option<String>,
+    #[serde(rename = "endUserId")]
+    end_user_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,18 +36,23 @@ fn public(c: &ConnectionSummary) -> Value {
         "provider_config_key": c.provider,
         "provider": c.provider,
         "created": rfc3339(c.created_at),
-        "metadata": null,
+        "metadata": c.metadata,
         "errors": [],
-        "end_user": null,
-        "tags": {},
+        "end_user": c.end_user,
+        "tags": c.tags,
     })
 }
 
 pub async fn list(
     State(state): State<Arc<ServeState>>,
     Query(query): Query<ListQuery>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let integrations: Option<Vec<&str>> = query.integration_id.as_deref().map(|i| i.split(',').collect());
+    // `tags[plan]=pro`: every tag given must match.
+    let tags: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter_map(|(k, v)| Some((k.strip_prefix("tags[")?.strip_suffix(']')?.to_string(), v.into_owned())))
+        .collect();
     let connections: Vec<Value> = state
         .platform
         .store()
@@ -55,6 +62,12 @@ pub async fn list(
         .filter(|c| query.connection_id.as_ref().is_none_or(|id| &c.id == id))
         .filter(|c| query.search.as_ref().is_none_or(|s| c.id.contains(s.as_str())))
         .filter(|c| integrations.as_ref().is_none_or(|i| i.contains(&c.provider.as_str())))
+        .filter(|c| {
+            query.end_user_id.as_ref().is_none_or(|user| {
+                c.end_user.as_ref().and_then(|u| u.get("id")).and_then(Value::as_str) == Some(user.as_str())
+            })
+        })
+        .filter(|c| tags.iter().all(|(k, v)| c.tags.get(k).is_some_and(|t| t.eq_ignore_ascii_case(v))))
         .map(public)
         .collect();
     Ok(Json(json!({ "connections": connections })))
@@ -98,5 +111,83 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let summary = connection(&state, &id, required_key(&query)?).await?;
     state.platform.delete_connection(&summary.id).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MetadataBody {
+    connection_id: Value,
+    provider_config_key: String,
+    metadata: Value,
+}
+
+/// `POST /connections/metadata` (set) and `PATCH` (merge), for one
+/// connection id or several.
+pub async fn set_metadata(state: Arc<ServeState>, body: MetadataBody, merge: bool) -> Result<Json<Value>, ApiError> {
+    let ids: Vec<String> = match &body.connection_id {
+        Value::String(id) => vec![id.clone()],
+        Value::Array(ids) => ids.iter().filter_map(|id| id.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    };
+    let Value::Object(metadata) = &body.metadata else {
+        return Err(ApiError::bad_request("invalid_body", "`metadata` must be a JSON object"));
+    };
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("invalid_body", "`connection_id` must be a connection id or a list of them"));
+    }
+    // All exist before any changes.
+    for id in &ids {
+        connection(&state, id, &body.provider_config_key).await?;
+    }
+    for id in &ids {
+        state.platform.set_metadata(id, metadata, merge).await?;
+    }
+    Ok(Json(json!({
+        "connection_id": body.connection_id,
+        "provider_config_key": body.provider_config_key,
+        "metadata": body.metadata,
+    })))
+}
+
+pub async fn post_metadata(
+    State(state): State<Arc<ServeState>>,
+    Json(body): Json<MetadataBody>,
+) -> Result<Json<Value>, ApiError> {
+    set_metadata(state, body, false).await
+}
+
+pub async fn patch_metadata(
+    State(state): State<Arc<ServeState>>,
+    Json(body): Json<MetadataBody>,
+) -> Result<Json<Value>, ApiError> {
+    set_metadata(state, body, true).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PatchBody {
+    end_user: Option<Value>,
+    tags: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `PATCH /connections/{id}`: who it is for and its tags.
+pub async fn patch(
+    State(state): State<Arc<ServeState>>,
+    Path(id): Path<String>,
+    Query(query): Query<KeyQuery>,
+    Json(body): Json<PatchBody>,
+) -> Result<Json<Value>, ApiError> {
+    let summary = connection(&state, &id, required_key(&query)?).await?;
+    let end_user = match &body.end_user {
+        Some(input) => Some(terapi_platform::EndUser::from_input(input).ok_or_else(|| {
+            ApiError::bad_request("invalid_body", "`end_user` needs an `id` (a string), e.g. {\"id\": \"u-1\"}")
+        })?),
+        None => summary.end_user.as_ref().and_then(terapi_platform::EndUser::from_input),
+    };
+    // Tags given replace the app's tags; the end user's own are added back.
+    let tags = match body.tags {
+        Some(tags) => tags,
+        None => summary.tags.into_iter().filter(|(k, _)| !k.starts_with("end_user_")).collect(),
+    };
+    state.platform.set_end_user(&summary.id, end_user.as_ref(), &tags).await?;
     Ok(Json(json!({ "success": true })))
 }
