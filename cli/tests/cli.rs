@@ -1058,6 +1058,43 @@ fn an_app_on_nangos_node_client_works_against_terapi_serve() {
 }
 
 #[test]
+fn an_app_on_nangos_node_client_follows_changes_from_a_saved_cursor() {
+    let gong = gong(130);
+    let dir = saved_connection(&gong, "serve-node-changes");
+    let webhook_port = free_port();
+    let signing_key = "whsec-node-changes".to_string();
+    let (_server, url, key) = serve_with_key(
+        &dir,
+        &["--webhook-url", &format!("http://127.0.0.1:{webhook_port}/webhooks")],
+        &[("TERAPI_WEBHOOK_SIGNING_KEY", signing_key.clone())],
+    );
+    let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node-changes-state.json");
+    let envs = |phase: &str| {
+        vec![
+            ("TERAPI_HOST", url.clone()),
+            ("TERAPI_SECRET_KEY", key.clone()),
+            ("TERAPI_CONNECTION_ID", "acme".to_string()),
+            ("TERAPI_WEBHOOK_PORT", webhook_port.to_string()),
+            ("TERAPI_WEBHOOK_SIGNING_KEY", signing_key.clone()),
+            ("GONG_USER_COUNT", "130".to_string()),
+            ("PHASE", phase.to_string()),
+            ("STATE_FILE", state.display().to_string()),
+            ("CHANGED_ID", fixtures::user_id(5)),
+            ("ADDED_ID", fixtures::user_id(130)),
+            ("REMOVED_IDS", format!("{},{}", fixtures::user_id(7), fixtures::user_id(9))),
+        ]
+    };
+    node_test("changes.test.mjs", &envs("before"));
+    // Gong changes one user's title, removes two users and adds one.
+    let mut users = fixtures::users(131);
+    users[5]["title"] = "Head of Sales".into();
+    users.remove(9);
+    users.remove(7);
+    gong.set_users(&users);
+    node_test("changes.test.mjs", &envs("after"));
+}
+
+#[test]
 fn the_connect_page_in_chromium_saves_only_what_gong_accepts() {
     let gong = gong(3);
     let dir = data_dir("serve-browser");

@@ -22,8 +22,6 @@ pub struct RecordsQuery {
     delta: Option<String>,
     filter: Option<String>,
     variant: Option<String>,
-    /// Only these record ids: `ids=a,b` or `ids=a&ids=b`.
-    ids: Option<String>,
 }
 
 const MAX_LIMIT: u32 = 10_000;
@@ -32,6 +30,7 @@ pub async fn list(
     State(state): State<Arc<ServeState>>,
     headers: HeaderMap,
     Query(query): Query<RecordsQuery>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let connection = connection_from_headers(&state, &headers).await?;
     let model = query.model.filter(|m| !m.is_empty()).ok_or_else(|| {
@@ -74,13 +73,11 @@ pub async fn list(
         None => Vec::new(),
         Some(filter) => parse_filter(filter)?,
     };
-    let ids: Vec<String> = query
-        .ids
-        .iter()
-        .flat_map(|ids| ids.split(','))
-        .map(str::trim)
+    // Only these record ids: `ids=a&ids=b` (as @nangohq/node sends them) or `ids=a,b`.
+    let ids: Vec<String> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(key, _)| key == "ids")
+        .flat_map(|(_, value)| value.split(',').map(|id| id.trim().to_string()).collect::<Vec<_>>())
         .filter(|id| !id.is_empty())
-        .map(str::to_string)
         .collect();
     if ids.len() > 10_000 {
         return Err(ApiError::bad_request("invalid_query_params", "`ids` takes at most 10,000 ids"));

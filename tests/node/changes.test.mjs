@@ -1,0 +1,107 @@
+// An app following changes the way Nango apps do, with Nango's own Node
+// client against `terapi serve`: it reads every record and keeps the last
+// cursor; Gong changes (one user's title, two users removed, one added); a
+// sync runs; from the kept cursor the app gets exactly those four, and
+// `modifiedAfter` set to the webhook's own `modifiedAfter` lists what the
+// webhook counted. Run in two phases by cli/tests/cli.rs, which changes the
+// fake Gong between them: PHASE=before, then PHASE=after, sharing STATE_FILE.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import { test, after } from 'node:test';
+import { Nango } from '@nangohq/node';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli.rs)`);
+  return value;
+};
+const connectionId = env('TERAPI_CONNECTION_ID');
+const signingKey = env('TERAPI_WEBHOOK_SIGNING_KEY');
+const nango = new Nango({ host: env('TERAPI_HOST'), secretKey: env('TERAPI_SECRET_KEY'), webhookSigningKey: signingKey });
+const phase = env('PHASE');
+const stateFile = env('STATE_FILE');
+const record = { providerConfigKey: 'gong', connectionId, model: 'GongUser' };
+
+const webhooks = [];
+const receiver = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks).toString('utf8');
+    if (nango.verifyIncomingWebhookRequest(body, req.headers)) webhooks.push(JSON.parse(body));
+    res.end('ok');
+  });
+});
+await new Promise((resolve) => receiver.listen(Number(env('TERAPI_WEBHOOK_PORT')), '127.0.0.1', resolve));
+after(() => receiver.close());
+
+async function until(what, check, seconds = 60) {
+  for (let i = 0; i < seconds * 10; i++) {
+    const value = await check();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function all(query) {
+  const out = [];
+  let cursor = query.cursor;
+  do {
+    const page = await nango.listRecords({ ...record, ...query, cursor });
+    out.push(...page.records);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return out;
+}
+
+async function usersRun() {
+  await nango.triggerSync('gong', ['users'], connectionId);
+  return until('the users webhook', () => webhooks.find((w) => w.type === 'sync' && w.syncName === 'users'));
+}
+
+if (phase === 'before') {
+  test('the app reads every record and keeps the last cursor', async () => {
+    await usersRun();
+    const records = await all({ limit: 100 });
+    assert.equal(records.length, Number(env('GONG_USER_COUNT')));
+    fs.writeFileSync(stateFile, JSON.stringify({ cursor: records.at(-1)._nango_metadata.cursor }));
+  });
+} else {
+  test('from the kept cursor: exactly the change, the two deletions and the addition', async () => {
+    const { cursor } = JSON.parse(fs.readFileSync(stateFile, 'utf8'));
+    const hook = await usersRun();
+    assert.deepEqual(hook.responseResults, { added: 1, updated: 1, deleted: 2 });
+
+    const changed = await all({ cursor, limit: 2 });
+    const seen = Object.fromEntries(changed.map((r) => [r.id, r._nango_metadata.last_action]));
+    assert.deepEqual(seen, {
+      [env('CHANGED_ID')]: 'UPDATED',
+      [env('ADDED_ID')]: 'ADDED',
+      [env('REMOVED_IDS').split(',')[0]]: 'DELETED',
+      [env('REMOVED_IDS').split(',')[1]]: 'DELETED',
+    });
+    assert.equal(changed.find((r) => r.id === env('CHANGED_ID')).title, 'Head of Sales');
+
+    // The webhook's own modifiedAfter lists what it counted.
+    const since = await all({ modifiedAfter: hook.modifiedAfter });
+    assert.deepEqual(since.map((r) => r.id).sort(), Object.keys(seen).sort());
+    assert.match(since[0]._nango_metadata.last_modified_at, /\.\d{3}Z$/);
+
+    // Filters apply before the limit; ids select records.
+    const deleted = await nango.listRecords({ ...record, filter: 'deleted', limit: 1 });
+    assert.equal(deleted.records.length, 1);
+    assert.equal(deleted.records[0]._nango_metadata.last_action, 'DELETED');
+    assert.ok(deleted.next_cursor, 'the second deletion is on the next page');
+    const picked = await nango.listRecords({ ...record, ids: [env('CHANGED_ID'), env('ADDED_ID'), 'no-such-id'] });
+    assert.deepEqual(picked.records.map((r) => r.id).sort(), [env('CHANGED_ID'), env('ADDED_ID')].sort());
+
+    // An unknown model is an error in Nango's shape, not an empty list.
+    await assert.rejects(nango.listRecords({ ...record, model: 'User' }), (e) => {
+      assert.equal(e.response?.status, 404);
+      assert.equal(e.response?.data?.error?.code, 'unknown_model');
+      return true;
+    });
+  });
+}
