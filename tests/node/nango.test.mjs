@@ -49,6 +49,10 @@ test('getConnection shows the connection and no secret', async () => {
 });
 
 test('triggerSync, syncStatus, listRecords, and a webhook verifyIncomingWebhookRequest accepts', async () => {
+  // Never run, never started: stopped, with no last execution.
+  const { syncs: [never] } = await nango.syncStatus('gong', ['users'], connectionId);
+  assert.equal(never.status, 'STOPPED');
+  assert.equal(never.latestExecutionStatus, undefined);
   await nango.startSync('gong', ['users'], connectionId);
   await nango.triggerSync('gong', ['users'], connectionId);
   const status = await until('the users sync', async () => {

@@ -159,15 +159,21 @@ pub async fn status(
         let info = state.platform.schedule(&connection, &sync).await?;
         let model = description.syncs.iter().find(|s| s.name == sync).map(|s| s.model.clone()).unwrap_or_default();
         let s = info.state.as_ref();
+        let due = s.and_then(|s| s.due_at_ms).is_some_and(|at| at <= terapi_host::limits::unix_ms());
         let status = match (s.map(|s| s.status.as_str()), info.paused) {
             // A yielded run gave its slot away between pages and goes on.
             (Some("running" | "yielded"), _) => "RUNNING",
             (_, true) => "PAUSED",
+            // Stopped by a signal, due again at once: it goes on.
+            (Some("interrupted"), _) if due => "RUNNING",
             (Some("failed" | "interrupted"), _) => "ERROR",
             (Some("done"), _) => "SUCCESS",
-            _ if info.started => "SUCCESS",
+            // Never ran: queued (started, or triggered), or not started.
+            (Some("queued") | None, _) if info.started || due => "RUNNING",
             _ => "STOPPED",
         };
+        // The last run's outcome; none (left out, as Nango's type has it
+        // optional) for a sync that never ran.
         let execution = match s.map(|s| s.status.as_str()) {
             Some("running" | "yielded") => Some("RUNNING"),
             Some("failed" | "interrupted") => Some("ERROR"),
@@ -181,8 +187,7 @@ pub async fn status(
             "variant": "base",
             "connection_id": connection,
             "status": status,
-            "jobStatus": execution,
-            "latestExecutionStatus": execution,
+            "jobStatus": execution.unwrap_or(status),
             "frequency": frequency::format(info.frequency_secs),
             "finishedAt": s.and_then(|s| s.last_finished_at).map(rfc3339),
             "nextScheduledSyncAt": s.and_then(|s| s.due_at_ms).map(rfc3339_ms),
@@ -190,6 +195,9 @@ pub async fn status(
             "checkpoint": null,
             "error": s.and_then(|s| s.last_error.clone()),
         }));
+        if let (Some(execution), Some(Value::Object(last))) = (execution, reported.last_mut()) {
+            last.insert("latestExecutionStatus".into(), execution.into());
+        }
     }
     Ok(Json(json!({ "syncs": reported })))
 }
