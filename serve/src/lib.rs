@@ -39,6 +39,8 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/providers", get(api::providers::list_providers))
         .route("/providers/{provider}", get(api::providers::get_provider))
         .route("/integrations", get(api::providers::list_integrations))
+        .route("/integrations/{key}", get(api::providers::get_integration))
+        .route("/scripts/config", get(api::providers::scripts_config))
         .route("/connections", get(api::connections::list))
         .route("/connection", get(api::connections::list))
         .route("/connections/metadata", post(api::connections::post_metadata).patch(api::connections::patch_metadata))

@@ -15,6 +15,8 @@ pub const OPERATIONS: &[Operation] = &[
     ("get", "/providers", "Providers of providers.yaml", true, &[]),
     ("get", "/providers/{provider}", "One provider", true, &[("provider", "path", true)]),
     ("get", "/integrations", "Providers a component serves here", true, &[]),
+    ("get", "/integrations/{provider}", "One integration", true, &[("provider", "path", true)]),
+    ("get", "/scripts/config", "Each integration's syncs and actions, as Nango's scripts config", true, &[]),
     (
         "get",
         "/connections",

@@ -132,6 +132,22 @@ test('end users, tags and metadata: patchConnection, listConnections filters, se
   await assert.rejects(nango.setMetadata('gong', 'no-such-connection', { a: 1 }), (e) => e.response?.status === 404);
 });
 
+test('getIntegration and getScriptsConfig describe what the Gong component serves', async () => {
+  const { data } = await nango.getIntegration({ uniqueKey: 'gong' });
+  assert.equal(data.unique_key, 'gong');
+  assert.equal(data.provider, 'gong');
+  const configs = await nango.getScriptsConfig();
+  const gong = configs.find((c) => c.providerConfigKey === 'gong');
+  const sync = gong.syncs.find((s) => s.name === 'users');
+  assert.deepEqual([sync.type, sync.returns, sync.runs, sync.track_deletes], ['sync', ['GongUser'], 'every 1d', true]);
+  assert.ok(gong.actions.some((a) => a.name === 'get-user' && a.type === 'action'));
+  await assert.rejects(nango.getIntegration({ uniqueKey: 'no-such-integration' }), (e) => {
+    assert.equal(e.response?.status, 404);
+    assert.equal(e.response?.data?.error?.code, 'unknown_provider_config');
+    return true;
+  });
+});
+
 test('deleteConnection removes it', async () => {
   await nango.deleteConnection('gong', connectionId);
   await assert.rejects(nango.getConnection('gong', connectionId), (e) => e.response?.status === 404 && e.response.data.error.code === 'unknown_connection');

@@ -56,22 +56,100 @@ pub async fn get_provider(
     Ok(Json(json!({ "data": provider(&name, spec) })))
 }
 
+fn integration(name: &str, spec: &ProviderSpec) -> Value {
+    json!({
+        "unique_key": name,
+        "provider": name,
+        "display_name": spec.display_name,
+        "logo": null,
+        "created_at": null,
+        "updated_at": null,
+    })
+}
+
 pub async fn list_integrations(State(state): State<Arc<ServeState>>) -> Json<Value> {
     let data: Vec<Value> = state
         .platform
         .providers()
         .iter()
         .filter(|(name, _)| state.platform.component(name).is_ok())
-        .map(|(name, spec)| {
-            json!({
-                "unique_key": name,
-                "provider": name,
-                "display_name": spec.display_name,
-                "logo": null,
-                "created_at": null,
-                "updated_at": null,
-            })
-        })
+        .map(|(name, spec)| integration(name, spec))
         .collect();
     Json(json!({ "data": data }))
+}
+
+/// `GET /integrations/{key}` (`getIntegration`).
+pub async fn get_integration(
+    State(state): State<Arc<ServeState>>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let spec =
+        state.platform.providers().get(&key).ok().filter(|_| state.platform.component(&key).is_ok()).ok_or_else(
+            || {
+                ApiError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "unknown_provider_config",
+                    format!("no integration `{key}`; GET /integrations lists them"),
+                )
+            },
+        )?;
+    Ok(Json(json!({ "data": integration(&key, spec) })))
+}
+
+/// `GET /scripts/config` (`getScriptsConfig`): what each integration's
+/// component syncs and does, as Nango describes deployed scripts.
+pub async fn scripts_config(State(state): State<Arc<ServeState>>) -> Result<Json<Value>, ApiError> {
+    let mut configs = Vec::new();
+    for (name, _) in state.platform.providers().iter().filter(|(name, _)| state.platform.component(name).is_ok()) {
+        let description = state.platform.describe(name).await?;
+        let schema = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+        let syncs: Vec<Value> = description
+            .syncs
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "type": "sync",
+                    "runs": crate::frequency::format(u64::from(s.frequency_secs.max(1))),
+                    "auto_start": true,
+                    "description": s.description,
+                    "scopes": description.requirements.oauth2_scopes,
+                    "track_deletes": !s.incremental,
+                    "sync_type": if s.incremental { "incremental" } else { "full" },
+                    "returns": [s.model],
+                    "endpoints": [{ "method": "GET", "path": "/records", "group": s.model }],
+                    "json_schema": { "definitions": { s.model.clone(): schema(&s.record_schema) } },
+                    "sdk_version": null,
+                    "features": [],
+                    "enabled": true,
+                })
+            })
+            .collect();
+        let actions: Vec<Value> = description
+            .actions
+            .iter()
+            .map(|a| {
+                json!({
+                    "name": a.name,
+                    "type": "action",
+                    "description": a.description,
+                    "scopes": description.requirements.oauth2_scopes,
+                    "returns": [],
+                    "endpoints": [{ "method": "POST", "path": "/action/trigger", "group": a.name }],
+                    "json_schema": { "input": schema(&a.input_schema), "output": schema(&a.output_schema) },
+                    "sdk_version": null,
+                    "features": [],
+                    "enabled": true,
+                })
+            })
+            .collect();
+        configs.push(json!({
+            "providerConfigKey": name,
+            "provider": name,
+            "syncs": syncs,
+            "actions": actions,
+            "on-events": [],
+        }));
+    }
+    Ok(Json(Value::Array(configs)))
 }
