@@ -175,6 +175,16 @@ pub fn render(event: &EventRecord, always_send: bool) -> Option<Value> {
             }
             Some(body)
         }
+        "async_action" => {
+            let id = text("action_id");
+            Some(json!({
+                "from": "nango",
+                "type": "async_action",
+                "connectionId": event.connection_id,
+                "providerConfigKey": text("provider"),
+                "payload": { "id": id, "statusUrl": format!("/action/{id}") },
+            }))
+        }
         _ => None,
     }
 }
@@ -328,5 +338,65 @@ impl Platform {
         if let Err(e) = recorded {
             tracing::warn!("webhook {}: the delivery could not be recorded ({e}); it may be sent again", event.id);
         }
+    }
+}
+
+/// Nango's async action webhook: the action `id` finished; its result is at
+/// `statusUrl`.
+pub(crate) fn async_action_event(connection_id: &str, provider: &str, id: &str) -> NewEvent {
+    NewEvent {
+        id: new_event_id(),
+        kind: "async_action".into(),
+        connection_id: connection_id.into(),
+        facts: json!({ "provider": provider, "action_id": id }).to_string(),
+    }
+}
+
+impl Platform {
+    /// Starts `action` of a saved connection in the background (Nango's
+    /// `X-Async: true`) and returns its id at once. The outcome is kept in
+    /// the store, so any server can answer `GET /action/{id}`, and an
+    /// `async_action` event goes out when it ends. An action is never run
+    /// twice: one whose process stopped mid-run stays `pending`.
+    pub async fn start_action(
+        self: &Arc<Self>,
+        connection_id: &str,
+        action: &str,
+        input: String,
+    ) -> Result<String, crate::PlatformError> {
+        let provider = self.store.connection_summary(connection_id).await?.provider;
+        let session = self.session(connection_id).await?;
+        let id = format!("act_{}", &new_event_id()[4..]);
+        let record = terapi_store::AsyncAction {
+            id: id.clone(),
+            connection_id: connection_id.to_string(),
+            action: action.to_string(),
+            status: "pending".into(),
+            output: None,
+            error: None,
+            created_at_ms: terapi_host::limits::unix_ms(),
+            finished_at_ms: None,
+        };
+        self.store.create_async_action(&record).await?;
+        let (platform, action, connection) = (self.clone(), action.to_string(), connection_id.to_string());
+        let task_id = id.clone();
+        tokio::spawn(async move {
+            let result = session.run_action(&action, &input).await.map_err(|e| session.redact(&e.to_string()));
+            let event = async_action_event(&connection, &provider, &task_id);
+            let outcome = match &result {
+                Ok(output) => Ok(output.as_str()),
+                Err(error) => Err(error.as_str()),
+            };
+            let recorded = terapi_store::retry_unavailable("recording an async action", CLAIM_TTL * 10, || {
+                platform.store.finish_async_action(&task_id, outcome, Some(&event))
+            })
+            .await;
+            if let Err(e) = recorded {
+                tracing::error!(
+                    "async action {task_id} ({action} of `{connection}`): its result could not be saved: {e}"
+                );
+            }
+        });
+        Ok(id)
     }
 }

@@ -58,6 +58,7 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/sync/status", get(api::syncs::status))
         .route("/sync/update-connection-frequency", put(api::syncs::update_frequency))
         .route("/action/trigger", post(api::actions::trigger))
+        .route("/action/{id}", get(api::actions::result))
         .route("/proxy/{*path}", any(api::proxy::proxy))
         .route("/connect/sessions", post(connect::create_session))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_secret_key));

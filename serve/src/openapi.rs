@@ -98,6 +98,7 @@ pub const OPERATIONS: &[Operation] = &[
         true,
         &[("Connection-Id", "header", true), ("Provider-Config-Key", "header", true)],
     ),
+    ("get", "/action/{id}", "The result of an async action (X-Async: true)", true, &[("id", "path", true)]),
     (
         "get",
         "/proxy/{path}",

@@ -159,7 +159,17 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX records_by_change ON records (connection_id, model, change_seq);
      CREATE INDEX records_by_change_time ON records (connection_id, model, changed_at_ms);",
     // 6: who a connection is for, the app's tags and metadata (JSON).
-    "ALTER TABLE connections ADD COLUMN end_user TEXT, ADD COLUMN tags TEXT, ADD COLUMN metadata TEXT;",
+    "ALTER TABLE connections ADD COLUMN end_user TEXT, ADD COLUMN tags TEXT, ADD COLUMN metadata TEXT;
+     CREATE TABLE async_actions (
+         id TEXT PRIMARY KEY,
+         connection_id TEXT NOT NULL,
+         action TEXT NOT NULL,
+         status TEXT NOT NULL,
+         output TEXT,
+         error TEXT,
+         created_at_ms BIGINT NOT NULL,
+         finished_at_ms BIGINT
+     );",
 ];
 
 pub async fn migrate(tx: &deadpool_postgres::Transaction<'_>, shown: &str) -> Result<(), StoreError> {

@@ -421,6 +421,24 @@ pub enum DeliveryNext {
     GiveUp,
 }
 
+/// An action run in the background (Nango's `X-Async: true`), kept in the
+/// store so any server answers for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AsyncAction {
+    pub id: String,
+    pub connection_id: String,
+    pub action: String,
+    /// `pending`, `done` or `failed`.
+    pub status: String,
+    /// The action's JSON output, once done.
+    pub output: Option<String>,
+    /// Why it failed (scrubbed of secrets).
+    pub error: Option<String>,
+    /// Unix ms.
+    pub created_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+}
+
 /// One tool call as the audit log keeps it: never the input itself (it may
 /// hold personal data), only its SHA-256; never a credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -599,6 +617,18 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;
     /// Revokes the key with this public id; `false` if there is none.
     async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Notes an action started in the background.
+    async fn create_async_action(&self, action: &AsyncAction) -> Result<(), StoreError>;
+    /// Records how it ended (`Ok(output)` or `Err(error)`), with its event
+    /// in the same transaction.
+    async fn finish_async_action(
+        &self,
+        id: &str,
+        result: Result<&str, &str>,
+        event: Option<&NewEvent>,
+    ) -> Result<(), StoreError>;
+    async fn async_action(&self, id: &str) -> Result<Option<AsyncAction>, StoreError>;
 
     async fn create_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError>;
     /// The session with this token hash, expired or not (the caller checks).

@@ -170,7 +170,17 @@ const MIGRATIONS: &[&str] = &[
     // 8: who a connection is for, the app's tags and metadata (JSON).
     "ALTER TABLE connections ADD COLUMN end_user TEXT;
      ALTER TABLE connections ADD COLUMN tags TEXT;
-     ALTER TABLE connections ADD COLUMN metadata TEXT;",
+     ALTER TABLE connections ADD COLUMN metadata TEXT;
+     CREATE TABLE async_actions (
+         id TEXT PRIMARY KEY,
+         connection_id TEXT NOT NULL,
+         action TEXT NOT NULL,
+         status TEXT NOT NULL,
+         output TEXT,
+         error TEXT,
+         created_at_ms INTEGER NOT NULL,
+         finished_at_ms INTEGER
+     );",
 ];
 
 /// The schema version this build writes.

@@ -90,6 +90,25 @@ test('triggerAction and proxy reach Gong through the component and the host', as
   const user = await nango.triggerAction('gong', connectionId, 'get-user', { id });
   assert.equal(user.id, id);
 
+  // The same action asynchronously: an id at once, the result from the store.
+  const started = await nango.triggerActionAsync('gong', connectionId, 'get-user', { id });
+  assert.match(started.id, /^act_/);
+  assert.equal(started.statusUrl, `/action/${started.id}`);
+  const result = await until('the async action', async () => {
+    try {
+      return await nango.getAsyncActionResult({ id: started.id });
+    } catch (e) {
+      if (e.response?.status === 404) return null;
+      throw e;
+    }
+  });
+  assert.deepEqual(result, user);
+  const done = await until('the async_action webhook', () =>
+    webhooks.map((w) => JSON.parse(w.body)).find((w) => w.type === 'async_action' && w.payload.id === started.id),
+  );
+  assert.equal(done.payload.statusUrl, started.statusUrl);
+  await assert.rejects(nango.getAsyncActionResult({ id: 'act_nope' }), (e) => e.response?.status === 404);
+
   const response = await nango.proxy({ method: 'GET', endpoint: '/v2/users', providerConfigKey: 'gong', connectionId });
   assert.equal(response.status, 200);
   assert.ok(Array.isArray(response.data.users));
