@@ -30,10 +30,13 @@ pub struct ServeState {
     pub platform: Arc<Platform>,
     pub config: ServeConfig,
     pub(crate) keys: KeyCache,
+    /// Unix seconds this server started: integrations come from
+    /// providers.yaml as it was loaded then.
+    pub(crate) started_at: u64,
 }
 
 impl ServeState {
     pub fn new(platform: Arc<Platform>, config: ServeConfig) -> Arc<ServeState> {
-        Arc::new(ServeState { platform, config, keys: KeyCache::default() })
+        Arc::new(ServeState { platform, config, keys: KeyCache::default(), started_at: terapi_store::unix_now() })
     }
 }

@@ -46,6 +46,13 @@ test('getConnection shows the connection and no secret', async () => {
   assert.equal(connection.provider_config_key, 'gong');
   assert.equal(connection.credentials.type, 'BASIC');
   assert.equal(connection.credentials.password, undefined);
+  // Shapes as @nangohq/types has them.
+  assert.equal(typeof connection.id, 'number');
+  assert.ok(Number.isSafeInteger(connection.id));
+  assert.deepEqual(connection.tags, {});
+  assert.equal(connection.end_user, null);
+  const { connections } = await nango.listConnections();
+  assert.equal(connections.find((c) => c.connection_id === connectionId).id, connection.id);
 });
 
 test('triggerSync, syncStatus, listRecords, and a webhook verifyIncomingWebhookRequest accepts', async () => {
@@ -155,6 +162,8 @@ test('getIntegration and getScriptsConfig describe what the Gong component serve
   const { data } = await nango.getIntegration({ uniqueKey: 'gong' });
   assert.equal(data.unique_key, 'gong');
   assert.equal(data.provider, 'gong');
+  assert.equal(typeof data.logo, 'string');
+  assert.ok(!Number.isNaN(Date.parse(data.created_at)));
   const configs = await nango.getScriptsConfig();
   const gong = configs.find((c) => c.providerConfigKey === 'gong');
   const sync = gong.syncs.find((s) => s.name === 'users');

@@ -29,9 +29,18 @@ pub struct KeyQuery {
     provider_config_key: Option<String>,
 }
 
+/// Nango's numeric connection `id` (its database row): here a stable
+/// number from the connection id, below 2^53 so JavaScript keeps it exact.
+/// Apps address connections by `connection_id`.
+fn numeric_id(id: &str) -> u64 {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(id.as_bytes());
+    u64::from_be_bytes(hash[..8].try_into().unwrap_or_default()) >> 11
+}
+
 fn public(c: &ConnectionSummary) -> Value {
     json!({
-        "id": c.id,
+        "id": numeric_id(&c.id),
         "connection_id": c.id,
         "provider_config_key": c.provider,
         "provider": c.provider,

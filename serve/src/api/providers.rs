@@ -56,15 +56,24 @@ pub async fn get_provider(
     Ok(Json(json!({ "data": provider(&name, spec) })))
 }
 
-fn integration(name: &str, spec: &ProviderSpec) -> Value {
+/// Nango's `ApiPublicIntegration`. The logo is Nango's published one for
+/// the provider; the times are when this server loaded providers.yaml.
+fn integration(name: &str, spec: &ProviderSpec, loaded_at: u64) -> Value {
+    let loaded = super::rfc3339(loaded_at);
     json!({
         "unique_key": name,
         "provider": name,
         "display_name": spec.display_name,
-        "logo": null,
-        "created_at": null,
-        "updated_at": null,
+        "logo": format!("https://app.nango.dev/images/template-logos/{}.svg", spec_logo_name(name)),
+        "forward_webhooks": false,
+        "created_at": loaded,
+        "updated_at": loaded,
     })
+}
+
+/// `gong-oauth` shares Gong's logo.
+fn spec_logo_name(name: &str) -> &str {
+    name.split_once('-').map_or(name, |(base, _)| base)
 }
 
 pub async fn list_integrations(State(state): State<Arc<ServeState>>) -> Json<Value> {
@@ -73,7 +82,7 @@ pub async fn list_integrations(State(state): State<Arc<ServeState>>) -> Json<Val
         .providers()
         .iter()
         .filter(|(name, _)| state.platform.component(name).is_ok())
-        .map(|(name, spec)| integration(name, spec))
+        .map(|(name, spec)| integration(name, spec, state.started_at))
         .collect();
     Json(json!({ "data": data }))
 }
@@ -93,7 +102,7 @@ pub async fn get_integration(
                 )
             },
         )?;
-    Ok(Json(json!({ "data": integration(&key, spec) })))
+    Ok(Json(json!({ "data": integration(&key, spec, state.started_at) })))
 }
 
 /// `GET /scripts/config` (`getScriptsConfig`): what each integration's
