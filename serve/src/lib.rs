@@ -52,6 +52,7 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/connection/{id}", get(api::connections::get).delete(api::connections::delete))
         .route("/records", get(api::records::list))
         .route("/records/", get(api::records::list))
+        .route("/records/prune", axum::routing::patch(api::records::prune))
         .route("/sync/trigger", post(api::syncs::trigger))
         .route("/sync/start", post(api::syncs::start))
         .route("/sync/pause", post(api::syncs::pause))

@@ -74,6 +74,7 @@ pub const OPERATIONS: &[Operation] = &[
             ("ids", "query", false),
         ],
     ),
+    ("patch", "/records/prune", "Empty record payloads up to a cursor (pruneRecords)", true, &[]),
     ("post", "/sync/trigger", "Run syncs now (sync_mode full_refresh: from the beginning)", true, &[]),
     ("post", "/sync/start", "Start sync schedules (runs now, then every frequency)", true, &[]),
     ("post", "/sync/pause", "Pause sync schedules", true, &[]),

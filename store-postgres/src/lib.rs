@@ -959,7 +959,7 @@ impl Store for PostgresStore {
         let limit = i64::from(query.limit.clamp(1, 10_000));
         let rows = self
             .query(
-                "SELECT change_seq, id, json, first_seen_at, updated_at, deleted_at, changed_at_ms, last_action
+                "SELECT change_seq, id, json, first_seen_at, updated_at, deleted_at, changed_at_ms, last_action, pruned_at
                  FROM records
                  WHERE connection_id = $1 AND model = $2 AND change_seq > $3
                  AND ($4::bigint IS NULL OR changed_at_ms >= $4)
@@ -993,10 +993,48 @@ impl Store for PostgresStore {
                 changed_at_ms: r.get::<_, i64>(6) as u64,
                 last_action: terapi_store::LastAction::parse(r.get::<_, &str>(7))
                     .unwrap_or(terapi_store::LastAction::Added),
+                pruned_at: r.get::<_, Option<i64>>(8).map(|t| t as u64),
                 cursor: r.get::<_, i64>(0).to_string(),
             })
             .collect();
         Ok(RecordPage { records, next_cursor })
+    }
+
+    async fn prune_records(
+        &self,
+        connection_id: &str,
+        model: &str,
+        until_cursor: &str,
+        limit: u32,
+    ) -> Result<(u64, bool), StoreError> {
+        let until: i64 = until_cursor.parse().map_err(|_| {
+            StoreError::BadQuery("`until_cursor` is not a cursor this store handed out (a record's cursor)".into())
+        })?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        lock_changes(&tx, connection_id, model).await.map_err(|e| self.err(e))?;
+        let pruned = tx
+            .execute(
+                "UPDATE records SET json = '{}', pruned_at = $4
+                 WHERE (connection_id, model, id) IN
+                       (SELECT connection_id, model, id FROM records
+                        WHERE connection_id = $1 AND model = $2 AND change_seq <= $3 AND pruned_at IS NULL
+                        ORDER BY change_seq LIMIT $5)",
+                &[&connection_id, &model, &until, &(unix_now() as i64), &i64::from(limit.clamp(1, 10_000))],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        let more: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM records
+                                WHERE connection_id = $1 AND model = $2 AND change_seq <= $3 AND pruned_at IS NULL)",
+                &[&connection_id, &model, &until],
+            )
+            .await
+            .map_err(|e| self.err(e))?
+            .get(0);
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok((pruned, more))
     }
 
     async fn tool_decisions(&self, provider: &str) -> Result<BTreeMap<String, bool>, StoreError> {
@@ -1335,12 +1373,12 @@ async fn upsert_records(
              FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS page (id, json, modified_at, n)
              ORDER BY page.n
              ON CONFLICT (connection_id, model, id) DO UPDATE
-             SET updated_at = CASE WHEN (records.json IS DISTINCT FROM excluded.json OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.updated_at ELSE records.updated_at END,
-                 change_seq = CASE WHEN (records.json IS DISTINCT FROM excluded.json OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.change_seq ELSE records.change_seq END,
-                 changed_at_ms = CASE WHEN (records.json IS DISTINCT FROM excluded.json OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
-                 last_action = CASE WHEN (records.json IS DISTINCT FROM excluded.json OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN 'UPDATED' ELSE records.last_action END,
+             SET updated_at = CASE WHEN ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.updated_at ELSE records.updated_at END,
+                 change_seq = CASE WHEN ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.change_seq ELSE records.change_seq END,
+                 changed_at_ms = CASE WHEN ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
+                 last_action = CASE WHEN ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN 'UPDATED' ELSE records.last_action END,
                  json = excluded.json, modified_at = excluded.modified_at,
-                 seen_at_ms = excluded.seen_at_ms, deleted_at = NULL",
+                 seen_at_ms = excluded.seen_at_ms, deleted_at = NULL, pruned_at = NULL",
         )
         .await?;
     tx.execute(&statement, &[&connection_id, &model, &ids, &jsons, &modified, &now, &now_ms]).await?;

@@ -160,6 +160,7 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX records_by_change_time ON records (connection_id, model, changed_at_ms);",
     // 6: who a connection is for, the app's tags and metadata (JSON).
     "ALTER TABLE connections ADD COLUMN end_user TEXT, ADD COLUMN tags TEXT, ADD COLUMN metadata TEXT;
+     ALTER TABLE records ADD COLUMN pruned_at BIGINT;
      CREATE TABLE async_actions (
          id TEXT PRIMARY KEY,
          connection_id TEXT NOT NULL,

@@ -339,6 +339,9 @@ pub struct StoredRecord {
     pub deleted_at: Option<u64>,
     /// Unix ms of the last change here (what `modified_after_ms` compares).
     pub changed_at_ms: u64,
+    /// Unix seconds its payload was pruned (emptied to `{}`; a later sync
+    /// restores it), if it was.
+    pub pruned_at: Option<u64>,
     pub last_action: LastAction,
     /// Its position in the order of changes: a listing from here returns
     /// exactly what changed after this record's last change.
@@ -600,6 +603,17 @@ pub trait Store: BudgetStore + Send + Sync {
     /// twice is stored once.
     async fn upsert_records(&self, connection_id: &str, model: &str, records: &[SyncRecord]) -> Result<(), StoreError>;
     async fn records(&self, query: &RecordQuery) -> Result<RecordPage, StoreError>;
+    /// Empties the payload (to `{}`) of up to `limit` records of `model` at
+    /// or before the change position `until_cursor`, keeping what the
+    /// store knows of them; a later sync restores a payload without
+    /// counting it as a change. Returns (pruned, whether more remain).
+    async fn prune_records(
+        &self,
+        connection_id: &str,
+        model: &str,
+        until_cursor: &str,
+        limit: u32,
+    ) -> Result<(u64, bool), StoreError>;
 
     /// The decisions an operator made on `provider`'s tools: tool name →
     /// approved (`true`) or denied. One read, so a server can poll it.

@@ -171,6 +171,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE connections ADD COLUMN end_user TEXT;
      ALTER TABLE connections ADD COLUMN tags TEXT;
      ALTER TABLE connections ADD COLUMN metadata TEXT;
+     ALTER TABLE records ADD COLUMN pruned_at INTEGER;
      CREATE TABLE async_actions (
          id TEXT PRIMARY KEY,
          connection_id TEXT NOT NULL,

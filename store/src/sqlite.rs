@@ -262,12 +262,12 @@ impl SqliteStore {
                                       change_seq, changed_at_ms, last_action)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?7, 'ADDED')
                  ON CONFLICT (connection_id, model, id) DO UPDATE
-                 SET updated_at = CASE WHEN (records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.updated_at ELSE records.updated_at END,
-                     change_seq = CASE WHEN (records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.change_seq ELSE records.change_seq END,
-                     changed_at_ms = CASE WHEN (records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
-                     last_action = CASE WHEN (records.json IS NOT excluded.json OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN 'UPDATED' ELSE records.last_action END,
+                 SET updated_at = CASE WHEN ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.updated_at ELSE records.updated_at END,
+                     change_seq = CASE WHEN ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.change_seq ELSE records.change_seq END,
+                     changed_at_ms = CASE WHEN ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
+                     last_action = CASE WHEN ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN 'UPDATED' ELSE records.last_action END,
                      json = excluded.json, modified_at = excluded.modified_at,
-                     seen_at_ms = excluded.seen_at_ms, deleted_at = NULL",
+                     seen_at_ms = excluded.seen_at_ms, deleted_at = NULL, pruned_at = NULL",
             )
             .map_err(|e| self.err(e))?;
         for (i, record) in records.iter().enumerate() {
@@ -1017,7 +1017,7 @@ impl Store for SqliteStore {
         let db = self.db();
         let mut statement = db
             .prepare_cached(
-                "SELECT change_seq, id, json, first_seen_at, updated_at, deleted_at, changed_at_ms, last_action
+                "SELECT change_seq, id, json, first_seen_at, updated_at, deleted_at, changed_at_ms, last_action, pruned_at
                  FROM records
                  WHERE connection_id = ?1 AND model = ?2 AND change_seq > ?3
                  AND (?4 IS NULL OR changed_at_ms >= ?4)
@@ -1047,6 +1047,7 @@ impl Store for SqliteStore {
                     deleted_at: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),
                     changed_at_ms: r.get::<_, i64>(6)? as u64,
                     last_action: crate::LastAction::parse(&r.get::<_, String>(7)?).unwrap_or(crate::LastAction::Added),
+                    pruned_at: r.get::<_, Option<i64>>(8)?.map(|t| t as u64),
                     cursor: r.get::<_, i64>(0)?.to_string(),
                 })
             })
@@ -1056,6 +1057,39 @@ impl Store for SqliteStore {
         rows.truncate(limit as usize);
         let next_cursor = more.then(|| rows.last().map(|r| r.cursor.clone())).flatten();
         Ok(RecordPage { records: rows, next_cursor })
+    }
+
+    async fn prune_records(
+        &self,
+        connection_id: &str,
+        model: &str,
+        until_cursor: &str,
+        limit: u32,
+    ) -> Result<(u64, bool), StoreError> {
+        let until: i64 = until_cursor.parse().map_err(|_| {
+            StoreError::BadQuery("`until_cursor` is not a cursor this store handed out (a record's cursor)".into())
+        })?;
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let pruned = tx
+            .execute(
+                "UPDATE records SET json = '{}', pruned_at = ?4
+                 WHERE rowid IN (SELECT rowid FROM records
+                                 WHERE connection_id = ?1 AND model = ?2 AND change_seq <= ?3 AND pruned_at IS NULL
+                                 ORDER BY change_seq LIMIT ?5)",
+                params![connection_id, model, until, unix_now() as i64, i64::from(limit.clamp(1, 10_000))],
+            )
+            .map_err(|e| self.err(e))?;
+        let more: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM records
+                                WHERE connection_id = ?1 AND model = ?2 AND change_seq <= ?3 AND pruned_at IS NULL)",
+                params![connection_id, model, until],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok((pruned as u64, more))
     }
 
     async fn tool_decisions(&self, provider: &str) -> Result<BTreeMap<String, bool>, StoreError> {

@@ -97,6 +97,16 @@ if (phase === 'before') {
     const picked = await nango.listRecords({ ...record, ids: [env('CHANGED_ID'), env('ADDED_ID'), 'no-such-id'] });
     assert.deepEqual(picked.records.map((r) => r.id).sort(), [env('CHANGED_ID'), env('ADDED_ID')].sort());
 
+    // pruneRecords empties payloads up to a cursor, in batches, and keeps
+    // what terapi knows of them.
+    const firstTen = (await nango.listRecords({ ...record, limit: 10 })).records;
+    const until = firstTen.at(-1)._nango_metadata.cursor;
+    assert.deepEqual(await nango.pruneRecords({ ...record, untilCursor: until, limit: 6 }), { count: 6, has_more: true });
+    assert.deepEqual(await nango.pruneRecords({ ...record, untilCursor: until, limit: 6 }), { count: 4, has_more: false });
+    const pruned = (await nango.listRecords({ ...record, limit: 10 })).records;
+    assert.deepEqual(pruned.map((r) => r.id), firstTen.map((r) => r.id));
+    assert.ok(pruned.every((r) => r._nango_metadata.pruned_at && r.emailAddress === undefined));
+
     // An unknown model is an error in Nango's shape, not an empty list.
     await assert.rejects(nango.listRecords({ ...record, model: 'User' }), (e) => {
       assert.equal(e.response?.status, 404);

@@ -115,7 +115,7 @@ fn with_metadata(record: &StoredRecord) -> Value {
             "last_modified_at": terapi_store::time::rfc3339_ms(record.changed_at_ms),
             "last_action": record.last_action.as_str(),
             "deleted_at": record.deleted_at.map(rfc3339),
-            "pruned_at": null,
+            "pruned_at": record.pruned_at.map(rfc3339),
             "cursor": record.cursor,
         }),
     );
@@ -142,4 +142,26 @@ fn parse_filter(filter: &str) -> Result<Vec<LastAction>, ApiError> {
 /// has them), or of a bare date (`2026-01-31`) as Nango accepts.
 fn parse_time_ms(text: &str) -> Result<u64, String> {
     terapi_store::time::parse_ms(text)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PruneBody {
+    model: String,
+    until_cursor: String,
+    limit: Option<u32>,
+}
+
+/// `PATCH /records/prune` (`pruneRecords`): empties the payloads of records
+/// up to a cursor (a record's `_nango_metadata.cursor`), keeping their
+/// metadata; a later sync restores them.
+pub async fn prune(
+    State(state): State<Arc<ServeState>>,
+    headers: HeaderMap,
+    Json(body): Json<PruneBody>,
+) -> Result<Json<Value>, ApiError> {
+    let connection = connection_from_headers(&state, &headers).await?;
+    let limit = body.limit.unwrap_or(1_000).clamp(1, MAX_LIMIT);
+    let (count, more) =
+        state.platform.store().prune_records(&connection.id, &body.model, &body.until_cursor, limit).await?;
+    Ok(Json(json!({ "count": count, "has_more": more })))
 }

@@ -332,6 +332,21 @@ async fn a_saved_cursor_returns_exactly_what_changed_after_it(platform: terapi_e
     )
     .await;
     assert_eq!(by_id.len(), 2);
+
+    // Pruned payloads come back with the next sync, and that is no change.
+    let last = listed_from(&platform, &query).await.len();
+    let everything = terapi_e2e::terapi_store::RecordQuery { limit: 10_000, ..query.clone() };
+    let until = platform.store().records(&everything).await.unwrap().records.last().unwrap().cursor.clone();
+    let (pruned, more) = platform.store().prune_records(&id, "GongUser", &until, 10_000).await.unwrap();
+    assert_eq!((pruned as usize, more), (last, false));
+    let resynced = platform.run_sync(&id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+    assert_eq!(resynced.deleted, 0);
+    let event = platform.store().events(10).await.unwrap().into_iter().find(|e| e.kind == "sync").unwrap();
+    let changes = event.changes.unwrap();
+    assert_eq!((changes.added, changes.updated, changes.deleted), (0, 0, 0), "restoring a payload is no change");
+    let back = platform.store().records(&query).await.unwrap().records;
+    assert!(back.iter().all(|r| r.json != "{}" || r.deleted_at.is_some()), "payloads restored");
+    assert!(back.iter().all(|r| r.pruned_at.is_none() || r.deleted_at.is_some()));
 }
 
 #[test]
