@@ -834,56 +834,20 @@ fn a_fleet_outlives_a_database_restart_and_a_worker_paused_past_its_lease() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM (SELECT DISTINCT connection_id, id FROM records) r"), syncs * 250);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM records"), syncs * 250);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM sync_state WHERE status = 'done'"), syncs);
-    let doubled = tokio()
-        .block_on(db.query(
-            "SELECT r.connection_id, r.owner, r.status, r.pages, r.records, r.started_at_ms, r.finished_at_ms FROM sync_runs r
-             WHERE r.connection_id IN (SELECT connection_id FROM sync_runs GROUP BY connection_id HAVING SUM(pages) > 3)
-             ORDER BY r.id",
-            &[],
-        ))
-        .unwrap()
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {} pages {} records {} {}..{:?}",
-                r.get::<_, String>(0),
-                r.get::<_, String>(1),
-                r.get::<_, String>(2),
-                r.get::<_, i64>(3),
-                r.get::<_, i64>(4),
-                r.get::<_, i64>(5),
-                r.get::<_, Option<i64>>(6)
-            )
-        })
-        .collect::<Vec<_>>();
+    let doubled = runs_where(
+        &db,
+        "connection_id IN (SELECT connection_id FROM sync_runs GROUP BY connection_id HAVING SUM(pages) > 3)",
+    );
     assert!(doubled.is_empty(), "pages committed twice:\n{}", doubled.join("\n"));
     assert_eq!(count(&db, "SELECT SUM(pages)::bigint FROM sync_runs"), syncs * 3);
     // The paused worker's run was taken over while it slept; woken, it
     // committed nothing more.
     let lost = format!("SELECT COUNT(*) FROM sync_runs WHERE owner LIKE '%:{victim}:%' AND status = 'lost'");
     if count(&db, &lost) == 0 {
-        let rows = tokio()
-            .block_on(db.query(
-                "SELECT connection_id, owner, status, pages, started_at_ms, last_beat_ms, finished_at_ms FROM sync_runs
-                 WHERE connection_id IN (SELECT connection_id FROM sync_runs WHERE owner LIKE $1) ORDER BY id",
-                &[&format!("%:{victim}:%")],
-            ))
-            .unwrap();
-        let rows: Vec<String> = rows
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {} {} {} {} {:?}",
-                    r.get::<_, String>(0),
-                    r.get::<_, String>(1),
-                    r.get::<_, String>(2),
-                    r.get::<_, i64>(3),
-                    r.get::<_, i64>(4),
-                    r.get::<_, i64>(5),
-                    r.get::<_, Option<i64>>(6)
-                )
-            })
-            .collect();
+        let rows = runs_where(
+            &db,
+            &format!("connection_id IN (SELECT connection_id FROM sync_runs WHERE owner LIKE '%:{victim}:%')"),
+        );
         let all = count(&db, "SELECT COUNT(*) FROM sync_runs");
         panic!(
             "the paused worker's run was not taken over:\n{}\n{all} runs; stderr:\n{}",
@@ -984,6 +948,29 @@ fn sigterm_stops_a_worker_at_once_with_a_receiver_hanging_and_the_event_stays_fo
     let log = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["webhooks", "deliveries"]).output().unwrap();
     let (stdout, _) = text(&log);
     assert!(stdout.contains("200 ok") && stdout.contains(&hooks), "{stdout}");
+}
+
+/// The runs matching `condition`, a line each, for a failure to show.
+fn runs_where(db: &tokio_postgres::Client, condition: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT connection_id, owner, status, pages, records, started_at_ms, finished_at_ms FROM sync_runs
+         WHERE {condition} ORDER BY id"
+    );
+    let rows = tokio().block_on(db.query(&sql, &[])).unwrap();
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{} {} {} pages {} records {} {}..{:?}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2),
+                r.get::<_, i64>(3),
+                r.get::<_, i64>(4),
+                r.get::<_, i64>(5),
+                r.get::<_, Option<i64>>(6)
+            )
+        })
+        .collect()
 }
 
 /// `terapi serve` on a saved connection, with a fresh secret key; returns

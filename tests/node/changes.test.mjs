@@ -7,43 +7,25 @@
 // fake Gong between them: PHASE=before, then PHASE=after, sharing STATE_FILE.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import { Nango } from '@nangohq/node';
+import { env, until, webhookReceiver } from './app.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli.rs)`);
-  return value;
-};
 const connectionId = env('TERAPI_CONNECTION_ID');
-const signingKey = env('TERAPI_WEBHOOK_SIGNING_KEY');
-const nango = new Nango({ host: env('TERAPI_HOST'), secretKey: env('TERAPI_SECRET_KEY'), webhookSigningKey: signingKey });
+const nango = new Nango({
+  host: env('TERAPI_HOST'),
+  secretKey: env('TERAPI_SECRET_KEY'),
+  webhookSigningKey: env('TERAPI_WEBHOOK_SIGNING_KEY'),
+});
 const phase = env('PHASE');
 const stateFile = env('STATE_FILE');
 const record = { providerConfigKey: 'gong', connectionId, model: 'GongUser' };
-
-const webhooks = [];
-const receiver = http.createServer((req, res) => {
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    const body = Buffer.concat(chunks).toString('utf8');
-    if (nango.verifyIncomingWebhookRequest(body, req.headers)) webhooks.push(JSON.parse(body));
-    res.end('ok');
-  });
-});
-await new Promise((resolve) => receiver.listen(Number(env('TERAPI_WEBHOOK_PORT')), '127.0.0.1', resolve));
-after(() => receiver.close());
-
-async function until(what, check, seconds = 60) {
-  for (let i = 0; i < seconds * 10; i++) {
-    const value = await check();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const received = await webhookReceiver();
+// The verified deliveries, parsed.
+const webhooks = {
+  find: (match) =>
+    received.filter((w) => nango.verifyIncomingWebhookRequest(w.body, w.headers)).map((w) => JSON.parse(w.body)).find(match),
+};
 
 async function all(query) {
   const out = [];

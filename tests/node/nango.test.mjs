@@ -4,41 +4,15 @@
 //   TERAPI_HOST, TERAPI_SECRET_KEY, TERAPI_CONNECTION_ID, TERAPI_WEBHOOK_PORT,
 //   TERAPI_WEBHOOK_SIGNING_KEY, GONG_USER_COUNT
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import { Nango } from '@nangohq/node';
+import { env, until, webhookReceiver } from './app.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli.rs)`);
-  return value;
-};
 const host = env('TERAPI_HOST');
 const connectionId = env('TERAPI_CONNECTION_ID');
 const users = Number(env('GONG_USER_COUNT'));
 const nango = new Nango({ host, secretKey: env('TERAPI_SECRET_KEY'), webhookSigningKey: env('TERAPI_WEBHOOK_SIGNING_KEY') });
-
-// The app's webhook endpoint: keeps the raw body, as verification needs it.
-const webhooks = [];
-const receiver = http.createServer((req, res) => {
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    webhooks.push({ body: Buffer.concat(chunks).toString('utf8'), headers: req.headers });
-    res.end('ok');
-  });
-});
-await new Promise((resolve) => receiver.listen(Number(env('TERAPI_WEBHOOK_PORT')), '127.0.0.1', resolve));
-after(() => receiver.close());
-
-async function until(what, check, seconds = 60) {
-  for (let i = 0; i < seconds * 10; i++) {
-    const value = await check();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const webhooks = await webhookReceiver();
 
 test('getConnection shows the connection and no secret', async () => {
   const connection = await nango.getConnection('gong', connectionId);
