@@ -89,8 +89,12 @@ if (phase === 'before') {
     assert.deepEqual(pruned.map((r) => r.id), firstTen.map((r) => r.id));
     assert.ok(pruned.every((r) => r._nango_metadata.pruned_at && r.emailAddress === undefined));
 
+    // Nango's Gong template model `User` reads the same records in its shape.
+    const asNango = await nango.listRecords({ ...record, model: 'User', ids: [env('CHANGED_ID')] });
+    assert.deepEqual(Object.keys(asNango.records[0]).sort(), ['_nango_metadata', 'email', 'firstName', 'id', 'lastName']);
+
     // An unknown model is an error in Nango's shape, not an empty list.
-    await assert.rejects(nango.listRecords({ ...record, model: 'User' }), (e) => {
+    await assert.rejects(nango.listRecords({ ...record, model: 'NoSuchModel' }), (e) => {
       assert.equal(e.response?.status, 404);
       assert.equal(e.response?.data?.error?.code, 'unknown_model');
       return true;

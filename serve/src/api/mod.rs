@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod connections;
+pub mod nango_models;
 pub mod providers;
 pub mod proxy;
 pub mod records;

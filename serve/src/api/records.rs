@@ -41,11 +41,16 @@ pub async fn list(
     })?;
     let models: Vec<String> =
         state.platform.describe(&connection.provider).await?.syncs.iter().map(|s| s.model.clone()).collect();
+    // Nango's Gong model names read terapi's records in Nango's shapes.
+    let view = super::nango_models::view(&connection.provider, &model);
+    let model = view.map_or(model, |v| v.model.to_string());
     if !models.contains(&model) {
+        let mut known: Vec<&str> = models.iter().map(String::as_str).collect();
+        known.extend(super::nango_models::names(&connection.provider));
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             "unknown_model",
-            format!("`{}` has no model `{model}`; its models are {}", connection.provider, models.join(", ")),
+            format!("`{}` has no model `{model}`; its models are {}", connection.provider, known.join(", ")),
         ));
     }
     if query.variant.as_deref().is_some_and(|v| v != "base") {
@@ -97,12 +102,18 @@ pub async fn list(
             ids,
         })
         .await?;
-    let records: Vec<Value> = page.records.iter().map(with_metadata).collect();
+    let records: Vec<Value> = page.records.iter().map(|r| with_metadata(r, view.map(|v| v.map))).collect();
     Ok(Json(json!({ "records": records, "next_cursor": page.next_cursor })))
 }
 
-fn with_metadata(record: &StoredRecord) -> Value {
-    let mut object = match serde_json::from_str::<Value>(&record.json) {
+fn with_metadata(record: &StoredRecord, view: Option<fn(&Value) -> Value>) -> Value {
+    let stored = serde_json::from_str::<Value>(&record.json);
+    // A pruned record has no payload to show in another shape.
+    let shown = match (stored, view) {
+        (Ok(value), Some(map)) if record.pruned_at.is_none() => Ok(map(&value)),
+        (other, _) => other,
+    };
+    let mut object = match shown {
         Ok(Value::Object(map)) => map,
         Ok(other) => Map::from_iter([("value".to_string(), other)]),
         Err(_) => Map::new(),

@@ -343,7 +343,7 @@ fn actions_proxy_connections_and_errors_over_nangos_api() {
         assert_eq!((code, body["error"]["code"].clone()), (405, json!("method_not_allowed")), "{body}");
         let (code, body) = answer(
             served
-                .request(reqwest::Method::GET, "/records?model=User")
+                .request(reqwest::Method::GET, "/records?model=NoSuchModel")
                 .header("Connection-Id", &id)
                 .header("Provider-Config-Key", "gong"),
         )
@@ -457,5 +457,67 @@ fn every_operation_in_the_openapi_document_is_routed() {
                 );
             }
         }
+    });
+}
+
+/// An app written against Nango's Gong templates asks for `User`,
+/// `GongCallOutput` and `GongCallTranscriptSyncOutput`, and reads terapi's
+/// records in those shapes.
+#[test]
+fn nangos_gong_model_names_read_terapis_records_in_nangos_shapes() {
+    block_on(async {
+        let fake = start_gong(FakeGongConfig::default()).await;
+        let served = Served::start("serve-nango-models").await;
+        let connection = connection(&fake);
+        served.platform.create_connection(&connection).await.unwrap();
+        let options = terapi_e2e::terapi_platform::StoredSyncOptions {
+            sync: terapi_e2e::terapi_host::SyncOptions {
+                modified_since: Some("2023-12-31T00:00:00Z".into()),
+                backfill_days: None,
+            },
+            ..Default::default()
+        };
+        for sync in ["users", "calls", "call-transcripts"] {
+            served.platform.run_sync(&connection.id, sync, &options, &mut |_: &_| {}).await.unwrap();
+        }
+        let list = |model: &'static str| {
+            let request = served
+                .request(reqwest::Method::GET, &format!("/records?model={model}&limit=100"))
+                .header("Connection-Id", &connection.id)
+                .header("Provider-Config-Key", "gong");
+            answer(request)
+        };
+        let (code, users) = list("User").await;
+        assert_eq!(code, 200, "{users}");
+        let first = &users["records"][0];
+        let gong_user = fake_gong::fixtures::user(0);
+        assert_eq!(
+            (&first["id"], &first["firstName"], &first["lastName"], &first["email"]),
+            (&gong_user["id"], &gong_user["firstName"], &gong_user["lastName"], &gong_user["emailAddress"])
+        );
+        assert!(first.get("title").is_none() && first["_nango_metadata"]["cursor"].is_string(), "{first}");
+
+        let (code, calls) = list("GongCallOutput").await;
+        assert_eq!(code, 200, "{calls}");
+        let call = &calls["records"][0];
+        assert_eq!(call["id"], fake_gong::fixtures::call_id(0));
+        assert_eq!(call["workspace_id"], "5000000000000000001");
+        assert_eq!(call["meeting_url"], "https://zoom.us/j/123");
+        assert_eq!(call["is_private"], false);
+        assert_eq!(call["parties"][0]["email_address"], "rep@example.com");
+        assert_eq!(call["context"]["system"], "Salesforce");
+        assert_eq!(call["context"]["objects"]["object_type"], "Account");
+
+        let (code, transcripts) = list("GongCallTranscriptSyncOutput").await;
+        assert_eq!(code, 200, "{transcripts}");
+        let transcript = &transcripts["records"][0];
+        assert_eq!(transcript["id"], fake_gong::fixtures::call_id(0));
+        assert_eq!(transcript["transcript"][0]["speaker_id"], "1");
+        assert_eq!(transcript["transcript"][0]["sentences"][0]["text"], "Thanks for joining.");
+
+        // The same records under terapi's own names, in Gong's shape.
+        let (_, own) = list("GongUser").await;
+        assert_eq!(own["records"][0]["title"], gong_user["title"]);
+        assert_eq!(own["records"].as_array().unwrap().len(), users["records"].as_array().unwrap().len());
     });
 }
