@@ -718,9 +718,12 @@ fn signal(pid: u32, name: &str) {
     assert!(Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().unwrap().success());
 }
 
+/// Deliveries as the app's endpoint received them: (event id, body).
+type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
 /// The app's webhook endpoint: every delivery's event id and body, answered 200.
-fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>) {
-    let received: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>> = Default::default();
+fn webhook_receiver() -> (String, Deliveries) {
+    let received: Deliveries = Default::default();
     let sink = received.clone();
     let app = axum::Router::new().route(
         "/hooks",

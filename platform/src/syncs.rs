@@ -98,7 +98,7 @@ impl Platform {
         static RUNS: AtomicU64 = AtomicU64::new(0);
         // Each run is its own lease holder, even two in one process.
         let owner = format!("{}:run{}", self.owner, RUNS.fetch_add(1, Ordering::Relaxed));
-        self.run_sync_as(session, connection_id, sync, options, progress, owner, false).await
+        self.run_sync_as(session, connection_id, sync, options, progress, LeaseHolder { owner, claimed: false }).await
     }
 
     /// The model a provider's sync writes, and whether it is incremental.
@@ -120,9 +120,9 @@ impl Platform {
         sync: &str,
         options: &StoredSyncOptions,
         progress: &mut dyn SyncProgress,
-        owner: String,
-        claimed: bool,
+        holder: LeaseHolder,
     ) -> Result<StoredSyncRun, PlatformError> {
+        let LeaseHolder { owner, claimed } = holder;
         let store = self.store.as_ref();
         let provider =
             retry_unavailable("reading the connection", STORE_OUTAGE_WAIT, || store.connection_summary(connection_id))
@@ -259,6 +259,13 @@ impl Platform {
             }
         }
     }
+}
+
+/// Who a run's lease is for: a worker's claim (`claimed`: it may begin
+/// only while the claim holds), or a run begun directly.
+pub(crate) struct LeaseHolder {
+    pub owner: String,
+    pub claimed: bool,
 }
 
 struct StoreSink<'a> {

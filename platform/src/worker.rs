@@ -300,6 +300,7 @@ impl Platform {
             counted.1 += page.records.len() as u64;
         };
         let options = StoredSyncOptions { stop: Some(stop), time_slice, ..StoredSyncOptions::default() };
-        self.run_sync_as(&session, connection_id, sync, &options, &mut progress, owner, true).await
+        let holder = crate::syncs::LeaseHolder { owner, claimed: true };
+        self.run_sync_as(&session, connection_id, sync, &options, &mut progress, holder).await
     }
 }

@@ -135,7 +135,7 @@ where
     loop {
         match op().await {
             Err(e) if e.is_unavailable() && started.elapsed() < give_up_after => {
-                if tries % 10 == 0 {
+                if tries.is_multiple_of(10) {
                     tracing::warn!("{what}: {e}; trying again");
                 }
                 tries += 1;

@@ -46,6 +46,15 @@ pub fn parse_ms(text: &str) -> Result<u64, String> {
     seconds.checked_mul(1000).and_then(|s| s.checked_add(ms)).ok_or_else(|| "the time is too far away".to_string())
 }
 
+/// RFC 3339 with milliseconds (`2024-05-01T10:00:00.123Z`), as Nango writes times.
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let text = rfc3339(unix_ms / 1000);
+    match text.strip_suffix('Z') {
+        Some(head) => format!("{head}.{:03}Z", unix_ms % 1000),
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,14 +84,5 @@ mod tests {
             assert!(error.contains("expected an RFC 3339 time"), "{bad}: {error}");
             assert!(bad.is_empty() || !error.contains(bad), "{error}");
         }
-    }
-}
-
-/// RFC 3339 with milliseconds (`2024-05-01T10:00:00.123Z`), as Nango writes times.
-pub fn rfc3339_ms(unix_ms: u64) -> String {
-    let text = rfc3339(unix_ms / 1000);
-    match text.strip_suffix('Z') {
-        Some(head) => format!("{head}.{:03}Z", unix_ms % 1000),
-        None => text,
     }
 }
