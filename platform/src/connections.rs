@@ -141,7 +141,14 @@ impl Platform {
             .verify()
             .await
             .map_err(|source| PlatformError::NotSaved { what: "the new credential (the old one is kept)", source })?;
-        self.store.rotate_credentials(id, &connection.credentials).await?;
+        let event = crate::events::auth_event(
+            id,
+            &connection.provider,
+            terapi_store::auth_mode_name(&connection.credentials),
+            None,
+            "override",
+        );
+        self.store.rotate_credentials(id, &connection.credentials, Some(&event)).await?;
         Ok(verified)
     }
 
@@ -281,6 +288,7 @@ fn auth_event(connection: &Connection, end_user: Option<&serde_json::Value>) -> 
         &connection.provider,
         terapi_store::auth_mode_name(&connection.credentials),
         end_user.as_ref(),
+        "creation",
     )
 }
 

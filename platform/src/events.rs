@@ -106,13 +106,20 @@ pub(crate) fn sync_event(
     }
 }
 
-/// A connection was made (Nango's auth webhook, `operation: creation`).
-pub(crate) fn auth_event(connection_id: &str, provider: &str, auth_mode: &str, end_user: Option<&Value>) -> NewEvent {
+/// A connection was made (`creation`) or given a new credential
+/// (`override`): Nango's auth webhook.
+pub(crate) fn auth_event(
+    connection_id: &str,
+    provider: &str,
+    auth_mode: &str,
+    end_user: Option<&Value>,
+    operation: &str,
+) -> NewEvent {
     NewEvent {
         id: new_event_id(),
         kind: "auth".into(),
         connection_id: connection_id.into(),
-        facts: json!({ "provider": provider, "authMode": auth_mode, "operation": "creation", "endUser": end_user })
+        facts: json!({ "provider": provider, "authMode": auth_mode, "operation": operation, "endUser": end_user })
             .to_string(),
     }
 }

@@ -54,6 +54,48 @@ pub async fn create_session(
             expires_at_ms,
             connection_id: None,
             allowed_origin,
+            reconnect_connection_id: None,
+        })
+        .await?;
+    let mut link = state.config.public_url.join("connect").map_err(server_error)?;
+    link.query_pairs_mut().append_pair("session_token", &token);
+    Ok(Json(json!({
+        "data": { "token": token, "connect_link": link.as_str(), "expires_at": crate::api::rfc3339_ms(expires_at_ms) }
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReconnectBody {
+    connection_id: String,
+    integration_id: String,
+    end_user: Option<Value>,
+    allowed_origin: Option<String>,
+}
+
+/// `POST /connect/sessions/reconnect` (`createReconnectSession`): a Connect
+/// link whose save gives an existing connection a new credential (checked
+/// with the provider first) instead of making a new one; its id, records
+/// and schedules stay, and an `auth` webhook with `operation: override`
+/// goes out.
+pub async fn create_reconnect_session(
+    State(state): State<Arc<ServeState>>,
+    Json(body): Json<ReconnectBody>,
+) -> Result<Json<Value>, ApiError> {
+    crate::api::connection(&state, &body.connection_id, &body.integration_id).await?;
+    let allowed_origin = body.allowed_origin.as_deref().map(parse_origin).transpose()?;
+    let token = format!("{TOKEN_PREFIX}{}", random_hex(32).map_err(server_error)?);
+    let expires_at_ms = terapi_host::limits::unix_ms() + state.config.connect_session_ttl.as_millis() as u64;
+    state
+        .platform
+        .store()
+        .create_connect_session(&ConnectSession {
+            token_sha256: sha256_hex(&token),
+            end_user: body.end_user.unwrap_or(Value::Null).to_string(),
+            allowed_integrations: vec![body.integration_id],
+            expires_at_ms,
+            connection_id: None,
+            allowed_origin,
+            reconnect_connection_id: Some(body.connection_id),
         })
         .await?;
     let mut link = state.config.public_url.join("connect").map_err(server_error)?;
@@ -232,13 +274,18 @@ pub async fn save_connection(
     let (Some(username), Some(password)) = (credentials.get("username"), credentials.get("password")) else {
         return Err(ApiError::bad_request("invalid_body", "the access key and its secret are both required"));
     };
+    let credentials = Credentials::Basic { username: username.clone(), password: Secret::new(password.clone()) };
+    // A reconnect link gives its connection the new credential (checked
+    // first; a refused one changes nothing).
+    if let Some(id) = session.reconnect_connection_id.clone() {
+        let verification =
+            claimed(&state, &session, &id, spec, state.platform.rotate_credentials(&id, credentials)).await?;
+        return Ok(Json(
+            json!({ "connection_id": id, "provider_config_key": provider, "summary": verification.summary }),
+        ));
+    }
     let id = format!("conn_{}", random_hex(12).map_err(server_error)?);
-    let connection = Connection {
-        id: id.clone(),
-        provider: provider.to_string(),
-        credentials: Credentials::Basic { username: username.clone(), password: Secret::new(password.clone()) },
-        config,
-    };
+    let connection = Connection { id: id.clone(), provider: provider.to_string(), credentials, config };
     let end_user: Option<Value> = serde_json::from_str(&session.end_user).ok();
     let verification =
         claimed(&state, &session, &id, spec, state.platform.create_connection_for(&connection, end_user.as_ref()))
@@ -482,7 +529,11 @@ pub async fn oauth_callback(State(state): State<Arc<ServeState>>, Query(query): 
                 "this provider cannot be connected with this link; ask the app for a link that offers it",
             ));
         };
-        let id = format!("conn_{}", random_hex(12).map_err(server_error)?);
+        // A reconnect link saves the new tokens into its connection.
+        let id = match &session.reconnect_connection_id {
+            Some(id) => id.clone(),
+            None => format!("conn_{}", random_hex(12).map_err(server_error)?),
+        };
         let redirect = redirect_uri(&state);
         let make = state.platform.complete_authorization(&id, provider, &code, &redirect);
         let authorization = claimed(&state, &session, &id, spec, make).await?;

@@ -62,6 +62,7 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/action/{id}", get(api::actions::result))
         .route("/proxy/{*path}", any(api::proxy::proxy))
         .route("/connect/sessions", post(connect::create_session))
+        .route("/connect/sessions/reconnect", post(connect::create_reconnect_session))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_secret_key));
     Router::new()
         .merge(authenticated)

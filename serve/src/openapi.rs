@@ -108,6 +108,13 @@ pub const OPERATIONS: &[Operation] = &[
         &[("path", "path", true), ("Connection-Id", "header", true), ("Provider-Config-Key", "header", true)],
     ),
     ("post", "/connect/sessions", "A Connect session for an end user", true, &[]),
+    (
+        "post",
+        "/connect/sessions/reconnect",
+        "A Connect link that gives an existing connection a new credential",
+        true,
+        &[],
+    ),
     ("get", "/connect", "The Connect page", false, &[("session_token", "query", true)]),
     (
         "post",

@@ -324,19 +324,30 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(|e| self.err(e))
     }
 
-    async fn rotate_credentials(&self, id: &str, credentials: &Credentials) -> Result<(), StoreError> {
+    async fn rotate_credentials(
+        &self,
+        id: &str,
+        credentials: &Credentials,
+        event: Option<&NewEvent>,
+    ) -> Result<(), StoreError> {
         let sealed = self.key.seal_credentials(id, credentials);
-        let changed = self
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        let changed = tx
             .execute(
                 "UPDATE connections SET sealed_credentials = $2, auth_mode = $3, username = $4, updated_at = $5, verified_at = $5
                  WHERE id = $1",
                 &[&id, &sealed, &auth_mode_name(credentials), &username(credentials), &(unix_now() as i64)],
             )
-            .await?;
+            .await
+            .map_err(|e| self.err(e))?;
         if changed == 0 {
             return Err(StoreError::NoConnection(id.to_string()));
         }
-        Ok(())
+        if let Some(event) = event {
+            insert_event(&tx, event, None, None).await.map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
     }
 
     async fn save_tokens(
@@ -1184,8 +1195,9 @@ impl Store for PostgresStore {
         let allowed = serde_json::to_string(&session.allowed_integrations).unwrap_or_else(|_| "[]".into());
         self.execute(
             "INSERT INTO connect_sessions
-                 (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+                 (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin,
+                  reconnect_connection_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &session.token_sha256,
                 &session.end_user,
@@ -1193,6 +1205,7 @@ impl Store for PostgresStore {
                 &(session.expires_at_ms as i64),
                 &session.connection_id,
                 &session.allowed_origin,
+                &session.reconnect_connection_id,
             ],
         )
         .await?;
@@ -1202,7 +1215,8 @@ impl Store for PostgresStore {
     async fn connect_session(&self, token_sha256: &str) -> Result<Option<ConnectSession>, StoreError> {
         let rows = self
             .query(
-                "SELECT end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin
+                "SELECT end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin,
+                        reconnect_connection_id
                  FROM connect_sessions WHERE token_sha256 = $1",
                 &[&token_sha256],
             )
@@ -1214,6 +1228,7 @@ impl Store for PostgresStore {
             expires_at_ms: r.get::<_, i64>(2) as u64,
             connection_id: r.get(3),
             allowed_origin: r.get(4),
+            reconnect_connection_id: r.get(5),
         }))
     }
 

@@ -161,6 +161,7 @@ const MIGRATIONS: &[&str] = &[
     // 6: who a connection is for, the app's tags and metadata (JSON).
     "ALTER TABLE connections ADD COLUMN end_user TEXT, ADD COLUMN tags TEXT, ADD COLUMN metadata TEXT;
      ALTER TABLE records ADD COLUMN pruned_at BIGINT;
+     ALTER TABLE connect_sessions ADD COLUMN reconnect_connection_id TEXT;
      CREATE TABLE async_actions (
          id TEXT PRIMARY KEY,
          connection_id TEXT NOT NULL,

@@ -225,6 +225,9 @@ pub struct ConnectSession {
     /// The origin of the app's page that opened Connect: the page posts its
     /// result there only, and may be framed by it.
     pub allowed_origin: Option<String>,
+    /// A reconnect session: saving replaces this connection's credential
+    /// instead of making a new connection.
+    pub reconnect_connection_id: Option<String>,
 }
 
 /// A secret API key as `key list` shows it: never the key, only its public id.
@@ -466,8 +469,14 @@ pub trait Store: BudgetStore + Send + Sync {
     /// Saves a new connection, with its `event` (Nango's auth webhook) in
     /// the same transaction; the caller verifies the credential first.
     async fn create_connection(&self, connection: &Connection, event: Option<&NewEvent>) -> Result<(), StoreError>;
-    /// Replaces the credential in place: id, config, checkpoints and records stay.
-    async fn rotate_credentials(&self, id: &str, credentials: &Credentials) -> Result<(), StoreError>;
+    /// Replaces the credential in place: id, config, checkpoints and records
+    /// stay. `event` (Nango's auth webhook, `override`) is written with it.
+    async fn rotate_credentials(
+        &self,
+        id: &str,
+        credentials: &Credentials,
+        event: Option<&NewEvent>,
+    ) -> Result<(), StoreError>;
     /// Saves renewed OAuth tokens in place, and merges `config` (e.g. the
     /// token response's `api_base_url_for_customer`) into the connection's.
     async fn save_tokens(

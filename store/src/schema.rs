@@ -172,6 +172,7 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE connections ADD COLUMN tags TEXT;
      ALTER TABLE connections ADD COLUMN metadata TEXT;
      ALTER TABLE records ADD COLUMN pruned_at INTEGER;
+     ALTER TABLE connect_sessions ADD COLUMN reconnect_connection_id TEXT;
      CREATE TABLE async_actions (
          id TEXT PRIMARY KEY,
          connection_id TEXT NOT NULL,

@@ -352,10 +352,16 @@ impl Store for SqliteStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
-    async fn rotate_credentials(&self, id: &str, credentials: &Credentials) -> Result<(), StoreError> {
+    async fn rotate_credentials(
+        &self,
+        id: &str,
+        credentials: &Credentials,
+        event: Option<&NewEvent>,
+    ) -> Result<(), StoreError> {
         let sealed = self.key.seal_credentials(id, credentials);
-        let changed = self
-            .db()
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        let changed = tx
             .execute(
                 "UPDATE connections SET sealed_credentials = ?2, auth_mode = ?3, username = ?4, updated_at = ?5, verified_at = ?5 WHERE id = ?1",
                 params![id, sealed, auth_mode_name(credentials), username(credentials), unix_now() as i64],
@@ -364,7 +370,10 @@ impl Store for SqliteStore {
         if changed == 0 {
             return Err(StoreError::NoConnection(id.to_string()));
         }
-        Ok(())
+        if let Some(event) = event {
+            insert_event(&tx, event, terapi_host::limits::unix_ms() as i64, None, None).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 
     async fn save_tokens(
@@ -1262,8 +1271,9 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO connect_sessions
-                 (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin,
+                  reconnect_connection_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 session.token_sha256,
                 session.end_user,
@@ -1271,6 +1281,7 @@ impl Store for SqliteStore {
                 session.expires_at_ms as i64,
                 session.connection_id,
                 session.allowed_origin,
+                session.reconnect_connection_id,
             ],
         )
         .map_err(|e| self.err(e))?;
@@ -1280,7 +1291,8 @@ impl Store for SqliteStore {
     async fn connect_session(&self, token_sha256: &str) -> Result<Option<ConnectSession>, StoreError> {
         self.db()
             .query_row(
-                "SELECT end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin
+                "SELECT end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin,
+                        reconnect_connection_id
                  FROM connect_sessions WHERE token_sha256 = ?1",
                 [token_sha256],
                 |r| {
@@ -1291,6 +1303,7 @@ impl Store for SqliteStore {
                         expires_at_ms: r.get::<_, i64>(2)? as u64,
                         connection_id: r.get(3)?,
                         allowed_origin: r.get(4)?,
+                        reconnect_connection_id: r.get(5)?,
                     })
                 },
             )

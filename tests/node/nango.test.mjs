@@ -150,6 +150,16 @@ test('getIntegration and getScriptsConfig describe what the Gong component serve
   });
 });
 
+test('createReconnectSession hands out a Connect link for an existing connection', async () => {
+  const { data } = await nango.createReconnectSession({ connection_id: connectionId, integration_id: 'gong' });
+  assert.match(data.token, /^nango_connect_session_/);
+  assert.ok(data.connect_link.includes(data.token));
+  await assert.rejects(
+    nango.createReconnectSession({ connection_id: 'no-such-connection', integration_id: 'gong' }),
+    (e) => e.response?.status === 404 && e.response.data.error.code === 'unknown_connection',
+  );
+});
+
 test('deleteConnection removes it', async () => {
   await nango.deleteConnection('gong', connectionId);
   await assert.rejects(nango.getConnection('gong', connectionId), (e) => e.response?.status === 404 && e.response.data.error.code === 'unknown_connection');

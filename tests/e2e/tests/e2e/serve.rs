@@ -521,3 +521,65 @@ fn nangos_gong_model_names_read_terapis_records_in_nangos_shapes() {
         assert_eq!(own["records"].as_array().unwrap().len(), users["records"].as_array().unwrap().len());
     });
 }
+
+/// `createReconnectSession`: a link whose save gives an existing connection
+/// a new credential (checked first) instead of making another connection.
+#[test]
+fn a_reconnect_link_gives_its_connection_a_new_credential_and_nothing_else() {
+    block_on(async {
+        let fake = start_gong(FakeGongConfig::default()).await;
+        let served = Served::start("serve-reconnect").await;
+        let (status, made) = served.connect(&fake, &fake.config().access_key_secret).await;
+        assert_eq!(status, 200, "{made}");
+        let id = made["connection_id"].as_str().unwrap().to_string();
+
+        let (status, missing) = served
+            .json(
+                reqwest::Method::POST,
+                "/connect/sessions/reconnect",
+                Some(json!({"connection_id": "no-such-connection", "integration_id": "gong"})),
+            )
+            .await;
+        assert_eq!((status, missing["error"]["code"].clone()), (404, json!("unknown_connection")), "{missing}");
+        let (status, session) = served
+            .json(
+                reqwest::Method::POST,
+                "/connect/sessions/reconnect",
+                Some(json!({"connection_id": id, "integration_id": "gong"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{session}");
+        let token = session["data"]["token"].as_str().unwrap().to_string();
+        let save = |secret: String| {
+            let body = json!({
+                "session_token": token,
+                "provider": "gong",
+                "credentials": {"username": fake.config().access_key, "password": secret},
+                "connection_config": {"api_base_url_for_customer": fake.base_url()},
+            });
+            answer(served.http.post(format!("{}/connect/api/connections", served.base)).json(&body))
+        };
+        // A refused credential changes nothing; the old one still works.
+        let (status, refused) = save("wrong-secret".into()).await;
+        assert_eq!((status, refused["error"]["code"].clone()), (400, json!("connection_test_failed")), "{refused}");
+        served.platform.verify(&id).await.unwrap();
+        let (status, saved) = save(fake.config().access_key_secret.clone()).await;
+        assert_eq!(status, 200, "{saved}");
+        assert_eq!(saved["connection_id"], id.as_str(), "the same connection");
+        assert_eq!(served.platform.store().connections().await.unwrap().len(), 1);
+        served
+            .wait_for("the override webhook", async || {
+                served.webhooks.lock().unwrap().iter().any(|(_, body, accepted)| {
+                    let hook: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                    *accepted
+                        && hook["type"] == "auth"
+                        && hook["operation"] == "override"
+                        && hook["connectionId"] == id.as_str()
+                })
+            })
+            .await;
+        // The link is used up.
+        let (status, _) = save(fake.config().access_key_secret.clone()).await;
+        assert_eq!(status, 409);
+    });
+}
