@@ -41,7 +41,7 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/integrations", get(api::providers::list_integrations))
         .route("/integrations/{key}", get(api::providers::get_integration))
         .route("/scripts/config", get(api::providers::scripts_config))
-        .route("/connections", get(api::connections::list))
+        .route("/connections", get(api::connections::list).post(api::connections::import))
         .route("/connection", get(api::connections::list))
         .route("/connections/metadata", post(api::connections::post_metadata).patch(api::connections::patch_metadata))
         .route("/connection/metadata", post(api::connections::post_metadata).patch(api::connections::patch_metadata))

@@ -29,6 +29,7 @@ pub const OPERATIONS: &[Operation] = &[
             ("search", "query", false),
         ],
     ),
+    ("post", "/connections", "Import a connection (checked with the provider first)", true, &[]),
     (
         "get",
         "/connections/{connectionId}",

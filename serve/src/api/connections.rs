@@ -97,7 +97,12 @@ pub async fn get(
     Query(query): Query<KeyQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let summary = connection(&state, &id, required_key(&query)?).await?;
-    let mut full = public(&summary);
+    Ok(Json(full(&summary)))
+}
+
+/// Nango's `ApiPublicConnectionFull`, without any secret.
+fn full(summary: &ConnectionSummary) -> Value {
+    let mut full = public(summary);
     let object = full.as_object_mut().expect("a JSON object");
     object.remove("created");
     object.insert("created_at".into(), rfc3339(summary.created_at).into());
@@ -110,7 +115,89 @@ pub async fn get(
         other => json!({ "type": other }),
     };
     object.insert("credentials".into(), credentials);
-    Ok(Json(full))
+    full
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImportBody {
+    connection_id: Option<String>,
+    provider_config_key: String,
+    credentials: Value,
+    #[serde(default)]
+    connection_config: std::collections::BTreeMap<String, String>,
+    metadata: Option<Value>,
+    end_user: Option<Value>,
+    tags: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `POST /connections`: imports a connection made elsewhere (a Nango
+/// export, another system), checked with the provider first like every
+/// save; `BASIC` (`username`, `password`) or `OAUTH2` (`access_token`,
+/// optional `refresh_token` and `expires_at`) as the provider's auth mode
+/// says.
+pub async fn import(
+    State(state): State<Arc<ServeState>>,
+    Json(body): Json<ImportBody>,
+) -> Result<Json<Value>, ApiError> {
+    use terapi_host::{AuthMode, Credentials, Secret};
+    let spec = state.platform.providers().get(&body.provider_config_key).map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_provider_config",
+            format!("no integration `{}`; GET /integrations lists them", body.provider_config_key),
+        )
+    })?;
+    state.platform.component(&body.provider_config_key)?;
+    let text = |key: &str| body.credentials.get(key).and_then(Value::as_str).map(str::to_string);
+    let kind = text("type").unwrap_or_default();
+    let credentials = match (spec.auth_mode, kind.as_str()) {
+        (AuthMode::Basic, "BASIC") => match (text("username"), text("password")) {
+            (Some(username), Some(password)) => Credentials::Basic { username, password: Secret::new(password) },
+            _ => return Err(ApiError::bad_request("invalid_body", "BASIC credentials need `username` and `password`")),
+        },
+        (AuthMode::OAuth2, "OAUTH2") => match text("access_token") {
+            Some(token) => Credentials::OAuth2 {
+                access_token: Secret::new(token),
+                refresh_token: text("refresh_token").map(Secret::new),
+                expires_at: text("expires_at")
+                    .and_then(|t| terapi_store::time::parse(&t).ok())
+                    .or_else(|| body.credentials.get("expires_at").and_then(Value::as_u64)),
+            },
+            None => return Err(ApiError::bad_request("invalid_body", "OAUTH2 credentials need an `access_token`")),
+        },
+        (mode, _) => {
+            let wanted = if mode == AuthMode::Basic { "BASIC" } else { "OAUTH2" };
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("`{}` takes `credentials.type: {wanted}`", body.provider_config_key),
+            ));
+        }
+    };
+    let id = match body.connection_id.filter(|id| !id.is_empty()) {
+        Some(id) => id,
+        None => format!(
+            "conn_{}",
+            crate::auth::random_hex(12).map_err(|e| {
+                ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string())
+            })?
+        ),
+    };
+    let connection = terapi_host::Connection {
+        id: id.clone(),
+        provider: body.provider_config_key.clone(),
+        credentials,
+        config: body.connection_config,
+    };
+    state.platform.create_connection_for(&connection, body.end_user.as_ref()).await?;
+    if body.tags.is_some() {
+        let summary = state.platform.store().connection_summary(&id).await?;
+        let user = summary.end_user.as_ref().and_then(terapi_platform::EndUser::from_input);
+        state.platform.set_end_user(&id, user.as_ref(), &body.tags.unwrap_or_default()).await?;
+    }
+    if let Some(Value::Object(metadata)) = &body.metadata {
+        state.platform.set_metadata(&id, metadata, false).await?;
+    }
+    Ok(Json(full(&state.platform.store().connection_summary(&id).await?)))
 }
 
 pub async fn delete(

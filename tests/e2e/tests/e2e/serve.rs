@@ -583,3 +583,44 @@ fn a_reconnect_link_gives_its_connection_a_new_credential_and_nothing_else() {
         assert_eq!(status, 409);
     });
 }
+
+/// `POST /connections`: a connection made elsewhere, imported with its end
+/// user, tags and metadata, after Gong accepted its credential.
+#[test]
+fn a_connection_is_imported_only_once_gong_accepts_it() {
+    block_on(async {
+        let fake = start_gong(FakeGongConfig::default()).await;
+        let served = Served::start("serve-import").await;
+        let import = |secret: &str, kind: &str| {
+            json!({
+                "connection_id": "imported-1",
+                "provider_config_key": "gong",
+                "credentials": {"type": kind, "username": fake.config().access_key, "password": secret},
+                "connection_config": {"api_base_url_for_customer": fake.base_url()},
+                "end_user": {"id": "u-9", "email": "grace@example.com"},
+                "tags": {"plan": "enterprise"},
+                "metadata": {"region": "us"},
+            })
+        };
+        let (status, refused) =
+            served.json(reqwest::Method::POST, "/connections", Some(import("wrong", "BASIC"))).await;
+        assert_eq!((status, refused["error"]["code"].clone()), (400, json!("connection_test_failed")), "{refused}");
+        assert!(!refused.to_string().contains("wrong\""), "{refused}");
+        let (status, mistyped) = served.json(reqwest::Method::POST, "/connections", Some(import("x", "API_KEY"))).await;
+        assert_eq!((status, mistyped["error"]["code"].clone()), (400, json!("invalid_body")), "{mistyped}");
+        assert!(served.platform.store().connections().await.unwrap().is_empty(), "nothing saved");
+
+        let secret = fake.config().access_key_secret.clone();
+        let (status, made) = served.json(reqwest::Method::POST, "/connections", Some(import(&secret, "BASIC"))).await;
+        assert_eq!(status, 200, "{made}");
+        assert_eq!(made["connection_id"], "imported-1");
+        assert_eq!(made["end_user"]["id"], "u-9");
+        assert_eq!(
+            (&made["tags"]["plan"], &made["tags"]["end_user_email"]),
+            (&json!("enterprise"), &json!("grace@example.com"))
+        );
+        assert_eq!(made["metadata"], json!({"region": "us"}));
+        assert_eq!(made["credentials"], json!({"type": "BASIC", "username": fake.config().access_key}));
+        assert!(!made.to_string().contains(&secret), "no secret comes back");
+    });
+}
