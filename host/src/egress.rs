@@ -473,11 +473,20 @@ impl OAuthTokens {
                 (refresher.on_refresh)(tokens).await;
                 Ok(true)
             }
-            Err(OAuthError::Revoked(reason)) => Err(EgressError::Reauthorize(format!(
-                "the OAuth grant was revoked or has expired ({reason}); re-authorize this connection (nothing stored was changed)"
-            ))),
             Err(OAuthError::Transport(e)) => Err(EgressError::Transport(format!("refreshing the access token: {e}"))),
-            Err(other) => Err(EgressError::Reauthorize(format!("refreshing the access token failed: {other}"))),
+            Err(refused) => {
+                let message = match refused {
+                    OAuthError::Revoked(reason) => format!(
+                        "the OAuth grant was revoked or has expired ({reason}); re-authorize this connection (nothing stored was changed)"
+                    ),
+                    other => format!("refreshing the access token failed: {other}"),
+                };
+                let message = self.redactor.scrub(&message);
+                if let Some(told) = &refresher.on_refresh_failure {
+                    told(message.clone()).await;
+                }
+                Err(EgressError::Reauthorize(message))
+            }
         }
     }
 }

@@ -47,7 +47,13 @@ pub type OnRefresh = Arc<dyn Fn(TokenSet) -> std::pin::Pin<Box<dyn Future<Output
 pub struct TokenRefresher {
     pub client: OAuthClient,
     pub on_refresh: OnRefresh,
+    /// Told when the provider refuses to refresh (a revoked or expired
+    /// grant, a bad client), with the reason scrubbed of secrets: the
+    /// connection needs its user to authorize again.
+    pub on_refresh_failure: Option<OnRefreshFailure>,
 }
+
+pub type OnRefreshFailure = Arc<dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OAuthError {

@@ -53,6 +53,11 @@ impl Platform {
             (Credentials::OAuth2 { .. }, Some(client)) => Some(TokenRefresher {
                 client: client.clone(),
                 on_refresh: save_refreshed_tokens(self.store.clone(), connection.id.clone()),
+                on_refresh_failure: Some(tell_refresh_failure(
+                    self.store.clone(),
+                    self.refresh_failures_told.clone(),
+                    connection,
+                )),
             }),
             _ => None,
         };
@@ -300,6 +305,40 @@ fn with_account(mut connection: Connection, verified: &Verification) -> Connecti
         connection.config.insert(ACCOUNT_CONFIG_KEY.to_string(), account.clone());
     }
     connection
+}
+
+/// One refresh failure an app hears of per connection in this long: every
+/// call of a connection whose grant is gone fails the same way.
+const REFRESH_FAILURE_QUIET: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Writes Nango's auth webhook for a failed refresh (`operation: refresh`,
+/// `success: false`): the app asks its user to authorize again.
+fn tell_refresh_failure(
+    store: Arc<dyn Store>,
+    told: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    connection: &Connection,
+) -> terapi_host::oauth::OnRefreshFailure {
+    let (id, provider) = (connection.id.clone(), connection.provider.clone());
+    Arc::new(move |reason: String| {
+        let (store, id, provider) = (store.clone(), id.clone(), provider.clone());
+        let quiet = {
+            let mut told = told.lock().unwrap_or_else(|p| p.into_inner());
+            let recent = told.get(&id).is_some_and(|at| at.elapsed() < REFRESH_FAILURE_QUIET);
+            if !recent {
+                told.insert(id.clone(), std::time::Instant::now());
+            }
+            recent
+        };
+        Box::pin(async move {
+            if quiet {
+                return;
+            }
+            let event = crate::events::refresh_failure_event(&id, &provider, &reason);
+            if let Err(e) = store.record_event(&event).await {
+                tracing::warn!("the refresh failure of `{id}` could not be recorded for its webhook: {e}");
+            }
+        })
+    })
 }
 
 /// Saves each refreshed token set (and the metadata that came with it,

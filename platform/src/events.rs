@@ -124,6 +124,24 @@ pub(crate) fn auth_event(
     }
 }
 
+/// A token refresh the provider refused (Nango's auth webhook, `operation:
+/// refresh`, `success: false`).
+pub(crate) fn refresh_failure_event(connection_id: &str, provider: &str, reason: &str) -> NewEvent {
+    NewEvent {
+        id: new_event_id(),
+        kind: "auth".into(),
+        connection_id: connection_id.into(),
+        facts: json!({
+            "provider": provider,
+            "authMode": "OAUTH2",
+            "operation": "refresh",
+            "success": false,
+            "error": { "type": "refresh_token_error", "description": reason },
+        })
+        .to_string(),
+    }
+}
+
 /// The body an event is delivered as; `None` when there is nothing to send
 /// (a sync that changed nothing, unless `always_send`).
 pub fn render(event: &EventRecord, always_send: bool) -> Option<Value> {
@@ -175,10 +193,13 @@ pub fn render(event: &EventRecord, always_send: bool) -> Option<Value> {
                 "authMode": text("authMode"),
                 "environment": "prod",
                 "operation": text("operation"),
-                "success": true,
+                "success": facts.get("success").and_then(Value::as_bool).unwrap_or(true),
             });
             if let Some(end_user) = facts.get("endUser").filter(|u| u.is_object()) {
                 body.as_object_mut()?.insert("endUser".into(), end_user.clone());
+            }
+            if let Some(error) = facts.get("error").filter(|e| e.is_object()) {
+                body.as_object_mut()?.insert("error".into(), error.clone());
             }
             Some(body)
         }

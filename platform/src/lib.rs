@@ -72,6 +72,8 @@ pub struct Platform {
     /// notification, is not missed by a watcher busy reading).
     tools_decided: tokio::sync::watch::Sender<u64>,
     lease_ttl: Duration,
+    /// When each connection's last refresh failure was told (auth webhook).
+    refresh_failures_told: Arc<Mutex<HashMap<String, std::time::Instant>>>,
 }
 
 impl Platform {
@@ -90,6 +92,7 @@ impl Platform {
             owner: lease_owner(),
             tools_decided: tokio::sync::watch::Sender::new(0),
             lease_ttl: Duration::from_secs(60),
+            refresh_failures_told: Arc::default(),
         })
     }
 

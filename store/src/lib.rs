@@ -586,6 +586,8 @@ pub trait Store: BudgetStore + Send + Sync {
     /// How many due syncs wait for a worker (due, lease free or lapsed).
     async fn waiting_syncs(&self) -> Result<u64, StoreError>;
 
+    /// Writes an event that stands alone (a refused token refresh).
+    async fn record_event(&self, event: &NewEvent) -> Result<(), StoreError>;
     /// Claims up to `limit` pending events whose next attempt is due and
     /// that no live claim holds (`FOR UPDATE SKIP LOCKED` on PostgreSQL),
     /// oldest first, for `ttl`; counts the attempt.

@@ -855,6 +855,13 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    async fn record_event(&self, event: &NewEvent) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        insert_event(&tx, event, terapi_host::limits::unix_ms() as i64, None, None).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     async fn claim_events(&self, owner: &str, ttl: Duration, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
         let now_ms = terapi_host::limits::unix_ms() as i64;
         let db = self.db();

@@ -127,12 +127,31 @@ pub fn platform_with(dir: &Path, providers: Providers, runtime: RuntimeConfig) -
 }
 
 fn platform_on(store: Arc<dyn terapi_store::Store>, providers: Providers, runtime: RuntimeConfig) -> Platform {
+    platform_full(store, providers, runtime, Default::default())
+}
+
+/// `platform_with` with OAuth apps, so that sessions refresh their tokens.
+pub fn platform_with_oauth(
+    dir: &Path,
+    providers: Providers,
+    oauth_clients: std::collections::BTreeMap<String, terapi_host::OAuthClient>,
+) -> Platform {
+    let store = Arc::new(SqliteStore::open_in(dir).expect("store opens"));
+    platform_full(store, providers, loopback_runtime(), oauth_clients)
+}
+
+fn platform_full(
+    store: Arc<dyn terapi_store::Store>,
+    providers: Providers,
+    runtime: RuntimeConfig,
+    oauth_clients: std::collections::BTreeMap<String, terapi_host::OAuthClient>,
+) -> Platform {
     Platform::new(PlatformConfig {
         runtime: RuntimeConfig { cache_dir: Some(component_cache()), ..runtime },
         providers,
         components: vec![gong_source()],
         store,
-        oauth_clients: Default::default(),
+        oauth_clients,
     })
     .expect("platform starts")
 }

@@ -72,6 +72,7 @@ fn recording_refresher() -> (TokenRefresher, Arc<Mutex<Vec<TokenSet>>>) {
             sink.lock().unwrap().push(tokens);
             Box::pin(std::future::ready(()))
         }),
+        on_refresh_failure: None,
     };
     (refresher, saved)
 }
@@ -226,5 +227,37 @@ fn a_token_without_a_scope_says_which_and_spends_no_refresh() {
         // The default scopes ask for it.
         let scopes = host().describe(gong_component()).await.unwrap().requirements.oauth2_scopes;
         assert!(scopes.iter().any(|s| s == "api:calls:read:transcript"), "{scopes:?}");
+    });
+}
+
+/// Through the platform, a refused refresh becomes Nango's auth webhook
+/// (`operation: refresh`, `success: false`), once, however many calls fail.
+#[test]
+fn a_refused_refresh_is_told_to_the_app_once() {
+    block_on(async {
+        let gong = start(Duration::from_secs(3600)).await;
+        let providers = providers_for(&gong);
+        let connection = authorize(&providers).await;
+        let dir = fresh_dir("oauth-refresh-failure");
+        let clients = BTreeMap::from([("gong-oauth".to_string(), client())]);
+        let platform = terapi_e2e::platform_with_oauth(&dir, providers, clients);
+        platform.store().create_connection(&connection, None).await.unwrap();
+        gong.revoke_refresh_tokens();
+        gong.expire_access_tokens();
+        for _ in 0..3 {
+            let error = platform.session(&connection.id).await.unwrap().verify().await.unwrap_err();
+            assert!(error.to_string().contains("re-authorize this connection"), "{error}");
+        }
+        let events = platform.store().events(10).await.unwrap();
+        let told: Vec<_> = events.iter().filter(|e| e.kind == "auth").collect();
+        assert_eq!(told.len(), 1, "{events:?}");
+        let body = terapi_e2e::terapi_platform::events::render(told[0], false).unwrap();
+        assert_eq!(
+            (&body["type"], &body["operation"], &body["success"]),
+            (&serde_json::json!("auth"), &serde_json::json!("refresh"), &serde_json::json!(false))
+        );
+        assert_eq!(body["error"]["type"], "refresh_token_error");
+        let Credentials::OAuth2 { access_token, .. } = &connection.credentials else { panic!() };
+        assert!(!body.to_string().contains(access_token.expose()));
     });
 }
