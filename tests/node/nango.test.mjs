@@ -65,6 +65,43 @@ test('triggerSync, syncStatus, listRecords, and a webhook verifyIncomingWebhookR
   assert.equal(frequency, 'every 2h');
 });
 
+test('the auth webhook of the saved connection arrives signed, in Nango\'s shape', async () => {
+  const hook = await until('the auth webhook', () =>
+    webhooks.find((w) => nango.verifyIncomingWebhookRequest(w.body, w.headers) && JSON.parse(w.body).type === 'auth'),
+  );
+  const body = JSON.parse(hook.body);
+  assert.deepEqual(
+    [body.from, body.connectionId, body.providerConfigKey, body.provider, body.authMode, body.operation, body.success],
+    ['nango', connectionId, 'gong', 'gong', 'BASIC', 'creation', true],
+  );
+  assert.ok(hook.headers['x-terapi-event-id'].startsWith('evt_'));
+});
+
+test('shapes as @nangohq/types 0.71.10 has them', async () => {
+  const keys = (o) => Object.keys(o).sort();
+  const full = await nango.getConnection('gong', connectionId);
+  assert.deepEqual(keys(full), [
+    'connection_config', 'connection_id', 'created_at', 'credentials', 'end_user', 'errors', 'id', 'last_fetched_at',
+    'metadata', 'provider', 'provider_config_key', 'tags', 'updated_at', 'webhook_url_override',
+  ]);
+  const { connections } = await nango.listConnections();
+  assert.deepEqual(keys(connections[0]), [
+    'connection_id', 'created', 'end_user', 'errors', 'id', 'metadata', 'provider', 'provider_config_key', 'tags',
+  ]);
+  const { syncs: [status] } = await nango.syncStatus('gong', ['users'], connectionId);
+  for (const key of ['type', 'status', 'frequency', 'finishedAt', 'nextScheduledSyncAt', 'latestExecutionStatus', 'recordCount', 'checkpoint']) {
+    assert.ok(key in status, `syncStatus has ${key}`);
+  }
+  assert.ok(['RUNNING', 'PAUSED', 'STOPPED', 'SUCCESS', 'ERROR'].includes(status.status));
+  const page = await nango.listRecords({ providerConfigKey: 'gong', connectionId, model: 'GongUser', limit: 1 });
+  assert.deepEqual(keys(page.records[0]._nango_metadata), [
+    'cursor', 'deleted_at', 'first_seen_at', 'last_action', 'last_modified_at', 'pruned_at',
+  ]);
+  assert.equal(typeof page.records[0].id, 'string');
+  const { data: integration } = await nango.getIntegration({ uniqueKey: 'gong' });
+  assert.deepEqual(keys(integration), ['created_at', 'display_name', 'forward_webhooks', 'logo', 'provider', 'unique_key', 'updated_at']);
+});
+
 test('triggerAction and proxy reach Gong through the component and the host', async () => {
   const page = await nango.listRecords({ providerConfigKey: 'gong', connectionId, model: 'GongUser', limit: 1 });
   const id = page.records[0].id;

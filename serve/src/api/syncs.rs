@@ -195,8 +195,14 @@ pub async fn status(
             "checkpoint": null,
             "error": s.and_then(|s| s.last_error.clone()),
         }));
-        if let (Some(execution), Some(Value::Object(last))) = (execution, reported.last_mut()) {
-            last.insert("latestExecutionStatus".into(), execution.into());
+        if let Some(Value::Object(last)) = reported.last_mut() {
+            if let Some(execution) = execution {
+                last.insert("latestExecutionStatus".into(), execution.into());
+            }
+            // `Date | undefined` in Nango's type: left out until a run ends.
+            if last.get("finishedAt").is_some_and(Value::is_null) {
+                last.remove("finishedAt");
+            }
         }
     }
     Ok(Json(json!({ "syncs": reported })))
