@@ -40,21 +40,31 @@ pub async fn create_session(
     for integration in &body.allowed_integrations {
         state.platform.component(integration)?;
     }
-    let allowed_origin = body.allowed_origin.as_deref().map(parse_origin).transpose()?;
+    issue_session(&state, body.end_user, body.allowed_integrations, body.allowed_origin, None).await
+}
+
+/// Mints a Connect session (only its token's hash is stored) and its link.
+async fn issue_session(
+    state: &ServeState,
+    end_user: Option<Value>,
+    allowed_integrations: Vec<String>,
+    allowed_origin: Option<String>,
+    reconnect_connection_id: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let allowed_origin = allowed_origin.as_deref().map(parse_origin).transpose()?;
     let token = format!("{TOKEN_PREFIX}{}", random_hex(32).map_err(server_error)?);
-    let ttl = state.config.connect_session_ttl;
-    let expires_at_ms = terapi_host::limits::unix_ms() + ttl.as_millis() as u64;
+    let expires_at_ms = terapi_host::limits::unix_ms() + state.config.connect_session_ttl.as_millis() as u64;
     state
         .platform
         .store()
         .create_connect_session(&ConnectSession {
             token_sha256: sha256_hex(&token),
-            end_user: body.end_user.unwrap_or(Value::Null).to_string(),
-            allowed_integrations: body.allowed_integrations,
+            end_user: end_user.unwrap_or(Value::Null).to_string(),
+            allowed_integrations,
             expires_at_ms,
             connection_id: None,
             allowed_origin,
-            reconnect_connection_id: None,
+            reconnect_connection_id,
         })
         .await?;
     let mut link = state.config.public_url.join("connect").map_err(server_error)?;
@@ -82,27 +92,8 @@ pub async fn create_reconnect_session(
     Json(body): Json<ReconnectBody>,
 ) -> Result<Json<Value>, ApiError> {
     crate::api::connection(&state, &body.connection_id, &body.integration_id).await?;
-    let allowed_origin = body.allowed_origin.as_deref().map(parse_origin).transpose()?;
-    let token = format!("{TOKEN_PREFIX}{}", random_hex(32).map_err(server_error)?);
-    let expires_at_ms = terapi_host::limits::unix_ms() + state.config.connect_session_ttl.as_millis() as u64;
-    state
-        .platform
-        .store()
-        .create_connect_session(&ConnectSession {
-            token_sha256: sha256_hex(&token),
-            end_user: body.end_user.unwrap_or(Value::Null).to_string(),
-            allowed_integrations: vec![body.integration_id],
-            expires_at_ms,
-            connection_id: None,
-            allowed_origin,
-            reconnect_connection_id: Some(body.connection_id),
-        })
-        .await?;
-    let mut link = state.config.public_url.join("connect").map_err(server_error)?;
-    link.query_pairs_mut().append_pair("session_token", &token);
-    Ok(Json(json!({
-        "data": { "token": token, "connect_link": link.as_str(), "expires_at": crate::api::rfc3339_ms(expires_at_ms) }
-    })))
+    let integrations = vec![body.integration_id];
+    issue_session(&state, body.end_user, integrations, body.allowed_origin, Some(body.connection_id)).await
 }
 
 /// `https://app.example.com` (scheme, host and port only), as a browser
