@@ -217,6 +217,11 @@ impl Platform {
         let replaced = self.store.connection_summary(id).await.is_ok();
         if replaced {
             self.store.save_tokens(id, &connection.credentials, &connection.config).await?;
+            // Authorized again (a reconnect link): Nango's `override`.
+            let event = crate::events::auth_event(id, provider, "OAUTH2", None, "override");
+            if let Err(e) = self.store.record_event(&event).await {
+                tracing::warn!("the re-authorization of `{id}` could not be recorded for its webhook: {e}");
+            }
         } else {
             self.store.create_connection(&connection, Some(&auth_event(&connection, None))).await?;
         }
