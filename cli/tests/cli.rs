@@ -1023,56 +1023,51 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[test]
-fn an_app_on_nangos_node_client_works_against_terapi_serve() {
-    let gong = gong(130);
-    let dir = saved_connection(&gong, "serve-node");
+/// `terapi serve` on the saved connection `acme` of `gong` (which has
+/// `users` users), sending webhooks to a port the Node test listens on; the
+/// server and the environment a Node test needs.
+fn serve_for_node(gong: &FakeGong, name: &str, users: usize) -> (ChildGuard, Vec<(&'static str, String)>) {
+    let dir = saved_connection(gong, name);
     let webhook_port = free_port();
-    let signing_key = "whsec-node-test".to_string();
-    let (_server, url, key) = serve_with_key(
+    let signing_key = format!("whsec-{name}");
+    let (server, url, key) = serve_with_key(
         &dir,
         &["--webhook-url", &format!("http://127.0.0.1:{webhook_port}/webhooks")],
         &[("TERAPI_WEBHOOK_SIGNING_KEY", signing_key.clone())],
     );
-    node_test(
-        "nango.test.mjs",
-        &[
-            ("TERAPI_HOST", url),
-            ("TERAPI_SECRET_KEY", key),
-            ("TERAPI_CONNECTION_ID", "acme".into()),
-            ("TERAPI_WEBHOOK_PORT", webhook_port.to_string()),
-            ("TERAPI_WEBHOOK_SIGNING_KEY", signing_key),
-            ("GONG_USER_COUNT", "130".into()),
-        ],
-    );
+    let envs = vec![
+        ("TERAPI_HOST", url),
+        ("TERAPI_SECRET_KEY", key),
+        ("TERAPI_CONNECTION_ID", "acme".into()),
+        ("TERAPI_WEBHOOK_PORT", webhook_port.to_string()),
+        ("TERAPI_WEBHOOK_SIGNING_KEY", signing_key),
+        ("GONG_USER_COUNT", users.to_string()),
+    ];
+    (server, envs)
+}
+
+#[test]
+fn an_app_on_nangos_node_client_works_against_terapi_serve() {
+    let gong = gong(130);
+    let (_server, envs) = serve_for_node(&gong, "serve-node", 130);
+    node_test("nango.test.mjs", &envs);
 }
 
 #[test]
 fn an_app_on_nangos_node_client_follows_changes_from_a_saved_cursor() {
     let gong = gong(130);
-    let dir = saved_connection(&gong, "serve-node-changes");
-    let webhook_port = free_port();
-    let signing_key = "whsec-node-changes".to_string();
-    let (_server, url, key) = serve_with_key(
-        &dir,
-        &["--webhook-url", &format!("http://127.0.0.1:{webhook_port}/webhooks")],
-        &[("TERAPI_WEBHOOK_SIGNING_KEY", signing_key.clone())],
-    );
+    let (_server, base) = serve_for_node(&gong, "serve-node-changes", 130);
     let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node-changes-state.json");
     let envs = |phase: &str| {
-        vec![
-            ("TERAPI_HOST", url.clone()),
-            ("TERAPI_SECRET_KEY", key.clone()),
-            ("TERAPI_CONNECTION_ID", "acme".to_string()),
-            ("TERAPI_WEBHOOK_PORT", webhook_port.to_string()),
-            ("TERAPI_WEBHOOK_SIGNING_KEY", signing_key.clone()),
-            ("GONG_USER_COUNT", "130".to_string()),
+        let mut envs = base.clone();
+        envs.extend([
             ("PHASE", phase.to_string()),
             ("STATE_FILE", state.display().to_string()),
             ("CHANGED_ID", fixtures::user_id(5)),
             ("ADDED_ID", fixtures::user_id(130)),
             ("REMOVED_IDS", format!("{},{}", fixtures::user_id(7), fixtures::user_id(9))),
-        ]
+        ]);
+        envs
     };
     node_test("changes.test.mjs", &envs("before"));
     // Gong changes one user's title, removes two users and adds one.
