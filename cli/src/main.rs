@@ -139,10 +139,20 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
-    /// Approve or deny actions as MCP tools (read-only ones start approved).
+    /// Approve or deny tools per connection, and set its default classification.
     Tool {
         #[command(subcommand)]
         command: ToolCommand,
+    },
+    /// Named, editable sets of tools, which access profiles bind to users.
+    Toolset {
+        #[command(subcommand)]
+        command: ToolsetCommand,
+    },
+    /// Access profiles: which users may use which toolsets on which connections.
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCommand,
     },
     /// The audit log of MCP tool calls.
     Audit {
@@ -287,11 +297,20 @@ pub enum McpCommand {
         /// Caller name for the audit log when the client does not give one.
         #[arg(long)]
         caller: Option<String>,
+        /// Serve only what this user's access profiles bind (default: every
+        /// tool approved on the connection, for someone at this machine).
+        #[arg(long)]
+        user: Option<String>,
         /// Speak MCP's streamable HTTP at http://ADDR/mcp instead of stdio.
         /// Loopback only (port 0: any free port; printed on start): the
         /// endpoint has no authentication of its own.
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
+    },
+    /// Users of `terapi serve`'s /mcp, each with a bearer token.
+    User {
+        #[command(subcommand)]
+        command: McpUserCommand,
     },
 }
 
@@ -360,27 +379,141 @@ pub enum WebhooksCommand {
     },
 }
 
+/// Which saved connection: the flag, else `TERAPI_CONNECTION`, else the
+/// store's only connection.
+#[derive(clap::Args, Clone)]
+pub struct ConnectionArg {
+    #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
+    pub connection: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub enum ToolCommand {
-    /// Every action with its toolset and status (approved, pending, denied).
+    /// A connection's tools: status there (approved, pending, denied), the
+    /// toolsets holding each, and the default for tools nobody decided on.
     List {
-        #[arg(long, default_value = "gong")]
-        provider: String,
+        #[command(flatten)]
+        connection: ConnectionArg,
+        #[arg(long)]
+        json: bool,
     },
-    /// Let MCP clients list and call these tools.
+    /// Approve tools on one connection (other connections keep their own decisions).
     Approve {
         #[arg(required = true)]
         tools: Vec<String>,
-        #[arg(long, default_value = "gong")]
-        provider: String,
+        #[command(flatten)]
+        connection: ConnectionArg,
     },
-    /// Hide these tools from MCP clients and refuse their calls.
+    /// Deny tools on one connection: hidden from MCP clients, calls refused.
     Deny {
         #[arg(required = true)]
         tools: Vec<String>,
-        #[arg(long, default_value = "gong")]
-        provider: String,
+        #[command(flatten)]
+        connection: ConnectionArg,
     },
+    /// Forget the decisions on these tools: back to the connection's default.
+    Reset {
+        #[arg(required = true)]
+        tools: Vec<String>,
+        #[command(flatten)]
+        connection: ConnectionArg,
+    },
+    /// What tools nobody decided on are on this connection:
+    /// auto-approve-read-only (the default), pending-for-all or approve-all.
+    Default {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(terapi_platform::DefaultClassification::NAMES))]
+        classification: String,
+        #[command(flatten)]
+        connection: ConnectionArg,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ToolsetCommand {
+    /// Every toolset and its tools.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A new named set of tools (tools may be added later).
+    Create {
+        name: String,
+        tools: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Add tools to a toolset.
+    Add {
+        name: String,
+        #[arg(required = true)]
+        tools: Vec<String>,
+    },
+    /// Take tools out of a toolset.
+    Remove {
+        name: String,
+        #[arg(required = true)]
+        tools: Vec<String>,
+    },
+    /// Delete a toolset no access profile binds.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum ProfileCommand {
+    /// Every access profile: its grants (toolset on a connection, or on all) and users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Bind a toolset to the profile's users, on every connection or on one.
+    Grant {
+        name: String,
+        #[arg(long, required = true)]
+        toolset: String,
+        /// Only on this connection (default: on every connection).
+        #[arg(long)]
+        connection: Option<String>,
+    },
+    /// Take a grant back (name it as it was granted).
+    Revoke {
+        name: String,
+        #[arg(long, required = true)]
+        toolset: String,
+        #[arg(long)]
+        connection: Option<String>,
+    },
+    AddUser {
+        name: String,
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    RemoveUser {
+        name: String,
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum McpUserCommand {
+    /// A new user; prints their bearer token for `terapi serve`'s /mcp (once).
+    Add { name: String },
+    /// A new token for a user (the old one stops working at once).
+    Token { name: String },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a user: their token stops working, profiles forget them.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -389,6 +522,8 @@ pub enum AuditCommand {
     List {
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -538,6 +673,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::sync::worker(&app, args).await
         }
         Command::Audit { command } => commands::tool::audit(&app, command).await,
+        Command::Toolset { command } => commands::tool::toolset(&app, command).await,
+        Command::Profile { command } => commands::tool::profile(&app, command).await,
         Command::Serve { bind, public_url, webhooks, concurrency, frame_ancestors } => {
             let args = commands::serve::ServeArgs { bind, public_url, webhooks, concurrency, frame_ancestors };
             commands::serve::serve(&app, args).await

@@ -94,7 +94,10 @@ fn mcp_serves_only_approved_tools_and_audits_every_call() {
         serde_json::json!({"name": "data-privacy-erase", "arguments": {"emailAddress": "a@b.co"}}),
     );
     assert!(
-        refused["error"]["message"].as_str().unwrap().contains("terapi tool approve data-privacy-erase"),
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("terapi tool approve --connection acme data-privacy-erase"),
         "{refused}"
     );
     assert!(!gong.requests().iter().any(|r| r.path.contains("erase")), "an unapproved tool never reaches Gong");
@@ -119,7 +122,10 @@ fn mcp_serves_only_approved_tools_and_audits_every_call() {
     let (stdout, _) = text(&output);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].contains("test-agent") && lines[0].contains("get-user") && lines[0].contains(" ok "), "{stdout}");
+    assert!(
+        lines[0].contains("local:test-agent") && lines[0].contains("get-user") && lines[0].contains(" ok "),
+        "{stdout}"
+    );
     assert!(lines[1].contains("data-privacy-erase") && lines[1].contains("refused"), "{stdout}");
     assert!(lines[2].contains("error"), "{stdout}");
     assert!(!stdout.contains(&secret), "no secret in the audit log");
@@ -224,7 +230,7 @@ fn mcp_over_streamable_http_on_loopback_only() {
 
     let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["audit", "list"]).output().unwrap();
     let (stdout, _) = text(&output);
-    assert!(stdout.contains("http-agent") && stdout.contains("get-user") && stdout.contains(" ok "), "{stdout}");
+    assert!(stdout.contains("local:http-agent") && stdout.contains("get-user") && stdout.contains(" ok "), "{stdout}");
 }
 
 #[test]
@@ -277,7 +283,7 @@ fn the_caller_is_the_clients_name_on_every_protocol_version() {
 
     let lines = audit_lines(&dir);
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines[0].contains("test-agent") && lines[1].contains("agent-2026"), "{lines:?}");
+    assert!(lines[0].contains("local:test-agent") && lines[1].contains("local:agent-2026"), "{lines:?}");
 }
 
 #[test]

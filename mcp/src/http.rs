@@ -30,10 +30,24 @@ pub fn router(server: ToolServer) -> axum::Router {
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
-    axum::Router::new().nest_service("/mcp", service).layer(axum::middleware::from_fn(gate))
+    axum::Router::new().nest_service("/mcp", service).layer(axum::middleware::from_fn(loopback_gate))
 }
 
-async fn gate(request: Request, next: Next) -> Response {
+/// For `terapi serve`: every request carries a bearer token (checked by the
+/// layer in front, which also names the connection), so neither `Host` nor
+/// `Origin` is what keeps strangers out, and the server may sit behind any
+/// host name. A browser page elsewhere cannot send the token without a CORS
+/// preflight, which this endpoint never grants.
+pub fn served_service<S: Clone + Send + Sync + 'static>(server: ToolServer) -> axum::routing::MethodRouter<S> {
+    let service = StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().disable_allowed_hosts(),
+    );
+    axum::routing::any_service(service).layer(axum::middleware::from_fn(json_rpc_gate))
+}
+
+async fn loopback_gate(request: Request, next: Next) -> Response {
     if let Some(origin) = request.headers().get(header::ORIGIN)
         && !is_loopback_origin(origin)
     {
@@ -43,6 +57,10 @@ async fn gate(request: Request, next: Next) -> Response {
                 "Forbidden: this MCP endpoint answers pages served from loopback only (the request's Origin is elsewhere)"}}),
         );
     }
+    json_rpc_gate(request, next).await
+}
+
+async fn json_rpc_gate(request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }

@@ -2,9 +2,11 @@
 //! platform (`terapi mcp serve` is one).
 //!
 //! Tools are discovered from the component's `action` list (no hand-kept
-//! list). Only approved tools are listed or callable, and clients are told
-//! when that changes; the policy and the audit of every call are the
-//! platform's (`Platform::tools`, `Platform::call_tool`). `stdio` and `http`
+//! list). A caller is listed, and may call, only the tools approved on the
+//! connection that their access profiles bind (everything approved, for
+//! someone at the machine itself), and clients are told when that changes;
+//! the governance and the audit of every call are the platform's
+//! (`Platform::visible_tools`, `Platform::call_tool`). `stdio` and `http`
 //! are the two transports, `jsonrpc` the checks both make before rmcp sees
 //! a message.
 
@@ -22,8 +24,7 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
-use terapi_host::Session;
-use terapi_platform::{Platform, PlatformError, ToolCall, ToolStatus};
+use terapi_platform::{Caller, Platform, PlatformError, ToolCall};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,18 +43,30 @@ pub enum McpServeError {
     Transport(String),
 }
 
+/// Whom a request of `terapi serve`'s `/mcp` is for: the user its bearer
+/// token authenticated and the connection its URL names. The HTTP layer
+/// puts it in the request's extensions before rmcp sees the request.
+#[derive(Debug, Clone)]
+pub struct McpTarget {
+    pub connection: String,
+    pub user: String,
+}
+
+enum Scope {
+    /// `terapi mcp serve`: one connection, served to someone at this
+    /// machine, who sees every approved tool unless `user` narrows it to
+    /// what that user's profiles bind.
+    Local { connection: String, caller: Option<String>, user: Option<String> },
+    /// `terapi serve`: each request's `McpTarget`.
+    Served,
+}
+
 /// Cheap to clone: the HTTP transport makes one handler per MCP session,
-/// and they all share one platform and one host session.
+/// and they all share one platform.
 #[derive(Clone)]
 pub struct ToolServer {
     platform: Arc<Platform>,
-    session: Session,
-    connection: Arc<str>,
-    provider: Arc<str>,
-    /// Who the caller is when the client does not say (`--caller`).
-    caller: Option<String>,
-    /// The approved tools, kept current by the platform.
-    approved: watch::Receiver<BTreeSet<String>>,
+    scope: Arc<Scope>,
     /// Cancelled when the stdio client has gone.
     client_gone: CancellationToken,
     /// Calls in flight, waited for at shutdown.
@@ -80,28 +93,43 @@ fn printable_name(name: &str) -> Option<String> {
 }
 
 impl ToolServer {
-    /// A server of `connection`'s tools. `caller` names the caller in the
-    /// audit log when the client does not (MCP's `clientInfo`).
+    /// A server of `connection`'s tools to someone at this machine.
+    /// `caller` names them in the audit log when the client does not (MCP's
+    /// `clientInfo`); `user` serves them only what that user may see.
+    /// Reads no credential and calls no provider: a connection whose
+    /// credential is wrong still lists its tools.
     pub async fn new(
         platform: Arc<Platform>,
         connection: &str,
         caller: Option<String>,
+        user: Option<String>,
     ) -> Result<ToolServer, McpServeError> {
-        let provider = platform.store().connection_summary(connection).await.map_err(PlatformError::from)?.provider;
-        // One session for the server's life, so a token it refreshes (and
-        // saves) is the one the next call uses.
-        let session = platform.session(connection).await?;
-        let approved = platform.watch_approved_tools(&provider, POLICY_POLL).await?;
-        Ok(ToolServer {
+        platform.store().connection_summary(connection).await.map_err(PlatformError::from)?;
+        if let Some(user) = &user
+            && !platform.mcp_users().await?.iter().any(|u| &u.name == user)
+        {
+            return Err(PlatformError::Governance {
+                problem: terapi_platform::GovernanceProblem::NotFound,
+                message: format!("no user named `{user}`; `terapi mcp user list` shows them"),
+            }
+            .into());
+        }
+        Ok(ToolServer::with_scope(platform, Scope::Local { connection: connection.into(), caller, user }))
+    }
+
+    /// The server `terapi serve` mounts: each request says its connection
+    /// and user (`McpTarget`), see `served_router`.
+    pub fn served(platform: Arc<Platform>) -> ToolServer {
+        ToolServer::with_scope(platform, Scope::Served)
+    }
+
+    fn with_scope(platform: Arc<Platform>, scope: Scope) -> ToolServer {
+        ToolServer {
             platform,
-            session,
-            connection: connection.into(),
-            provider: provider.into(),
-            caller,
-            approved,
+            scope: Arc::new(scope),
             client_gone: CancellationToken::new(),
             calls: TaskTracker::new(),
-        })
+        }
     }
 
     /// Serves MCP over stdin/stdout until the client closes stdin. Calls
@@ -127,29 +155,66 @@ impl ToolServer {
         served
     }
 
-    /// MCP's streamable HTTP at `/mcp`, for `axum::serve`. It has no
-    /// authentication of its own: bind it to loopback.
+    /// MCP's streamable HTTP at `/mcp` for a local server (`new`), for
+    /// `axum::serve`. It has no authentication of its own: bind it to
+    /// loopback.
     pub fn http_router(self) -> axum::Router {
         http::router(self)
     }
-    /// Who is calling: the client's `clientInfo.name`, which MCP 2026-07-28
-    /// sends in every request's `_meta` and earlier versions once, in
-    /// `initialize`; else `--caller`.
-    fn caller_of(&self, context: &RequestContext<RoleServer>) -> String {
-        let from_request = context.meta.client_info().map(|info| info.name);
-        let from_initialize = context.peer.peer_info().map(|info| info.client_info.name.clone());
-        [from_request, from_initialize, self.caller.clone()]
-            .into_iter()
-            .flatten()
-            .find_map(|name| printable_name(&name))
-            .unwrap_or_else(|| "unknown".into())
+
+    /// The MCP streamable HTTP service of a `served` server, to mount behind
+    /// a layer that authenticates each request and inserts its `McpTarget`.
+    pub fn served_service<S: Clone + Send + Sync + 'static>(self) -> axum::routing::MethodRouter<S> {
+        http::served_service(self)
     }
 
-    /// Waits for the next change to the approved tools; `false` when the
+    /// The connection and caller of one request.
+    fn target(
+        &self,
+        extensions: &rmcp::model::Extensions,
+        client_name: Option<String>,
+    ) -> Result<(String, Caller), McpError> {
+        match self.scope.as_ref() {
+            Scope::Local { connection, caller, user } => {
+                let caller = match user {
+                    Some(user) => Caller::User(user.clone()),
+                    None => Caller::Local(
+                        [client_name, caller.clone()]
+                            .into_iter()
+                            .flatten()
+                            .find_map(|name| printable_name(&name))
+                            .unwrap_or_else(|| "unknown".into()),
+                    ),
+                };
+                Ok((connection.clone(), caller))
+            }
+            Scope::Served => extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<McpTarget>())
+                .map(|target| (target.connection.clone(), Caller::User(target.user.clone())))
+                .ok_or_else(|| McpError::internal_error("the request reached MCP unauthenticated", None)),
+        }
+    }
+
+    /// Who is calling: the client's `clientInfo.name`, which MCP 2026-07-28
+    /// sends in every request's `_meta` and earlier versions once, in
+    /// `initialize`.
+    fn client_name(context: &RequestContext<RoleServer>) -> Option<String> {
+        let from_request = context.meta.client_info().map(|info| info.name);
+        from_request.or_else(|| context.peer.peer_info().map(|info| info.client_info.name.clone()))
+    }
+
+    /// The names the target of a request sees, kept current.
+    async fn watch(&self, extensions: &rmcp::model::Extensions) -> Result<watch::Receiver<BTreeSet<String>>, McpError> {
+        let (connection, caller) = self.target(extensions, None)?;
+        self.platform.watch_visible_tools(&connection, &caller, POLICY_POLL).await.map_err(internal)
+    }
+
+    /// Waits for the next change to the visible tools; `false` when the
     /// server is going away.
-    async fn tools_changed(&self, approved: &mut watch::Receiver<BTreeSet<String>>) -> bool {
+    async fn tools_changed(&self, visible: &mut watch::Receiver<BTreeSet<String>>) -> bool {
         tokio::select! {
-            changed = approved.changed() => changed.is_ok(),
+            changed = visible.changed() => changed.is_ok(),
             _ = self.client_gone.cancelled() => false,
         }
     }
@@ -160,11 +225,10 @@ impl ServerHandler for ToolServer {
         let capabilities = ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("terapi", env!("CARGO_PKG_VERSION")))
-            .with_instructions(format!(
-                "Gong ({}) through terapi. Only tools an operator approved are listed; the list changes \
-                 when an operator approves or denies one.",
-                self.provider
-            ))
+            .with_instructions(
+                "Provider tools through terapi. Only tools an operator approved on this connection, in the toolsets \
+                 your access profile binds, are listed; the list changes when an operator changes either.",
+            )
     }
 
     /// Sessions of protocol versions with `initialize` hear of tool
@@ -172,9 +236,11 @@ impl ServerHandler for ToolServer {
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         let server = self.clone();
         tokio::spawn(async move {
-            let mut approved = server.approved.clone();
-            approved.mark_unchanged();
-            while server.tools_changed(&mut approved).await {
+            let mut visible = match server.watch(&context.extensions).await {
+                Ok(visible) => visible,
+                Err(e) => return tracing::warn!("this MCP session will not hear of tool changes: {}", e.message),
+            };
+            while server.tools_changed(&mut visible).await {
                 if context.peer.notify_tool_list_changed().await.is_err() {
                     break; // the session is gone
                 }
@@ -189,11 +255,10 @@ impl ServerHandler for ToolServer {
     }
 
     async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
-        let mut approved = self.approved.clone();
-        approved.mark_unchanged();
+        let mut visible = self.watch(&subscription.request_context().extensions).await?;
         loop {
             tokio::select! {
-                changed = self.tools_changed(&mut approved) => {
+                changed = self.tools_changed(&mut visible) => {
                     if !changed || subscription.sink().notify_tool_list_changed().await.is_err() {
                         return Ok(());
                     }
@@ -206,15 +271,15 @@ impl ServerHandler for ToolServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let (connection, caller) = self.target(&context.extensions, None)?;
         let tools = self
             .platform
-            .tools(&self.provider)
+            .visible_tools(&connection, &caller)
             .await
             .map_err(internal)?
             .into_iter()
-            .filter(|t| t.status == ToolStatus::Approved)
             .map(|t| {
                 let schema = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&t.action.input_schema)
                     .unwrap_or_default();
@@ -228,8 +293,7 @@ impl ServerHandler for ToolServer {
                     .destructive(!read_only)
                     .idempotent(read_only)
                     .open_world(true);
-                Tool::new(t.action.name.clone(), format!("[{}] {}", t.toolset, t.action.description), Arc::new(schema))
-                    .annotate(annotations)
+                Tool::new(t.action.name.clone(), t.action.description.clone(), Arc::new(schema)).annotate(annotations)
             })
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
@@ -243,8 +307,11 @@ impl ServerHandler for ToolServer {
         let _in_flight = self.calls.token();
         let tool = request.name.to_string();
         let input = serde_json::to_string(&request.arguments.unwrap_or_default()).unwrap_or_else(|_| "{}".into());
-        let caller = self.caller_of(&context);
-        let call = ToolCall { connection_id: &self.connection, caller: &caller, tool: &tool, input: &input };
+        let (connection, caller) = self.target(&context.extensions, Self::client_name(&context))?;
+        // A session per call, from the store: it has the credential as it
+        // is now (rotated, or refreshed by another process).
+        let session = self.platform.session(&connection).await.map_err(internal)?;
+        let call = ToolCall { connection_id: &connection, caller: &caller, tool: &tool, input: &input };
         let client_gone = self.client_gone.clone();
         let cancelled = async move {
             tokio::select! {
@@ -252,13 +319,13 @@ impl ServerHandler for ToolServer {
                 _ = client_gone.cancelled() => "the client went away",
             }
         };
-        let result = match self.platform.call_tool(&self.session, call, cancelled).await {
+        let result = match self.platform.call_tool(&session, call, cancelled).await {
             Ok(output) => {
                 let mut result = CallToolResult::success(vec![ContentBlock::text(output.clone())]);
                 result.structured_content = serde_json::from_str(&output).ok();
                 result
             }
-            Err(refused @ PlatformError::ToolRefused(_)) => {
+            Err(refused @ PlatformError::ToolRefused { .. }) => {
                 return Err(McpError::invalid_params(refused.to_string(), None));
             }
             // Nobody reads this answer (rmcp drops answers to cancelled
@@ -266,7 +333,7 @@ impl ServerHandler for ToolServer {
             Err(cancelled @ PlatformError::ToolCancelled { .. }) => {
                 return Err(McpError::internal_error(cancelled.to_string(), None));
             }
-            Err(error) => CallToolResult::error(vec![ContentBlock::text(self.session.redact(&error.to_string()))]),
+            Err(error) => CallToolResult::error(vec![ContentBlock::text(session.redact(&error.to_string()))]),
         };
         Ok(result.into())
     }

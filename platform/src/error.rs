@@ -33,8 +33,11 @@ pub enum PlatformError {
     NotOAuth(String),
     #[error("no OAuth app is configured for provider `{0}`; give its client id and secret")]
     NoOAuthClient(String),
-    #[error("no approved tool named `{0}`; an operator can approve it with `terapi tool approve {0}`")]
-    ToolRefused(String),
+    #[error("{}", tool_refused(tool, connection, refusal))]
+    ToolRefused { tool: String, connection: String, refusal: crate::governance::Refusal },
+    /// A governance change that cannot be made as asked (nothing changed).
+    #[error("{message}")]
+    Governance { problem: crate::governance::GovernanceProblem, message: String },
     #[error("no action named `{0}`; `tool list` shows them")]
     NoAction(String),
     #[error("the call to `{tool}` was stopped: {reason}")]
@@ -44,4 +47,23 @@ pub enum PlatformError {
          the next run resumes from them (it may start at once)"
     )]
     Interrupted { connection: String, sync: String },
+}
+
+fn tool_refused(tool: &str, connection: &str, refusal: &crate::governance::Refusal) -> String {
+    use crate::governance::{Refusal, ToolStatus};
+    match refusal {
+        Refusal::Unknown => format!("no tool named `{tool}` on connection `{connection}`; `tools/list` shows yours"),
+        Refusal::NotApproved(ToolStatus::Denied) => format!(
+            "tool `{tool}` is denied on connection `{connection}`; an operator can approve it with \
+             `terapi tool approve --connection {connection} {tool}`"
+        ),
+        Refusal::NotApproved(_) => format!(
+            "tool `{tool}` is pending review on connection `{connection}`; an operator can approve it with \
+             `terapi tool approve --connection {connection} {tool}`"
+        ),
+        Refusal::NotGranted => format!(
+            "tool `{tool}` is not in any toolset your access profiles bind on connection `{connection}`; ask an \
+             operator to add it (`terapi profile grant`)"
+        ),
+    }
 }

@@ -17,6 +17,7 @@
 mod connections;
 mod error;
 pub mod events;
+mod governance;
 mod registry;
 mod schedules;
 mod syncs;
@@ -34,12 +35,16 @@ use terapi_store::Store;
 pub use connections::{Authorization, EndUser};
 pub use error::PlatformError;
 pub use events::WebhookConfig;
+pub use governance::{
+    AccessProfile, Caller, ConnectionTools, DefaultClassification, GovernanceProblem, Grant, McpUser, ProfileEdit,
+    Refusal, ToolDecision, ToolInfo, ToolStatus, Toolset, USER_TOKEN_PREFIX,
+};
 pub use registry::{ComponentRegistry, ComponentSource};
 pub use schedules::ScheduleInfo;
 pub use syncs::{StoredSyncOptions, StoredSyncRun, SyncProgress};
 pub use terapi_host;
 pub use terapi_store;
-pub use tools::{ToolCall, ToolInfo, ToolStatus, toolset};
+pub use tools::ToolCall;
 pub use webhooks::WebhookOutcome;
 pub use worker::{FinishedRun, WorkerOptions, WorkerReport};
 
@@ -72,6 +77,8 @@ pub struct Platform {
     /// notification, is not missed by a watcher busy reading).
     tools_decided: tokio::sync::watch::Sender<u64>,
     lease_ttl: Duration,
+    /// MCP users by token SHA-256, as of a governance version.
+    user_tokens: Mutex<(i64, Arc<BTreeMap<String, String>>)>,
     /// When each connection's last refresh failure was told (auth webhook).
     refresh_failures_told: Arc<Mutex<HashMap<String, std::time::Instant>>>,
 }
@@ -92,6 +99,7 @@ impl Platform {
             owner: lease_owner(),
             tools_decided: tokio::sync::watch::Sender::new(0),
             lease_ttl: Duration::from_secs(60),
+            user_tokens: Mutex::new((-1, Arc::default())),
             refresh_failures_told: Arc::default(),
         })
     }

@@ -43,6 +43,11 @@ impl ComponentRegistry {
         Ok(ComponentRegistry { by_provider })
     }
 
+    /// The providers some component serves.
+    pub fn providers(&self) -> impl Iterator<Item = &str> {
+        self.by_provider.keys().map(String::as_str)
+    }
+
     pub fn get(&self, provider: &str) -> Result<&ProviderComponent, PlatformError> {
         self.by_provider.get(provider).ok_or_else(|| PlatformError::NoComponent {
             provider: provider.to_string(),

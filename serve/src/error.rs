@@ -6,7 +6,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use terapi_host::{EgressError, ProviderFailure};
-use terapi_platform::PlatformError;
+use terapi_platform::{GovernanceProblem, PlatformError};
 use terapi_store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +83,11 @@ impl From<PlatformError> for ApiError {
                 ApiError::bad_request("invalid_auth_mode", message)
             }
             PlatformError::Host(host) => host_error(host, message),
+            PlatformError::Governance { problem, .. } => match problem {
+                GovernanceProblem::Invalid => ApiError::bad_request("invalid_body", message),
+                GovernanceProblem::NotFound => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+                GovernanceProblem::Conflict => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            },
             _ => ApiError::new(StatusCode::BAD_GATEWAY, "provider_error", message),
         }
     }

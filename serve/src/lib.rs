@@ -19,6 +19,7 @@ pub mod auth;
 mod connect;
 mod error;
 pub mod frequency;
+mod mcp;
 pub mod openapi;
 mod state;
 pub mod webhooks;
@@ -63,9 +64,28 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/proxy/{*path}", any(api::proxy::proxy))
         .route("/connect/sessions", post(connect::create_session))
         .route("/connect/sessions/reconnect", post(connect::create_reconnect_session))
+        .route(
+            "/governance/connections/{id}/tools",
+            get(api::governance::connection_tools).patch(api::governance::change_connection_tools),
+        )
+        .route("/governance/toolsets", get(api::governance::toolsets).post(api::governance::create_toolset))
+        .route(
+            "/governance/toolsets/{name}",
+            axum::routing::patch(api::governance::change_toolset).delete(api::governance::delete_toolset),
+        )
+        .route("/governance/access-profiles", get(api::governance::profiles).post(api::governance::create_profile))
+        .route(
+            "/governance/access-profiles/{name}",
+            axum::routing::patch(api::governance::change_profile).delete(api::governance::delete_profile),
+        )
+        .route("/governance/users", get(api::governance::users).post(api::governance::create_user))
+        .route("/governance/users/{name}", axum::routing::delete(api::governance::delete_user))
+        .route("/governance/users/{name}/token", post(api::governance::rotate_user_token))
+        .route("/governance/audit", get(api::governance::audit))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_secret_key));
     Router::new()
         .merge(authenticated)
+        .merge(mcp::routes(state.clone()))
         .route("/connect", get(connect::page))
         .route("/connect/api/connections", post(connect::save_connection))
         .route("/connect/oauth/start", get(connect::oauth_start))

@@ -30,6 +30,7 @@ pub struct ServeState {
     pub platform: Arc<Platform>,
     pub config: ServeConfig,
     pub(crate) keys: KeyCache,
+    pub(crate) mcp_sessions: crate::mcp::McpSessions,
     /// Unix seconds this server started: integrations come from
     /// providers.yaml as it was loaded then.
     pub(crate) started_at: u64,
@@ -37,6 +38,12 @@ pub struct ServeState {
 
 impl ServeState {
     pub fn new(platform: Arc<Platform>, config: ServeConfig) -> Arc<ServeState> {
-        Arc::new(ServeState { platform, config, keys: KeyCache::default(), started_at: terapi_store::unix_now() })
+        Arc::new(ServeState {
+            platform,
+            config,
+            keys: KeyCache::default(),
+            mcp_sessions: Default::default(),
+            started_at: terapi_store::unix_now(),
+        })
     }
 }

@@ -24,8 +24,9 @@ use terapi_host::providers::RateLimitSpec;
 use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use terapi_store::{
     ApiKeyInfo, AsyncAction, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord,
-    MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome, Store, StoreError,
-    StoredRecord, SyncLease, SyncRunRecord, SyncState, TenantLoad, auth_mode_name, unix_now, username,
+    GovernanceDoc, MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome,
+    Store, StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState, TenantLoad, auth_mode_name, unix_now,
+    username,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -1069,6 +1070,50 @@ impl Store for PostgresStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn governance_docs(&self, kind: &str) -> Result<Vec<GovernanceDoc>, StoreError> {
+        let rows =
+            self.query("SELECT key, version, body FROM governance WHERE kind = $1 ORDER BY key", &[&kind]).await?;
+        Ok(rows.iter().map(|r| GovernanceDoc { key: r.get(0), version: r.get(1), body: r.get(2) }).collect())
+    }
+
+    async fn governance_doc(&self, kind: &str, key: &str) -> Result<Option<GovernanceDoc>, StoreError> {
+        let rows = self
+            .query("SELECT key, version, body FROM governance WHERE kind = $1 AND key = $2", &[&kind, &key])
+            .await?;
+        Ok(rows.first().map(|r| GovernanceDoc { key: r.get(0), version: r.get(1), body: r.get(2) }))
+    }
+
+    async fn put_governance_doc(
+        &self,
+        kind: &str,
+        key: &str,
+        expected_version: i64,
+        body: &str,
+    ) -> Result<bool, StoreError> {
+        let now = unix_now() as i64;
+        let written = if expected_version == 0 {
+            self.execute(
+                "INSERT INTO governance (kind, key, version, body, updated_at) VALUES ($1, $2, 1, $3, $4)
+                 ON CONFLICT (kind, key) DO NOTHING",
+                &[&kind, &key, &body, &now],
+            )
+            .await?
+        } else {
+            self.execute(
+                "UPDATE governance SET version = version + 1, body = $3, updated_at = $4
+                 WHERE kind = $1 AND key = $2 AND version = $5",
+                &[&kind, &key, &body, &now, &expected_version],
+            )
+            .await?
+        };
+        Ok(written == 1)
+    }
+
+    async fn governance_version(&self) -> Result<i64, StoreError> {
+        let rows = self.query("SELECT coalesce(sum(version), 0)::BIGINT FROM governance", &[]).await?;
+        Ok(rows.first().map(|r| r.get(0)).unwrap_or(0))
     }
 
     async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

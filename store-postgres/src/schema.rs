@@ -172,6 +172,16 @@ const MIGRATIONS: &[&str] = &[
          created_at_ms BIGINT NOT NULL,
          finished_at_ms BIGINT
      );",
+    // 7: tool governance as compare-and-swap documents (see the SQLite
+    // schema).
+    "CREATE TABLE governance (
+         kind TEXT NOT NULL,
+         key TEXT NOT NULL,
+         version BIGINT NOT NULL,
+         body TEXT NOT NULL,
+         updated_at BIGINT NOT NULL,
+         PRIMARY KEY (kind, key)
+     );",
 ];
 
 pub async fn migrate(tx: &deadpool_postgres::Transaction<'_>, shown: &str) -> Result<(), StoreError> {

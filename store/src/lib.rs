@@ -461,6 +461,21 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+/// One governance document: a connection's tool policy, a toolset, an
+/// access profile or an MCP user, as JSON the platform layer reads and
+/// writes (`terapi_platform::governance`), so the rules live once, above
+/// both stores. Writes are compare-and-swap on `version`; a deleted
+/// document stays as the body `null` with a higher version, so
+/// `governance_version` (the sum of all versions) rises with every change
+/// and a server can poll that one number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GovernanceDoc {
+    pub key: String,
+    /// 1 for a new document, +1 with every write.
+    pub version: i64,
+    pub body: String,
+}
+
 /// The platform's state. Every method is one transaction. A store also
 /// keeps the request budgets (`BudgetStore`), so every process sharing it
 /// keeps the provider's limits together.
@@ -631,6 +646,21 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn tool_decisions(&self, provider: &str) -> Result<BTreeMap<String, bool>, StoreError>;
     async fn set_tool_decision(&self, provider: &str, tool: &str, approved: bool) -> Result<(), StoreError>;
     async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Every document of `kind` (deleted ones included, with body `null`).
+    async fn governance_docs(&self, kind: &str) -> Result<Vec<GovernanceDoc>, StoreError>;
+    async fn governance_doc(&self, kind: &str, key: &str) -> Result<Option<GovernanceDoc>, StoreError>;
+    /// Writes `body` if the document is still at `expected_version` (0: it
+    /// does not exist yet); `false` when another writer came first.
+    async fn put_governance_doc(
+        &self,
+        kind: &str,
+        key: &str,
+        expected_version: i64,
+        body: &str,
+    ) -> Result<bool, StoreError>;
+    /// A number that rises with every governance write.
+    async fn governance_version(&self) -> Result<i64, StoreError>;
     /// The newest `limit` entries, oldest first.
     async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 

@@ -183,6 +183,16 @@ const MIGRATIONS: &[&str] = &[
          created_at_ms INTEGER NOT NULL,
          finished_at_ms INTEGER
      );",
+    // 9: tool governance (per-connection policy, toolsets, access
+    // profiles, MCP users) as compare-and-swap documents.
+    "CREATE TABLE governance (
+         kind TEXT NOT NULL,
+         key TEXT NOT NULL,
+         version INTEGER NOT NULL,
+         body TEXT NOT NULL,
+         updated_at INTEGER NOT NULL,
+         PRIMARY KEY (kind, key)
+     );",
 ];
 
 /// The schema version this build writes.

@@ -16,8 +16,8 @@ use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use crate::crypto::MasterKey;
 use crate::{
     ApiKeyInfo, AsyncAction, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord,
-    NewEvent, RecordChanges, RecordPage, RecordQuery, RunOutcome, Store, StoreError, StoredRecord, SyncLease,
-    SyncRunRecord, SyncState, TenantLoad, auth_mode_name, schema, unix_now, username,
+    GovernanceDoc, NewEvent, RecordChanges, RecordPage, RecordQuery, RunOutcome, Store, StoreError, StoredRecord,
+    SyncLease, SyncRunRecord, SyncState, TenantLoad, auth_mode_name, schema, unix_now, username,
 };
 
 /// The columns `event_from_row` reads.
@@ -1148,6 +1148,58 @@ impl Store for SqliteStore {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    async fn governance_docs(&self, kind: &str) -> Result<Vec<GovernanceDoc>, StoreError> {
+        let db = self.db();
+        let mut statement = db
+            .prepare_cached("SELECT key, version, body FROM governance WHERE kind = ?1 ORDER BY key")
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map(params![kind], |r| Ok(GovernanceDoc { key: r.get(0)?, version: r.get(1)?, body: r.get(2)? }))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    async fn governance_doc(&self, kind: &str, key: &str) -> Result<Option<GovernanceDoc>, StoreError> {
+        self.db()
+            .query_row(
+                "SELECT key, version, body FROM governance WHERE kind = ?1 AND key = ?2",
+                params![kind, key],
+                |r| Ok(GovernanceDoc { key: r.get(0)?, version: r.get(1)?, body: r.get(2)? }),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn put_governance_doc(
+        &self,
+        kind: &str,
+        key: &str,
+        expected_version: i64,
+        body: &str,
+    ) -> Result<bool, StoreError> {
+        let now = unix_now() as i64;
+        let written = if expected_version == 0 {
+            self.db().execute(
+                "INSERT INTO governance (kind, key, version, body, updated_at) VALUES (?1, ?2, 1, ?3, ?4)
+                 ON CONFLICT (kind, key) DO NOTHING",
+                params![kind, key, body, now],
+            )
+        } else {
+            self.db().execute(
+                "UPDATE governance SET version = version + 1, body = ?3, updated_at = ?4
+                 WHERE kind = ?1 AND key = ?2 AND version = ?5",
+                params![kind, key, body, now, expected_version],
+            )
+        };
+        Ok(written.map_err(|e| self.err(e))? == 1)
+    }
+
+    async fn governance_version(&self) -> Result<i64, StoreError> {
+        self.db()
+            .query_row("SELECT coalesce(sum(version), 0) FROM governance", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
     }
 
     async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use terapi_mcp::ToolServer;
 
-use crate::McpCommand;
 use crate::app::App;
+use crate::{McpCommand, McpUserCommand};
 
 pub async fn run(app: &App, command: McpCommand) -> Result<ExitCode> {
-    let McpCommand::Serve { connection, caller, http } = command;
+    let (connection, caller, user, http) = match command {
+        McpCommand::Serve { connection, caller, user, http } => (connection, caller, user, http),
+        McpCommand::User { command } => return users(app, command).await,
+    };
     if let Some(address) = http.filter(|a| !a.ip().is_loopback()) {
         bail!(
             "--http {address}: the MCP endpoint acts with the connection's credential and has no \
@@ -18,7 +21,7 @@ pub async fn run(app: &App, command: McpCommand) -> Result<ExitCode> {
         );
     }
     let platform = Arc::new(app.platform().await?);
-    let server = ToolServer::new(platform, &connection, caller).await?;
+    let server = ToolServer::new(platform, &connection, caller, user).await?;
     if let Some(address) = http {
         let listener =
             tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
@@ -33,5 +36,43 @@ pub async fn run(app: &App, command: McpCommand) -> Result<ExitCode> {
     // stdout is the protocol channel from here on; logs go to stderr.
     let stop = crate::signals::stop_on_signal("MCP: stopping the running calls");
     server.serve_stdio_until(stop.cancelled_owned()).await.context("the MCP server stopped")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn users(app: &App, command: McpUserCommand) -> Result<ExitCode> {
+    let platform = app.platform().await?;
+    match command {
+        McpUserCommand::Add { name } => {
+            let token = platform.create_mcp_user(&name).await?;
+            eprintln!(
+                "user {name}: created. Their bearer token for `terapi serve`'s /mcp (shown once; only its hash is kept):"
+            );
+            println!("{token}");
+        }
+        McpUserCommand::Token { name } => {
+            let token = platform.rotate_mcp_user_token(&name).await?;
+            eprintln!("user {name}: new token (the old one no longer works; shown once):");
+            println!("{token}");
+        }
+        McpUserCommand::List { json } => {
+            let users = platform.mcp_users().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                for user in users {
+                    println!(
+                        "{:<20} {} profiles: {}",
+                        user.name,
+                        crate::app::when(Some(user.created_at)),
+                        user.profiles.join(",")
+                    );
+                }
+            }
+        }
+        McpUserCommand::Remove { name } => {
+            platform.delete_mcp_user(&name).await?;
+            eprintln!("user {name}: removed; their token no longer works");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

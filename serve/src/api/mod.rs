@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod connections;
+pub mod governance;
 pub mod nango_models;
 pub mod providers;
 pub mod proxy;

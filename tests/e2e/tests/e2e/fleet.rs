@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use terapi_e2e::fake_gong::{FakeGongConfig, fixtures};
 use terapi_e2e::terapi_host::{Credentials, Providers, Secret, SyncPage};
-use terapi_e2e::terapi_platform::{Platform, StoredSyncOptions, WorkerOptions};
+use terapi_e2e::terapi_platform::{Platform, StoredSyncOptions, ToolDecision, WorkerOptions};
 use terapi_e2e::terapi_store::{StoreError, SyncLease, SyncRunRecord};
 use terapi_e2e::*;
 
@@ -73,10 +73,12 @@ fn the_postgres_store_keeps_connections_syncs_and_secrets_like_sqlite() {
         // The tool policy: decisions read back in one query, and a watcher
         // hears a decision at once.
         let platform = std::sync::Arc::new(platform);
-        let mut approved = platform.watch_approved_tools("gong", std::time::Duration::from_secs(60)).await.unwrap();
+        let local = terapi_e2e::terapi_platform::Caller::Local("operator".into());
+        let mut approved = platform.watch_visible_tools(id, &local, std::time::Duration::from_secs(60)).await.unwrap();
         assert!(approved.borrow().contains("get-user") && !approved.borrow().contains("upload-call"));
-        platform.decide_tools("gong", &["upload-call".into(), "get-user".into()], true).await.unwrap();
-        platform.decide_tools("gong", &["get-user".into()], false).await.unwrap();
+        let (approve, deny) = (ToolDecision::Approve, ToolDecision::Deny);
+        platform.decide_tools(id, &["upload-call".into(), "get-user".into()], approve).await.unwrap();
+        platform.decide_tools(id, &["get-user".into()], deny).await.unwrap();
         tokio::time::timeout(
             std::time::Duration::from_secs(10),
             approved.wait_for(|tools| !tools.contains("get-user")),

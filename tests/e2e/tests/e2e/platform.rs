@@ -5,7 +5,7 @@
 
 use terapi_e2e::fake_gong::{FakeGongConfig, Fault, fixtures};
 use terapi_e2e::terapi_host::{Error, Method, OutboundRequest, ProviderFailure, Runtime, RuntimeConfig, SyncOptions};
-use terapi_e2e::terapi_platform::{StoredSyncOptions, ToolCall, ToolStatus};
+use terapi_e2e::terapi_platform::{Caller, StoredSyncOptions, ToolCall, ToolDecision, ToolStatus};
 use terapi_e2e::*;
 
 #[test]
@@ -58,7 +58,7 @@ fn tools_follow_the_components_read_only_flag_and_every_call_is_audited() {
         let platform = platform_in(&fresh_dir("tools"));
         let connection = connection(&gong);
         platform.create_connection(&connection).await.unwrap();
-        let tools = platform.tools("gong").await.unwrap();
+        let tools = platform.tools(&connection.id).await.unwrap().tools;
         let status = |name: &str| tools.iter().find(|t| t.action.name == name).map(|t| t.status).unwrap();
         // Reads start approved, whatever their name; writes wait.
         assert_eq!(status("get-user"), ToolStatus::Approved);
@@ -68,26 +68,45 @@ fn tools_follow_the_components_read_only_flag_and_every_call_is_audited() {
         assert!(tools.iter().filter(|t| !t.action.read_only).all(|t| t.status == ToolStatus::Pending));
 
         let session = platform.session(&connection.id).await.unwrap();
+        let agent = Caller::Local("agent".into());
         let call = |tool: &'static str, input: &'static str| ToolCall {
             connection_id: &connection.id,
-            caller: "agent",
+            caller: &agent,
             tool,
             input,
         };
         let refused =
             platform.call_tool(&session, call("upload-call", "{}"), std::future::pending()).await.unwrap_err();
-        assert!(refused.to_string().contains("terapi tool approve upload-call"), "{refused}");
-        let error = platform.decide_tools("gong", &["upload-call".into(), "no-such-tool".into()], true).await;
+        assert!(
+            refused.to_string().contains(&format!("terapi tool approve --connection {} upload-call", connection.id)),
+            "{refused}"
+        );
+        let error = platform
+            .decide_tools(&connection.id, &["upload-call".into(), "no-such-tool".into()], ToolDecision::Approve)
+            .await;
         assert!(error.unwrap_err().to_string().contains("no action named `no-such-tool`"));
         assert_eq!(
-            platform.tools("gong").await.unwrap().iter().find(|t| t.action.name == "upload-call").unwrap().status,
+            platform
+                .tools(&connection.id)
+                .await
+                .unwrap()
+                .tools
+                .iter()
+                .find(|t| t.action.name == "upload-call")
+                .unwrap()
+                .status,
             ToolStatus::Pending,
             "nothing was changed by a list with an unknown name"
         );
-        platform.decide_tools("gong", &["get-user".into()], false).await.unwrap();
+        platform.decide_tools(&connection.id, &["get-user".into()], ToolDecision::Deny).await.unwrap();
         assert!(platform.call_tool(&session, call("get-user", "{}"), std::future::pending()).await.is_err());
         let audit = platform.store().audit_entries(10).await.unwrap();
         assert_eq!(audit.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), ["refused", "refused"]);
+        assert_eq!(
+            audit.iter().map(|e| e.detail.as_deref().unwrap()).collect::<Vec<_>>(),
+            ["pending review on this connection", "denied on this connection"]
+        );
+        assert!(audit.iter().all(|e| e.caller == "local:agent"));
         assert!(gong.requests().len() == 1, "only the verify reached Gong");
     });
 }
