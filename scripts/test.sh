@@ -18,7 +18,8 @@ if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
 fi
 if [ ! -d tests/node/node_modules/@nangohq/node ] || [ ! -d tests/node/node_modules/playwright-core ] \
-    || [ ! -d tests/node/node_modules/@bytecodealliance/jco-transpile ]; then
+    || [ ! -d tests/node/node_modules/@bytecodealliance/jco-transpile ] \
+    || [ ! -d tests/node/node_modules/@modelcontextprotocol/sdk ]; then
     npm ci --prefix tests/node --no-audit --no-fund
 fi
 if ! command -v chromium >/dev/null 2>&1; then

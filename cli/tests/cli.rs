@@ -1046,6 +1046,68 @@ fn serve_for_node(gong: &FakeGong, name: &str, users: usize) -> (ChildGuard, Vec
     (server, envs)
 }
 
+/// `terapi …` on `dir` (with `gong`'s credential in the environment);
+/// stdout, or the test fails with stderr.
+fn operator(dir: &std::path::Path, gong: Option<&FakeGong>, args: &[&str]) -> String {
+    let output = terapi(gong).env("TERAPI_DATA_DIR", dir).args(args).output().unwrap();
+    assert!(output.status.success(), "terapi {args:?}: {}", text(&output).1);
+    text(&output).0.trim().to_string()
+}
+
+/// The governance of C1's Gong MCP server, through `terapi serve`'s /mcp,
+/// as MCP clients on the official TypeScript SDK see it (tests/node/mcp.test.mjs
+/// says what each user should see).
+#[test]
+fn mcp_clients_on_the_official_sdk_see_what_their_access_profiles_grant() {
+    let gong = gong(12);
+    let dir = saved_connection(&gong, "serve-mcp-governed");
+    operator(&dir, Some(&gong), &["connection", "create", "globex"]);
+    // A connection Gong stops accepting after it was saved.
+    let stale_gong = common::gong(3);
+    operator(&dir, Some(&stale_gong), &["connection", "create", "stale"]);
+    stale_gong.fail_next(10_000, 401);
+
+    operator(&dir, None, &["toolset", "create", "people", "get-user", "list-users"]);
+    operator(&dir, None, &["toolset", "create", "calls", "get-call-transcripts", "upload-call"]);
+    let alice = operator(&dir, None, &["mcp", "user", "add", "alice"]);
+    let bob = operator(&dir, None, &["mcp", "user", "add", "bob"]);
+    assert!(alice.starts_with("terapi_mcp_") && alice != bob, "{alice}");
+    operator(&dir, None, &["profile", "create", "sales"]);
+    operator(&dir, None, &["profile", "grant", "sales", "--toolset", "people"]);
+    operator(&dir, None, &["profile", "add-user", "sales", "alice"]);
+    operator(&dir, None, &["profile", "create", "ops"]);
+    operator(&dir, None, &["profile", "grant", "ops", "--toolset", "people"]);
+    operator(&dir, None, &["profile", "grant", "ops", "--toolset", "calls"]);
+    operator(&dir, None, &["profile", "add-user", "ops", "bob"]);
+    operator(&dir, None, &["tool", "default", "--connection", "globex", "pending-for-all"]);
+    operator(&dir, None, &["tool", "approve", "--connection", "globex", "upload-call"]);
+    // Unknown names change nothing and say what to do.
+    let refused = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .args(["profile", "grant", "ops", "--toolset", "nope"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success() && text(&refused).1.contains("no toolset named `nope`"), "{}", text(&refused).1);
+    let refused = terapi(None).env("TERAPI_DATA_DIR", &dir).args(["toolset", "delete", "people"]).output().unwrap();
+    assert!(text(&refused).1.contains("bound by the access profile(s) ops, sales"), "{}", text(&refused).1);
+
+    let (_server, url, key) = serve_with_key(&dir, &[], &[]);
+    node_test(
+        "mcp.test.mjs",
+        &[
+            ("TERAPI_HOST", url),
+            ("TERAPI_SECRET_KEY", key),
+            ("ALICE_TOKEN", alice),
+            ("BOB_TOKEN", bob),
+            ("TERAPI_DATA_DIR", dir.display().to_string()),
+            ("TERAPI_BIN", env!("CARGO_BIN_EXE_terapi").to_string()),
+        ],
+    );
+    // Nothing the calls did reached the stale connection's Gong but 401s,
+    // and no unapproved tool reached Gong at all.
+    assert!(!gong.requests().iter().any(|r| r.method == "POST" && r.path.contains("/v2/calls")), "upload-call ran");
+}
+
 #[test]
 fn an_app_on_nangos_node_client_works_against_terapi_serve() {
     let gong = gong(130);

@@ -5,7 +5,9 @@
 //! ```text
 //!             ┌ /records /sync/* /action/trigger /proxy/* /connections /providers /integrations /connect/sessions
 //! app ──HTTP──┤   (secret key, hashed in the store)
+//!             ├ /governance/*  (tool governance, secret key)
 //!             └ /connect?session_token=…  (the end user's Connect page: paste key and secret, or OAuth)
+//! MCP client ── /mcp/{connection} (a user's bearer token; governed tools)
 //!                     │
 //!                  Platform ── scheduler (due syncs, a bounded pool) ── webhook events (the store's outbox, HMAC-signed, retried)
 //! ```

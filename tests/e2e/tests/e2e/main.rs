@@ -6,6 +6,7 @@
 mod connect_security;
 mod contract;
 mod fleet;
+mod governance;
 mod limits;
 mod oauth;
 mod platform;
