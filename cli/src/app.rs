@@ -31,10 +31,21 @@ pub struct App {
 
 impl App {
     pub fn new(global: GlobalArgs) -> Result<App> {
-        let providers = match &global.providers {
-            Some(path) => Providers::load(path)?,
+        let load = |path: &PathBuf| -> Result<Providers> {
+            if path.as_os_str() == "bundled" {
+                Ok(Providers::parse(BUNDLED_PROVIDERS, "bundled providers.yaml")?)
+            } else {
+                Ok(Providers::load(path)?)
+            }
+        };
+        let mut files = global.providers.iter();
+        let mut providers = match files.next() {
+            Some(path) => load(path)?,
             None => Providers::parse(BUNDLED_PROVIDERS, "bundled providers.yaml")?,
         };
+        for path in files {
+            providers = providers.merged_over(load(path)?);
+        }
         Ok(App { global, providers })
     }
 
@@ -73,6 +84,12 @@ impl App {
                 cache_dir,
                 egress_policy: EgressPolicy {
                     allow_private: self.global.allow_private_egress,
+                    extra_root_certificates: self
+                        .global
+                        .ca_cert
+                        .iter()
+                        .map(|path| std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display())))
+                        .collect::<Result<_>>()?,
                     ..EgressPolicy::default()
                 },
                 max_requests_per_run: Some(self.global.max_requests_per_run).filter(|n| *n > 0),
@@ -84,8 +101,8 @@ impl App {
             oauth_clients: self
                 .providers
                 .iter()
-                .filter(|(_, spec)| spec.auth_mode == AuthMode::OAuth2)
-                .filter_map(|(key, _)| oauth_client_from_env(String::new()).ok().map(|c| (key.to_string(), c)))
+                .filter(|(_, spec)| spec.auth_mode == AuthMode::OAuth2 && spec.not_served.is_none())
+                .filter_map(|(key, _)| oauth_client_for(key, String::new()).ok().map(|c| (key.to_string(), c)))
                 .collect(),
         };
         Ok(Platform::new(config)?)
@@ -106,7 +123,12 @@ impl App {
                     wasm: read(path)?,
                 }),
                 None => sources.push(ComponentSource {
-                    providers: self.providers.iter().map(|(key, _)| key.to_string()).collect(),
+                    providers: self
+                        .providers
+                        .iter()
+                        .filter(|(_, spec)| spec.not_served.is_none())
+                        .map(|(key, _)| key.to_string())
+                        .collect(),
                     origin: given.clone(),
                     wasm: read(given)?,
                 }),
@@ -126,6 +148,24 @@ impl App {
         Ok(sources)
     }
 
+    /// The providers a component serves (syncs and actions), without loading
+    /// any: the bundled one's, or those `--component` names.
+    pub fn served_by_components(&self) -> std::collections::BTreeSet<String> {
+        if self.global.component.is_empty() {
+            return BUNDLED_SERVES.iter().map(|k| k.to_string()).collect();
+        }
+        let mut served = std::collections::BTreeSet::new();
+        for given in &self.global.component {
+            match given.split_once('=') {
+                Some((provider, _)) => {
+                    served.insert(provider.to_string());
+                }
+                None => served.extend(self.providers.iter().map(|(k, _)| k.to_string())),
+            }
+        }
+        served
+    }
+
     /// The provider a describe-only command (lists) is about: the first one
     /// a component serves.
     pub fn default_provider(&self) -> &str {
@@ -143,14 +183,15 @@ pub async fn session(platform: &Platform, args: &ConnectionArgs) -> Result<(Sess
     match &args.connection {
         Some(id) => Ok((platform.session(id).await?, id.clone())),
         None => {
-            let connection = connection_from(&args.credential, "cli")?;
+            let connection = connection_from(platform.providers(), &args.credential, "cli")?;
             Ok((platform.session_for(&connection)?, connection.id))
         }
     }
 }
 
-/// Builds a connection from flags and environment; says which value is missing.
-pub fn connection_from(args: &CredentialArgs, id: &str) -> Result<Connection> {
+/// Builds a connection from flags and environment, as the provider's auth
+/// mode asks; says which value is missing.
+pub fn connection_from(providers: &Providers, args: &CredentialArgs, id: &str) -> Result<Connection> {
     let mut config = BTreeMap::new();
     for pair in &args.config {
         let (k, v) = split_pair(pair, '=', "--config")?;
@@ -159,7 +200,21 @@ pub fn connection_from(args: &CredentialArgs, id: &str) -> Result<Connection> {
     if let Some(base_url) = &args.base_url {
         config.insert(BASE_URL_CONFIG_KEY.to_string(), base_url.clone());
     }
-    let credentials = if let Some(token) = &args.access_token {
+    let mode = providers.get(&args.provider)?.auth_mode.clone();
+    let credentials = if mode == AuthMode::ApiKey {
+        let key = args.api_key.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
+            anyhow!("`{}` takes an API key; set TERAPI_API_KEY (or --api-key)", args.provider)
+        })?;
+        Credentials::ApiKey { api_key: Secret::new(key) }
+    } else if mode == AuthMode::OAuth2Cc {
+        let id = args.client_id.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
+            anyhow!("`{}` takes a client id and secret; set TERAPI_CLIENT_ID (or --client-id)", args.provider)
+        })?;
+        let secret = args.client_secret.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
+            anyhow!("`{}` takes a client secret; set TERAPI_CLIENT_SECRET", args.provider)
+        })?;
+        Credentials::OAuth2ClientCredentials { client_id: id, client_secret: Secret::new(secret) }
+    } else if let Some(token) = &args.access_token {
         Credentials::OAuth2 { access_token: Secret::new(token.clone()), refresh_token: None, expires_at: None }
     } else {
         let username = args.access_key.clone().ok_or_else(|| {
@@ -203,6 +258,21 @@ pub fn read_text_argument(text: &str) -> Result<String> {
         Err(too_large())
     } else {
         Ok(text.to_string())
+    }
+}
+
+/// The OAuth app of `provider`: `TERAPI_OAUTH_<PROVIDER>_CLIENT_ID` and
+/// `_CLIENT_SECRET` (the key upper-cased, `-` as `_`), or for Gong's
+/// entries the variables below.
+pub fn oauth_client_for(provider: &str, redirect_uri: String) -> Result<terapi_host::OAuthClient> {
+    let prefix = format!("TERAPI_OAUTH_{}", provider.to_ascii_uppercase().replace(['-', '.'], "_"));
+    let var = |name: String| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (var(format!("{prefix}_CLIENT_ID")), var(format!("{prefix}_CLIENT_SECRET"))) {
+        (Some(id), Some(secret)) => {
+            Ok(terapi_host::OAuthClient { client_id: id, client_secret: Secret::new(secret), redirect_uri })
+        }
+        _ if provider.starts_with("gong") => oauth_client_from_env(redirect_uri),
+        _ => bail!("set {prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET to your OAuth app's client id and secret"),
     }
 }
 

@@ -35,9 +35,16 @@ struct Cli {
 
 #[derive(Args)]
 pub struct GlobalArgs {
-    /// providers.yaml to read [default: the one bundled with terapi].
-    #[arg(long, env = "TERAPI_PROVIDERS", global = true, value_name = "FILE")]
-    pub providers: Option<PathBuf>,
+    /// providers.yaml to read [default: the one bundled with terapi]. Nango's
+    /// own file loads as it is. Repeatable: an entry in an earlier file wins,
+    /// and `bundled` names terapi's own, so `--providers bundled --providers
+    /// nango.yaml` is both, terapi's entries first.
+    #[arg(long, env = "TERAPI_PROVIDERS", global = true, value_name = "FILE|bundled", value_delimiter = ',')]
+    pub providers: Vec<PathBuf>,
+    /// A certificate authority (PEM) to trust beside the system's, for a
+    /// provider on a private CA (repeatable).
+    #[arg(long, env = "TERAPI_CA_CERT", global = true, value_name = "FILE", value_delimiter = ',')]
+    pub ca_cert: Vec<PathBuf>,
     /// Provider component (.wasm): FILE serves every provider, PROVIDER=FILE
     /// one of them (repeatable) [default: the bundled Gong component serves
     /// gong and gong-oauth].
@@ -102,6 +109,15 @@ pub struct CredentialArgs {
     /// OAuth access token, for `gong-oauth`. Prefer the env var.
     #[arg(long, env = "GONG_ACCESS_TOKEN", hide_env_values = true)]
     pub access_token: Option<String>,
+    /// The API key, for an API_KEY provider. Prefer the env var.
+    #[arg(long, env = "TERAPI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The OAuth client id, for an OAUTH2_CC provider.
+    #[arg(long, env = "TERAPI_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// The OAuth client secret, for an OAUTH2_CC provider. Prefer the env var.
+    #[arg(long, env = "TERAPI_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
     /// Your Gong API base URL, e.g. https://us-44392.api.gong.io [default: https://api.gong.io].
     #[arg(long, env = "GONG_BASE_URL")]
     pub base_url: Option<String>,

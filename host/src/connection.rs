@@ -42,6 +42,11 @@ pub enum Credentials {
         /// Unix seconds.
         expires_at: Option<u64>,
     },
+    /// `API_KEY`: where it goes is the entry's `proxy.headers`/`proxy.query`.
+    ApiKey { api_key: Secret },
+    /// `OAUTH2_CC`: the client's id and secret; the host gets (and renews)
+    /// access tokens with them at the entry's `token_url`.
+    OAuth2ClientCredentials { client_id: String, client_secret: Secret },
 }
 
 impl Credentials {
@@ -49,6 +54,54 @@ impl Credentials {
         match self {
             Credentials::Basic { .. } => AuthMode::Basic,
             Credentials::OAuth2 { .. } => AuthMode::OAuth2,
+            Credentials::ApiKey { .. } => AuthMode::ApiKey,
+            Credentials::OAuth2ClientCredentials { .. } => AuthMode::OAuth2Cc,
+        }
+    }
+
+    /// A credential of `mode` from fields named as Nango's API names them
+    /// (`username`/`password`; `apiKey`; `client_id`/`client_secret`;
+    /// `access_token`, `refresh_token`, `expires_at`), or what is missing.
+    pub fn from_fields(mode: &AuthMode, field: &dyn Fn(&str) -> Option<String>) -> Result<Credentials, String> {
+        let need = |name: &str, what: &str| {
+            field(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("{mode} credentials need `{name}` ({what})"))
+        };
+        Ok(match mode {
+            AuthMode::Basic => Credentials::Basic {
+                username: need("username", "the user name or access key")?,
+                password: Secret::new(need("password", "the password or secret")?),
+            },
+            AuthMode::ApiKey => Credentials::ApiKey {
+                api_key: Secret::new(field("apiKey").or_else(|| field("api_key")).filter(|v| !v.is_empty()).ok_or_else(
+                    || format!("{mode} credentials need `apiKey` (the key the provider gave you)"),
+                )?),
+            },
+            AuthMode::OAuth2Cc => Credentials::OAuth2ClientCredentials {
+                client_id: need("client_id", "the OAuth client id")?,
+                client_secret: Secret::new(need("client_secret", "the OAuth client secret")?),
+            },
+            AuthMode::OAuth2 => Credentials::OAuth2 {
+                access_token: Secret::new(need("access_token", "an OAuth access token")?),
+                refresh_token: field("refresh_token").filter(|v| !v.is_empty()).map(Secret::new),
+                expires_at: field("expires_at").and_then(|t| t.parse().ok()),
+            },
+            AuthMode::Other(name) => return Err(format!("terapi does not connect with auth_mode `{name}`")),
+        })
+    }
+
+    /// The value of `${name}` in an entry's header and query templates:
+    /// `apiKey`, `username`, `password`, `credentials.<name>`, `clientId`.
+    pub fn template_value(&self, name: &str) -> Option<String> {
+        let name = name.strip_prefix("credentials.").unwrap_or(name);
+        match (self, name) {
+            (Credentials::ApiKey { api_key }, "apiKey" | "api_key") => Some(api_key.expose().to_string()),
+            (Credentials::Basic { username, .. }, "username") => Some(username.clone()),
+            (Credentials::Basic { password, .. }, "password") => Some(password.expose().to_string()),
+            (Credentials::OAuth2ClientCredentials { client_id, .. }, "client_id" | "clientId") => Some(client_id.clone()),
+            (Credentials::OAuth2ClientCredentials { client_secret, .. }, "client_secret" | "clientSecret") => {
+                Some(client_secret.expose().to_string())
+            }
+            _ => None,
         }
     }
 
@@ -65,16 +118,24 @@ impl Credentials {
             Credentials::OAuth2 { access_token, refresh_token, .. } => {
                 std::iter::once(access_token).chain(refresh_token.as_ref()).cloned().collect()
             }
+            Credentials::ApiKey { api_key } => vec![api_key.clone()],
+            Credentials::OAuth2ClientCredentials { client_id, client_secret } => {
+                use base64::Engine as _;
+                let pair = format!("{client_id}:{}", client_secret.expose());
+                vec![client_secret.clone(), Secret::new(base64::engine::general_purpose::STANDARD.encode(pair))]
+            }
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
-    #[error("provider `{provider}` uses {expected:?} auth but the connection has {got:?} credentials; {hint}")]
+    #[error("provider `{provider}` uses {expected} auth but the connection has {got} credentials; {hint}")]
     WrongAuthMode { provider: String, expected: AuthMode, got: AuthMode, hint: &'static str },
     #[error("the {0} is empty; give the value from the provider's settings")]
     EmptyCredential(&'static str),
+    #[error("provider `{provider}` cannot be connected to: {reason}")]
+    NotServed { provider: String, reason: String },
     #[error("base URL of provider `{provider}`: {source}")]
     BaseUrlTemplate {
         provider: String,
@@ -101,11 +162,14 @@ impl Connection {
         if got != spec.auth_mode {
             return Err(ConnectionError::WrongAuthMode {
                 provider: self.provider.clone(),
-                expected: spec.auth_mode,
+                expected: spec.auth_mode.clone(),
                 got,
                 hint: match spec.auth_mode {
-                    AuthMode::Basic => "give an access key and secret",
+                    AuthMode::Basic => "give a username and password (Gong: access key and secret)",
                     AuthMode::OAuth2 => "authorize the connection to get an access token",
+                    AuthMode::ApiKey => "give the API key",
+                    AuthMode::OAuth2Cc => "give the client id and client secret",
+                    AuthMode::Other(_) => "terapi does not serve this auth mode",
                 },
             });
         }
@@ -123,9 +187,25 @@ impl Connection {
                     return Err(ConnectionError::EmptyCredential("access token"));
                 }
             }
+            Credentials::ApiKey { api_key } => {
+                if api_key.is_empty() {
+                    return Err(ConnectionError::EmptyCredential("API key"));
+                }
+            }
+            Credentials::OAuth2ClientCredentials { client_id, client_secret } => {
+                if client_id.trim().is_empty() {
+                    return Err(ConnectionError::EmptyCredential("client id"));
+                }
+                if client_secret.is_empty() {
+                    return Err(ConnectionError::EmptyCredential("client secret"));
+                }
+            }
         }
         self.check_config_patterns(spec)?;
-        let template = Template::parse(&spec.proxy.base_url)
+        let proxy = spec
+            .proxy()
+            .map_err(|reason| ConnectionError::NotServed { provider: self.provider.clone(), reason })?;
+        let template = Template::parse(&proxy.base_url)
             .map_err(|source| ConnectionError::BaseUrlTemplate { provider: self.provider.clone(), source })?;
         let rendered = template
             .render(&self.config)
@@ -164,9 +244,11 @@ impl Connection {
     /// account the component named on verify does, or else the access key
     /// (basic) or the connection (OAuth).
     pub fn tenant(&self, spec: &ProviderSpec, base: &Url) -> String {
-        let default = Template::parse(&spec.proxy.base_url)
-            .and_then(|t| t.render(&BTreeMap::new()))
-            .ok()
+        let default = spec
+            .proxy
+            .as_ref()
+            .and_then(|proxy| Template::parse(&proxy.base_url).ok())
+            .and_then(|t| t.render(&BTreeMap::new()).ok())
             .and_then(|text| parse_base_url(&text).ok());
         let base_text = base.as_str().trim_end_matches('/');
         if default.as_ref() != Some(base) {
@@ -179,7 +261,10 @@ impl Connection {
         }
         match &self.credentials {
             Credentials::Basic { username, .. } => format!("{base_text} (access key {username})"),
-            Credentials::OAuth2 { .. } => format!("{base_text} (connection {})", self.id),
+            Credentials::OAuth2ClientCredentials { client_id, .. } => format!("{base_text} (client {client_id})"),
+            Credentials::OAuth2 { .. } | Credentials::ApiKey { .. } => {
+                format!("{base_text} (connection {})", self.id)
+            }
         }
     }
 }

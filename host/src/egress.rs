@@ -144,12 +144,90 @@ const HOST_ONLY_HEADERS: &[&str] = &[
     "x-forwarded-proto",
 ];
 
+/// Where a connection's credential goes on each request.
+#[derive(Clone, Default)]
+pub enum Placement {
+    /// `Authorization: <the authorizer's header>` (Gong, and any entry
+    /// without `proxy.headers`/`proxy.query`).
+    #[default]
+    Authorization,
+    /// The entry's `proxy.headers` and `proxy.query`, rendered per request:
+    /// `${accessToken}` is the authorizer's current token, the others come
+    /// from `values` (`apiKey`, `credentials.x`, `connectionConfig.x`).
+    /// Headers and params that carry a placeholder are the host's: a caller
+    /// may not set them. Without an `authorization` template, modes with a
+    /// token (BASIC, OAUTH2, OAUTH2_CC) still send `Authorization`.
+    Templates {
+        headers: Vec<(String, String)>,
+        query: Vec<(String, String)>,
+        values: Arc<std::collections::BTreeMap<String, Secret>>,
+        default_authorization: bool,
+    },
+}
+
+/// What a request carries from the credential.
+struct Injected {
+    headers: Vec<(HeaderName, HeaderValue)>,
+    query: Vec<(String, String)>,
+}
+
+impl Placement {
+    /// Names a caller may not set (lower-case), headers and query params.
+    fn reserved(&self) -> (Vec<String>, Vec<String>) {
+        match self {
+            Placement::Authorization => (Vec::new(), Vec::new()),
+            Placement::Templates { headers, query, .. } => (
+                headers.iter().filter(|(_, v)| v.contains("${")).map(|(n, _)| n.to_ascii_lowercase()).collect(),
+                query.iter().filter(|(_, v)| v.contains("${")).map(|(n, _)| n.to_ascii_lowercase()).collect(),
+            ),
+        }
+    }
+
+    fn inject(&self, authorization: &HeaderValue) -> Result<Injected, EgressError> {
+        let Placement::Templates { headers, query, values, default_authorization } = self else {
+            return Ok(Injected { headers: vec![(reqwest::header::AUTHORIZATION, authorization.clone())], query: vec![] });
+        };
+        let token = authorization.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).map(str::to_string);
+        let lookup = |name: &str| -> Option<String> {
+            match name {
+                "accessToken" | "access_token" => token.clone(),
+                other => values.get(other).map(|v| v.expose().to_string()),
+            }
+        };
+        let render = |field: &str, name: &str, template: &str| {
+            crate::template::render_value(template, &lookup).map_err(|e| {
+                EgressError::Refused(format!("providers.yaml `proxy.{field}.{name}` cannot be filled in: {e}"))
+            })
+        };
+        let mut out = Injected { headers: Vec::new(), query: Vec::new() };
+        for (name, template) in headers {
+            let value = render("headers", name, template)?;
+            let header = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| EgressError::Refused(format!("providers.yaml: `{name}` is not a header name")))?;
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| EgressError::Refused(format!("providers.yaml: the value of header `{name}` is not valid")))?;
+            if template.contains("${") {
+                value.set_sensitive(true);
+            }
+            out.headers.push((header, value));
+        }
+        if *default_authorization && !out.headers.iter().any(|(n, _)| n == reqwest::header::AUTHORIZATION) {
+            out.headers.push((reqwest::header::AUTHORIZATION, authorization.clone()));
+        }
+        for (name, template) in query {
+            out.query.push((name.clone(), render("query", name, template)?));
+        }
+        Ok(out)
+    }
+}
+
 /// Sends requests for one connection.
 #[derive(Clone)]
 pub struct Egress {
     client: HttpClient,
     base: Url,
     auth: Authorizer,
+    placement: Placement,
     limits: EgressLimits,
     budget: Arc<Budget>,
     /// Response headers holding seconds to wait after a 429 (providers.yaml
@@ -182,7 +260,33 @@ impl Egress {
     ) -> Self {
         let retry_after_headers =
             if retry_after_headers.is_empty() { vec!["retry-after".into()] } else { retry_after_headers };
-        Egress { client, base, auth, limits, budget, retry_after_headers, sent: Default::default() }
+        Egress {
+            client,
+            base,
+            auth,
+            placement: Placement::Authorization,
+            limits,
+            budget,
+            retry_after_headers,
+            sent: Default::default(),
+        }
+    }
+
+    /// Puts the credential where the provider's entry says (`proxy.headers`,
+    /// `proxy.query`) instead of in `Authorization`.
+    pub fn with_placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// Gets the credential ready before the first request: for OAUTH2_CC,
+    /// a token from the token endpoint (which checks the client id and
+    /// secret). `true` when that was a check of the credential.
+    pub async fn prepare_credential(&self) -> Result<bool, EgressError> {
+        match &self.auth {
+            Authorizer::ClientCredentials(tokens) => tokens.header().await.map(|_| true),
+            _ => Ok(false),
+        }
     }
 
     /// How many requests (retries included) this connection's egress sent.
@@ -214,9 +318,18 @@ impl Egress {
     /// retrying server errors and lost connections of idempotent requests
     /// with exponential backoff and jitter, a bounded number of times.
     pub async fn send(&self, request: &OutboundRequest) -> Result<InboundResponse, EgressError> {
+        let (reserved_headers, reserved_query) = self.placement.reserved();
+        if let Some((name, _)) = request.query.iter().find(|(n, _)| reserved_query.contains(&n.to_ascii_lowercase())) {
+            return Err(EgressError::Refused(format!("query parameter `{name}` is set by the host only")));
+        }
         let url = self.url_for(&request.path, &request.query)?;
         // Before a budget slot is spent; names are checked again as they resolve.
         self.client.policy().check_url(&url).map_err(|refused| EgressError::Refused(refused.to_string()))?;
+        if let Some((name, _)) =
+            request.headers.iter().find(|(n, _)| reserved_headers.contains(&n.to_ascii_lowercase()))
+        {
+            return Err(EgressError::Refused(format!("header `{name}` is set by the host only")));
+        }
         let headers = self.headers_for(&request.headers)?;
         let retryable = request.idempotent || request.method == Method::Get;
         let mut attempt = 0;
@@ -298,7 +411,18 @@ impl Egress {
         authorization: &HeaderValue,
     ) -> Result<InboundResponse, EgressError> {
         let mut headers = headers.clone();
-        headers.insert(reqwest::header::AUTHORIZATION, authorization.clone());
+        let injected = self.placement.inject(authorization)?;
+        for (name, value) in injected.headers {
+            // A provider's fixed header (`accept`) yields to the caller's;
+            // one carrying the credential was refused above if set.
+            if value.is_sensitive() || !headers.contains_key(&name) {
+                headers.insert(name, value);
+            }
+        }
+        let mut url = url.clone();
+        if !injected.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&injected.query);
+        }
         let mut builder = self
             .client
             .request(request.method.to_reqwest(), url.clone())
@@ -375,6 +499,8 @@ pub enum Authorizer {
     Static(HeaderValue),
     /// OAuth2 tokens, refreshed before expiry and once after a 401.
     OAuth(Arc<OAuthTokens>),
+    /// OAUTH2_CC: tokens the host gets with the client's id and secret.
+    ClientCredentials(Arc<ClientCredentialTokens>),
 }
 
 impl Authorizer {
@@ -386,6 +512,7 @@ impl Authorizer {
         match self {
             Authorizer::Static(header) => Ok(header.clone()),
             Authorizer::OAuth(tokens) => tokens.header().await,
+            Authorizer::ClientCredentials(tokens) => tokens.header().await,
         }
     }
 
@@ -395,6 +522,7 @@ impl Authorizer {
         match self {
             Authorizer::Static(_) => Ok(false),
             Authorizer::OAuth(tokens) => tokens.renew_after_unauthorized(used).await,
+            Authorizer::ClientCredentials(tokens) => tokens.renew_after_unauthorized(used).await,
         }
     }
 }
@@ -432,7 +560,7 @@ impl OAuthTokens {
     ) -> OAuthTokens {
         let (refresh_token, expires_at) = match credentials {
             Credentials::OAuth2 { refresh_token, expires_at, .. } => (refresh_token.clone(), *expires_at),
-            Credentials::Basic { .. } => (None, None),
+            _ => (None, None),
         };
         let state = TokenState { header: authorization_header(credentials), refresh_token, expires_at };
         OAuthTokens { current: tokio::sync::Mutex::new(state), refresher, redactor, http, spec, config }
@@ -491,6 +619,98 @@ impl OAuthTokens {
     }
 }
 
+/// A process's OAUTH2_CC tokens, by connection and client: sessions are
+/// made per request (`terapi serve`), and each would otherwise ask the
+/// token endpoint again.
+pub type ClientTokenCache = Arc<std::sync::Mutex<std::collections::HashMap<String, (HeaderValue, Option<u64>)>>>;
+
+/// One connection's client-credentials tokens: got on first use, renewed
+/// before expiry and once after a 401, single-flight under the lock.
+pub struct ClientCredentialTokens {
+    current: tokio::sync::Mutex<Option<(HeaderValue, Option<u64>)>>,
+    cache: ClientTokenCache,
+    cache_key: String,
+    client_id: String,
+    client_secret: Secret,
+    redactor: Redactor,
+    http: HttpClient,
+    spec: ProviderSpec,
+    config: std::collections::BTreeMap<String, String>,
+}
+
+impl ClientCredentialTokens {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        connection_id: &str,
+        client_id: &str,
+        client_secret: &Secret,
+        cache: ClientTokenCache,
+        redactor: Redactor,
+        http: HttpClient,
+        spec: ProviderSpec,
+        config: std::collections::BTreeMap<String, String>,
+    ) -> ClientCredentialTokens {
+        use sha2::Digest as _;
+        // The secret is part of the key, so a rotated one never uses a
+        // token the old one got.
+        let digest: String = sha2::Sha256::digest(format!("{connection_id}\0{client_id}\0{}", client_secret.expose()).as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let known = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&digest).cloned();
+        ClientCredentialTokens {
+            current: tokio::sync::Mutex::new(known),
+            cache,
+            cache_key: digest,
+            client_id: client_id.to_string(),
+            client_secret: client_secret.clone(),
+            redactor,
+            http,
+            spec,
+            config,
+        }
+    }
+
+    async fn header(&self) -> Result<HeaderValue, EgressError> {
+        let mut current = self.current.lock().await;
+        match &*current {
+            Some((header, expires)) if expires.is_none_or(|at| at > unix_now() + REFRESH_MARGIN_SECS) => {
+                Ok(header.clone())
+            }
+            _ => self.fetch(&mut current).await,
+        }
+    }
+
+    async fn renew_after_unauthorized(&self, used: &HeaderValue) -> Result<bool, EgressError> {
+        let mut current = self.current.lock().await;
+        if current.as_ref().is_some_and(|(header, _)| header != used) {
+            return Ok(true);
+        }
+        self.fetch(&mut current).await.map(|_| true)
+    }
+
+    async fn fetch(&self, current: &mut Option<(HeaderValue, Option<u64>)>) -> Result<HeaderValue, EgressError> {
+        let tokens = oauth::client_credentials(&self.http, &self.spec, &self.config, &self.client_id, &self.client_secret)
+            .await
+            .map_err(|e| match e {
+                OAuthError::Transport(e) => EgressError::Transport(format!("getting an access token: {e}")),
+                refused => EgressError::Reauthorize(self.redactor.scrub(&format!(
+                    "the token endpoint refused the client credentials ({refused}); give the connection a valid client id and secret"
+                ))),
+            })?;
+        self.redactor.add(&tokens.access_token);
+        let mut header = HeaderValue::from_str(&format!("Bearer {}", tokens.access_token.expose()))
+            .map_err(|_| EgressError::Refused("the token endpoint answered a token a header cannot carry".into()))?;
+        header.set_sensitive(true);
+        *current = Some((header.clone(), tokens.expires_at));
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.cache_key.clone(), (header.clone(), tokens.expires_at));
+        Ok(header)
+    }
+}
+
 /// The credential a token set amounts to.
 pub fn credentials_from(tokens: &TokenSet) -> Credentials {
     Credentials::OAuth2 {
@@ -508,6 +728,9 @@ fn authorization_header(credentials: &Credentials) -> HeaderValue {
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
         }
         Credentials::OAuth2 { access_token, .. } => format!("Bearer {}", access_token.expose()),
+        // Placed by the entry's templates, not in `Authorization`; a token
+        // of the client credentials grant comes from `ClientCredentialTokens`.
+        Credentials::ApiKey { .. } | Credentials::OAuth2ClientCredentials { .. } => String::new(),
     };
     // Base64 and token characters are always valid header bytes; a token with
     // control characters is refused by the provider rather than by a panic here.

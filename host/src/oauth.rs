@@ -137,6 +137,38 @@ pub async fn refresh(
     Ok(tokens)
 }
 
+/// `OAUTH2_CC`: a token for the client itself (`grant_type=client_credentials`),
+/// with the entry's `token_params` (placeholders filled from the connection
+/// config; a param whose value is missing is left out, as Nango does for
+/// optional fields such as Auth0's `organization`).
+pub async fn client_credentials(
+    http: &crate::destination::HttpClient,
+    spec: &ProviderSpec,
+    config: &BTreeMap<String, String>,
+    client_id: &str,
+    client_secret: &Secret,
+) -> Result<TokenSet, OAuthError> {
+    let lookup = |name: &str| {
+        let key = name.strip_prefix("connectionConfig.").unwrap_or(name);
+        config.get(key).filter(|v| !v.trim().is_empty()).cloned()
+    };
+    let mut params: Vec<(String, String)> = Vec::new();
+    for (key, value) in &spec.token_params {
+        match crate::template::render_value(value, &lookup) {
+            Ok(rendered) => params.push((key.clone(), rendered)),
+            Err(crate::template::TemplateError::Missing(_)) => {}
+            Err(e) => return Err(OAuthError::Config(format!("`token_params.{key}`: {e}"))),
+        }
+    }
+    set(&mut params, "grant_type", "client_credentials");
+    let client = OAuthClient {
+        client_id: client_id.to_string(),
+        client_secret: client_secret.clone(),
+        redirect_uri: String::new(),
+    };
+    token_request(http, spec, config, &client, params).await
+}
+
 fn set(params: &mut Vec<(String, String)>, key: &str, value: &str) {
     params.retain(|(k, _)| k != key);
     params.push((key.to_string(), value.to_string()));
@@ -168,9 +200,16 @@ async fn token_request(
         set(&mut params, "client_id", &client.client_id);
         set(&mut params, "client_secret", client.client_secret.expose());
     }
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+    // `body_format: json` (Auth0 and others); a form otherwise, as OAuth2 says.
+    let (content_type, body) = if spec.body_format.as_deref() == Some("json") {
+        let object: serde_json::Map<String, Value> =
+            params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        ("application/json", Value::Object(object).to_string())
+    } else {
+        ("application/x-www-form-urlencoded", url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish())
+    };
     let response = request
-        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-type", content_type)
         .body(body)
         .send()
         .await

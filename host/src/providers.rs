@@ -32,61 +32,186 @@ pub enum ConfigError {
     UnknownProvider { key: String, origin: String, known: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// Every `auth_mode` Nango defines. terapi serves `BASIC`, `API_KEY`,
+/// `OAUTH2` and `OAUTH2_CC`; it reads the others (so Nango's file loads
+/// whole) and says so where one is used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AuthMode {
     Basic,
-    #[serde(rename = "OAUTH2")]
     OAuth2,
+    ApiKey,
+    /// OAuth2 client credentials: the host gets (and renews) the token.
+    OAuth2Cc,
+    /// A mode terapi reads but does not serve, as written (`TWO_STEP`, or a
+    /// name Nango does not define either).
+    Other(String),
+}
+
+/// Nango's modes terapi reads but does not serve.
+const UNSERVED_MODES: &[&str] = &[
+    "TWO_STEP",
+    "MCP_OAUTH2",
+    "MCP_OAUTH2_GENERIC",
+    "JWT",
+    "OAUTH1",
+    "BILL",
+    "NONE",
+    "AWS_SIGV4",
+    "INSTALL_PLUGIN",
+    "SIGNATURE",
+    "APP",
+    "APP_STORE",
+    "CUSTOM",
+    "TBA",
+];
+
+impl AuthMode {
+    pub fn parse(name: &str) -> AuthMode {
+        match name {
+            "BASIC" => AuthMode::Basic,
+            "OAUTH2" => AuthMode::OAuth2,
+            "API_KEY" => AuthMode::ApiKey,
+            "OAUTH2_CC" => AuthMode::OAuth2Cc,
+            other => AuthMode::Other(other.to_string()),
+        }
+    }
+
+    /// Nango's name for it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AuthMode::Basic => "BASIC",
+            AuthMode::OAuth2 => "OAUTH2",
+            AuthMode::ApiKey => "API_KEY",
+            AuthMode::OAuth2Cc => "OAUTH2_CC",
+            AuthMode::Other(name) => name,
+        }
+    }
+
+    /// Why terapi cannot connect with this mode, if it cannot.
+    pub fn not_served(&self) -> Option<String> {
+        match self {
+            AuthMode::Other(name) if UNSERVED_MODES.contains(&name.as_str()) => {
+                Some(format!("auth_mode `{name}` is read but not served by terapi (it serves BASIC, API_KEY, OAUTH2, OAUTH2_CC)"))
+            }
+            AuthMode::Other(name) => Some(format!(
+                "auth_mode `{name}` is not one Nango defines; use BASIC, API_KEY, OAUTH2 or OAUTH2_CC"
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AuthMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(AuthMode::parse(&String::deserialize(deserializer)?))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProviderSpec {
-    pub display_name: String,
     #[serde(default)]
+    pub display_name: String,
+    #[serde(default, deserialize_with = "lenient::strings")]
     pub categories: Vec<String>,
     pub auth_mode: AuthMode,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub authorization_url: Option<String>,
+    /// Nango writes one entry's as a map; that entry is read, not served.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub token_url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::scalars")]
     pub authorization_params: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::scalars")]
     pub token_params: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::scalars")]
     pub refresh_params: BTreeMap<String, String>,
     /// `basic`: client id and secret go in an HTTP basic header at the token URL.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub token_request_auth_method: Option<String>,
+    /// `json` or `form` (the default): how a token request's body is sent.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub body_format: Option<String>,
     /// Fields of the token response copied into the connection config.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::strings")]
     pub token_response_metadata: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::strings")]
+    pub default_scopes: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub scope_separator: Option<String>,
     #[serde(default)]
     pub disable_pkce: bool,
-    pub proxy: ProxySpec,
+    /// Absent in a few of Nango's entries (they cannot be proxied).
+    pub proxy: Option<ProxySpec>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub docs: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub docs_connect: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub setup_guide_url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::fields")]
     pub credentials: BTreeMap<String, FieldSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::fields")]
     pub connection_config: BTreeMap<String, FieldSpec>,
+    /// Why terapi cannot connect to this provider (set at load), if it cannot.
+    #[serde(skip)]
+    pub not_served: Option<String>,
+    /// Keys neither terapi nor Nango's schema knows (a typo, likely), kept
+    /// for `providers list` to show.
+    #[serde(skip)]
+    pub unknown_keys: Vec<String>,
+}
+
+impl ProviderSpec {
+    /// The proxy section, or why there is none.
+    pub fn proxy(&self) -> Result<&ProxySpec, String> {
+        self.proxy.as_ref().ok_or_else(|| "the entry has no `proxy.base_url`, so it cannot be proxied".to_string())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProxySpec {
     pub base_url: String,
+    /// Headers every request carries (`authorization: Bearer ${apiKey}`):
+    /// how `API_KEY` providers take their key. Values are templates.
+    #[serde(default, deserialize_with = "lenient::scalars")]
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters every request carries (`api_key: ${apiKey}`).
+    #[serde(default, deserialize_with = "lenient::scalars")]
+    pub query: BTreeMap<String, String>,
     #[serde(default)]
     pub retry: RetrySpec,
     pub rate_limit: Option<RateLimitSpec>,
+    /// The request that checks a credential before a connection is saved.
+    pub verification: Option<VerificationSpec>,
+}
+
+/// Nango's `proxy.verification`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerificationSpec {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub method: Option<String>,
+    #[serde(default, deserialize_with = "lenient::strings")]
+    pub endpoints: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::scalars")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub base_url_override: Option<String>,
 }
 
 /// Nango's `proxy.retry`: which response headers say when to try again.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RetrySpec {
     /// Headers holding seconds to wait (e.g. `retry-after`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::strings")]
     pub after: Vec<String>,
     /// Headers holding the time at which to retry.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::strings")]
     pub at: Vec<String>,
 }
 
@@ -98,30 +223,126 @@ pub struct RateLimitSpec {
     pub per_day: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct FieldSpec {
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "lenient::string")]
     pub kind: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub title: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub example: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub pattern: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub format: Option<String>,
+    /// Shown before the input (`https://`), as Nango's Connect UI does.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub prefix: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub suffix: Option<String>,
     #[serde(default)]
     pub optional: bool,
     #[serde(default)]
     pub secret: bool,
+    #[serde(default)]
+    pub hidden: bool,
     /// Filled in by the host (e.g. from the token response), not by the user.
     #[serde(default)]
     pub automated: bool,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub default_value: Option<String>,
+    #[serde(default)]
+    pub order: Option<i64>,
 }
 
-/// Every provider of one `providers.yaml`, validated.
+/// Nango writes some values as numbers or booleans where most entries
+/// write strings, and a few as maps: scalars are read as text, anything
+/// else is left out, so one odd value never stops an entry loading.
+mod lenient {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer};
+    use serde_yaml::Value;
+
+    fn text(value: Value) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(text(Value::deserialize(d)?))
+    }
+
+    pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Sequence(items) => items.into_iter().filter_map(text).collect(),
+            other => text(other).into_iter().collect(),
+        })
+    }
+
+    pub fn scalars<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Mapping(map) => {
+                map.into_iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect()
+            }
+            _ => BTreeMap::new(),
+        })
+    }
+
+    pub fn fields<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, super::FieldSpec>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Mapping(map) => map
+                .into_iter()
+                .filter_map(|(k, v)| Some((text(k)?, serde_yaml::from_value(v).ok()?)))
+                .collect(),
+            _ => BTreeMap::new(),
+        })
+    }
+}
+
+/// Top-level keys of an entry in Nango's schema (and terapi's), so a key
+/// that is neither is pointed out rather than silently dropped.
+const KNOWN_KEYS: &[&str] = &[
+    "display_name", "docs", "categories", "proxy", "auth_mode", "docs_connect", "credentials", "token_url",
+    "connection_config", "token_params", "authorization_url", "authorization_params", "refresh_params",
+    "setup_guide_url", "scope_separator", "body_format", "token_request_auth_method", "disable_pkce", "alias",
+    "token_response", "webhook_routing_script", "token_headers", "default_scopes", "post_connection_script",
+    "webhook_user_defined_secret", "client_registration", "registration_url", "token_response_metadata",
+    "authorization_method", "refresh_url", "credentials_verification_script", "redirect_uri_metadata",
+    "webhook_allowed_query_params", "token_expires_in_ms", "signature", "token", "registration_params",
+    "token_request_method", "authorization_url_replacements", "assertion", "integration_config",
+    "refresh_token_params", "additional_steps", "auth", "authorization_url_skip_empty", "request_url",
+    "signature_method", "pre_connection_deletion_script", "authorization_code_param_in_callback",
+    "assertion_option", "authorization_url_skip_encode", "authorization_url_fragment", "token_expiration_buffer",
+    "connection_configuration", "alternate_access_token_response_path", "require_client_certificate",
+    "refresh_token_response_metadata", "auth_type", "expires_in_unit", "refresh_token_headers",
+    "token_response_headers", "installation", "authorization_code_param_in_webhook", "webhook_response_metadata",
+    "decode_url", "request_params",
+];
+
+/// One entry that could not be read at all (not a mapping, an alias that
+/// goes nowhere or in a circle, a field of the wrong shape).
+#[derive(Debug, Clone)]
+pub struct BrokenEntry {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Every provider of one `providers.yaml`: each entry read on its own, so
+/// one entry terapi cannot serve (or read) never stops the others.
 #[derive(Debug, Clone)]
 pub struct Providers {
     origin: String,
     entries: BTreeMap<String, ProviderSpec>,
+    /// Where each served entry's problem was found, for errors.
+    problem_lines: BTreeMap<String, Option<usize>>,
+    broken: BTreeMap<String, BrokenEntry>,
 }
 
 impl Providers {
@@ -133,6 +354,8 @@ impl Providers {
     }
 
     /// Parses `text`; `origin` names it in errors (usually the file path).
+    /// Fails only when the text is not YAML, repeats a key, or has no
+    /// entries; an entry that cannot be served is kept with the reason.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let invalid = |e: serde_yaml::Error| ConfigError::Invalid {
             origin: origin.to_string(),
@@ -150,35 +373,167 @@ impl Providers {
             }
             error
         })?;
-        let entries: BTreeMap<String, ProviderSpec> = serde_yaml::from_str(text).map_err(invalid)?;
-        if entries.is_empty() {
+        let raw: BTreeMap<String, serde_yaml::Value> = match serde_yaml::from_str(text).map_err(invalid)? {
+            serde_yaml::Value::Null => BTreeMap::new(),
+            other => serde_yaml::from_value(other).map_err(invalid)?,
+        };
+        if raw.is_empty() {
             return Err(ConfigError::Invalid {
                 origin: origin.to_string(),
                 line: None,
                 message: "no providers defined; expected entries like `gong:` with an `auth_mode`".into(),
             });
         }
-        for (key, spec) in &entries {
-            validate(key, spec).map_err(|(field, message)| ConfigError::Invalid {
-                origin: origin.to_string(),
-                line: locate(text, key, field),
-                message: format!("{key}.{field}: {message}"),
-            })?;
+        let mut providers = Providers {
+            origin: origin.to_string(),
+            entries: BTreeMap::new(),
+            problem_lines: BTreeMap::new(),
+            broken: BTreeMap::new(),
+        };
+        for key in raw.keys() {
+            let resolved = match resolve_alias(&raw, key) {
+                Ok(resolved) => resolved,
+                Err((field, message)) => {
+                    providers.broken.insert(key.clone(), BrokenEntry { line: locate(text, key, field), message });
+                    continue;
+                }
+            };
+            let unknown_keys: Vec<String> =
+                resolved.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())).cloned().collect();
+            let value = serde_yaml::to_value(&resolved).unwrap_or(serde_yaml::Value::Null);
+            match serde_yaml::from_value::<ProviderSpec>(value) {
+                Ok(mut spec) => {
+                    if spec.display_name.is_empty() {
+                        spec.display_name = key.clone();
+                    }
+                    spec.unknown_keys = unknown_keys;
+                    if let Err((field, message)) = validate(&spec) {
+                        providers.problem_lines.insert(key.clone(), locate(text, key, field));
+                        spec.not_served = Some(format!("{key}.{field}: {message}"));
+                    }
+                    providers.entries.insert(key.clone(), spec);
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    let field = message.split('`').nth(1).unwrap_or("auth_mode");
+                    let field = if message.contains("missing field") { "auth_mode" } else { field };
+                    providers.broken.insert(
+                        key.clone(),
+                        BrokenEntry { line: locate(text, key, field), message: format!("{key}: {message}") },
+                    );
+                }
+            }
         }
-        Ok(Providers { origin: origin.to_string(), entries })
+        Ok(providers)
     }
 
+    /// These providers, with `lower`'s entries added where this file has
+    /// none of that name (`--providers` given twice: the first wins).
+    pub fn merged_over(mut self, lower: Providers) -> Providers {
+        for (key, spec) in lower.entries {
+            if !self.entries.contains_key(&key) && !self.broken.contains_key(&key) {
+                if let Some(line) = lower.problem_lines.get(&key) {
+                    self.problem_lines.insert(key.clone(), *line);
+                }
+                self.entries.insert(key, spec);
+            }
+        }
+        for (key, broken) in lower.broken {
+            if !self.entries.contains_key(&key) {
+                self.broken.entry(key).or_insert(broken);
+            }
+        }
+        self.origin = format!("{} + {}", self.origin, lower.origin);
+        self
+    }
+
+    /// A provider terapi can connect to; an entry it cannot serve is an
+    /// error that says why (and where).
     pub fn get(&self, key: &str) -> Result<&ProviderSpec, ConfigError> {
-        self.entries.get(key).ok_or_else(|| ConfigError::UnknownProvider {
+        let spec = self.entry(key)?;
+        match &spec.not_served {
+            None => Ok(spec),
+            Some(reason) => Err(ConfigError::Invalid {
+                origin: self.origin.clone(),
+                line: self.problem_lines.get(key).copied().flatten(),
+                message: reason.clone(),
+            }),
+        }
+    }
+
+    /// Any entry that was read, served or not.
+    pub fn entry(&self, key: &str) -> Result<&ProviderSpec, ConfigError> {
+        if let Some(spec) = self.entries.get(key) {
+            return Ok(spec);
+        }
+        if let Some(broken) = self.broken.get(key) {
+            return Err(ConfigError::Invalid {
+                origin: self.origin.clone(),
+                line: broken.line,
+                message: broken.message.clone(),
+            });
+        }
+        Err(ConfigError::UnknownProvider {
             key: key.to_string(),
             origin: self.origin.clone(),
-            known: self.entries.keys().cloned().collect::<Vec<_>>().join(", "),
+            known: self.entries.keys().take(50).cloned().collect::<Vec<_>>().join(", ")
+                + if self.entries.len() > 50 { ", … (`terapi providers list` shows all)" } else { "" },
         })
     }
 
+    /// Every entry that was read (served or not), by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ProviderSpec)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
+
+    /// The entries that could not be read, by key.
+    pub fn broken(&self) -> impl Iterator<Item = (&str, &BrokenEntry)> {
+        self.broken.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+/// An entry with its `alias` followed: the aliased entry's keys, then the
+/// entry's own over them (as Nango reads it).
+fn resolve_alias(
+    raw: &BTreeMap<String, serde_yaml::Value>,
+    key: &str,
+) -> Result<BTreeMap<String, serde_yaml::Value>, (&'static str, String)> {
+    let mut chain = vec![key.to_string()];
+    let mut layers = Vec::new();
+    let mut current = key.to_string();
+    loop {
+        let value = raw.get(&current).ok_or_else(|| {
+            ("alias", format!("{key}.alias: `{current}` is not an entry of this file"))
+        })?;
+        let map: BTreeMap<String, serde_yaml::Value> = match value {
+            serde_yaml::Value::Mapping(_) => serde_yaml::from_value(value.clone())
+                .map_err(|e| ("auth_mode", format!("{key}: {e}")))?,
+            _ => return Err(("auth_mode", format!("{current}: an entry must be a mapping of fields"))),
+        };
+        let next = map.get("alias").and_then(|a| a.as_str()).map(str::to_string);
+        layers.push(map);
+        match next {
+            None => break,
+            Some(next) if chain.contains(&next) => {
+                chain.push(next);
+                return Err(("alias", format!("{key}.alias: the aliases go in a circle ({})", chain.join(" → "))));
+            }
+            Some(next) => {
+                chain.push(next.clone());
+                current = next;
+            }
+        }
+    }
+    let mut merged = BTreeMap::new();
+    for layer in layers.into_iter().rev() {
+        merged.extend(layer);
+    }
+    merged.remove("alias");
+    Ok(merged)
 }
 
 /// The line where `key:` appears for the second time at one indentation
@@ -259,23 +614,74 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
     }
 }
 
-/// Checks what serde cannot: templates, URLs, and fields an auth mode needs.
-fn validate(key: &str, spec: &ProviderSpec) -> Result<(), (&'static str, String)> {
-    let _ = key;
-    Template::parse(&spec.proxy.base_url).map_err(|e| ("proxy.base_url", e.to_string()))?;
-    if spec.auth_mode == AuthMode::OAuth2 {
-        for (field, value) in [("authorization_url", &spec.authorization_url), ("token_url", &spec.token_url)] {
-            let value = value.as_deref().ok_or((field, "required when auth_mode is OAUTH2".to_string()))?;
-            Template::parse(value).map_err(|e| (field, e.to_string()))?;
-        }
-        if let Some(method) = &spec.token_request_auth_method
-            && method != "basic"
-            && method != "custom"
-        {
-            return Err(("token_request_auth_method", format!("`{method}` is not supported; use `basic`")));
+/// What an entry needs for terapi to serve it: a served auth mode, a proxy
+/// base URL that parses, and the fields its mode needs. The first problem
+/// found is the entry's reason, by field.
+fn validate(spec: &ProviderSpec) -> Result<(), (&'static str, String)> {
+    if let Some(reason) = spec.auth_mode.not_served() {
+        return Err(("auth_mode", reason));
+    }
+    let proxy = spec.proxy().map_err(|reason| ("proxy", reason))?;
+    Template::parse(&proxy.base_url).map_err(|e| ("proxy.base_url", e.to_string()))?;
+    let urls: &[(&'static str, &Option<String>)] = match spec.auth_mode {
+        AuthMode::OAuth2 => &[("authorization_url", &spec.authorization_url), ("token_url", &spec.token_url)],
+        AuthMode::OAuth2Cc => &[("token_url", &spec.token_url)],
+        _ => &[],
+    };
+    for (field, value) in urls {
+        let value = value
+            .as_deref()
+            .ok_or((*field, format!("required when auth_mode is {}", spec.auth_mode)))?;
+        Template::parse(value).map_err(|e| (*field, e.to_string()))?;
+    }
+    if matches!(spec.auth_mode, AuthMode::OAuth2 | AuthMode::OAuth2Cc)
+        && let Some(method) = &spec.token_request_auth_method
+        && method != "basic"
+        && method != "custom"
+    {
+        return Err(("token_request_auth_method", format!("`{method}` is not supported; use `basic`")));
+    }
+    if spec.auth_mode == AuthMode::ApiKey
+        && !proxy.headers.values().chain(proxy.query.values()).any(|v| v.contains("${apiKey}") || v.contains("apiKey"))
+    {
+        return Err(("proxy.headers", "an API_KEY entry must say where the key goes (`${apiKey}` in proxy.headers or proxy.query)".into()));
+    }
+    // Every placeholder of the headers and query must be one the host
+    // fills in, or the first request would fail: checked now, with names only.
+    let fillable = |name: &str| {
+        let known = match name.strip_prefix("credentials.") {
+            Some(field) => matches!(
+                (&spec.auth_mode, field),
+                (AuthMode::ApiKey, "apiKey" | "api_key")
+                    | (AuthMode::Basic, "username" | "password")
+                    | (AuthMode::OAuth2Cc, "client_id" | "client_secret")
+            ),
+            None => {
+                name.starts_with("connectionConfig.")
+                    || matches!(
+                        (&spec.auth_mode, name),
+                        (AuthMode::ApiKey, "apiKey")
+                            | (AuthMode::Basic, "username" | "password")
+                            | (AuthMode::OAuth2 | AuthMode::OAuth2Cc, "accessToken" | "access_token")
+                    )
+            }
+        };
+        known.then(|| "x".to_string())
+    };
+    for (field, map) in [("proxy.headers", &proxy.headers), ("proxy.query", &proxy.query)] {
+        for (name, template) in map {
+            crate::template::render_value(template, &fillable).map_err(|e| {
+                let problem = match e {
+                    crate::template::TemplateError::Missing(names) => {
+                        format!("`${{{}}}` is not a value terapi fills in", names.join("}`, `${"))
+                    }
+                    other => other.to_string(),
+                };
+                (field, format!("`{name}`: {problem} (it fills in the {} credential and connection config)", spec.auth_mode))
+            })?;
         }
     }
-    if let Some(limit) = spec.proxy.rate_limit
+    if let Some(limit) = proxy.rate_limit
         && (limit.per_second == Some(0) || limit.per_day == Some(0))
     {
         return Err(("proxy.rate_limit", "limits must be at least 1 (leave a limit out for none)".into()));
@@ -333,27 +739,57 @@ mod tests {
         assert!(err.contains("known providers: gong"), "{err}");
     }
 
+    /// An entry terapi cannot serve loads; using it says why, and where.
+    fn refused(text: &str) -> String {
+        let p = Providers::parse(text, "p.yaml").unwrap();
+        assert!(p.entry("gong").is_ok(), "the entry itself is read");
+        p.get("gong").unwrap_err().to_string()
+    }
+
     #[test]
     fn a_bad_enum_names_line_and_field() {
-        let err = Providers::parse(&GOOD.replace("BASIC", "BASICC"), "p.yaml").unwrap_err().to_string();
+        let err = refused(&GOOD.replace("BASIC", "BASICC"));
         assert!(err.contains("line 3"), "{err}");
-        assert!(err.contains("auth_mode") && err.contains("BASICC"), "{err}");
+        assert!(err.contains("auth_mode") && err.contains("BASICC") && err.contains("not one Nango defines"), "{err}");
+        let err = refused(&GOOD.replace("BASIC", "TWO_STEP"));
+        assert!(err.contains("read but not served"), "{err}");
     }
 
     #[test]
     fn a_bad_template_names_line_and_field() {
-        let err = Providers::parse(
-            &GOOD.replace("${connectionConfig.api_base_url_for_customer}", "${connectionConfig.x"),
-            "p.yaml",
-        )
-        .unwrap_err()
-        .to_string();
+        let err = refused(&GOOD.replace("${connectionConfig.api_base_url_for_customer}", "${connectionConfig.x"));
         assert!(err.contains("p.yaml, line 5: gong.proxy.base_url"), "{err}");
     }
 
     #[test]
     fn oauth2_needs_its_urls() {
-        let err = Providers::parse(&GOOD.replace("BASIC", "OAUTH2"), "p.yaml").unwrap_err().to_string();
+        let err = refused(&GOOD.replace("BASIC", "OAUTH2"));
         assert!(err.contains("gong.authorization_url: required"), "{err}");
+    }
+
+    #[test]
+    fn aliases_are_followed_and_circles_refused() {
+        let text = format!(
+            "{GOOD}gong-eu:\n    alias: gong\n    display_name: Gong EU\na:\n    alias: b\nb:\n    alias: a\nc:\n    alias: nowhere\n"
+        );
+        let p = Providers::parse(&text, "p.yaml").unwrap();
+        let eu = p.get("gong-eu").unwrap();
+        assert_eq!((eu.display_name.as_str(), &eu.auth_mode), ("Gong EU", &AuthMode::Basic));
+        let circle = p.get("a").unwrap_err().to_string();
+        assert!(circle.contains("circle (a → b → a)"), "{circle}");
+        assert!(p.get("c").unwrap_err().to_string().contains("`nowhere` is not an entry"));
+        assert_eq!(p.broken().count(), 3);
+    }
+
+    #[test]
+    fn odd_values_and_unknown_keys_do_not_stop_an_entry() {
+        let text = GOOD.to_string()
+            + "    authorization_params:\n        prompt: true\n        nested: {a: 1}\n    colour: blue\n    credentials:\n        username:\n            example: 42\n";
+        let p = Providers::parse(&text, "p.yaml").unwrap();
+        let spec = p.get("gong").unwrap();
+        assert_eq!(spec.authorization_params.get("prompt").map(String::as_str), Some("true"));
+        assert!(!spec.authorization_params.contains_key("nested"));
+        assert_eq!(spec.unknown_keys, ["colour"]);
+        assert_eq!(spec.credentials["username"].example.as_deref(), Some("42"));
     }
 }

@@ -17,13 +17,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::connection::{Connection, Credentials};
 use crate::destination::{EgressPolicy, HttpClient};
 use crate::egress::{
-    Authorizer, Egress, EgressError, EgressLimits, InboundResponse, Method, OAuthTokens, OutboundRequest,
+    Authorizer, ClientCredentialTokens, Egress, EgressError, EgressLimits, InboundResponse, Method, OAuthTokens,
+    OutboundRequest, Placement,
 };
 use crate::error::{Error, GuestFailure, ProviderFailure};
 use crate::limits::{Budget, BudgetStore, MemoryBudgets};
 use crate::oauth::TokenRefresher;
 use crate::providers::ProviderSpec;
-use crate::secret::Redactor;
+use crate::secret::{Redactor, Secret};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -109,6 +110,8 @@ struct RuntimeInner {
     http: HttpClient,
     config: RuntimeConfig,
     budgets: Arc<dyn BudgetStore>,
+    /// OAUTH2_CC tokens this process got, shared by its sessions.
+    client_tokens: crate::egress::ClientTokenCache,
 }
 
 /// A compiled, linked provider component, ready to instantiate. Only `auth`
@@ -193,7 +196,9 @@ impl Runtime {
 
         let http = HttpClient::new(config.egress_policy.clone(), Duration::from_secs(10))
             .map_err(|e| Error::Load(format!("HTTP client: {e}")))?;
-        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, linker, http, config, budgets }) })
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner { engine, linker, http, config, budgets, client_tokens: Default::default() }),
+        })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -309,14 +314,47 @@ impl Runtime {
         connection: &Connection,
         refresher: Option<TokenRefresher>,
     ) -> Result<Session, Error> {
+        self.session(Some(component), spec, connection, refresher)
+    }
+
+    /// A session of a provider no component serves: its credential and
+    /// proxy only (`proxy`, and `verify_plain` before a connection is
+    /// saved), under the same egress rules, limits and secret handling.
+    pub fn connect_plain(
+        &self,
+        spec: &ProviderSpec,
+        connection: &Connection,
+        refresher: Option<TokenRefresher>,
+    ) -> Result<Session, Error> {
+        self.session(None, spec, connection, refresher)
+    }
+
+    fn session(
+        &self,
+        component: Option<&ProviderComponent>,
+        spec: &ProviderSpec,
+        connection: &Connection,
+        refresher: Option<TokenRefresher>,
+    ) -> Result<Session, Error> {
         let base =
             connection.resolve(spec).map_err(|source| Error::Connection { id: connection.id.clone(), source })?;
-        let limit = spec.proxy.rate_limit.filter(|_| self.inner.config.rate_limits);
+        // `resolve` has checked there is one.
+        let proxy = spec.proxy.clone().unwrap_or_else(|| crate::providers::ProxySpec {
+            base_url: base.to_string(),
+            headers: Default::default(),
+            query: Default::default(),
+            retry: Default::default(),
+            rate_limit: None,
+            verification: None,
+        });
+        let limit = proxy.rate_limit.filter(|_| self.inner.config.rate_limits);
         let tenant = connection.tenant(spec, &base);
         let budget = Arc::new(Budget::new(&tenant, limit, self.inner.budgets.clone()));
         let redactor = Redactor::new(connection.credentials.secrets().iter());
         let auth = match &connection.credentials {
-            Credentials::Basic { .. } => Authorizer::from_credentials(&connection.credentials),
+            Credentials::Basic { .. } | Credentials::ApiKey { .. } => {
+                Authorizer::from_credentials(&connection.credentials)
+            }
             Credentials::OAuth2 { .. } => Authorizer::OAuth(Arc::new(OAuthTokens::new(
                 &connection.credentials,
                 refresher,
@@ -325,22 +363,37 @@ impl Runtime {
                 spec.clone(),
                 connection.config.clone(),
             ))),
+            Credentials::OAuth2ClientCredentials { client_id, client_secret } => {
+                Authorizer::ClientCredentials(Arc::new(ClientCredentialTokens::new(
+                    &connection.id,
+                    client_id,
+                    client_secret,
+                    self.inner.client_tokens.clone(),
+                    redactor.clone(),
+                    self.inner.http.clone(),
+                    spec.clone(),
+                    connection.config.clone(),
+                )))
+            }
         };
+        let placement = placement_for(&proxy, connection, &redactor);
         let egress = Egress::new(
             self.inner.http.clone(),
             base,
             auth,
             self.inner.config.egress.clone(),
             budget,
-            spec.proxy.retry.after.clone(),
-        );
+            proxy.retry.after.clone(),
+        )
+        .with_placement(placement);
         Ok(Session {
             runtime: self.clone(),
-            component: component.clone(),
+            component: component.cloned(),
             egress: Some(Arc::new(egress)),
             redactor,
             label: Arc::from(format!("{}/{}", connection.provider, connection.id)),
             config: connection.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            verification: proxy.verification.clone(),
         })
     }
 
@@ -442,12 +495,57 @@ fn spawn_epoch_ticker(engine: &Engine) {
         .expect("spawning a thread at startup");
 }
 
+/// Where the entry says the credential goes: its `proxy.headers` and
+/// `proxy.query` templates, or `Authorization` when it has none. Values a
+/// template could reveal (the key, config values) are known to the
+/// redactor already; a rendered header that mixes them (`base64(user:key)`)
+/// is added too.
+fn placement_for(proxy: &crate::providers::ProxySpec, connection: &Connection, redactor: &Redactor) -> Placement {
+    if proxy.headers.is_empty() && proxy.query.is_empty() {
+        return Placement::Authorization;
+    }
+    let mut values = std::collections::BTreeMap::new();
+    for name in ["apiKey", "username", "password", "clientId", "clientSecret"] {
+        if let Some(value) = connection.credentials.template_value(name) {
+            values.insert(name.to_string(), Secret::new(&value));
+            values.insert(format!("credentials.{name}"), Secret::new(value));
+        }
+    }
+    for name in ["api_key", "client_id", "client_secret"] {
+        if let Some(value) = connection.credentials.template_value(name) {
+            values.insert(format!("credentials.{name}"), Secret::new(value));
+        }
+    }
+    for (key, value) in &connection.config {
+        values.insert(format!("connectionConfig.{key}"), Secret::new(value));
+    }
+    let values = Arc::new(values);
+    // Static renderings (no token in them) are scrubbed like the key.
+    let lookup = |name: &str| values.get(name).map(|v| v.expose().to_string());
+    for template in proxy.headers.values().chain(proxy.query.values()) {
+        if template.contains("${") && !template.contains("accessToken")
+            && let Ok(rendered) = crate::template::render_value(template, &lookup)
+        {
+            redactor.add(&Secret::new(rendered));
+        }
+    }
+    Placement::Templates {
+        headers: proxy.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        query: proxy.query.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        values,
+        default_authorization: !matches!(connection.credentials, Credentials::ApiKey { .. }),
+    }
+}
+
 /// A component bound to one connection. Owns what it needs (clones of the
 /// runtime and component), so it can be kept for as long as the embedder likes.
+/// A provider no component serves has a session too, for its proxy.
 #[derive(Clone)]
 pub struct Session {
     runtime: Runtime,
-    component: ProviderComponent,
+    component: Option<ProviderComponent>,
+    /// The entry's `proxy.verification`, for `verify_plain`.
+    verification: Option<crate::providers::VerificationSpec>,
     egress: Option<Arc<Egress>>,
     redactor: Redactor,
     label: Arc<str>,
@@ -460,7 +558,8 @@ impl Session {
     fn unconnected(runtime: &Runtime, component: &ProviderComponent, label: &str) -> Session {
         Session {
             runtime: runtime.clone(),
-            component: component.clone(),
+            component: Some(component.clone()),
+            verification: None,
             egress: None,
             redactor: Redactor::default(),
             label: Arc::from(label),
@@ -494,14 +593,80 @@ impl Session {
         self.redactor.scrub(text)
     }
 
-    pub fn component(&self) -> &ProviderComponent {
-        &self.component
+    /// The component serving this session's provider, if one does.
+    pub fn component(&self) -> Option<&ProviderComponent> {
+        self.component.as_ref()
     }
 
+    fn serving(&self) -> Result<&ProviderComponent, Error> {
+        self.component.as_ref().ok_or_else(|| {
+            Error::Provider(ProviderFailure::NotSupported(
+                "no component serves this provider: it has auth and proxy only (no syncs or actions)".into(),
+            ))
+        })
+    }
+
+    /// Checks the credential of a provider no component serves, as Nango
+    /// does: the entry's `proxy.verification` request (a 2xx passes); an
+    /// OAUTH2_CC credential is checked by getting a token, then that
+    /// request if there is one. `Ok(false)`: the entry names no way to check.
+    pub async fn verify_plain(&self) -> Result<bool, Error> {
+        let egress = self.egress.as_deref().ok_or_else(|| EgressError::Refused("no connection".into()))?;
+        let token_checked = egress.prepare_credential().await?;
+        let Some(verification) = &self.verification else { return Ok(token_checked) };
+        let Some(path) = verification.endpoints.first() else { return Ok(token_checked) };
+        let method = verification.method.as_deref().unwrap_or("GET").parse().map_err(EgressError::Refused)?;
+        let path = if path.starts_with('/') { path.clone() } else { format!("/{path}") };
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (
+                path.to_string(),
+                url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+            ),
+            None => (path, Vec::new()),
+        };
+        let request = OutboundRequest {
+            method,
+            path,
+            query,
+            headers: verification.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            body: None,
+            idempotent: true,
+        };
+        let response = egress.send(&request).await?;
+        match response.status {
+            200..=299 => Ok(true),
+            401 | 403 => Err(Error::Provider(ProviderFailure::Unauthorized(format!(
+                "the provider refused the credential (HTTP {} to {} {})",
+                response.status,
+                request.method.as_str(),
+                request.path
+            )))),
+            status => Err(Error::Provider(ProviderFailure::Remote {
+                status,
+                message: self.redact(&format!(
+                    "checking the credential with {} {} got HTTP {status}",
+                    request.method.as_str(),
+                    request.path
+                )),
+            })),
+        }
+    }
+
+    /// Checks the credential: the component's `verify`, or for a provider
+    /// no component serves, `verify_plain`.
     pub async fn verify(&self) -> Result<Verification, Error> {
+        let Some(component) = self.component.as_ref() else {
+            let checked = self.timed(self.verify_plain()).await?;
+            let summary = if checked {
+                "the provider accepted the credential".to_string()
+            } else {
+                "not checked: the provider's entry names no `proxy.verification` request".to_string()
+            };
+            return Ok(Verification { summary, account: None });
+        };
         self.timed(async {
             let (mut store, instance) = self.instantiate(GuestCall::CheckConfig).await?;
-            let auth = self.component.auth.load(&mut store, &instance);
+            let auth = component.auth.load(&mut store, &instance);
             let auth = self.finish(&store, auth)?;
             // The component's own word on the config first: no request
             // goes out with a base URL it does not recognise.
@@ -545,7 +710,7 @@ impl Session {
             options: options.clone(),
             now_unix_seconds,
         };
-        let export = self.component.sync.as_ref().ok_or_else(|| self.missing("sync"))?;
+        let export = self.serving()?.sync.as_ref().ok_or_else(|| self.missing("sync"))?;
         self.timed(async {
             let (mut store, instance) = self.instantiate(GuestCall::RunPage).await?;
             let sync = export.load(&mut store, &instance);
@@ -558,7 +723,7 @@ impl Session {
 
     /// Runs an action; `input` and the result are JSON documents.
     pub async fn run_action(&self, name: &str, input: &str) -> Result<String, Error> {
-        let export = self.component.action.as_ref().ok_or_else(|| self.missing("action"))?;
+        let export = self.serving()?.action.as_ref().ok_or_else(|| self.missing("action"))?;
         self.timed(async {
             let (mut store, instance) = self.instantiate(GuestCall::RunAction).await?;
             let action = export.load(&mut store, &instance);
@@ -572,7 +737,7 @@ impl Session {
     /// Maps a payload the provider pushed (a webhook) to records; makes no
     /// HTTP request.
     pub async fn handle_webhook(&self, payload: &[u8]) -> Result<WebhookRecords, Error> {
-        let export = self.component.webhook.as_ref().ok_or_else(|| self.missing("webhook"))?;
+        let export = self.serving()?.webhook.as_ref().ok_or_else(|| self.missing("webhook"))?;
         self.timed(async {
             let (mut store, instance) = self.instantiate(GuestCall::HandleWebhook).await?;
             let webhook = export.load(&mut store, &instance);
@@ -586,7 +751,7 @@ impl Session {
     /// Lets the component shape a raw request, then sends it under the same
     /// egress rules as the component's own requests.
     pub async fn proxy(&self, request: OutboundRequest) -> Result<InboundResponse, Error> {
-        let prepared = match &self.component.proxy {
+        let prepared = match self.component.as_ref().and_then(|c| c.proxy.as_ref()) {
             Some(export) => OutboundRequest::from(
                 self.timed(async {
                     let (mut store, instance) = self.instantiate(GuestCall::PrepareProxy).await?;
@@ -646,7 +811,7 @@ impl Session {
             state.cpu_ticks_left -= 1;
             Ok(UpdateDeadline::Yield(1))
         });
-        let instance = self.component.pre.instantiate_async(&mut store).await;
+        let instance = self.serving()?.pre.instantiate_async(&mut store).await;
         let instance = self.finish(&store, instance)?;
         Ok((store, instance))
     }

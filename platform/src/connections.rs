@@ -39,7 +39,11 @@ impl Platform {
     /// one run); nothing it does is stored.
     pub fn session_for(&self, connection: &Connection) -> Result<Session, PlatformError> {
         let spec = self.providers.get(&connection.provider)?;
-        Ok(self.runtime.connect(self.component(&connection.provider)?, spec, connection)?)
+        Ok(match self.components.get(&connection.provider) {
+            Ok(component) => self.runtime.connect(component, spec, connection)?,
+            // Auth and proxy only: no component serves this provider.
+            Err(_) => self.runtime.connect_plain(spec, connection, None)?,
+        })
     }
 
     /// A session on a connection read from the store.
@@ -61,7 +65,10 @@ impl Platform {
             }),
             _ => None,
         };
-        Ok(self.runtime.connect_with_refresh(self.component(&connection.provider)?, spec, connection, refresher)?)
+        Ok(match self.components.get(&connection.provider) {
+            Ok(component) => self.runtime.connect_with_refresh(component, spec, connection, refresher)?,
+            Err(_) => self.runtime.connect_plain(spec, connection, refresher)?,
+        })
     }
 
     /// Checks the credential with the provider (one cheap call) and saves

@@ -127,7 +127,16 @@ impl Platform {
         if let Some(known) = self.descriptions.lock().unwrap_or_else(|p| p.into_inner()).get(provider) {
             return Ok(known.clone());
         }
-        let description = Arc::new(self.runtime.describe(self.component(provider)?).await?);
+        let description = match self.components.get(provider) {
+            Ok(component) => Arc::new(self.runtime.describe(component).await?),
+            // A provider with auth and proxy only offers no syncs or actions.
+            Err(_) if self.providers.get(provider).is_ok() => Arc::new(ProviderDescription {
+                requirements: terapi_host::Requirements { basic: None, oauth2_scopes: Vec::new() },
+                syncs: Vec::new(),
+                actions: Vec::new(),
+            }),
+            Err(e) => return Err(e),
+        };
         self.descriptions.lock().unwrap_or_else(|p| p.into_inner()).insert(provider.to_string(), description.clone());
         Ok(description)
     }

@@ -29,8 +29,12 @@ impl ComponentRegistry {
     ) -> Result<ComponentRegistry, PlatformError> {
         let mut by_provider = BTreeMap::new();
         for source in sources {
+            // A provider providers.yaml lacks, or cannot serve, is kept
+            // out; using it says why.
             for provider in &source.providers {
-                providers.get(provider)?;
+                if let Err(e) = providers.get(provider) {
+                    tracing::warn!("{} serves `{provider}`, which cannot be used: {e}", source.origin);
+                }
             }
             let component = runtime.load_component(&source.wasm).map_err(|e| match e {
                 terapi_host::Error::Load(message) => terapi_host::Error::Load(format!("{}: {message}", source.origin)),

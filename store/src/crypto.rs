@@ -21,6 +21,8 @@ use crate::StoreError;
 enum SealedCredentials {
     Basic { username: String, password: String },
     Oauth2 { access_token: String, refresh_token: Option<String>, expires_at: Option<u64> },
+    ApiKey { api_key: String },
+    Oauth2ClientCredentials { client_id: String, client_secret: String },
 }
 
 pub const KEY_ENV_VAR: &str = "TERAPI_MASTER_KEY";
@@ -103,6 +105,13 @@ impl MasterKey {
                 refresh_token: refresh_token.as_ref().map(|t| t.expose().to_string()),
                 expires_at: *expires_at,
             },
+            Credentials::ApiKey { api_key } => SealedCredentials::ApiKey { api_key: api_key.expose().to_string() },
+            Credentials::OAuth2ClientCredentials { client_id, client_secret } => {
+                SealedCredentials::Oauth2ClientCredentials {
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.expose().to_string(),
+                }
+            }
         };
         // Serialising plain strings cannot fail.
         let plain = serde_json::to_vec(&sealed).unwrap_or_default();
@@ -123,6 +132,10 @@ impl MasterKey {
                 refresh_token: refresh_token.map(Secret::new),
                 expires_at,
             },
+            SealedCredentials::ApiKey { api_key } => Credentials::ApiKey { api_key: Secret::new(api_key) },
+            SealedCredentials::Oauth2ClientCredentials { client_id, client_secret } => {
+                Credentials::OAuth2ClientCredentials { client_id, client_secret: Secret::new(client_secret) }
+            }
         })
     }
 

@@ -708,15 +708,19 @@ pub fn auth_mode_name(credentials: &Credentials) -> &'static str {
     match credentials {
         Credentials::Basic { .. } => "BASIC",
         Credentials::OAuth2 { .. } => "OAUTH2",
+        Credentials::ApiKey { .. } => "API_KEY",
+        Credentials::OAuth2ClientCredentials { .. } => "OAUTH2_CC",
     }
 }
 
-/// The access key (Gong's basic-auth user name): an identifier, not a
-/// secret, so stores keep it in clear for `connection list`.
+/// The access key (Gong's basic-auth user name), or an OAUTH2_CC client
+/// id: an identifier, not a secret, so stores keep it in clear for
+/// `connection list`.
 pub fn username(credentials: &Credentials) -> Option<&str> {
     match credentials {
         Credentials::Basic { username, .. } => Some(username),
-        Credentials::OAuth2 { .. } => None,
+        Credentials::OAuth2ClientCredentials { client_id, .. } => Some(client_id),
+        Credentials::OAuth2 { .. } | Credentials::ApiKey { .. } => None,
     }
 }
 

@@ -49,12 +49,12 @@ pub async fn run(app: &App, command: ConnectionCommand) -> Result<ExitCode> {
             eprintln!("connection `{id}` deleted, with its checkpoints and records");
         }
         ConnectionCommand::Create { id, credential } => {
-            let connection = app::connection_from(&credential, &id)?;
+            let connection = app::connection_from(&app.providers, &credential, &id)?;
             let verified = app.platform().await?.create_connection(&connection).await?;
             println!("connection `{id}` saved ({})", verified.summary);
         }
         ConnectionCommand::Rotate { id, credential } => {
-            let credentials = app::connection_from(&credential, &id)?.credentials;
+            let credentials = app::connection_from(&app.providers, &credential, &id)?.credentials;
             let verified = app.platform().await?.rotate_credentials(&id, credentials).await?;
             println!("connection `{id}`: credential replaced ({})", verified.summary);
         }
@@ -75,7 +75,7 @@ pub async fn run(app: &App, command: ConnectionCommand) -> Result<ExitCode> {
                 (None, None) => bail!("with --code, give the --redirect-uri registered with the OAuth app"),
             };
             // Says which variables to set before anything else happens.
-            app::oauth_client_from_env(String::new())?;
+            app::oauth_client_for(&provider, String::new())?;
             let state = terapi_host::oauth::random_state();
             let url = platform.authorization_url(&provider, &redirect_uri, &state, &scopes).await?;
             let code = match (code, listener) {

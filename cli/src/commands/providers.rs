@@ -2,16 +2,39 @@ use std::process::ExitCode;
 
 use crate::app::App;
 
-/// One line per provider: key, name, auth mode, base URL, docs.
+/// One line per entry: key, auth mode, what terapi does with it (auth and
+/// proxy; syncs and actions where a component serves it) or why not, and
+/// docs; then the entries that could not be read, with where and why.
 pub fn list(app: &App) -> anyhow::Result<ExitCode> {
+    let served = app.served_by_components();
+    let (mut usable, mut parsed_only) = (0, 0);
     for (key, spec) in app.providers.iter() {
-        println!(
-            "{key:<12} {:<20} {:<7} {}  {}",
-            spec.display_name,
-            format!("{:?}", spec.auth_mode).to_uppercase(),
-            spec.proxy.base_url,
-            spec.docs.as_deref().unwrap_or("")
-        );
+        let can = match &spec.not_served {
+            None if served.contains(key) => {
+                usable += 1;
+                "auth, proxy, syncs, actions".to_string()
+            }
+            None => {
+                usable += 1;
+                "auth, proxy".to_string()
+            }
+            Some(reason) => {
+                parsed_only += 1;
+                format!("read only: {reason}")
+            }
+        };
+        println!("{key:<32} {:<10} {can}  {}", spec.auth_mode.as_str(), spec.docs.as_deref().unwrap_or(""));
     }
+    let mut broken = 0;
+    for (key, entry) in app.providers.broken() {
+        broken += 1;
+        let line = entry.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        println!("{key:<32} {:<10} not read{line}: {}", "-", entry.message);
+    }
+    eprintln!(
+        "{} entries from {}: {usable} served, {parsed_only} read but not served, {broken} not readable",
+        usable + parsed_only + broken,
+        app.providers.origin()
+    );
     Ok(ExitCode::SUCCESS)
 }

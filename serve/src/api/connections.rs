@@ -139,7 +139,7 @@ pub async fn import(
     State(state): State<Arc<ServeState>>,
     Json(body): Json<ImportBody>,
 ) -> Result<Json<Value>, ApiError> {
-    use terapi_host::{AuthMode, Credentials, Secret};
+    use terapi_host::Credentials;
     let spec = state.platform.providers().get(&body.provider_config_key).map_err(|_| {
         ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
@@ -147,32 +147,29 @@ pub async fn import(
             format!("no integration `{}`; GET /integrations lists them", body.provider_config_key),
         )
     })?;
-    state.platform.component(&body.provider_config_key)?;
-    let text = |key: &str| body.credentials.get(key).and_then(Value::as_str).map(str::to_string);
-    let kind = text("type").unwrap_or_default();
-    let credentials = match (spec.auth_mode, kind.as_str()) {
-        (AuthMode::Basic, "BASIC") => match (text("username"), text("password")) {
-            (Some(username), Some(password)) => Credentials::Basic { username, password: Secret::new(password) },
-            _ => return Err(ApiError::bad_request("invalid_body", "BASIC credentials need `username` and `password`")),
-        },
-        (AuthMode::OAuth2, "OAUTH2") => match text("access_token") {
-            Some(token) => Credentials::OAuth2 {
-                access_token: Secret::new(token),
-                refresh_token: text("refresh_token").map(Secret::new),
-                expires_at: text("expires_at")
-                    .and_then(|t| terapi_store::time::parse(&t).ok())
-                    .or_else(|| body.credentials.get("expires_at").and_then(Value::as_u64)),
-            },
-            None => return Err(ApiError::bad_request("invalid_body", "OAUTH2 credentials need an `access_token`")),
-        },
-        (mode, _) => {
-            let wanted = if mode == AuthMode::Basic { "BASIC" } else { "OAUTH2" };
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                format!("`{}` takes `credentials.type: {wanted}`", body.provider_config_key),
-            ));
-        }
+    let text = |key: &str| {
+        body.credentials.get(key).and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
     };
+    let kind = text("type").unwrap_or_default();
+    if kind != spec.auth_mode.as_str() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("`{}` takes `credentials.type: {}`", body.provider_config_key, spec.auth_mode),
+        ));
+    }
+    let field = |name: &str| match name {
+        // Nango sends `expires_at` as an ISO time; the host takes seconds.
+        "expires_at" => text("expires_at").map(|t| {
+            terapi_store::time::parse(&t).map(|s| s.to_string()).unwrap_or(t)
+        }),
+        other => text(other),
+    };
+    let credentials =
+        Credentials::from_fields(&spec.auth_mode, &field).map_err(|e| ApiError::bad_request("invalid_body", e))?;
     let id = match body.connection_id.filter(|id| !id.is_empty()) {
         Some(id) => id,
         None => format!(

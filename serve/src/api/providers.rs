@@ -10,11 +10,8 @@ use terapi_host::{AuthMode, ProviderSpec};
 
 use crate::{ApiError, ServeState};
 
-pub fn auth_mode_name(mode: &AuthMode) -> &'static str {
-    match mode {
-        AuthMode::Basic => "BASIC",
-        AuthMode::OAuth2 => "OAUTH2",
-    }
+pub fn auth_mode_name(mode: &AuthMode) -> &str {
+    mode.as_str()
 }
 
 fn provider(name: &str, spec: &ProviderSpec) -> Value {
@@ -27,7 +24,9 @@ fn provider(name: &str, spec: &ProviderSpec) -> Value {
         "docs_connect": spec.docs_connect,
         "authorization_url": spec.authorization_url,
         "token_url": spec.token_url,
-        "proxy": { "base_url": spec.proxy.base_url },
+        "proxy": { "base_url": spec.proxy.as_ref().map(|p| p.base_url.clone()) },
+        // Not Nango's: whether this server can connect to it, and why not.
+        "terapi": { "served": spec.not_served.is_none(), "reason": spec.not_served },
         "credentials": spec.credentials.iter().map(|(k, f)| (k.clone(), json!({
             "type": f.kind, "title": f.title, "description": f.description, "pattern": f.pattern,
             "optional": f.optional, "secret": f.secret
@@ -51,7 +50,7 @@ pub async fn get_provider(
     let spec = state
         .platform
         .providers()
-        .get(&name)
+        .entry(&name)
         .map_err(|e| ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", e.to_string()))?;
     Ok(Json(json!({ "data": provider(&name, spec) })))
 }
