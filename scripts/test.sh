@@ -19,7 +19,8 @@ if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 fi
 if [ ! -d tests/node/node_modules/@nangohq/node ] || [ ! -d tests/node/node_modules/playwright-core ] \
     || [ ! -d tests/node/node_modules/@bytecodealliance/jco-transpile ] \
-    || [ ! -d tests/node/node_modules/@modelcontextprotocol/sdk ]; then
+    || [ ! -d tests/node/node_modules/@modelcontextprotocol/sdk ] \
+    || [ ! -d tests/node/node_modules/@nangohq/providers ]; then
     npm ci --prefix tests/node --no-audit --no-fund
 fi
 if ! command -v chromium >/dev/null 2>&1; then

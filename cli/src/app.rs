@@ -88,7 +88,9 @@ impl App {
                         .global
                         .ca_cert
                         .iter()
-                        .map(|path| std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display())))
+                        .map(|path| {
+                            std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))
+                        })
                         .collect::<Result<_>>()?,
                     ..EgressPolicy::default()
                 },
@@ -202,17 +204,21 @@ pub fn connection_from(providers: &Providers, args: &CredentialArgs, id: &str) -
     }
     let mode = providers.get(&args.provider)?.auth_mode.clone();
     let credentials = if mode == AuthMode::ApiKey {
-        let key = args.api_key.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
-            anyhow!("`{}` takes an API key; set TERAPI_API_KEY (or --api-key)", args.provider)
-        })?;
+        let key = args
+            .api_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| anyhow!("`{}` takes an API key; set TERAPI_API_KEY (or --api-key)", args.provider))?;
         Credentials::ApiKey { api_key: Secret::new(key) }
     } else if mode == AuthMode::OAuth2Cc {
         let id = args.client_id.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
             anyhow!("`{}` takes a client id and secret; set TERAPI_CLIENT_ID (or --client-id)", args.provider)
         })?;
-        let secret = args.client_secret.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
-            anyhow!("`{}` takes a client secret; set TERAPI_CLIENT_SECRET", args.provider)
-        })?;
+        let secret = args
+            .client_secret
+            .clone()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| anyhow!("`{}` takes a client secret; set TERAPI_CLIENT_SECRET", args.provider))?;
         Credentials::OAuth2ClientCredentials { client_id: id, client_secret: Secret::new(secret) }
     } else if let Some(token) = &args.access_token {
         Credentials::OAuth2 { access_token: Secret::new(token.clone()), refresh_token: None, expires_at: None }

@@ -197,6 +197,10 @@ pub enum Command {
         /// `allowed_origin` may frame its own page.
         #[arg(long = "frame-ancestor", env = "TERAPI_FRAME_ANCESTORS", value_delimiter = ',', value_name = "ORIGIN")]
         frame_ancestors: Vec<String>,
+        /// A provider of providers.yaml no component serves, offered with
+        /// auth and proxy only (Connect, /connections, /proxy); repeatable.
+        #[arg(long = "integration", env = "TERAPI_INTEGRATIONS", value_delimiter = ',', value_name = "PROVIDER")]
+        integrations: Vec<String>,
     },
     /// Secret API keys for `terapi serve` (stored hashed; shown once).
     Key {
@@ -691,8 +695,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command } => commands::tool::audit(&app, command).await,
         Command::Toolset { command } => commands::tool::toolset(&app, command).await,
         Command::Profile { command } => commands::tool::profile(&app, command).await,
-        Command::Serve { bind, public_url, webhooks, concurrency, frame_ancestors } => {
-            let args = commands::serve::ServeArgs { bind, public_url, webhooks, concurrency, frame_ancestors };
+        Command::Serve { bind, public_url, webhooks, concurrency, frame_ancestors, integrations } => {
+            let args =
+                commands::serve::ServeArgs { bind, public_url, webhooks, concurrency, frame_ancestors, integrations };
             commands::serve::serve(&app, args).await
         }
         Command::Key { command } => commands::serve::key(&app, command).await,

@@ -113,7 +113,20 @@ fn a_broken_providers_file_names_line_and_field() {
     let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("broken-providers.yaml");
     let shipped = include_str!("../../providers.yaml");
     std::fs::write(&file, shipped.replacen("auth_mode: OAUTH2", "auth_mode: OAUTH3", 1)).unwrap();
+    // The file loads; the listing says which entry cannot be served and why.
     let output = terapi(None).arg("--providers").arg(&file).args(["providers", "list"]).output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(output.status.success());
+    let listed = stdout.lines().find(|l| l.starts_with("gong-oauth ")).unwrap();
+    assert!(listed.contains("read only") && listed.contains("`OAUTH3` is not one Nango defines"), "{listed}");
+    assert!(stdout.lines().any(|l| l.starts_with("gong ") && l.contains("auth, proxy, syncs, actions")), "{stdout}");
+    // Using it says where.
+    let output = terapi(None)
+        .arg("--providers")
+        .arg(&file)
+        .args(["verify", "--provider", "gong-oauth", "--access-token", "t"])
+        .output()
+        .unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1));
     let line = shipped.lines().position(|l| l.contains("auth_mode: OAUTH2")).unwrap() + 1;
@@ -1156,6 +1169,88 @@ fn the_connect_page_in_chromium_saves_only_what_gong_accepts() {
             ("GONG_ACCESS_KEY_SECRET", gong.config().access_key_secret.clone()),
         ],
     );
+}
+
+/// Nango's own providers.yaml (the npm package tests/node installs).
+fn nangos_providers_yaml() -> PathBuf {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/node/node_modules/@nangohq/providers/providers.yaml");
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/test.sh (it runs `npm ci --prefix tests/node`)",
+        path.display()
+    );
+    path
+}
+
+/// Providers of Nango's file that no component serves (an API_KEY one and
+/// an OAUTH2_CC one) through the Connect page and the proxy, against fakes
+/// in tests/node/providers.browser.test.mjs; the Auth0 fake speaks TLS with
+/// a certificate made here, from a CA terapi is told to trust.
+#[test]
+fn nangos_api_key_and_client_credentials_providers_connect_and_proxy_without_a_component() {
+    let dir = data_dir("serve-nango-providers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "terapi test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+    let tls = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nango-providers-tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::write(tls.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(tls.join("server.crt"), server_cert.pem()).unwrap();
+    std::fs::write(tls.join("server.key"), server_key.serialize_pem()).unwrap();
+
+    let nango = nangos_providers_yaml();
+    let ca = tls.join("ca.pem");
+    let (_server, url, key) = serve_with_key(
+        &dir,
+        &[
+            "--providers",
+            "bundled",
+            "--providers",
+            nango.to_str().unwrap(),
+            "--ca-cert",
+            ca.to_str().unwrap(),
+            "--allow-private-egress",
+            "--integration",
+            "meilisearch",
+            "--integration",
+            "auth0-cc",
+        ],
+        &[],
+    );
+    node_test(
+        "providers.browser.test.mjs",
+        &[
+            ("TERAPI_HOST", url),
+            ("TERAPI_SECRET_KEY", key),
+            ("TLS_CERT", tls.join("server.crt").display().to_string()),
+            ("TLS_KEY", tls.join("server.key").display().to_string()),
+        ],
+    );
+}
+
+#[test]
+fn nangos_providers_yaml_loads_whole_and_providers_list_says_what_terapi_does_with_each() {
+    let nango = nangos_providers_yaml();
+    let output = terapi(None)
+        .args(["--providers", "bundled", "--providers", nango.to_str().unwrap(), "providers", "list"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("1013 entries") && stderr.contains("0 not readable"), "{stderr}");
+    let line = |key: &str| stdout.lines().find(|l| l.split_whitespace().next() == Some(key)).unwrap().to_string();
+    assert!(line("gong").contains("auth, proxy, syncs, actions"), "{}", line("gong"));
+    assert!(line("meilisearch").contains("API_KEY") && line("meilisearch").contains("auth, proxy"));
+    let two_step = stdout.lines().find(|l| l.contains("TWO_STEP")).unwrap();
+    assert!(two_step.contains("read only") && two_step.contains("not served"), "{two_step}");
 }
 
 #[test]

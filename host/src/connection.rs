@@ -72,9 +72,12 @@ impl Credentials {
                 password: Secret::new(need("password", "the password or secret")?),
             },
             AuthMode::ApiKey => Credentials::ApiKey {
-                api_key: Secret::new(field("apiKey").or_else(|| field("api_key")).filter(|v| !v.is_empty()).ok_or_else(
-                    || format!("{mode} credentials need `apiKey` (the key the provider gave you)"),
-                )?),
+                api_key: Secret::new(
+                    field("apiKey")
+                        .or_else(|| field("api_key"))
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| format!("{mode} credentials need `apiKey` (the key the provider gave you)"))?,
+                ),
             },
             AuthMode::OAuth2Cc => Credentials::OAuth2ClientCredentials {
                 client_id: need("client_id", "the OAuth client id")?,
@@ -97,7 +100,9 @@ impl Credentials {
             (Credentials::ApiKey { api_key }, "apiKey" | "api_key") => Some(api_key.expose().to_string()),
             (Credentials::Basic { username, .. }, "username") => Some(username.clone()),
             (Credentials::Basic { password, .. }, "password") => Some(password.expose().to_string()),
-            (Credentials::OAuth2ClientCredentials { client_id, .. }, "client_id" | "clientId") => Some(client_id.clone()),
+            (Credentials::OAuth2ClientCredentials { client_id, .. }, "client_id" | "clientId") => {
+                Some(client_id.clone())
+            }
             (Credentials::OAuth2ClientCredentials { client_secret, .. }, "client_secret" | "clientSecret") => {
                 Some(client_secret.expose().to_string())
             }
@@ -131,7 +136,7 @@ impl Credentials {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     #[error("provider `{provider}` uses {expected} auth but the connection has {got} credentials; {hint}")]
-    WrongAuthMode { provider: String, expected: AuthMode, got: AuthMode, hint: &'static str },
+    WrongAuthMode { provider: String, expected: Box<str>, got: Box<str>, hint: &'static str },
     #[error("the {0} is empty; give the value from the provider's settings")]
     EmptyCredential(&'static str),
     #[error("provider `{provider}` cannot be connected to: {reason}")]
@@ -162,8 +167,8 @@ impl Connection {
         if got != spec.auth_mode {
             return Err(ConnectionError::WrongAuthMode {
                 provider: self.provider.clone(),
-                expected: spec.auth_mode.clone(),
-                got,
+                expected: spec.auth_mode.as_str().into(),
+                got: got.as_str().into(),
                 hint: match spec.auth_mode {
                     AuthMode::Basic => "give a username and password (Gong: access key and secret)",
                     AuthMode::OAuth2 => "authorize the connection to get an access token",
@@ -202,9 +207,8 @@ impl Connection {
             }
         }
         self.check_config_patterns(spec)?;
-        let proxy = spec
-            .proxy()
-            .map_err(|reason| ConnectionError::NotServed { provider: self.provider.clone(), reason })?;
+        let proxy =
+            spec.proxy().map_err(|reason| ConnectionError::NotServed { provider: self.provider.clone(), reason })?;
         let template = Template::parse(&proxy.base_url)
             .map_err(|source| ConnectionError::BaseUrlTemplate { provider: self.provider.clone(), source })?;
         let rendered = template

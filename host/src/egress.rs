@@ -185,7 +185,10 @@ impl Placement {
 
     fn inject(&self, authorization: &HeaderValue) -> Result<Injected, EgressError> {
         let Placement::Templates { headers, query, values, default_authorization } = self else {
-            return Ok(Injected { headers: vec![(reqwest::header::AUTHORIZATION, authorization.clone())], query: vec![] });
+            return Ok(Injected {
+                headers: vec![(reqwest::header::AUTHORIZATION, authorization.clone())],
+                query: vec![],
+            });
         };
         let token = authorization.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).map(str::to_string);
         let lookup = |name: &str| -> Option<String> {
@@ -204,8 +207,9 @@ impl Placement {
             let value = render("headers", name, template)?;
             let header = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
                 .map_err(|_| EgressError::Refused(format!("providers.yaml: `{name}` is not a header name")))?;
-            let mut value = HeaderValue::from_str(&value)
-                .map_err(|_| EgressError::Refused(format!("providers.yaml: the value of header `{name}` is not valid")))?;
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                EgressError::Refused(format!("providers.yaml: the value of header `{name}` is not valid"))
+            })?;
             if template.contains("${") {
                 value.set_sensitive(true);
             }
@@ -653,10 +657,11 @@ impl ClientCredentialTokens {
         use sha2::Digest as _;
         // The secret is part of the key, so a rotated one never uses a
         // token the old one got.
-        let digest: String = sha2::Sha256::digest(format!("{connection_id}\0{client_id}\0{}", client_secret.expose()).as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest: String =
+            sha2::Sha256::digest(format!("{connection_id}\0{client_id}\0{}", client_secret.expose()).as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
         let known = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&digest).cloned();
         ClientCredentialTokens {
             current: tokio::sync::Mutex::new(known),

@@ -206,7 +206,10 @@ async fn token_request(
             params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         ("application/json", Value::Object(object).to_string())
     } else {
-        ("application/x-www-form-urlencoded", url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish())
+        (
+            "application/x-www-form-urlencoded",
+            url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish(),
+        )
     };
     let response = request
         .header("content-type", content_type)

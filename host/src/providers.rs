@@ -90,12 +90,12 @@ impl AuthMode {
     /// Why terapi cannot connect with this mode, if it cannot.
     pub fn not_served(&self) -> Option<String> {
         match self {
-            AuthMode::Other(name) if UNSERVED_MODES.contains(&name.as_str()) => {
-                Some(format!("auth_mode `{name}` is read but not served by terapi (it serves BASIC, API_KEY, OAUTH2, OAUTH2_CC)"))
-            }
-            AuthMode::Other(name) => Some(format!(
-                "auth_mode `{name}` is not one Nango defines; use BASIC, API_KEY, OAUTH2 or OAUTH2_CC"
+            AuthMode::Other(name) if UNSERVED_MODES.contains(&name.as_str()) => Some(format!(
+                "auth_mode `{name}` is read but not served by terapi (it serves BASIC, API_KEY, OAUTH2, OAUTH2_CC)"
             )),
+            AuthMode::Other(name) => {
+                Some(format!("auth_mode `{name}` is not one Nango defines; use BASIC, API_KEY, OAUTH2 or OAUTH2_CC"))
+            }
             _ => None,
         }
     }
@@ -288,19 +288,16 @@ mod lenient {
 
     pub fn scalars<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
         Ok(match Value::deserialize(d)? {
-            Value::Mapping(map) => {
-                map.into_iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect()
-            }
+            Value::Mapping(map) => map.into_iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect(),
             _ => BTreeMap::new(),
         })
     }
 
     pub fn fields<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, super::FieldSpec>, D::Error> {
         Ok(match Value::deserialize(d)? {
-            Value::Mapping(map) => map
-                .into_iter()
-                .filter_map(|(k, v)| Some((text(k)?, serde_yaml::from_value(v).ok()?)))
-                .collect(),
+            Value::Mapping(map) => {
+                map.into_iter().filter_map(|(k, v)| Some((text(k)?, serde_yaml::from_value(v).ok()?))).collect()
+            }
             _ => BTreeMap::new(),
         })
     }
@@ -309,21 +306,72 @@ mod lenient {
 /// Top-level keys of an entry in Nango's schema (and terapi's), so a key
 /// that is neither is pointed out rather than silently dropped.
 const KNOWN_KEYS: &[&str] = &[
-    "display_name", "docs", "categories", "proxy", "auth_mode", "docs_connect", "credentials", "token_url",
-    "connection_config", "token_params", "authorization_url", "authorization_params", "refresh_params",
-    "setup_guide_url", "scope_separator", "body_format", "token_request_auth_method", "disable_pkce", "alias",
-    "token_response", "webhook_routing_script", "token_headers", "default_scopes", "post_connection_script",
-    "webhook_user_defined_secret", "client_registration", "registration_url", "token_response_metadata",
-    "authorization_method", "refresh_url", "credentials_verification_script", "redirect_uri_metadata",
-    "webhook_allowed_query_params", "token_expires_in_ms", "signature", "token", "registration_params",
-    "token_request_method", "authorization_url_replacements", "assertion", "integration_config",
-    "refresh_token_params", "additional_steps", "auth", "authorization_url_skip_empty", "request_url",
-    "signature_method", "pre_connection_deletion_script", "authorization_code_param_in_callback",
-    "assertion_option", "authorization_url_skip_encode", "authorization_url_fragment", "token_expiration_buffer",
-    "connection_configuration", "alternate_access_token_response_path", "require_client_certificate",
-    "refresh_token_response_metadata", "auth_type", "expires_in_unit", "refresh_token_headers",
-    "token_response_headers", "installation", "authorization_code_param_in_webhook", "webhook_response_metadata",
-    "decode_url", "request_params",
+    "display_name",
+    "docs",
+    "categories",
+    "proxy",
+    "auth_mode",
+    "docs_connect",
+    "credentials",
+    "token_url",
+    "connection_config",
+    "token_params",
+    "authorization_url",
+    "authorization_params",
+    "refresh_params",
+    "setup_guide_url",
+    "scope_separator",
+    "body_format",
+    "token_request_auth_method",
+    "disable_pkce",
+    "alias",
+    "token_response",
+    "webhook_routing_script",
+    "token_headers",
+    "default_scopes",
+    "post_connection_script",
+    "webhook_user_defined_secret",
+    "client_registration",
+    "registration_url",
+    "token_response_metadata",
+    "authorization_method",
+    "refresh_url",
+    "credentials_verification_script",
+    "redirect_uri_metadata",
+    "webhook_allowed_query_params",
+    "token_expires_in_ms",
+    "signature",
+    "token",
+    "registration_params",
+    "token_request_method",
+    "authorization_url_replacements",
+    "assertion",
+    "integration_config",
+    "refresh_token_params",
+    "additional_steps",
+    "auth",
+    "authorization_url_skip_empty",
+    "request_url",
+    "signature_method",
+    "pre_connection_deletion_script",
+    "authorization_code_param_in_callback",
+    "assertion_option",
+    "authorization_url_skip_encode",
+    "authorization_url_fragment",
+    "token_expiration_buffer",
+    "connection_configuration",
+    "alternate_access_token_response_path",
+    "require_client_certificate",
+    "refresh_token_response_metadata",
+    "auth_type",
+    "expires_in_unit",
+    "refresh_token_headers",
+    "token_response_headers",
+    "installation",
+    "authorization_code_param_in_webhook",
+    "webhook_response_metadata",
+    "decode_url",
+    "request_params",
 ];
 
 /// One entry that could not be read at all (not a mapping, an alias that
@@ -401,7 +449,7 @@ impl Providers {
             let unknown_keys: Vec<String> =
                 resolved.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())).cloned().collect();
             let value = serde_yaml::to_value(&resolved).unwrap_or(serde_yaml::Value::Null);
-            match serde_yaml::from_value::<ProviderSpec>(value) {
+            match serde_path_to_error::deserialize::<_, ProviderSpec>(value) {
                 Ok(mut spec) => {
                     if spec.display_name.is_empty() {
                         spec.display_name = key.clone();
@@ -414,13 +462,15 @@ impl Providers {
                     providers.entries.insert(key.clone(), spec);
                 }
                 Err(e) => {
-                    let message = e.to_string();
-                    let field = message.split('`').nth(1).unwrap_or("auth_mode");
-                    let field = if message.contains("missing field") { "auth_mode" } else { field };
-                    providers.broken.insert(
-                        key.clone(),
-                        BrokenEntry { line: locate(text, key, field), message: format!("{key}: {message}") },
-                    );
+                    // The path of the bad value (`proxy.rate_limit.per_second`)
+                    // names the field and finds its line.
+                    let path = e.path().to_string();
+                    let message = e.into_inner().to_string();
+                    let field = if path == "." || path.is_empty() { "auth_mode".to_string() } else { path };
+                    let line = locate(text, key, &field);
+                    providers
+                        .broken
+                        .insert(key.clone(), BrokenEntry { line, message: format!("{key}.{field}: {message}") });
                 }
             }
         }
@@ -506,12 +556,13 @@ fn resolve_alias(
     let mut layers = Vec::new();
     let mut current = key.to_string();
     loop {
-        let value = raw.get(&current).ok_or_else(|| {
-            ("alias", format!("{key}.alias: `{current}` is not an entry of this file"))
-        })?;
+        let value = raw
+            .get(&current)
+            .ok_or_else(|| ("alias", format!("{key}.alias: `{current}` is not an entry of this file")))?;
         let map: BTreeMap<String, serde_yaml::Value> = match value {
-            serde_yaml::Value::Mapping(_) => serde_yaml::from_value(value.clone())
-                .map_err(|e| ("auth_mode", format!("{key}: {e}")))?,
+            serde_yaml::Value::Mapping(_) => {
+                serde_yaml::from_value(value.clone()).map_err(|e| ("auth_mode", format!("{key}: {e}")))?
+            }
             _ => return Err(("auth_mode", format!("{current}: an entry must be a mapping of fields"))),
         };
         let next = map.get("alias").and_then(|a| a.as_str()).map(str::to_string);
@@ -629,9 +680,7 @@ fn validate(spec: &ProviderSpec) -> Result<(), (&'static str, String)> {
         _ => &[],
     };
     for (field, value) in urls {
-        let value = value
-            .as_deref()
-            .ok_or((*field, format!("required when auth_mode is {}", spec.auth_mode)))?;
+        let value = value.as_deref().ok_or((*field, format!("required when auth_mode is {}", spec.auth_mode)))?;
         Template::parse(value).map_err(|e| (*field, e.to_string()))?;
     }
     if matches!(spec.auth_mode, AuthMode::OAuth2 | AuthMode::OAuth2Cc)
@@ -644,7 +693,10 @@ fn validate(spec: &ProviderSpec) -> Result<(), (&'static str, String)> {
     if spec.auth_mode == AuthMode::ApiKey
         && !proxy.headers.values().chain(proxy.query.values()).any(|v| v.contains("${apiKey}") || v.contains("apiKey"))
     {
-        return Err(("proxy.headers", "an API_KEY entry must say where the key goes (`${apiKey}` in proxy.headers or proxy.query)".into()));
+        return Err((
+            "proxy.headers",
+            "an API_KEY entry must say where the key goes (`${apiKey}` in proxy.headers or proxy.query)".into(),
+        ));
     }
     // Every placeholder of the headers and query must be one the host
     // fills in, or the first request would fail: checked now, with names only.
@@ -677,7 +729,13 @@ fn validate(spec: &ProviderSpec) -> Result<(), (&'static str, String)> {
                     }
                     other => other.to_string(),
                 };
-                (field, format!("`{name}`: {problem} (it fills in the {} credential and connection config)", spec.auth_mode))
+                (
+                    field,
+                    format!(
+                        "`{name}`: {problem} (it fills in the {} credential and connection config)",
+                        spec.auth_mode
+                    ),
+                )
             })?;
         }
     }

@@ -523,7 +523,8 @@ fn placement_for(proxy: &crate::providers::ProxySpec, connection: &Connection, r
     // Static renderings (no token in them) are scrubbed like the key.
     let lookup = |name: &str| values.get(name).map(|v| v.expose().to_string());
     for template in proxy.headers.values().chain(proxy.query.values()) {
-        if template.contains("${") && !template.contains("accessToken")
+        if template.contains("${")
+            && !template.contains("accessToken")
             && let Ok(rendered) = crate::template::render_value(template, &lookup)
         {
             redactor.add(&Secret::new(rendered));

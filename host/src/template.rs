@@ -86,7 +86,9 @@ impl Template {
                         // is the whole authority (`https://${hostname}/api`) may
                         // carry a port.
                         let authority = out.ends_with("://")
-                            && alternative.get(index + 1).is_none_or(|next| matches!(next, Part::Text(t) if t.starts_with('/')));
+                            && alternative
+                                .get(index + 1)
+                                .is_none_or(|next| matches!(next, Part::Text(t) if t.starts_with('/')));
                         let allowed = |c: char| authority && c == ':' && is_host_and_port(v);
                         if !whole
                             && let Some(bad) =
@@ -291,7 +293,10 @@ mod tests {
             "https://api.example.com"
         );
         let bare = Template::parse("https://cognito-${apiSubdomain}.amazonaws.com").unwrap();
-        assert_eq!(bare.render(&config(&[("apiSubdomain", "idp.eu-west-1")])).unwrap(), "https://cognito-idp.eu-west-1.amazonaws.com");
+        assert_eq!(
+            bare.render(&config(&[("apiSubdomain", "idp.eu-west-1")])).unwrap(),
+            "https://cognito-idp.eu-west-1.amazonaws.com"
+        );
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct Platform {
     /// notification, is not missed by a watcher busy reading).
     tools_decided: tokio::sync::watch::Sender<u64>,
     lease_ttl: Duration,
+    /// Providers no component serves that this platform offers anyway
+    /// (auth and proxy only), as Nango's "integrations" are configured.
+    extra_integrations: std::collections::BTreeSet<String>,
     /// MCP users by token SHA-256, as of a governance version.
     user_tokens: Mutex<(i64, Arc<BTreeMap<String, String>>)>,
     /// When each connection's last refresh failure was told (auth webhook).
@@ -100,6 +103,7 @@ impl Platform {
             tools_decided: tokio::sync::watch::Sender::new(0),
             lease_ttl: Duration::from_secs(60),
             user_tokens: Mutex::new((-1, Arc::default())),
+            extra_integrations: Default::default(),
             refresh_failures_told: Arc::default(),
         })
     }
@@ -146,6 +150,35 @@ impl Platform {
     /// over by another within this time.
     pub fn lease_ttl(&self) -> Duration {
         self.lease_ttl
+    }
+
+    /// Offers these providers of providers.yaml too, with auth and proxy
+    /// only (no component serves them); each must be one terapi can serve.
+    pub fn with_integrations(mut self, providers: &[String]) -> Result<Platform, PlatformError> {
+        for provider in providers {
+            self.providers.get(provider)?;
+        }
+        self.extra_integrations.extend(providers.iter().cloned());
+        Ok(self)
+    }
+
+    /// Whether `provider` is offered here: a component serves it, or it was
+    /// named as an integration with auth and proxy only.
+    pub fn is_integration(&self, provider: &str) -> bool {
+        self.providers.get(provider).is_ok()
+            && (self.components.get(provider).is_ok() || self.extra_integrations.contains(provider))
+    }
+
+    /// Checks that `provider` is offered here, saying how to offer it if not.
+    pub fn integration(&self, provider: &str) -> Result<(), PlatformError> {
+        if self.is_integration(provider) {
+            return Ok(());
+        }
+        self.providers.get(provider)?;
+        Err(PlatformError::NoComponent {
+            provider: provider.to_string(),
+            hint: format!("offer it with auth and proxy only with `--integration {provider}`"),
+        })
     }
 
     /// Sets the lease time (default 60 s; a few seconds in tests).

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use terapi_host::{AuthMode, Connection, Credentials, ProviderSpec, Secret};
+use terapi_host::{AuthMode, Connection, Credentials, ProviderSpec};
 use terapi_store::ConnectSession;
 
 use crate::auth::{random_hex, sha256_hex};
@@ -38,7 +38,7 @@ pub async fn create_session(
     Json(body): Json<SessionBody>,
 ) -> Result<Json<Value>, ApiError> {
     for integration in &body.allowed_integrations {
-        state.platform.component(integration)?;
+        state.platform.integration(integration)?;
     }
     issue_session(&state, body.end_user, body.allowed_integrations, body.allowed_origin, None).await
 }
@@ -148,7 +148,7 @@ fn offered<'a>(state: &'a ServeState, session: &ConnectSession) -> Vec<(&'a str,
         .platform
         .providers()
         .iter()
-        .filter(|(name, _)| state.platform.component(name).is_ok())
+        .filter(|(name, _)| state.platform.is_integration(name))
         .filter(|(name, _)| {
             session.allowed_integrations.is_empty() || session.allowed_integrations.iter().any(|a| a == name)
         })
@@ -179,6 +179,32 @@ pub async fn page(State(state): State<Arc<ServeState>>, Query(query): Query<Page
     page_response(StatusCode::OK, shell("Connect", &body), &state, session.allowed_origin.as_deref())
 }
 
+/// The credential fields the Connect form asks for: the entry's own
+/// `credentials`, and those its auth mode needs that it does not describe
+/// (most OAUTH2_CC entries describe none, as Nango's form adds them).
+fn credential_fields(spec: &ProviderSpec) -> BTreeMap<String, terapi_host::providers::FieldSpec> {
+    use terapi_host::providers::FieldSpec;
+    let mut fields = spec.credentials.clone();
+    let needed: &[(&str, &str, bool)] = match spec.auth_mode {
+        AuthMode::Basic => &[("username", "Username", false), ("password", "Password", true)],
+        AuthMode::ApiKey => &[("apiKey", "API key", true)],
+        AuthMode::OAuth2Cc => &[("client_id", "Client ID", false), ("client_secret", "Client secret", true)],
+        _ => &[],
+    };
+    for (key, title, secret) in needed {
+        fields.entry(key.to_string()).or_insert_with(|| FieldSpec {
+            title: Some(title.to_string()),
+            secret: *secret,
+            ..FieldSpec::default()
+        });
+    }
+    // Nango's API_KEY fields are secrets whether or not the entry says so.
+    if let Some(key) = fields.get_mut("apiKey") {
+        key.secret = true;
+    }
+    fields
+}
+
 fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
     let title = escape(&spec.display_name);
     if spec.auth_mode == AuthMode::OAuth2 {
@@ -202,7 +228,9 @@ fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
             "text"
         };
         format!(
-            "<label>{label}{optional}<input name=\"{group}.{key}\" id=\"{p}-{key}\" type=\"{input_type}\"{required}{pattern}{placeholder} autocomplete=\"off\"><small>{description}</small></label>",
+            "<label>{label}{optional}<span class=\"affix\">{prefix}<input name=\"{group}.{key}\" id=\"{p}-{key}\" type=\"{input_type}\"{required}{pattern}{placeholder} autocomplete=\"off\">{suffix}</span><small>{description}</small></label>",
+            prefix = f.prefix.as_deref().map(|t| format!("<span>{}</span>", escape(t))).unwrap_or_default(),
+            suffix = f.suffix.as_deref().map(|t| format!("<span>{}</span>", escape(t))).unwrap_or_default(),
             label = escape(f.title.as_deref().unwrap_or(key)),
             optional = if f.optional { " <small>(optional)</small>" } else { "" },
             p = escape(name),
@@ -215,12 +243,15 @@ fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
     };
     // What identifies the account first, its secret after (providers.yaml
     // is a map, read back in key order).
-    let mut credentials: Vec<_> = spec.credentials.iter().collect();
+    let credentials = credential_fields(spec);
+    let mut credentials: Vec<_> = credentials.iter().filter(|(_, f)| !f.hidden && !f.automated).collect();
     credentials.sort_by_key(|(_, f)| f.secret);
     for (key, f) in credentials {
         fields.push_str(&field("credentials", key, f));
     }
-    for (key, f) in spec.connection_config.iter().filter(|(_, f)| !f.automated) {
+    let mut config: Vec<_> = spec.connection_config.iter().filter(|(_, f)| !f.automated && !f.hidden).collect();
+    config.sort_by_key(|(_, f)| f.order.unwrap_or(i64::MAX));
+    for (key, f) in config {
         fields.push_str(&field("connection_config", key, f));
     }
     format!(
@@ -253,19 +284,17 @@ pub async fn save_connection(
             format!("`{}` cannot be connected with this link", body.provider),
         ));
     };
-    if spec.auth_mode != AuthMode::Basic {
+    if spec.auth_mode == AuthMode::OAuth2 {
         return Err(ApiError::bad_request(
             "invalid_auth_mode",
             format!("{} connects through OAuth: use its Connect button", spec.display_name),
         ));
     }
-    let credentials = checked_fields(&spec.credentials, &body.credentials)?;
+    let credentials = checked_fields(&credential_fields(spec), &body.credentials)?;
     let mut config = checked_fields(&spec.connection_config, &body.connection_config)?;
     config.retain(|_, v| !v.is_empty());
-    let (Some(username), Some(password)) = (credentials.get("username"), credentials.get("password")) else {
-        return Err(ApiError::bad_request("invalid_body", "the access key and its secret are both required"));
-    };
-    let credentials = Credentials::Basic { username: username.clone(), password: Secret::new(password.clone()) };
+    let credentials = Credentials::from_fields(&spec.auth_mode, &|name| credentials.get(name).cloned())
+        .map_err(|e| ApiError::bad_request("invalid_body", e))?;
     // A reconnect link gives its connection the new credential (checked
     // first; a refused one changes nothing).
     if let Some(id) = session.reconnect_connection_id.clone() {
@@ -326,17 +355,35 @@ fn end_user_error(spec: &ProviderSpec, e: terapi_platform::PlatformError) -> Api
     use terapi_platform::PlatformError;
     tracing::warn!(target: "terapi::connect", "a Connect save for {} failed: {e}", spec.display_name);
     let name = &spec.display_name;
+    let gong = name.starts_with("Gong");
+    let bad_url = || {
+        if gong {
+            UNUSABLE_BASE_URL.to_string()
+        } else {
+            format!("that address is not one this server connects to {name} at; check the {name} URL or host name")
+        }
+    };
+    let refused = || match spec.auth_mode {
+        AuthMode::OAuth2 => format!("{name} did not accept the authorization; connect again and grant access"),
+        AuthMode::ApiKey => format!("{name} refused this API key; check it and try again"),
+        AuthMode::OAuth2Cc => format!("{name} refused this client id and secret; check both and try again"),
+        _ if gong => format!("{name} refused this access key and secret; check both and try again"),
+        _ => format!("{name} refused these credentials; check them and try again"),
+    };
     let host_error = match &e {
         PlatformError::NotSaved { source, .. } | PlatformError::Host(source) => Some(source),
         _ => None,
     };
     let http = |h: &EgressError| match h {
-        EgressError::Refused(_) => Some((
+        EgressError::Refused(_) if gong => Some((
             "invalid_connection_config",
             "that API base URL is not one this server connects to; use your Gong API host, such as \
              https://api.gong.io or https://us-44392.api.gong.io (Gong: Company settings > Ecosystem > API)"
                 .to_string(),
         )),
+        EgressError::Refused(_) => Some(("invalid_connection_config", bad_url())),
+        // The token endpoint refused the client (OAUTH2_CC).
+        EgressError::Reauthorize(_) => Some(("connection_test_failed", refused())),
         EgressError::Timeout(_) | EgressError::Transport(_) => Some((
             "provider_unreachable",
             format!("{name} could not be reached at that API base URL; check it and try again"),
@@ -347,23 +394,14 @@ fn end_user_error(spec: &ProviderSpec, e: terapi_platform::PlatformError) -> Api
         _ => None,
     };
     let known = match host_error {
-        Some(HostError::Provider(ProviderFailure::Unauthorized(_))) => Some((
-            "connection_test_failed",
-            if spec.auth_mode == AuthMode::OAuth2 {
-                format!("{name} did not accept the authorization; connect again and grant access")
-            } else {
-                format!("{name} refused this access key and secret; check both and try again")
-            },
-        )),
+        Some(HostError::Provider(ProviderFailure::Unauthorized(_))) => Some(("connection_test_failed", refused())),
         Some(HostError::Provider(ProviderFailure::Http(h))) | Some(HostError::Http(h)) => http(h),
         // The component's own check of the config (a base URL that is not
         // the provider's API host).
-        Some(HostError::Provider(ProviderFailure::InvalidInput(_))) => {
-            Some(("invalid_connection_config", UNUSABLE_BASE_URL.to_string()))
-        }
-        Some(HostError::Connection { .. }) => Some(("invalid_connection_config", UNUSABLE_BASE_URL.to_string())),
+        Some(HostError::Provider(ProviderFailure::InvalidInput(_))) => Some(("invalid_connection_config", bad_url())),
+        Some(HostError::Connection { .. }) => Some(("invalid_connection_config", bad_url())),
         _ => match &e {
-            PlatformError::Connection(_) => Some(("invalid_connection_config", UNUSABLE_BASE_URL.to_string())),
+            PlatformError::Connection(_) => Some(("invalid_connection_config", bad_url())),
             PlatformError::OAuth(_) => {
                 Some(("connection_test_failed", format!("{name} did not complete the authorization; connect again")))
             }
@@ -399,9 +437,14 @@ fn checked_fields(
     let mut out = BTreeMap::new();
     for (key, field) in spec.iter().filter(|(_, f)| !f.automated) {
         let title = field.title.as_deref().unwrap_or(key);
-        let value = given.get(key).map(|v| v.trim().to_string()).unwrap_or_default();
+        let value = given
+            .get(key)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .or_else(|| field.default_value.clone())
+            .unwrap_or_default();
         if value.is_empty() {
-            if !field.optional {
+            if !field.optional && !field.hidden {
                 return Err(ApiError::bad_request("invalid_body", format!("{title} is required")));
             }
             continue;
@@ -560,7 +603,7 @@ pub fn escape(text: &str) -> String {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f6f7f9;margin:0}main{max-width:28rem;margin:3rem auto;\
-background:#fff;padding:2rem;border-radius:12px;box-shadow:0 2px 12px #0001}label{display:block;margin:1rem 0;font-weight:600}\
+background:#fff;padding:2rem;border-radius:12px;box-shadow:0 2px 12px #0001}label{display:block;margin:1rem 0;font-weight:600}.affix{display:flex;align-items:center;gap:.25rem}.affix input{flex:1}\
 input{display:block;width:100%;box-sizing:border-box;padding:.5rem;margin-top:.3rem;font:inherit}small{font-weight:400;color:#666}\
 button,.button{background:#1b5cff;color:#fff;border:0;padding:.6rem 1.2rem;border-radius:6px;font:inherit;text-decoration:none}\
 .error{color:#b00020}.ok{color:#0a7d32;font-weight:700;font-size:1.2rem}";
@@ -573,8 +616,8 @@ for (const form of document.querySelectorAll('form[data-provider]')) {
     const status = document.getElementById('status');
     const body = { session_token: token, provider: form.dataset.provider, credentials: {}, connection_config: {} };
     for (const input of form.querySelectorAll('input')) {
-      const [group, key] = input.name.split('.');
-      body[group][key] = input.value;
+      const dot = input.name.indexOf('.');
+      body[input.name.slice(0, dot)][input.name.slice(dot + 1)] = input.value;
     }
     const button = form.querySelector('button');
     button.disabled = true;

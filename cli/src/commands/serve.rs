@@ -16,6 +16,7 @@ pub struct ServeArgs {
     pub webhooks: crate::WebhookArgs,
     pub concurrency: usize,
     pub frame_ancestors: Vec<String>,
+    pub integrations: Vec<String>,
 }
 
 pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
@@ -42,7 +43,7 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
         Some(url) => url,
         None => format!("http://{address}/").parse().context("the listening address as a URL")?,
     };
-    let platform = Arc::new(app.platform().await?);
+    let platform = Arc::new(app.platform().await?.with_integrations(&args.integrations)?);
     let state = ServeState::new(
         platform,
         ServeConfig {

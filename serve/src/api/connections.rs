@@ -147,6 +147,7 @@ pub async fn import(
             format!("no integration `{}`; GET /integrations lists them", body.provider_config_key),
         )
     })?;
+    state.platform.integration(&body.provider_config_key)?;
     let text = |key: &str| {
         body.credentials.get(key).and_then(|v| match v {
             Value::String(s) => Some(s.clone()),
@@ -163,9 +164,7 @@ pub async fn import(
     }
     let field = |name: &str| match name {
         // Nango sends `expires_at` as an ISO time; the host takes seconds.
-        "expires_at" => text("expires_at").map(|t| {
-            terapi_store::time::parse(&t).map(|s| s.to_string()).unwrap_or(t)
-        }),
+        "expires_at" => text("expires_at").map(|t| terapi_store::time::parse(&t).map(|s| s.to_string()).unwrap_or(t)),
         other => text(other),
     };
     let credentials =

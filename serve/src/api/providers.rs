@@ -80,7 +80,7 @@ pub async fn list_integrations(State(state): State<Arc<ServeState>>) -> Json<Val
         .platform
         .providers()
         .iter()
-        .filter(|(name, _)| state.platform.component(name).is_ok())
+        .filter(|(name, _)| state.platform.is_integration(name))
         .map(|(name, spec)| integration(name, spec, state.started_at))
         .collect();
     Json(json!({ "data": data }))
@@ -92,15 +92,13 @@ pub async fn get_integration(
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let spec =
-        state.platform.providers().get(&key).ok().filter(|_| state.platform.component(&key).is_ok()).ok_or_else(
-            || {
-                ApiError::new(
-                    axum::http::StatusCode::NOT_FOUND,
-                    "unknown_provider_config",
-                    format!("no integration `{key}`; GET /integrations lists them"),
-                )
-            },
-        )?;
+        state.platform.providers().get(&key).ok().filter(|_| state.platform.is_integration(&key)).ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "unknown_provider_config",
+                format!("no integration `{key}`; GET /integrations lists them"),
+            )
+        })?;
     Ok(Json(json!({ "data": integration(&key, spec, state.started_at) })))
 }
 
@@ -108,7 +106,7 @@ pub async fn get_integration(
 /// component syncs and does, as Nango describes deployed scripts.
 pub async fn scripts_config(State(state): State<Arc<ServeState>>) -> Result<Json<Value>, ApiError> {
     let mut configs = Vec::new();
-    for (name, _) in state.platform.providers().iter().filter(|(name, _)| state.platform.component(name).is_ok()) {
+    for (name, _) in state.platform.providers().iter().filter(|(name, _)| state.platform.is_integration(name)) {
         let description = state.platform.describe(name).await?;
         let schema = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
         let syncs: Vec<Value> = description

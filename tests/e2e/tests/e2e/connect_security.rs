@@ -20,6 +20,7 @@ async fn strict(name: &str, providers: Providers) -> Served {
     let policy = EgressPolicy {
         allow_private: false,
         dns_overrides: BTreeMap::from([("gong-internal.test".into(), vec!["127.0.0.1".parse().unwrap()])]),
+        ..EgressPolicy::default()
     };
     let platform = platform_with(&dir, providers, RuntimeConfig { egress_policy: policy, ..RuntimeConfig::default() });
     Served::start_on(platform, dir).await
@@ -102,6 +103,7 @@ fn the_egress_policy_alone_refuses_private_destinations_before_they_are_dialled(
         let policy = EgressPolicy {
             allow_private: false,
             dns_overrides: BTreeMap::from([("gong-internal.test".into(), vec!["127.0.0.1".parse().unwrap()])]),
+            ..EgressPolicy::default()
         };
         let runtime =
             terapi_host::Runtime::new(RuntimeConfig { egress_policy: policy, ..RuntimeConfig::default() }).unwrap();

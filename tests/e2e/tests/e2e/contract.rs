@@ -80,7 +80,8 @@ fn the_component_runs_in_a_second_host_jco_in_node() {
         node_dir.join("node_modules/@bytecodealliance/jco-transpile").exists(),
         "tests/node has no node_modules: run ./scripts/test.sh (it runs `npm ci --prefix tests/node`)"
     );
-    let rate = providers().get("gong").unwrap().proxy.rate_limit.expect("providers.yaml sets Gong's rate");
+    let rate =
+        providers().get("gong").unwrap().proxy.as_ref().unwrap().rate_limit.expect("providers.yaml sets Gong's rate");
     let per_second = rate.per_second.expect("Gong has a rate per second");
     let users = 230;
     let config = FakeGongConfig {
