@@ -212,6 +212,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SyncCommand,
     },
+    /// The history of sync runs: when, by whom, pages, records, duration, outcome.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
     /// Run due syncs (see `sync schedule`) until stopped: start several,
     /// on one machine or many sharing a --database-url.
     Worker {
@@ -449,6 +454,19 @@ pub enum ToolCommand {
 }
 
 #[derive(Subcommand)]
+pub enum RunsCommand {
+    /// The newest runs, newest first (of one connection, or of all).
+    List {
+        #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
+        connection: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum ToolsetCommand {
     /// Every toolset and its tools.
     List {
@@ -679,6 +697,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connection { command } => commands::connection::run(&app, command).await,
         Command::Records { command } => commands::records::run(&app, command).await,
         Command::Sync { command } => commands::sync::run(&app, command).await,
+        Command::Runs { command } => commands::sync::runs(&app, command).await,
         Command::Action { command } => commands::action::run(&app, command).await,
         Command::Proxy { method, path, query, headers, data, connection } => {
             commands::action::proxy(

@@ -189,6 +189,10 @@ fn a_connection_is_verified_saved_synced_into_the_store_and_rotated() {
 
     let (_, stdout, _) = run(&["sync", "status", "--connection", "acme"]);
     assert!(stdout.contains("users") && stdout.contains("done") && stdout.contains("records=230"), "{stdout}");
+    let (_, stdout, _) = run(&["runs", "list", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!((&runs[0]["status"], &runs[0]["pages"], &runs[0]["records"]), (&"done".into(), &3.into(), &230.into()));
     let (_, stdout, stderr) = run(&["records", "list", "GongUser", "--connection", "acme"]);
     assert_eq!(stdout.lines().count(), 230);
     assert!(stderr.contains("230 GongUser records"));
@@ -754,6 +758,50 @@ fn webhook_receiver() -> (String, Deliveries) {
     let url = format!("http://{}/hooks", listener.local_addr().unwrap());
     tokio().spawn(async move { axum::serve(listener, app).await });
     (url, received)
+}
+
+/// `/health/ready` answers 503 while the store is away (a PostgreSQL
+/// restart) and 200 again when it is back; `/health/live` stays 200.
+#[test]
+fn health_ready_follows_the_store_through_a_database_restart() {
+    use std::io::BufRead;
+    let postgres = OwnPostgres::start();
+    let dir = data_dir("health-ready");
+    let mut serve = terapi(None);
+    serve
+        .env("TERAPI_DATA_DIR", &dir)
+        .env("TERAPI_DATABASE_URL", &postgres.url)
+        .args(["serve", "--bind", "127.0.0.1:0", "--concurrency", "0"])
+        .stderr(std::process::Stdio::piped());
+    let mut child = serve.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
+    let url = lines
+        .find_map(|line| {
+            line.split_once("listening on ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+        })
+        .expect("the address is printed");
+    std::thread::spawn(move || lines.for_each(drop));
+    let _server = ChildGuard(child);
+    let http = reqwest::Client::new();
+    let status = |path: &str| {
+        let request = http.get(format!("{url}{path}")).timeout(std::time::Duration::from_secs(5));
+        tokio().block_on(async { request.send().await.map(|r| r.status().as_u16()).unwrap_or(0) })
+    };
+    assert_eq!(status("/health/ready"), 200);
+    let data = postgres.data.clone();
+    let restart = std::thread::spawn(move || postgres_script(&["restart", &data, "4"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !restart.is_finished() || seen.last() != Some(&200) {
+        seen.push(status("/health/ready"));
+        assert_eq!(status("/health/live"), 200);
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    restart.join().unwrap();
+    assert!(seen.contains(&503), "ready while the database was down: {seen:?}");
+    assert_eq!(seen.last(), Some(&200));
+    drop(postgres);
 }
 
 #[test]

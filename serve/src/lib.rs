@@ -60,6 +60,7 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/sync/start", post(api::syncs::start))
         .route("/sync/pause", post(api::syncs::pause))
         .route("/sync/status", get(api::syncs::status))
+        .route("/sync/runs", get(api::syncs::runs))
         .route("/sync/update-connection-frequency", put(api::syncs::update_frequency))
         .route("/action/trigger", post(api::actions::trigger))
         .route("/action/{id}", get(api::actions::result))
@@ -94,6 +95,8 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/oauth/callback", get(connect::oauth_callback))
         .route("/openapi.json", get(openapi::document))
         .route("/health", get(|| async { "ok" }))
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
         // Nango's clients read `error.code` of every failure, unknown
         // routes and methods included.
         .fallback(|uri: axum::http::Uri| async move {
@@ -112,6 +115,23 @@ pub fn router(state: Arc<ServeState>) -> Router {
         })
         .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
         .with_state(state)
+}
+
+/// Ready when the store answers: a load balancer stops sending requests to
+/// a server whose database is away, and sends them again when it is back.
+async fn ready(
+    axum::extract::State(state): axum::extract::State<Arc<ServeState>>,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    match state.platform.store().governance_version().await {
+        Ok(_) => (axum::http::StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok" }))),
+        Err(e) => {
+            tracing::warn!("readiness: the store is not answering: {e}");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "status": "unavailable", "reason": "the store is not answering" })),
+            )
+        }
+    }
 }
 
 /// Serves `router` on `listener`, runs due syncs (`worker_concurrency` at a

@@ -156,6 +156,15 @@ pub const OPERATIONS: &[Operation] = &[
         false,
         &[("connection", "path", true)],
     ),
+    (
+        "get",
+        "/sync/runs",
+        "Run history, newest first",
+        true,
+        &[("connection_id", "query", false), ("limit", "query", false)],
+    ),
+    ("get", "/health/live", "The process answers", false, &[]),
+    ("get", "/health/ready", "The store answers (503 while it is away)", false, &[]),
     ("get", "/connect", "The Connect page", false, &[("session_token", "query", true)]),
     (
         "post",

@@ -195,3 +195,41 @@ pub async fn worker(app: &App, args: WorkerArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `terapi runs list`: the store's run history, newest first.
+pub async fn runs(app: &crate::app::App, command: crate::RunsCommand) -> anyhow::Result<std::process::ExitCode> {
+    let crate::RunsCommand::List { connection, limit, json } = command;
+    let store = app.store().await?;
+    let connections = match connection {
+        Some(id) => vec![id],
+        None => store.connections().await?.into_iter().map(|c| c.id).collect(),
+    };
+    let mut runs = Vec::new();
+    for id in &connections {
+        runs.extend(store.sync_runs(id).await?);
+    }
+    runs.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms));
+    runs.truncate(limit);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    for run in runs {
+        let duration = run
+            .finished_at_ms
+            .map(|end| format!("{:.1}s", end.saturating_sub(run.started_at_ms) as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{} {:<20} {:<16} {:<11} {:>5} pages {:>8} records {:>8}  {}",
+            terapi_store::time::rfc3339(run.started_at_ms / 1000),
+            run.connection_id,
+            run.sync,
+            run.status,
+            run.pages,
+            run.records,
+            duration,
+            run.owner
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -228,3 +228,29 @@ pub async fn update_frequency(
     let set = state.platform.set_frequency(&connection.id, &body.sync_name, secs).await?;
     Ok(Json(json!({ "frequency": frequency::format(set) })))
 }
+
+#[derive(Debug, serde::Deserialize)]
+pub struct RunsQuery {
+    connection_id: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /sync/runs` (not Nango's): the run history, newest first, of one
+/// connection or of all: start, end, owner, pages, records, outcome.
+pub async fn runs(
+    State(state): State<Arc<ServeState>>,
+    axum::extract::Query(query): axum::extract::Query<RunsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.platform.store();
+    let connections = match query.connection_id {
+        Some(id) => vec![store.connection_summary(&id).await?.id],
+        None => store.connections().await?.into_iter().map(|c| c.id).collect(),
+    };
+    let mut runs = Vec::new();
+    for id in &connections {
+        runs.extend(store.sync_runs(id).await?);
+    }
+    runs.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms));
+    runs.truncate(query.limit.unwrap_or(100).min(10_000));
+    Ok(Json(serde_json::json!({ "runs": runs })))
+}

@@ -223,6 +223,12 @@ fn connect_schedule_records_webhooks_and_deletions_over_nangos_api() {
         assert_eq!(status["frequency"], "every 1d", "the component's default for a full sync");
         assert_eq!(status["recordCount"]["GongUser"], 250);
         assert!(status["nextScheduledSyncAt"].is_string(), "the next run is scheduled: {status}");
+        // The run history says who ran it and what it did.
+        let (code, history) = served.json(reqwest::Method::GET, &format!("/sync/runs?connection_id={id}"), None).await;
+        assert_eq!(code, 200, "{history}");
+        let run = history["runs"].as_array().unwrap().iter().find(|r| r["sync"] == "users").unwrap().clone();
+        assert_eq!((&run["status"], &run["records"]), (&json!("done"), &json!(250)), "{run}");
+        assert!(run["owner"].as_str().unwrap().contains(':') && run["finished_at_ms"].is_u64(), "{run}");
         served.wait_for("the users webhook", async || !served.webhooks_of("users").is_empty()).await;
         {
             let attempts = served.webhooks.lock().unwrap();
