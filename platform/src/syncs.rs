@@ -316,3 +316,25 @@ impl PageSink for StoreSink<'_> {
         Ok(true)
     }
 }
+
+impl Platform {
+    /// The newest `limit` sync runs, newest first, of one connection or of
+    /// every one (`terapi runs list`, `GET /sync/runs`).
+    pub async fn recent_runs(
+        &self,
+        connection_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<terapi_store::SyncRunRecord>, PlatformError> {
+        let connections = match connection_id {
+            Some(id) => vec![self.store.connection_summary(id).await?.id],
+            None => self.store.connections().await?.into_iter().map(|c| c.id).collect(),
+        };
+        let mut runs = Vec::new();
+        for id in &connections {
+            runs.extend(self.store.sync_runs(id).await?);
+        }
+        runs.sort_by_key(|run| std::cmp::Reverse(run.started_at_ms));
+        runs.truncate(limit);
+        Ok(runs)
+    }
+}

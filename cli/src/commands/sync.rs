@@ -199,17 +199,7 @@ pub async fn worker(app: &App, args: WorkerArgs) -> Result<ExitCode> {
 /// `terapi runs list`: the store's run history, newest first.
 pub async fn runs(app: &crate::app::App, command: crate::RunsCommand) -> anyhow::Result<std::process::ExitCode> {
     let crate::RunsCommand::List { connection, limit, json } = command;
-    let store = app.store().await?;
-    let connections = match connection {
-        Some(id) => vec![id],
-        None => store.connections().await?.into_iter().map(|c| c.id).collect(),
-    };
-    let mut runs = Vec::new();
-    for id in &connections {
-        runs.extend(store.sync_runs(id).await?);
-    }
-    runs.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms));
-    runs.truncate(limit);
+    let runs = app.platform().await?.recent_runs(connection.as_deref(), limit).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(std::process::ExitCode::SUCCESS);

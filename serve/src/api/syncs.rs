@@ -241,16 +241,7 @@ pub async fn runs(
     State(state): State<Arc<ServeState>>,
     axum::extract::Query(query): axum::extract::Query<RunsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = state.platform.store();
-    let connections = match query.connection_id {
-        Some(id) => vec![store.connection_summary(&id).await?.id],
-        None => store.connections().await?.into_iter().map(|c| c.id).collect(),
-    };
-    let mut runs = Vec::new();
-    for id in &connections {
-        runs.extend(store.sync_runs(id).await?);
-    }
-    runs.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms));
-    runs.truncate(query.limit.unwrap_or(100).min(10_000));
+    let limit = query.limit.unwrap_or(100).min(10_000);
+    let runs = state.platform.recent_runs(query.connection_id.as_deref(), limit).await?;
     Ok(Json(serde_json::json!({ "runs": runs })))
 }
