@@ -760,6 +760,69 @@ fn webhook_receiver() -> (String, Deliveries) {
     (url, received)
 }
 
+/// `/metrics` after a sync that `terapi serve` ran: the counters moved by
+/// what Gong saw and what the store kept; the endpoint needs the secret key.
+#[test]
+fn metrics_count_what_a_sync_sent_and_saved() {
+    let gong = gong(230);
+    let dir = saved_connection(&gong, "serve-metrics");
+    let before = gong.requests().len();
+    let (_server, url, key) = serve_with_key(&dir, &[], &[]);
+    let http = reqwest::Client::new();
+    let get = |path: &str, key: Option<&str>| {
+        let mut request = http.get(format!("{url}{path}"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        tokio().block_on(async {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+    assert_eq!(get("/metrics", None).0, 401);
+    let trigger = http
+        .post(format!("{url}/sync/trigger"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"provider_config_key": "gong", "connection_id": "acme", "syncs": ["users"]}));
+    let status = tokio().block_on(async { trigger.send().await.unwrap().status().as_u16() });
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let metrics = loop {
+        let (code, text) = get("/metrics", Some(&key));
+        assert_eq!(code, 200);
+        if text.contains("terapi_sync_runs_total{provider=\"gong\",sync=\"users\",outcome=\"done\"} 1") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "no finished run in:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let value = |prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(value("terapi_sync_records_total{provider=\"gong\",sync=\"users\"}"), 230, "{metrics}");
+    let sent = gong.requests().len() - before;
+    assert!(sent >= 3, "{sent}");
+    let ok = value(&format!(
+        "terapi_provider_requests_total{{tenant=\"{}\",status=\"200\"}}",
+        gong.base_url().trim_end_matches('/')
+    ));
+    assert_eq!(ok as usize, sent, "every request Gong saw, counted once:\n{metrics}");
+    assert!(
+        metrics.contains("terapi_sync_run_duration_seconds_count{provider=\"gong\",sync=\"users\",outcome=\"done\"} 1")
+    );
+    assert!(
+        metrics.contains(
+            "terapi_api_request_duration_seconds_count{method=\"POST\",route=\"/sync/trigger\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&gong.config().access_key_secret), "no secret in the metrics");
+}
+
 /// `/health/ready` answers 503 while the store is away (a PostgreSQL
 /// restart) and 200 again when it is back; `/health/live` stays 200.
 #[test]

@@ -283,6 +283,29 @@ impl Egress {
         self
     }
 
+    fn count(&self, result: &Result<InboundResponse, EgressError>) {
+        let tenant =
+            self.budget.tenant().map(str::to_string).unwrap_or_else(|| self.base.origin().ascii_serialization());
+        let status = match result {
+            Ok(response) => response.status.to_string(),
+            Err(_) => "error".to_string(),
+        };
+        crate::metrics::count(
+            "terapi_provider_requests_total",
+            "Requests sent to providers (every attempt), by tenant and HTTP status (`error`: no answer).",
+            &[("tenant", &tenant), ("status", &status)],
+            1,
+        );
+        if status == "429" {
+            crate::metrics::count(
+                "terapi_provider_rate_limited_total",
+                "429 Too Many Requests answers from providers, by tenant.",
+                &[("tenant", &tenant)],
+                1,
+            );
+        }
+    }
+
     /// Gets the credential ready before the first request: for OAUTH2_CC,
     /// a token from the token endpoint (which checks the client id and
     /// secret). `true` when that was a check of the credential.
@@ -344,6 +367,7 @@ impl Egress {
             let authorization = self.auth.header().await?;
             self.budget.acquire().await?;
             let result = self.send_once(request, &url, &headers, &authorization).await;
+            self.count(&result);
             // A token that expired (or was revoked) early: renew once, retry
             // once. Not for a token that lacks a scope: a new one would lack
             // it too, and each refresh spends (and may rotate) the grant.

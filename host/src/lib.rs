@@ -16,6 +16,7 @@ pub mod destination;
 pub mod egress;
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod oauth;
 pub mod providers;
 pub mod runtime;

@@ -341,6 +341,18 @@ impl Platform {
                 }
             }
         };
+        let outcome = match next {
+            DeliveryNext::Delivered => "delivered",
+            DeliveryNext::GiveUp => "given_up",
+            DeliveryNext::RetryIn(_) => "retry",
+            DeliveryNext::Skipped => "skipped",
+        };
+        terapi_host::metrics::count(
+            "terapi_webhook_deliveries_total",
+            "Webhook delivery attempts, by outcome.",
+            &[("outcome", outcome)],
+            1,
+        );
         match next {
             DeliveryNext::GiveUp => tracing::error!(
                 "webhook {} given up after {} attempts: {}",

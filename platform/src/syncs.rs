@@ -201,6 +201,28 @@ impl Platform {
                 .await
             }
         };
+        let began = Instant::now();
+        let observed = |outcome: &str, records: u64| {
+            let labels = [("provider", provider.as_str()), ("sync", sync), ("outcome", outcome)];
+            terapi_host::metrics::count(
+                "terapi_sync_runs_total",
+                "Sync runs that ended, by provider, sync and outcome.",
+                &labels,
+                1,
+            );
+            terapi_host::metrics::observe(
+                "terapi_sync_run_duration_seconds",
+                "How long sync runs took, by provider, sync and outcome.",
+                &labels,
+                began.elapsed().as_secs_f64(),
+            );
+            terapi_host::metrics::count(
+                "terapi_sync_records_total",
+                "Records sync runs saved, by provider and sync.",
+                &[("provider", provider.as_str()), ("sync", sync)],
+                records,
+            );
+        };
         let outcome = tokio::select! {
             outcome = run => outcome,
             lost = heartbeat => {
@@ -222,6 +244,11 @@ impl Platform {
                 return Err(PlatformError::Interrupted { connection: connection_id.into(), sync: sync.into() });
             }
         };
+        match &outcome {
+            Ok(run) if !run.done => observed("yielded", run.records),
+            Ok(run) => observed("done", run.records),
+            Err(_) => observed("failed", 0),
+        }
         match outcome {
             Ok(run) if !run.done => {
                 finish(RunOutcome::Yielded, None).await?;

@@ -67,6 +67,7 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/proxy/{*path}", any(api::proxy::proxy))
         .route("/connect/sessions", post(connect::create_session))
         .route("/connect/sessions/reconnect", post(connect::create_reconnect_session))
+        .route("/metrics", get(metrics))
         .route(
             "/governance/connections/{id}/tools",
             get(api::governance::connection_tools).patch(api::governance::change_connection_tools),
@@ -114,7 +115,36 @@ pub fn router(state: Arc<ServeState>) -> Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
+        .layer(middleware::from_fn(time_requests))
         .with_state(state)
+}
+
+/// `/metrics` (under the secret key: tenants' URLs are in the labels):
+/// requests to providers by tenant and status, 429s, sync runs by outcome
+/// and their durations, records saved, webhook deliveries, API latency.
+async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], terapi_host::metrics::render())
+}
+
+/// Times every API request, by method, route (its pattern, never the
+/// path: ids stay out of the labels) and status.
+async fn time_requests(request: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    terapi_host::metrics::observe(
+        "terapi_api_request_duration_seconds",
+        "Time to answer API requests, by method, route and status.",
+        &[("method", &method), ("route", &route), ("status", &status)],
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 /// Ready when the store answers: a load balancer stops sending requests to

@@ -163,6 +163,7 @@ pub const OPERATIONS: &[Operation] = &[
         true,
         &[("connection_id", "query", false), ("limit", "query", false)],
     ),
+    ("get", "/metrics", "Prometheus metrics", true, &[]),
     ("get", "/health/live", "The process answers", false, &[]),
     ("get", "/health/ready", "The store answers (503 while it is away)", false, &[]),
     ("get", "/connect", "The Connect page", false, &[("session_token", "query", true)]),
