@@ -664,9 +664,49 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&error))
         }
     }
+}
+
+/// Exit codes a script can act on (README, "Exit codes"): 1 any other
+/// failure, 2 usage (clap's), 3 the provider refused the credential, 4 rate
+/// limited or out of budget, 5 the store failed, 130 interrupted.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    use terapi_host::{EgressError, Error as HostError, ProviderFailure};
+    use terapi_platform::PlatformError;
+    let egress = |e: &EgressError| match e {
+        EgressError::Reauthorize(_) => Some(3),
+        EgressError::RateLimited(_) => Some(4),
+        _ => None,
+    };
+    let host = |e: &HostError| match e {
+        HostError::Provider(ProviderFailure::Unauthorized(_)) => Some(3),
+        HostError::Provider(ProviderFailure::Http(h)) | HostError::Http(h) => egress(h),
+        _ => None,
+    };
+    for cause in error.chain() {
+        let code = if let Some(e) = cause.downcast_ref::<PlatformError>() {
+            match e {
+                PlatformError::Store(_) => Some(5),
+                PlatformError::NotSaved { source, .. } | PlatformError::Host(source) => host(source),
+                PlatformError::Interrupted { .. } => Some(130),
+                _ => None,
+            }
+        } else if let Some(e) = cause.downcast_ref::<HostError>() {
+            host(e)
+        } else if let Some(e) = cause.downcast_ref::<EgressError>() {
+            egress(e)
+        } else if cause.downcast_ref::<terapi_store::StoreError>().is_some() {
+            Some(5)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            return code;
+        }
+    }
+    1
 }
 
 fn init_logging(verbose: u8) {
