@@ -1313,20 +1313,8 @@ fn nangos_providers_yaml() -> PathBuf {
 fn nangos_api_key_and_client_credentials_providers_connect_and_proxy_without_a_component() {
     let dir = data_dir("serve-nango-providers");
     std::fs::create_dir_all(&dir).unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(rcgen::DnType::CommonName, "terapi test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
     let tls = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nango-providers-tls");
-    std::fs::create_dir_all(&tls).unwrap();
-    std::fs::write(tls.join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(tls.join("server.crt"), server_cert.pem()).unwrap();
-    std::fs::write(tls.join("server.key"), server_key.serialize_pem()).unwrap();
+    fake_gong::tls::make_certificates(&tls);
 
     let nango = nangos_providers_yaml();
     let ca = tls.join("ca.pem");

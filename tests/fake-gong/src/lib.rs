@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 pub mod fixtures;
 mod oauth;
 mod surface;
+pub mod tls;
 
 pub use oauth::OAuthConfig;
 

@@ -8,23 +8,6 @@ use terapi_e2e::terapi_store::{MasterKey, Store};
 use terapi_e2e::terapi_store_postgres::PostgresStore;
 use terapi_e2e::*;
 
-/// A CA and a server certificate for 127.0.0.1 and localhost signed by it,
-/// written to `dir` (`ca.pem`, `server.crt`, `server.key`).
-fn make_certificates(dir: &Path) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(rcgen::DnType::CommonName, "terapi test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("server.crt"), server_cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-}
-
 fn other_ca(dir: &Path) -> PathBuf {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -80,7 +63,7 @@ fn a_tls_only_postgres_is_reached_with_verify_full_and_a_wrong_ca_is_refused() {
     block_on(async {
         let dir = fresh_dir("pg-tls");
         std::fs::create_dir_all(&dir).unwrap();
-        make_certificates(&dir);
+        terapi_e2e::fake_gong::tls::make_certificates(&dir);
         let server = OwnPostgres::start(&["--tls", dir.to_str().unwrap()]);
         let ca = dir.join("ca.pem");
         let with = |query: &str| format!("{}?{query}", server.url);
