@@ -212,6 +212,17 @@ pub enum Command {
         #[command(subcommand)]
         command: SyncCommand,
     },
+    /// Make a new master key for TERAPI_MASTER_KEY (every process of a fleet
+    /// on one PostgreSQL store needs the same one); printed once.
+    MasterKey {
+        #[command(subcommand)]
+        command: MasterKeyCommand,
+    },
+    /// Shell completions: `terapi completions bash > /etc/bash_completion.d/terapi`.
+    Completions {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(["bash", "zsh", "fish", "elvish", "powershell"]))]
+        shell: String,
+    },
     /// The history of sync runs: when, by whom, pages, records, duration, outcome.
     Runs {
         #[command(subcommand)]
@@ -451,6 +462,12 @@ pub enum ToolCommand {
         #[command(flatten)]
         connection: ConnectionArg,
     },
+}
+
+#[derive(Subcommand)]
+pub enum MasterKeyCommand {
+    /// Print a new random key (base64 of 32 bytes).
+    Generate,
 }
 
 #[derive(Subcommand)]
@@ -738,6 +755,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Records { command } => commands::records::run(&app, command).await,
         Command::Sync { command } => commands::sync::run(&app, command).await,
         Command::Runs { command } => commands::sync::runs(&app, command).await,
+        Command::MasterKey { command: MasterKeyCommand::Generate } => {
+            println!("{}", terapi_store::MasterKey::generate_base64());
+            eprintln!(
+                "set it as TERAPI_MASTER_KEY for every terapi process on the store; keep a copy: without it the saved credentials cannot be read"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let shell: clap_complete::Shell = shell.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "terapi",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Action { command } => commands::action::run(&app, command).await,
         Command::Proxy { method, path, query, headers, data, connection } => {
             commands::action::proxy(

@@ -134,6 +134,33 @@ fn a_broken_providers_file_names_line_and_field() {
     assert!(stderr.contains("auth_mode") && stderr.contains("OAUTH3"), "{stderr}");
 }
 
+/// `master-key generate` makes a key a store opens with; `completions`
+/// prints a script for the shell.
+#[test]
+fn a_generated_master_key_opens_a_store_and_completions_print() {
+    let output = terapi(None).args(["master-key", "generate"]).output().unwrap();
+    assert!(output.status.success());
+    let key = text(&output).0.trim().to_string();
+    assert_eq!(key.len(), 44, "{key}");
+    let dir = data_dir("generated-master-key");
+    let list = |key: &str| {
+        terapi(None)
+            .env("TERAPI_DATA_DIR", &dir)
+            .env("TERAPI_MASTER_KEY", key)
+            .args(["connection", "list"])
+            .output()
+            .unwrap()
+    };
+    assert!(list(&key).status.success(), "{}", text(&list(&key)).1);
+    let other = terapi(None).args(["master-key", "generate"]).output().unwrap();
+    let wrong = list(text(&other).0.trim());
+    assert_eq!(wrong.status.code(), Some(5), "a store opened with another key: {}", text(&wrong).1);
+    for shell in ["bash", "zsh", "fish"] {
+        let output = terapi(None).args(["completions", shell]).output().unwrap();
+        assert!(output.status.success() && text(&output).0.contains("master-key"), "{shell}");
+    }
+}
+
 #[test]
 fn help_lists_every_command_and_never_shows_secret_values() {
     let output =

@@ -43,6 +43,12 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     /// A key given as base64 of 32 bytes (what `master.key` holds).
+    /// A new random key, as `TERAPI_MASTER_KEY` takes it (base64 of 32
+    /// bytes): for a fleet sharing one PostgreSQL store.
+    pub fn generate_base64() -> String {
+        STANDARD.encode(XChaCha20Poly1305::generate_key(&mut OsRng))
+    }
+
     pub fn from_base64(text: &str) -> Result<Self, StoreError> {
         let bytes = STANDARD
             .decode(text.trim())
