@@ -310,7 +310,10 @@ pub enum ConnectionCommand {
         scopes: Vec<String>,
     },
     /// Saved connections (never their secrets).
-    List,
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     /// One connection and the state of its syncs (never its secret).
     Show { id: String },
     /// Replace a connection's credential in place; checkpoints and records stay.
@@ -358,7 +361,10 @@ pub enum KeyCommand {
         label: String,
     },
     /// The keys, by public id (never the key).
-    List,
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a key by its public id.
     Revoke { id: String },
 }
@@ -605,7 +611,10 @@ pub enum RecordsCommand {
 #[derive(Subcommand)]
 pub enum SyncCommand {
     /// The syncs the component offers.
-    List,
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     /// Mark a sync due now for `terapi worker`, for one connection or all.
     Schedule {
         /// Sync name (see `terapi sync list`).
@@ -656,6 +665,8 @@ pub enum ActionCommand {
         /// Also print each action's input JSON Schema.
         #[arg(long)]
         schemas: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Run one action and print its JSON output.
     Run {

@@ -184,6 +184,19 @@ fn lists_need_no_connection() {
     let output = terapi(None).args(["providers", "list"]).output().unwrap();
     let (stdout, _) = text(&output);
     assert!(stdout.contains("gong ") && stdout.contains("gong-oauth") && stdout.contains("OAUTH2"), "{stdout}");
+    // `--json` on the lists: documents a script reads.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let dir = data_dir("lists-json");
+        let output = terapi(None).env("TERAPI_DATA_DIR", &dir).args(args).arg("--json").output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", text(&output).1);
+        serde_json::from_str(&text(&output).0).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+    assert_eq!(json(&["sync", "list"])[0]["model"], "GongUser");
+    let actions = json(&["action", "list"]);
+    let get_user = actions.as_array().unwrap().iter().find(|a| a["name"] == "get-user").unwrap();
+    assert_eq!((&get_user["read_only"], &get_user["input_schema"]["type"]), (&true.into(), &"object".into()));
+    assert_eq!(json(&["connection", "list"]), serde_json::json!([]));
+    assert_eq!(json(&["key", "list"]), serde_json::json!([]));
 }
 
 #[test]
@@ -203,6 +216,9 @@ fn a_connection_is_verified_saved_synced_into_the_store_and_rotated() {
     assert!(stdout.contains("connection `acme` saved (credential accepted; 230 users visible)"), "{stdout}");
     let (_, stdout, _) = run(&["connection", "list"]);
     assert!(stdout.starts_with("acme") && stdout.contains(&gong.base_url()), "{stdout}");
+    let (_, stdout, _) = run(&["connection", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((&listed[0]["id"], &listed[0]["auth_mode"]), (&"acme".into(), &"BASIC".into()), "{listed}");
 
     // Saved connections need no credential in the environment.
     let output = terapi(None)

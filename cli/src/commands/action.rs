@@ -26,8 +26,22 @@ pub async fn verify(app: &App, args: ConnectionArgs) -> Result<ExitCode> {
 pub async fn run(app: &App, command: ActionCommand) -> Result<ExitCode> {
     let platform = app.platform().await?;
     match command {
-        ActionCommand::List { schemas } => {
-            for action in &platform.describe(app.default_provider()).await?.actions {
+        ActionCommand::List { schemas, json } => {
+            let description = platform.describe(app.default_provider()).await?;
+            if json {
+                let actions: Vec<_> = description
+                    .actions
+                    .iter()
+                    .map(|a| {
+                        let schema = serde_json::from_str::<serde_json::Value>(&a.input_schema).unwrap_or_default();
+                        serde_json::json!({"name": a.name, "read_only": a.read_only, "description": a.description,
+                            "input_schema": schema})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&actions)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for action in &description.actions {
                 let access = if action.read_only { "read" } else { "write" };
                 println!("{:<30} {access:<5} {}", action.name, action.description);
                 if schemas {

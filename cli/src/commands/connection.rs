@@ -9,8 +9,13 @@ use crate::authorize;
 
 pub async fn run(app: &App, command: ConnectionCommand) -> Result<ExitCode> {
     match command {
-        ConnectionCommand::List => {
-            for c in app.store().await?.connections().await? {
+        ConnectionCommand::List { json } => {
+            let connections = app.store().await?.connections().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&connections)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for c in connections {
                 let base = c.config.get(BASE_URL_CONFIG_KEY).map(String::as_str).unwrap_or("(default base URL)");
                 println!("{:<20} {:<11} {:<7} {}", c.id, c.provider, c.auth_mode, base);
             }

@@ -87,8 +87,13 @@ pub async fn key(app: &App, command: KeyCommand) -> Result<ExitCode> {
             eprintln!("key {} ({}) created; it is shown once, now: keep it in your app's secrets", info.id, info.label);
             println!("{key}");
         }
-        KeyCommand::List => {
-            for key in store.api_keys().await? {
+        KeyCommand::List { json } => {
+            let keys = store.api_keys().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for key in keys {
                 println!("{:<14} {:<24} created {}", key.id, key.label, when(Some(key.created_at)));
             }
         }

@@ -11,9 +11,22 @@ use crate::sinks::{NdjsonSink, Progress};
 
 pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
     match command {
-        SyncCommand::List => {
+        SyncCommand::List { json } => {
             let platform = app.platform().await?;
-            for sync in &platform.describe(app.default_provider()).await?.syncs {
+            let description = platform.describe(app.default_provider()).await?;
+            if json {
+                let syncs: Vec<_> = description
+                    .syncs
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({"name": s.name, "model": s.model, "incremental": s.incremental,
+                            "description": s.description})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&syncs)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for sync in &description.syncs {
                 let mode = if sync.incremental { "incremental" } else { "full" };
                 println!("{:<20} {:<22} {:<11} {}", sync.name, sync.model, mode, sync.description);
             }
