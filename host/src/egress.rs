@@ -723,9 +723,17 @@ impl ClientCredentialTokens {
             .await
             .map_err(|e| match e {
                 OAuthError::Transport(e) => EgressError::Transport(format!("getting an access token: {e}")),
-                refused => EgressError::Reauthorize(self.redactor.scrub(&format!(
-                    "the token endpoint refused the client credentials ({refused}); give the connection a valid client id and secret"
-                ))),
+                // The endpoint's own words stay out: they are a remote's body.
+                refused => {
+                    let why = match refused {
+                        OAuthError::Endpoint { status, .. } => format!("it answered HTTP {status}"),
+                        OAuthError::BadResponse(_) => "its answer had no usable access token".to_string(),
+                        other => other.to_string(),
+                    };
+                    EgressError::Reauthorize(self.redactor.scrub(&format!(
+                        "the token endpoint refused the client credentials ({why}); give the connection a valid client id and secret"
+                    )))
+                }
             })?;
         self.redactor.add(&tokens.access_token);
         let mut header = HeaderValue::from_str(&format!("Bearer {}", tokens.access_token.expose()))

@@ -398,9 +398,13 @@ impl Platform {
     /// Reads no credential and calls no provider: it works on a connection
     /// whose credential is wrong.
     pub async fn tools(&self, connection_id: &str) -> Result<ConnectionTools, PlatformError> {
+        let bindings = self.bindings().await?;
+        self.tools_with(connection_id, &bindings).await
+    }
+
+    async fn tools_with(&self, connection_id: &str, bindings: &Bindings) -> Result<ConnectionTools, PlatformError> {
         let description = self.connection_actions(connection_id).await?;
         let policy = self.connection_tool_policy(connection_id).await?;
-        let bindings = self.bindings().await?;
         Ok(ConnectionTools {
             default: policy.default,
             tools: description
@@ -415,13 +419,19 @@ impl Platform {
         })
     }
 
-    /// The tools `caller` sees (and may call) on `connection_id`.
+    /// The tools `caller` sees (and may call) on `connection_id`: one read
+    /// of the toolsets and profiles serves both the listing and the filter.
     pub async fn visible_tools(&self, connection_id: &str, caller: &Caller) -> Result<Vec<ToolInfo>, PlatformError> {
-        let all = self.tools(connection_id).await?.tools.into_iter().filter(|t| t.status == ToolStatus::Approved);
+        let bindings = self.bindings().await?;
+        let all = self
+            .tools_with(connection_id, &bindings)
+            .await?
+            .tools
+            .into_iter()
+            .filter(|t| t.status == ToolStatus::Approved);
         match caller {
             Caller::Local(_) => Ok(all.collect()),
             Caller::User(user) => {
-                let bindings = self.bindings().await?;
                 let granted = bindings.granted(user, connection_id);
                 Ok(all.filter(|t| granted.contains(t.action.name.as_str())).collect())
             }
