@@ -139,10 +139,16 @@ fn workers_claim_each_due_sync_once_and_take_over_a_dead_workers_sync() {
 
         let worker = || async {
             let platform = std::sync::Arc::new(platform(&url, &dir).await.with_lease_ttl(Duration::from_millis(1500)));
+            // All twelve connections are one Gong company: with the default
+            // cap of 2 runs per company, whichever worker frees a slot first
+            // takes the next, and one worker may rightly do it all. The cap
+            // is tested by the fairness tests; here it is above what three
+            // workers run at once, so every worker has work.
             let options = WorkerOptions {
                 concurrency: 3,
                 poll_interval: Duration::from_millis(100),
                 exit_when_idle: true,
+                per_tenant: 9,
                 ..WorkerOptions::default()
             };
             platform.run_worker(options, std::future::pending()).await.unwrap()
