@@ -629,6 +629,9 @@ pub enum SyncCommand {
     Status {
         #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
         connection: String,
+        /// One JSON array of the syncs' states.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a sync to the end. With --connection, records are saved page by page
     /// and a rerun resumes where the last one stopped; otherwise they are

@@ -867,6 +867,18 @@ fn metrics_count_what_a_sync_sent_and_saved() {
         ),
         "{metrics}"
     );
+    // Budget left is the store's count (every process on it, the verify
+    // of `connection create` included), as of this process's last request.
+    let tenant = gong.base_url().trim_end_matches('/').to_string();
+    assert_eq!(
+        value(&format!("terapi_provider_budget_remaining{{tenant=\"{tenant}\"}}")) as usize,
+        10_000 - gong.requests().len(),
+        "{metrics}"
+    );
+    // The queue is read from the store at the scrape: nothing waits now.
+    assert!(metrics.contains("# TYPE terapi_sync_queue_waiting gauge\nterapi_sync_queue_waiting 0\n"), "{metrics}");
+    assert!(metrics.contains("terapi_sync_queue_running 0\n"), "{metrics}");
+    assert!(metrics.contains("terapi_scheduler_lag_seconds 0\n"), "{metrics}");
     assert!(!metrics.contains(&gong.config().access_key_secret), "no secret in the metrics");
 }
 
@@ -1334,6 +1346,53 @@ fn the_connect_page_in_chromium_saves_only_what_gong_accepts() {
             ("GONG_ACCESS_KEY_SECRET", gong.config().access_key_secret.clone()),
         ],
     );
+}
+
+/// The operator dashboard in Chromium at 1280x800 and on a phone, after one
+/// sync that ran and one whose Gong refused the credential
+/// (tests/node/dashboard.browser.test.mjs says what the operator sees).
+#[test]
+fn the_operator_dashboard_shows_connections_a_failed_sync_and_a_run() {
+    let gong = gong(130);
+    let dir = saved_connection(&gong, "serve-dashboard");
+    operator(&dir, Some(&gong), &["sync", "run", "users", "--connection", "acme"]);
+    let stale_gong = common::gong(3);
+    operator(&dir, Some(&stale_gong), &["connection", "create", "globex"]);
+    stale_gong.fail_next(10_000, 401);
+    let failed = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .args(["sync", "run", "users", "--connection", "globex"])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let runs: serde_json::Value =
+        serde_json::from_str(&operator(&dir, None, &["runs", "list", "--connection", "acme", "--json"])).unwrap();
+    let run = &runs[0];
+    assert_eq!(run["status"], "done", "{runs}");
+    let states: serde_json::Value =
+        serde_json::from_str(&operator(&dir, None, &["sync", "status", "--connection", "globex", "--json"])).unwrap();
+    assert_eq!(states[0]["status"], "failed", "{states}");
+    // The page shows the stored error whole; the test looks for its start.
+    let error: String = states[0]["last_error"].as_str().unwrap().chars().take(40).collect();
+
+    let (_server, url, key) = serve_with_key(&dir, &["--concurrency", "0"], &[]);
+    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    node_test(
+        "dashboard.browser.test.mjs",
+        &[
+            ("TERAPI_HOST", url),
+            ("TERAPI_SECRET_KEY", key),
+            ("SCREENSHOT_DIR", screenshots.display().to_string()),
+            ("RUN_PAGES", run["pages"].to_string()),
+            ("RUN_RECORDS", run["records"].to_string()),
+            ("FAILED_ERROR", error),
+        ],
+    );
+    for name in ["dashboard-1280x800.png", "dashboard-390x844.png"] {
+        let png = std::fs::read(screenshots.join(name)).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name}: {} bytes", png.len());
+    }
 }
 
 /// Nango's own providers.yaml (the npm package tests/node installs).

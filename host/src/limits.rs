@@ -37,8 +37,9 @@ pub struct BudgetState {
 /// What a reservation got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
-    /// The slot is reserved; send after waiting this long.
-    Granted { wait: Duration },
+    /// The slot is reserved; send after waiting this long. `used_today`
+    /// counts this request.
+    Granted { wait: Duration, used_today: u32 },
     /// Today's budget is spent; nothing was reserved.
     DailySpent { limit: u32 },
 }
@@ -66,7 +67,7 @@ pub fn reserve(state: Option<BudgetState>, limit: &RateLimitSpec, now_ms: u64) -
     }
     let start = state.tat_ms.max(now_ms);
     let next = BudgetState { tat_ms: start + interval_ms(limit), day, used: used_today + 1 };
-    (next, Reservation::Granted { wait: Duration::from_millis(start - now_ms) })
+    (next, Reservation::Granted { wait: Duration::from_millis(start - now_ms), used_today: next.used })
 }
 
 /// Where budgets are kept. One atomic reservation per request; an
@@ -146,7 +147,15 @@ impl Budget {
                     store_down = Some((since, (wait * 2).min(Duration::from_secs(5))));
                     continue;
                 }
-                Ok(Reservation::Granted { wait }) => {
+                Ok(Reservation::Granted { wait, used_today }) => {
+                    if let Some(per_day) = limit.per_day {
+                        crate::metrics::set(
+                            "terapi_provider_budget_remaining",
+                            "Requests left today in the provider's daily budget, by tenant (as this process last saw it).",
+                            &[("tenant", &self.tenant)],
+                            f64::from(per_day.saturating_sub(used_today)),
+                        );
+                    }
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
                     }
@@ -212,14 +221,14 @@ mod tests {
         for _ in 0..5 {
             let (next, r) = reserve(state, &THREE, 1_000_000);
             state = Some(next);
-            let Reservation::Granted { wait } = r else { panic!("{r:?}") };
+            let Reservation::Granted { wait, .. } = r else { panic!("{r:?}") };
             waits.push(wait.as_millis());
         }
         assert_eq!(waits, [0, 350, 700, 1050, 1400]);
         assert_eq!(reserve(state, &THREE, 1_000_000).1, Reservation::DailySpent { limit: 5 });
         // The next UTC day starts afresh.
         let (_, r) = reserve(state, &THREE, 1_000_000 + DAY_MS);
-        assert_eq!(r, Reservation::Granted { wait: Duration::ZERO });
+        assert_eq!(r, Reservation::Granted { wait: Duration::ZERO, used_today: 1 });
     }
 
     #[tokio::test]

@@ -27,6 +27,7 @@ struct Registry {
     help: BTreeMap<&'static str, (&'static str, &'static str)>,
     counters: BTreeMap<(&'static str, Labels), u64>,
     histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    gauges: BTreeMap<(&'static str, Labels), f64>,
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -43,6 +44,13 @@ pub fn count(name: &'static str, help: &'static str, given: &[(&'static str, &st
     let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
     registry.help.entry(name).or_insert((help, "counter"));
     *registry.counters.entry((name, labels(given))).or_default() += by;
+}
+
+/// Sets the gauge `name{labels}` to `value`.
+pub fn set(name: &'static str, help: &'static str, given: &[(&'static str, &str)], value: f64) {
+    let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
+    registry.help.entry(name).or_insert((help, "gauge"));
+    registry.gauges.insert((name, labels(given)), value);
 }
 
 /// Records one observation (seconds) in the histogram `name{labels}`.
@@ -86,6 +94,12 @@ pub fn render() -> String {
             }
             let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
         }
+        for ((family, labels), value) in registry.gauges.range((*name, Vec::new())..) {
+            if family != name {
+                break;
+            }
+            let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
+        }
         for ((family, labels), histogram) in registry.histograms.range((*name, Vec::new())..) {
             if family != name {
                 break;
@@ -112,7 +126,10 @@ mod tests {
         count("terapi_test_total", "A test counter.", &[("tenant", "https://a \"b\"")], 2);
         count("terapi_test_total", "A test counter.", &[("tenant", "https://a \"b\"")], 1);
         observe("terapi_test_seconds", "A test histogram.", &[("sync", "users")], 0.3);
+        set("terapi_test_gauge", "A test gauge.", &[], 4.0);
+        set("terapi_test_gauge", "A test gauge.", &[], 2.5);
         let text = render();
+        assert!(text.contains("# TYPE terapi_test_gauge gauge\nterapi_test_gauge 2.5\n"), "{text}");
         assert!(text.contains("# TYPE terapi_test_total counter"), "{text}");
         assert!(text.contains("terapi_test_total{tenant=\"https://a \\\"b\\\"\"} 3"), "{text}");
         assert!(text.contains("terapi_test_seconds_bucket{sync=\"users\",le=\"0.25\"} 0"), "{text}");

@@ -19,6 +19,7 @@
 mod api;
 pub mod auth;
 mod connect;
+mod dashboard;
 mod error;
 pub mod frequency;
 mod mcp;
@@ -90,6 +91,10 @@ pub fn router(state: Arc<ServeState>) -> Router {
     Router::new()
         .merge(authenticated)
         .merge(mcp::routes(state.clone()))
+        .route("/", get(dashboard::root))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route("/dashboard/login", get(dashboard::login_page).post(dashboard::login))
+        .route("/dashboard/logout", post(dashboard::logout))
         .route("/connect", get(connect::page))
         .route("/connect/api/connections", post(connect::save_connection))
         .route("/connect/oauth/start", get(connect::oauth_start))
@@ -120,9 +125,37 @@ pub fn router(state: Arc<ServeState>) -> Router {
 }
 
 /// `/metrics` (under the secret key: tenants' URLs are in the labels):
-/// requests to providers by tenant and status, 429s, sync runs by outcome
-/// and their durations, records saved, webhook deliveries, API latency.
-async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+/// requests to providers by tenant and status, 429s, budget left, sync runs
+/// by outcome and their durations, records saved, webhook deliveries, API
+/// latency; and, read from the store at each scrape (so every server on
+/// it reports the same), the scheduler's queue depth and lag.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<Arc<ServeState>>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    match state.platform.store().sync_queue().await {
+        Ok(queue) => {
+            use terapi_host::metrics::set;
+            set(
+                "terapi_sync_queue_waiting",
+                "Due syncs waiting for a worker, across the store.",
+                &[],
+                queue.waiting as f64,
+            );
+            set(
+                "terapi_sync_queue_running",
+                "Syncs running under a live lease, across the store.",
+                &[],
+                queue.running as f64,
+            );
+            set(
+                "terapi_scheduler_lag_seconds",
+                "How long the longest-waiting due sync has waited for a worker.",
+                &[],
+                queue.lag_ms as f64 / 1000.0,
+            );
+        }
+        Err(e) => tracing::warn!("metrics: the sync queue cannot be read: {e}"),
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], terapi_host::metrics::render())
 }
 

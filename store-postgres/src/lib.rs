@@ -25,8 +25,8 @@ use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use terapi_store::{
     ApiKeyInfo, AsyncAction, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord,
     GovernanceDoc, MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome,
-    Store, StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState, TenantLoad, auth_mode_name, unix_now,
-    username,
+    Store, StoreError, StoredRecord, SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, auth_mode_name,
+    unix_now, username,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -170,15 +170,18 @@ impl PostgresStore {
                          used = CASE WHEN b.day = (SELECT ms FROM now) / 86400000 THEN b.used + 1 ELSE 1 END,
                          day = (SELECT ms FROM now) / 86400000
                      WHERE $3::bigint IS NULL OR b.day <> (SELECT ms FROM now) / 86400000 OR b.used < $3
-                     RETURNING b.tat_ms, (SELECT ms FROM now)"
+                     RETURNING b.tat_ms, (SELECT ms FROM now), b.used"
                 ),
                 &[&tenant, &interval, &per_day],
             )
             .await?;
         Ok(match rows.first() {
             Some(row) => {
-                let (tat, now): (i64, i64) = (row.get(0), row.get(1));
-                Reservation::Granted { wait: Duration::from_millis((tat - interval - now).max(0) as u64) }
+                let (tat, now, used): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+                Reservation::Granted {
+                    wait: Duration::from_millis((tat - interval - now).max(0) as u64),
+                    used_today: used.clamp(0, i64::from(u32::MAX)) as u32,
+                }
             }
             None => Reservation::DailySpent { limit: limit.per_day.unwrap_or(0) },
         })
@@ -834,6 +837,31 @@ impl Store for PostgresStore {
         Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
     }
 
+    async fn sync_queue(&self) -> Result<SyncQueue, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "WITH now AS (SELECT {NOW_MS} AS ms)
+                     SELECT
+                         COUNT(*) FILTER (WHERE due_at <= now.ms AND (lease_owner IS NULL OR lease_expires_at <= now.ms)),
+                         COUNT(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires_at > now.ms),
+                         COALESCE(now.ms - MIN(due_at) FILTER (
+                             WHERE due_at <= now.ms AND (lease_owner IS NULL OR lease_expires_at <= now.ms)), 0)
+                     FROM sync_state, now GROUP BY now.ms"
+                ),
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .map(|r| SyncQueue {
+                waiting: r.get::<_, i64>(0) as u64,
+                running: r.get::<_, i64>(1) as u64,
+                lag_ms: r.get::<_, i64>(2).max(0) as u64,
+            })
+            .unwrap_or_default())
+    }
+
     async fn record_event(&self, event: &NewEvent) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.err(e))?;
@@ -1171,6 +1199,10 @@ impl Store for PostgresStore {
 
     async fn api_key_exists(&self, sha256: &str) -> Result<bool, StoreError> {
         Ok(!self.query("SELECT 1 FROM api_keys WHERE sha256 = $1", &[&sha256]).await?.is_empty())
+    }
+
+    async fn api_key_sha256(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.query("SELECT sha256 FROM api_keys WHERE id = $1", &[&id]).await?.first().map(|r| r.get(0)))
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {

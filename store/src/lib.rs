@@ -362,6 +362,18 @@ pub struct TenantLoad {
     pub busy: Vec<String>,
 }
 
+/// The scheduler's queue across every worker on the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncQueue {
+    /// Due syncs no live lease holds: waiting for a worker.
+    pub waiting: u64,
+    /// Syncs under a live lease.
+    pub running: u64,
+    /// How long the longest-waiting of them has been due (ms; 0 when none
+    /// waits): how far behind the scheduler is.
+    pub lag_ms: u64,
+}
+
 /// An event to write in the same transaction as what it tells of (a run
 /// that ended, a connection that was saved), for delivery to the app's
 /// webhook URL by whichever process delivers events.
@@ -600,6 +612,8 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn tenant_load(&self, backlog_ms: u64) -> Result<TenantLoad, StoreError>;
     /// How many due syncs wait for a worker (due, lease free or lapsed).
     async fn waiting_syncs(&self) -> Result<u64, StoreError>;
+    /// The queue's depth and lag, for `/metrics` and the dashboard.
+    async fn sync_queue(&self) -> Result<SyncQueue, StoreError>;
 
     /// Writes an event that stands alone (a refused token refresh).
     async fn record_event(&self, event: &NewEvent) -> Result<(), StoreError>;
@@ -670,6 +684,9 @@ pub trait Store: BudgetStore + Send + Sync {
     /// Whether a key with this SHA-256 exists (and is not revoked).
     async fn api_key_exists(&self, sha256: &str) -> Result<bool, StoreError>;
     async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;
+    /// The SHA-256 of the key whose public id is `id`, if it exists (the
+    /// dashboard signs an operator's session cookie with it).
+    async fn api_key_sha256(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Revokes the key with this public id; `false` if there is none.
     async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError>;
 

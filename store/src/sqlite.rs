@@ -17,7 +17,7 @@ use crate::crypto::MasterKey;
 use crate::{
     ApiKeyInfo, AsyncAction, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord,
     GovernanceDoc, NewEvent, RecordChanges, RecordPage, RecordQuery, RunOutcome, Store, StoreError, StoredRecord,
-    SyncLease, SyncRunRecord, SyncState, TenantLoad, auth_mode_name, schema, unix_now, username,
+    SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, auth_mode_name, schema, unix_now, username,
 };
 
 /// The columns `event_from_row` reads.
@@ -284,7 +284,7 @@ impl SqliteStore {
     fn reserve_slot(&self, tenant: &str, limit: &RateLimitSpec, now_ms: u64) -> Result<Reservation, StoreError> {
         let interval = interval_ms(limit) as i64;
         let day = (now_ms / terapi_host::limits::DAY_MS) as i64;
-        let tat: Option<i64> = self
+        let tat: Option<(i64, i64)> = self
             .db()
             .prepare_cached(
                 "INSERT INTO rate_budget (tenant, tat_ms, day, used) VALUES (?1, ?2 + ?3, ?4, 1)
@@ -293,16 +293,22 @@ impl SqliteStore {
                      used = CASE WHEN rate_budget.day = ?4 THEN rate_budget.used + 1 ELSE 1 END,
                      day = ?4
                  WHERE ?5 IS NULL OR rate_budget.day <> ?4 OR rate_budget.used < ?5
-                 RETURNING tat_ms",
+                 RETURNING tat_ms, used",
             )
             .and_then(|mut s| {
-                s.query_row(params![tenant, now_ms as i64, interval, day, limit.per_day], |r| r.get(0)).optional()
+                s.query_row(params![tenant, now_ms as i64, interval, day, limit.per_day], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()
             })
             .map_err(|e| self.err(e))?;
         Ok(match tat {
-            Some(tat) => {
+            Some((tat, used)) => {
                 let start = (tat - interval).max(now_ms as i64) as u64;
-                Reservation::Granted { wait: std::time::Duration::from_millis(start - now_ms) }
+                Reservation::Granted {
+                    wait: std::time::Duration::from_millis(start - now_ms),
+                    used_today: used.clamp(0, i64::from(u32::MAX)) as u32,
+                }
             }
             None => Reservation::DailySpent { limit: limit.per_day.unwrap_or(0) },
         })
@@ -855,6 +861,27 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    async fn sync_queue(&self) -> Result<SyncQueue, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        self.db()
+            .query_row(
+                "SELECT
+                     COUNT(*) FILTER (WHERE due_at <= ?1 AND (lease_owner IS NULL OR lease_expires_at <= ?1)),
+                     COUNT(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires_at > ?1),
+                     MIN(due_at) FILTER (WHERE due_at <= ?1 AND (lease_owner IS NULL OR lease_expires_at <= ?1))
+                 FROM sync_state",
+                [now_ms],
+                |r| {
+                    Ok(SyncQueue {
+                        waiting: r.get::<_, i64>(0)? as u64,
+                        running: r.get::<_, i64>(1)? as u64,
+                        lag_ms: r.get::<_, Option<i64>>(2)?.map_or(0, |due| (now_ms - due).max(0) as u64),
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
+    }
+
     async fn record_event(&self, event: &NewEvent) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
@@ -1245,6 +1272,13 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    async fn api_key_sha256(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.db()
+            .query_row("SELECT sha256 FROM api_keys WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
         let db = self.db();
         let mut statement = db
@@ -1474,6 +1508,28 @@ mod tests {
             state = Some(next);
             assert_eq!(store.reserve_slot("tenant", &limit, now).unwrap(), expected, "at {now}");
         }
+    }
+
+    #[test]
+    fn the_sync_queue_counts_waiting_and_running_syncs_and_the_oldest_wait() {
+        let store = SqliteStore::open(&fresh_dir("queue"), key()).unwrap();
+        block_on(async {
+            assert_eq!(store.sync_queue().await.unwrap(), SyncQueue::default());
+            store.create_connection(&connection("c"), None).await.unwrap();
+            let now = terapi_host::limits::unix_ms();
+            store.schedule_sync("c", "a", "M", now - 5_000, false).await.unwrap();
+            store.schedule_sync("c", "b", "M", now - 1_000, false).await.unwrap();
+            store.schedule_sync("c", "later", "M", now + 60_000, false).await.unwrap();
+            let queue = store.sync_queue().await.unwrap();
+            assert_eq!((queue.waiting, queue.running), (2, 0));
+            assert!((5_000..6_000).contains(&queue.lag_ms), "{queue:?}");
+            // The longest-waiting one is claimed: it runs, and the lag is the next one's.
+            let (_, claimed) = store.claim_due_sync("w", Duration::from_secs(60), &[]).await.unwrap().unwrap();
+            assert_eq!(claimed, "a");
+            let queue = store.sync_queue().await.unwrap();
+            assert_eq!((queue.waiting, queue.running), (1, 1));
+            assert!((1_000..2_000).contains(&queue.lag_ms), "{queue:?}");
+        });
     }
 
     #[test]

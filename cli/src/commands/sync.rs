@@ -43,10 +43,14 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
             }
             eprintln!("{name}: due now for {} connection(s); `terapi worker` runs it", ids.len());
         }
-        SyncCommand::Status { connection } => {
+        SyncCommand::Status { connection, json } => {
             let store = app.store().await?;
             store.connection_summary(&connection).await?;
             let states = store.sync_states(&connection).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&states)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if states.is_empty() {
                 eprintln!("no sync has run for `{connection}` yet");
             }

@@ -136,6 +136,11 @@ fn workers_claim_each_due_sync_once_and_take_over_a_dead_workers_sync() {
             &terapi_e2e::terapi_host::SyncOptions { modified_since: None, backfill_days: None },
         );
         store.commit_page(&dead, "GongUser", &page.await.unwrap()).await.unwrap();
+        // What /metrics reports of the queue: the dead worker's sync runs
+        // (its lease holds), the others have waited since they were due.
+        let queue = store.sync_queue().await.unwrap();
+        assert_eq!((queue.waiting, queue.running), (11, 1), "{queue:?}");
+        assert!(queue.lag_ms > 0 && queue.lag_ms < 60_000, "{queue:?}");
 
         let worker = || async {
             let platform = std::sync::Arc::new(platform(&url, &dir).await.with_lease_ttl(Duration::from_millis(1500)));

@@ -1,0 +1,630 @@
+//! The operator dashboard: one server-rendered page (no script, no build
+//! step) showing what the store knows: connections with their end users
+//! and health, syncs with state, last run, next due and last error, run
+//! history, webhook deliveries, tool policy and the tool-call audit.
+//!
+//! An operator signs in with one of the app's secret keys. The browser
+//! never keeps the key: it gets a cookie naming the key's public id and an
+//! expiry, signed (HMAC-SHA256) with the key's hash, which only the store
+//! holds. Every server on the store can check it, and revoking the key
+//! (`terapi key revoke`) ends its sessions at once. Scripts may send
+//! `Authorization: Bearer <secret key>` instead.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use hmac::{Hmac, Mac as _};
+use serde::Deserialize;
+use terapi_store::time::rfc3339_ms;
+use terapi_store::{ConnectionSummary, SyncState};
+
+use crate::ServeState;
+use crate::auth::{hex, sha256_hex};
+
+const COOKIE: &str = "terapi_operator";
+/// How long a sign-in lasts.
+const SESSION_SECS: u64 = 12 * 3600;
+/// The page shows this many connections (their syncs, tools) at most.
+const MAX_CONNECTIONS: usize = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    secret_key: String,
+}
+
+pub async fn root() -> Redirect {
+    Redirect::to("/dashboard")
+}
+
+pub async fn login_page() -> Response {
+    page(StatusCode::OK, "Sign in", &login_body(None))
+}
+
+pub async fn login(State(state): State<Arc<ServeState>>, Form(form): Form<LoginForm>) -> Response {
+    let key = form.secret_key.trim();
+    let sha256 = sha256_hex(key);
+    match state.platform.store().api_key_exists(&sha256).await {
+        Ok(true) => {}
+        // Never echo what was typed: it may be a real secret of elsewhere.
+        Ok(false) => {
+            return page(
+                StatusCode::UNAUTHORIZED,
+                "Sign in",
+                &login_body(Some(
+                    "That secret key is not valid here (revoked, or never made on this store). \
+                     `terapi key list` shows the keys; `terapi key create` makes one.",
+                )),
+            );
+        }
+        Err(e) => return unavailable(&e.to_string()),
+    }
+    let id = terapi_store::api_key_id(&sha256);
+    let expires = terapi_store::unix_now() + SESSION_SECS;
+    let cookie = format!(
+        "{COOKIE}={id}.{expires}.{}; Path=/; Max-Age={SESSION_SECS}; HttpOnly; SameSite=Strict{}",
+        signature(&sha256, &id, expires),
+        if state.config.public_url.scheme() == "https" { "; Secure" } else { "" }
+    );
+    let mut response = Redirect::to("/dashboard").into_response();
+    // 303: the browser follows with a GET, and a reload does not post again.
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+pub async fn logout() -> Response {
+    let mut response = Redirect::to("/dashboard/login").into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("terapi_operator=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"),
+    );
+    response
+}
+
+fn signature(key_sha256: &str, id: &str, expires: u64) -> String {
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key_sha256.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(format!("terapi-dashboard-session\n{id}\n{expires}").as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+enum Operator {
+    SignedIn,
+    Anonymous,
+}
+
+async fn operator(state: &ServeState, headers: &HeaderMap) -> Result<Operator, terapi_store::StoreError> {
+    let store = state.platform.store();
+    if let Some(key) =
+        headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "))
+    {
+        return Ok(if store.api_key_exists(&sha256_hex(key.trim())).await? {
+            Operator::SignedIn
+        } else {
+            Operator::Anonymous
+        });
+    }
+    let Some(value) = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|c| c.trim().strip_prefix(COOKIE).and_then(|c| c.strip_prefix('=')))
+    else {
+        return Ok(Operator::Anonymous);
+    };
+    let mut parts = value.splitn(3, '.');
+    let (Some(id), Some(expires), Some(given)) = (parts.next(), parts.next(), parts.next()) else {
+        return Ok(Operator::Anonymous);
+    };
+    let Ok(expires) = expires.parse::<u64>() else { return Ok(Operator::Anonymous) };
+    if expires <= terapi_store::unix_now() || id.len() != 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(Operator::Anonymous);
+    }
+    let Some(sha256) = store.api_key_sha256(id).await? else { return Ok(Operator::Anonymous) };
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(sha256.as_bytes()) else {
+        return Ok(Operator::Anonymous);
+    };
+    mac.update(format!("terapi-dashboard-session\n{id}\n{expires}").as_bytes());
+    let Some(given) = unhex(given) else { return Ok(Operator::Anonymous) };
+    Ok(if mac.verify_slice(&given).is_ok() { Operator::SignedIn } else { Operator::Anonymous })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+fn unavailable(reason: &str) -> Response {
+    tracing::warn!("dashboard: the store is not answering: {reason}");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Unavailable",
+        "<main><h1>The store is not answering</h1><p>The dashboard reads everything from the store, which is \
+         away (restarting, or unreachable). Reload in a moment; <code>/health/ready</code> says when it is back.</p></main>",
+    )
+}
+
+pub async fn dashboard(State(state): State<Arc<ServeState>>, headers: HeaderMap) -> Response {
+    match operator(&state, &headers).await {
+        Ok(Operator::SignedIn) => {}
+        Ok(Operator::Anonymous) => {
+            let mut response = Redirect::to("/dashboard/login").into_response();
+            *response.status_mut() = StatusCode::SEE_OTHER;
+            return response;
+        }
+        Err(e) => return unavailable(&e.to_string()),
+    }
+    match overview(&state).await {
+        Ok(body) => page(StatusCode::OK, "Dashboard", &body),
+        Err(e) => unavailable(&e.to_string()),
+    }
+}
+
+/// Everything on the page, read from the store.
+async fn overview(state: &ServeState) -> Result<String, terapi_platform::PlatformError> {
+    let platform = &state.platform;
+    let store = platform.store();
+    let now_ms = terapi_host::limits::unix_ms();
+    let mut connections = store.connections().await?;
+    let total_connections = connections.len();
+    connections.truncate(MAX_CONNECTIONS);
+    let mut syncs: Vec<SyncState> = Vec::new();
+    let mut failing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for connection in &connections {
+        for sync in store.sync_states(&connection.id).await? {
+            if sync.status == "failed" {
+                failing.entry(connection.id.clone()).or_default().push(sync.sync.clone());
+            }
+            syncs.push(sync);
+        }
+    }
+    let runs = platform.recent_runs(None, 50).await?;
+    let queue = store.sync_queue().await?;
+    let events = store.events(200).await?;
+    let deliveries = store.deliveries(None, 30).await?;
+    let audit = store.audit_entries(30).await?;
+
+    let mut html = String::with_capacity(32 * 1024);
+    let _ = write!(
+        html,
+        r##"<header><div class="bar"><strong>terapi</strong> <span class="muted">operator dashboard</span>
+<nav><a href="#connections">Connections</a> <a href="#syncs">Syncs</a> <a href="#runs">Runs</a> <a href="#webhooks">Webhooks</a> <a href="#tools">Tools</a></nav>
+<form method="post" action="/dashboard/logout"><button type="submit">Sign out</button></form></div></header><main>"##
+    );
+    let failed_syncs = syncs.iter().filter(|s| s.status == "failed").count();
+    let runs_today = runs.iter().filter(|r| now_ms.saturating_sub(r.started_at_ms) < 86_400_000).count();
+    let failed_deliveries = events.iter().filter(|e| e.status == "failed").count();
+    let _ = write!(
+        html,
+        r#"<section class="tiles" aria-label="Summary">
+<div class="tile"><span class="figure" id="tile-connections">{total_connections}</span> connections</div>
+<div class="tile{}"><span class="figure" id="tile-failing">{failed_syncs}</span> syncs failing</div>
+<div class="tile"><span class="figure" id="tile-queue">{}</span> waiting, {} running<br><span class="muted">lag {}</span></div>
+<div class="tile"><span class="figure">{runs_today}</span> runs in 24 h</div>
+<div class="tile{}"><span class="figure">{failed_deliveries}</span> webhook events given up</div>
+</section>"#,
+        if failed_syncs > 0 { " bad" } else { "" },
+        queue.waiting,
+        queue.running,
+        duration(queue.lag_ms),
+        if failed_deliveries > 0 { " bad" } else { "" },
+    );
+
+    // Connections.
+    html.push_str(r#"<section id="connections"><h2>Connections</h2>"#);
+    if total_connections > connections.len() {
+        let _ = write!(html, "<p class=muted>The first {} of {total_connections}.</p>", connections.len());
+    }
+    if connections.is_empty() {
+        html.push_str(
+            "<p class=empty>No connections yet. Send an end user a Connect link (<code>POST /connect/sessions</code>) \
+             or save one with <code>terapi connection create</code>.</p>",
+        );
+    } else {
+        table_head(&mut html, "connections-table", &["Connection", "Provider", "End user", "Health", "Created"]);
+        for connection in &connections {
+            let health = match failing.get(&connection.id) {
+                Some(names) => format!(r#"<span class="bad">failing: {}</span>"#, esc(&names.join(", "))),
+                None => match connection.verified_at {
+                    Some(at) => format!(r#"<span class="ok">ok</span> · verified {}"#, ago(now_ms, at * 1000)),
+                    None => "<span class=muted>never verified</span>".into(),
+                },
+            };
+            row(
+                &mut html,
+                &[
+                    ("Connection", format!("<code>{}</code>", esc(&connection.id))),
+                    ("Provider", esc(&connection.provider)),
+                    ("End user", end_user(connection)),
+                    ("Health", health),
+                    ("Created", ago(now_ms, connection.created_at * 1000)),
+                ],
+            );
+        }
+        html.push_str("</tbody></table></div>");
+    }
+    html.push_str("</section>");
+
+    // Syncs.
+    html.push_str(r#"<section id="syncs"><h2>Syncs</h2>"#);
+    if syncs.is_empty() {
+        html.push_str("<p class=empty>No sync has run or been scheduled yet.</p>");
+    } else {
+        table_head(
+            &mut html,
+            "syncs-table",
+            &["Connection", "Sync", "State", "Last run", "Next due", "Records", "Last error"],
+        );
+        for sync in &syncs {
+            let state = if sync.paused { format!("{} · paused", sync.status) } else { sync.status.clone() };
+            let class = match sync.status.as_str() {
+                "failed" => "bad",
+                "done" => "ok",
+                _ => "",
+            };
+            let next = match (sync.paused, sync.due_at_ms) {
+                (true, _) => "paused".into(),
+                (false, Some(due)) if due <= now_ms => "now".into(),
+                (false, Some(due)) => {
+                    format!(r#"<time title="{}">in {}</time>"#, rfc3339_ms(due), duration(due - now_ms))
+                }
+                (false, None) => "<span class=muted>when asked</span>".into(),
+            };
+            let last = sync
+                .last_finished_at
+                .or(sync.last_started_at)
+                .map_or_else(|| "<span class=muted>never</span>".into(), |at| ago(now_ms, at * 1000));
+            row(
+                &mut html,
+                &[
+                    ("Connection", format!("<code>{}</code>", esc(&sync.connection_id))),
+                    ("Sync", format!("{} <span class=muted>({})</span>", esc(&sync.sync), esc(&sync.model))),
+                    ("State", format!(r#"<span class="{class}">{}</span>"#, esc(&state))),
+                    ("Last run", last),
+                    ("Next due", next),
+                    ("Records", sync.records.to_string()),
+                    (
+                        "Last error",
+                        sync.last_error.as_deref().map_or_else(
+                            || "<span class=muted>none</span>".into(),
+                            |e| format!(r#"<span class="error">{}</span>"#, esc(e)),
+                        ),
+                    ),
+                ],
+            );
+        }
+        html.push_str("</tbody></table></div>");
+    }
+    html.push_str("</section>");
+
+    // Runs.
+    html.push_str(r#"<section id="runs"><h2>Recent runs</h2>"#);
+    if runs.is_empty() {
+        html.push_str("<p class=empty>No runs yet.</p>");
+    } else {
+        table_head(
+            &mut html,
+            "runs-table",
+            &["Started", "Connection", "Sync", "Outcome", "Pages", "Records", "Duration", "Worker"],
+        );
+        for run in &runs {
+            let took = match run.finished_at_ms {
+                Some(end) => duration(end.saturating_sub(run.started_at_ms)),
+                None => format!("running {}", duration(now_ms.saturating_sub(run.started_at_ms))),
+            };
+            let class = match run.status.as_str() {
+                "failed" | "lost" => "bad",
+                "done" => "ok",
+                _ => "",
+            };
+            row(
+                &mut html,
+                &[
+                    ("Started", ago(now_ms, run.started_at_ms)),
+                    ("Connection", format!("<code>{}</code>", esc(&run.connection_id))),
+                    ("Sync", esc(&run.sync)),
+                    ("Outcome", format!(r#"<span class="{class}">{}</span>"#, esc(&run.status))),
+                    ("Pages", run.pages.to_string()),
+                    ("Records", run.records.to_string()),
+                    ("Duration", took),
+                    ("Worker", format!("<code>{}</code>", esc(&run.owner))),
+                ],
+            );
+        }
+        html.push_str("</tbody></table></div>");
+    }
+    html.push_str("</section>");
+
+    // Webhooks.
+    html.push_str(r#"<section id="webhooks"><h2>Webhook deliveries</h2>"#);
+    let pending = events.iter().filter(|e| e.status == "pending").count();
+    if state.config.webhooks.is_some() {
+        let _ = write!(html, "<p class=muted>{pending} events waiting to be delivered.</p>");
+    } else {
+        let _ = write!(
+            html,
+            "<p class=muted>This server sends no webhooks (no <code>--webhook-url</code>); {pending} events wait in \
+             the outbox for one that does.</p>"
+        );
+    }
+    if deliveries.is_empty() {
+        html.push_str(
+            "<p class=empty>No deliveries yet (<code>terapi serve --webhook-url</code> sends change webhooks).</p>",
+        );
+    } else {
+        let kinds: BTreeMap<&str, (&str, &str)> =
+            events.iter().map(|e| (e.id.as_str(), (e.kind.as_str(), e.connection_id.as_str()))).collect();
+        table_head(&mut html, "deliveries-table", &["At", "Event", "Attempt", "Answer", "Took", "URL"]);
+        for delivery in &deliveries {
+            let event = match kinds.get(delivery.event_id.as_str()) {
+                Some((kind, connection)) => format!("{} <span class=muted>{}</span>", esc(kind), esc(connection)),
+                None => format!("<code>{}</code>", esc(&delivery.event_id)),
+            };
+            let answer = match (delivery.status_code, &delivery.error) {
+                (Some(code), _) if (200..300).contains(&code) => format!(r#"<span class="ok">{code}</span>"#),
+                (Some(code), _) => format!(r#"<span class="bad">{code}</span>"#),
+                (None, Some(error)) => format!(r#"<span class="error">{}</span>"#, esc(error)),
+                (None, None) => "<span class=muted>none</span>".into(),
+            };
+            row(
+                &mut html,
+                &[
+                    ("At", ago(now_ms, delivery.at_ms)),
+                    ("Event", event),
+                    ("Attempt", delivery.attempt.to_string()),
+                    ("Answer", answer),
+                    ("Took", format!("{} ms", delivery.duration_ms)),
+                    ("URL", format!("<code>{}</code>", esc(&delivery.url))),
+                ],
+            );
+        }
+        html.push_str("</tbody></table></div>");
+    }
+    html.push_str("</section>");
+
+    // Tools.
+    html.push_str(r#"<section id="tools"><h2>Tool policy</h2>"#);
+    let mut policies = Vec::new();
+    for connection in &connections {
+        // A provider no component serves has no tools.
+        if let Ok(tools) = platform.tools(&connection.id).await {
+            policies.push((connection.id.clone(), tools));
+        }
+    }
+    if policies.is_empty() {
+        html.push_str("<p class=empty>No connection has tools.</p>");
+    } else {
+        table_head(&mut html, "tools-table", &["Connection", "Default", "Approved", "Pending review", "Denied"]);
+        for (id, tools) in &policies {
+            let names = |status: terapi_platform::ToolStatus| {
+                let names: Vec<String> =
+                    tools.tools.iter().filter(|t| t.status == status).map(|t| esc(&t.action.name)).collect();
+                match names.len() {
+                    0 => "<span class=muted>none</span>".to_string(),
+                    1..=6 => names.join(", "),
+                    n => format!("<details><summary>{n} tools</summary>{}</details>", names.join(", ")),
+                }
+            };
+            row(
+                &mut html,
+                &[
+                    ("Connection", format!("<code>{}</code>", esc(id))),
+                    ("Default", esc(tools.default.as_str())),
+                    ("Approved", names(terapi_platform::ToolStatus::Approved)),
+                    ("Pending review", names(terapi_platform::ToolStatus::Pending)),
+                    ("Denied", names(terapi_platform::ToolStatus::Denied)),
+                ],
+            );
+        }
+        html.push_str("</tbody></table></div>");
+    }
+    html.push_str("<h3>Tool calls</h3>");
+    if audit.is_empty() {
+        html.push_str("<p class=empty>No tool calls yet.</p>");
+    } else {
+        table_head(&mut html, "audit-table", &["At", "Caller", "Connection", "Tool", "Outcome", "Took"]);
+        for entry in &audit {
+            let outcome = match &entry.detail {
+                Some(detail) => format!("{} <span class=muted>{}</span>", esc(&entry.status), esc(detail)),
+                None => esc(&entry.status),
+            };
+            row(
+                &mut html,
+                &[
+                    ("At", ago(now_ms, entry.at * 1000)),
+                    ("Caller", esc(&entry.caller)),
+                    ("Connection", format!("<code>{}</code>", esc(&entry.connection_id))),
+                    ("Tool", esc(&entry.tool)),
+                    ("Outcome", outcome),
+                    ("Took", format!("{} ms", entry.duration_ms)),
+                ],
+            );
+        }
+        html.push_str("</tbody></table></div>");
+    }
+    let _ = write!(
+        html,
+        "</section><footer class=muted>Read from the store at {}. <a href=\"/dashboard\">Refresh</a> · \
+         <a href=\"/metrics\">/metrics</a> needs the secret key as a bearer token.</footer></main>",
+        rfc3339_ms(now_ms)
+    );
+    Ok(html)
+}
+
+fn end_user(connection: &ConnectionSummary) -> String {
+    let Some(user) = connection.end_user.as_ref() else { return "<span class=muted>none</span>".into() };
+    let field = |name: &str| user.get(name).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+    let name = field("display_name").or_else(|| field("id")).unwrap_or("unnamed");
+    let mut text = esc(name);
+    if let Some(email) = field("email") {
+        let _ = write!(text, " <span class=muted>{}</span>", esc(email));
+    }
+    if let Some(org) = user.get("organization").and_then(|o| o.get("display_name").or_else(|| o.get("id"))) {
+        if let Some(org) = org.as_str() {
+            let _ = write!(text, "<br><span class=muted>{}</span>", esc(org));
+        }
+    }
+    text
+}
+
+fn table_head(html: &mut String, id: &str, columns: &[&str]) {
+    let _ = write!(html, r#"<div class="wrap"><table id="{id}" class="cards"><thead><tr>"#);
+    for column in columns {
+        let _ = write!(html, "<th scope=col>{column}</th>");
+    }
+    html.push_str("</tr></thead><tbody>");
+}
+
+/// One row; every cell carries its column's name, which a phone shows
+/// beside the value when rows become cards.
+fn row(html: &mut String, cells: &[(&str, String)]) {
+    html.push_str("<tr>");
+    for (label, value) in cells {
+        // One child, so a phone's two-column cell keeps the value whole.
+        let _ = write!(html, r#"<td data-label="{label}"><span>{value}</span></td>"#);
+    }
+    html.push_str("</tr>");
+}
+
+fn ago(now_ms: u64, at_ms: u64) -> String {
+    format!(r#"<time title="{}">{} ago</time>"#, rfc3339_ms(at_ms), duration(now_ms.saturating_sub(at_ms)))
+}
+
+fn duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{} min", ms / 60_000),
+        3_600_000..86_400_000 => format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000),
+        _ => format!("{} d", ms / 86_400_000),
+    }
+}
+
+pub(crate) fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn login_body(error: Option<&str>) -> String {
+    let error = error.map(|e| format!(r#"<p id="login-error" class="error" role="alert">{}</p>"#, esc(e)));
+    format!(
+        r#"<main class="narrow"><h1>terapi operator dashboard</h1>
+<p>Sign in with one of this app's secret keys (<code>terapi key create --label operator</code> makes one). The key is checked and forgotten: your browser keeps a signed session for 12 hours, which revoking the key ends.</p>
+{}<form method="post" action="/dashboard/login"><label for="secret_key">Secret key</label>
+<input id="secret_key" name="secret_key" type="password" autocomplete="current-password" required placeholder="terapi_sk_…">
+<button type="submit">Sign in</button></form></main>"#,
+        error.unwrap_or_default()
+    )
+}
+
+const STYLE: &str = r#"
+:root { color-scheme: light dark; --fg:#1b1f24; --muted:#5b6570; --bg:#f6f7f9; --card:#fff; --line:#dde1e6; --ok:#1a7f37; --bad:#c2261b; --accent:#2357c7; }
+@media (prefers-color-scheme: dark) { :root { --fg:#e6e8eb; --muted:#9aa4ae; --bg:#15181c; --card:#1d2126; --line:#30363d; --ok:#4ac26b; --bad:#ff7b72; --accent:#6ea0ff; } }
+* { box-sizing: border-box; }
+body { margin:0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:var(--fg); background:var(--bg); }
+header { background:var(--card); border-bottom:1px solid var(--line); position:sticky; top:0; z-index:1; }
+.bar { max-width:1240px; margin:0 auto; padding:10px 16px; display:flex; gap:16px; align-items:center; flex-wrap:wrap; }
+nav { display:flex; gap:12px; flex-wrap:wrap; flex:1; }
+a { color:var(--accent); }
+main { max-width:1240px; margin:0 auto; padding:16px; }
+main.narrow { max-width:460px; padding-top:12vh; }
+h1 { font-size:1.4rem; } h2 { font-size:1.15rem; margin:28px 0 8px; } h3 { font-size:1rem; margin:20px 0 8px; }
+.muted { color:var(--muted); } .ok { color:var(--ok); } .bad, .error { color:var(--bad); }
+.tiles { display:grid; grid-template-columns:repeat(auto-fit, minmax(170px, 1fr)); gap:10px; }
+.tile { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:10px 12px; }
+.tile.bad { border-color:var(--bad); }
+.figure { display:block; font-size:1.6rem; font-weight:600; }
+.wrap { overflow-x:auto; background:var(--card); border:1px solid var(--line); border-radius:8px; }
+table { border-collapse:collapse; width:100%; }
+th, td { text-align:left; padding:7px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
+th { font-size:.8rem; text-transform:uppercase; letter-spacing:.03em; color:var(--muted); white-space:nowrap; }
+tr:last-child td { border-bottom:0; }
+td .error { overflow-wrap:anywhere; }
+summary { cursor:pointer; color:var(--accent); }
+code { font-size:.9em; overflow-wrap:anywhere; }
+.empty { background:var(--card); border:1px dashed var(--line); border-radius:8px; padding:12px; }
+label { display:block; font-weight:600; margin:16px 0 6px; }
+input { width:100%; padding:10px; font:inherit; border:1px solid var(--line); border-radius:6px; background:var(--card); color:var(--fg); }
+button { font:inherit; padding:8px 14px; border-radius:6px; border:1px solid var(--line); background:var(--card); color:var(--fg); cursor:pointer; }
+main.narrow button { margin-top:14px; width:100%; background:var(--accent); border-color:var(--accent); color:#fff; padding:10px; }
+footer { margin:28px 0 8px; font-size:.85rem; }
+@media (max-width: 700px) {
+  body { font-size:14px; }
+  nav { order:3; flex-basis:100%; }
+  .bar form { margin-left:auto; }
+  table.cards thead { display:none; }
+  table.cards, table.cards tbody, table.cards tr, table.cards td { display:block; width:100%; }
+  table.cards tr { border-bottom:1px solid var(--line); padding:6px 0; }
+  table.cards tr:last-child { border-bottom:0; }
+  table.cards td { border:0; padding:3px 12px; display:grid; grid-template-columns:9.5em minmax(0, 1fr); gap:8px; }
+  table.cards td::before { content:attr(data-label); color:var(--muted); font-size:.8rem; text-transform:uppercase; }
+  .wrap { overflow-x:visible; }
+}
+"#;
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width, initial-scale=1\">\
+         <title>{} · terapi</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        esc(title)
+    );
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_the_store_is_escaped_and_durations_read_well() {
+        assert_eq!(esc(r#"<script>"x"&'y'"#), "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;");
+        assert_eq!(duration(999), "999 ms");
+        assert_eq!(duration(1_500), "1.5 s");
+        assert_eq!(duration(125_000), "2 min");
+        assert_eq!(duration(3_780_000), "1 h 3 min");
+        assert_eq!(unhex("0aff"), Some(vec![0x0a, 0xff]));
+        assert_eq!(unhex("0g"), None);
+        assert_eq!(unhex("abc"), None);
+    }
+
+    #[test]
+    fn a_session_is_signed_by_its_key() {
+        let a = signature(&"a".repeat(64), "aaaaaaaaaaaa", 100);
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, signature(&"b".repeat(64), "aaaaaaaaaaaa", 100));
+        assert_ne!(a, signature(&"a".repeat(64), "aaaaaaaaaaaa", 101));
+    }
+}
