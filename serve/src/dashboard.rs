@@ -140,7 +140,7 @@ async fn operator(state: &ServeState, headers: &HeaderMap) -> Result<Operator, t
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
@@ -471,10 +471,12 @@ fn end_user(connection: &ConnectionSummary) -> String {
     if let Some(email) = field("email") {
         let _ = write!(text, " <span class=muted>{}</span>", esc(email));
     }
-    if let Some(org) = user.get("organization").and_then(|o| o.get("display_name").or_else(|| o.get("id"))) {
-        if let Some(org) = org.as_str() {
-            let _ = write!(text, "<br><span class=muted>{}</span>", esc(org));
-        }
+    if let Some(org) = user
+        .get("organization")
+        .and_then(|o| o.get("display_name").or_else(|| o.get("id")))
+        .and_then(|o| o.as_str())
+    {
+        let _ = write!(text, "<br><span class=muted>{}</span>", esc(org));
     }
     text
 }
