@@ -81,8 +81,19 @@ pub struct GlobalArgs {
     #[arg(long, env = "TERAPI_MAX_REQUESTS_PER_RUN", global = true, default_value_t = 5000, value_name = "N")]
     pub max_requests_per_run: u64,
     /// More log output on stderr (-v info, -vv debug); RUST_LOG also works.
+    /// `serve` and `worker` log at info already.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// How log lines on stderr look: `text` for people, `json` (one object
+    /// a line, with each event's fields) for a log pipeline.
+    #[arg(long, env = "TERAPI_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Clone)]
@@ -685,7 +696,8 @@ pub enum ActionCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.verbose);
+    let service = matches!(cli.command, Command::Serve { .. } | Command::Worker { .. });
+    init_logging(cli.global.verbose + u8::from(service), cli.global.log_format);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -740,7 +752,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     1
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         // rmcp warns about every JSON-RPC error it answers (a refused tool,
         // a cancelled call): the client has those; the audit log keeps them.
@@ -752,12 +764,12 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colour only for a person at a terminal, never into a log file or pipe.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(ansi).with_target(false).init(),
+        // Flattened: `{"timestamp","level","message","connection",…}`.
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -1348,6 +1348,54 @@ fn the_connect_page_in_chromium_saves_only_what_gong_accepts() {
     );
 }
 
+/// `--log-format json`: every stderr line is one JSON object, and each run
+/// ends with one INFO line a log pipeline can index, secret-free.
+#[test]
+fn json_logs_give_one_line_per_run_with_its_figures() {
+    let gong = gong(130);
+    let dir = saved_connection(&gong, "json-logs");
+    let output = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .args(["--log-format", "json", "-v", "sync", "run", "users", "--connection", "acme"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let ended: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "sync run ended").collect();
+    assert_eq!(ended.len(), 1, "{stderr}");
+    let run = ended[0];
+    assert_eq!(run["level"], "INFO");
+    assert_eq!((run["connection"].as_str(), run["sync"].as_str()), (Some("acme"), Some("users")));
+    assert_eq!(
+        (run["outcome"].as_str(), run["records"].as_u64(), run["pages"].as_u64()),
+        (Some("done"), Some(130), Some(2))
+    );
+    assert!(run["duration_ms"].as_u64().is_some() && run["timestamp"].is_string(), "{run}");
+
+    // A refused credential: the line says so, and carries no secret.
+    gong.fail_next(10, 401);
+    let output = terapi(None)
+        .env("TERAPI_DATA_DIR", &dir)
+        .args(["--log-format", "json", "-v", "sync", "run", "users", "--connection", "acme", "--full"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let failed = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "sync run ended")
+        .unwrap_or_else(|| panic!("no run line in {stderr}"));
+    assert_eq!(failed["outcome"], "failed");
+    assert!(failed["error"].as_str().unwrap().contains("rejected the credential"), "{failed}");
+    assert!(!stderr.contains(&gong.config().access_key_secret));
+}
+
 /// The operator dashboard in Chromium at 1280x800 and on a phone, after one
 /// sync that ran and one whose Gong refused the credential
 /// (tests/node/dashboard.browser.test.mjs says what the operator sees).

@@ -249,6 +249,26 @@ impl Platform {
             Ok(run) => observed("done", run.records),
             Err(_) => observed("failed", 0),
         }
+        // One line per run, with fields a log pipeline can index
+        // (`--log-format json`); a failure's error is scrubbed first.
+        let (outcome_name, pages, records) = match &outcome {
+            Ok(run) => (if run.done { "done" } else { "yielded" }, run.pages, run.records),
+            Err(_) => ("failed", 0, 0),
+        };
+        let error = outcome.as_ref().err().map(|e| session.redact(&e.to_string()));
+        tracing::info!(
+            connection = connection_id,
+            provider = provider.as_str(),
+            sync,
+            outcome = outcome_name,
+            pages,
+            records,
+            resumed,
+            duration_ms = began.elapsed().as_millis() as u64,
+            owner = lease.owner.as_str(),
+            error = error.as_deref().unwrap_or(""),
+            "sync run ended"
+        );
         match outcome {
             Ok(run) if !run.done => {
                 finish(RunOutcome::Yielded, None).await?;

@@ -471,10 +471,8 @@ fn end_user(connection: &ConnectionSummary) -> String {
     if let Some(email) = field("email") {
         let _ = write!(text, " <span class=muted>{}</span>", esc(email));
     }
-    if let Some(org) = user
-        .get("organization")
-        .and_then(|o| o.get("display_name").or_else(|| o.get("id")))
-        .and_then(|o| o.as_str())
+    if let Some(org) =
+        user.get("organization").and_then(|o| o.get("display_name").or_else(|| o.get("id"))).and_then(|o| o.as_str())
     {
         let _ = write!(text, "<br><span class=muted>{}</span>", esc(org));
     }
