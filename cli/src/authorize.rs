@@ -8,6 +8,10 @@ use anyhow::{Result, anyhow, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// The redirect listener's port unless told otherwise, so the redirect URI
+/// registered with the OAuth app (`http://127.0.0.1:53682/callback`) matches.
+pub const DEFAULT_PORT: u16 = 53682;
+
 /// Waits for the provider's redirect to `/callback` and returns its code,
 /// after checking `state`.
 pub async fn wait_for_code(listener: TcpListener, state: &str, timeout: Duration) -> Result<String> {

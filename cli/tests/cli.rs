@@ -383,6 +383,15 @@ fn oauth_authorize_saves_a_connection_that_uses_the_customer_base_url() {
         .find_map(|line| line.trim().starts_with("http").then(|| line.trim().to_string()))
         .expect("the authorization URL is printed");
     assert!(url.contains("access_type=offline") && url.contains("state="), "{url}");
+    // The documented redirect URI, and no write scope nobody asked for.
+    let redirect = url::Url::parse(&url).unwrap();
+    let query: std::collections::HashMap<_, _> = redirect.query_pairs().into_owned().collect();
+    assert_eq!(query["redirect_uri"], "http://127.0.0.1:53682/callback");
+    let scopes: Vec<&str> = query["scope"].split(' ').collect();
+    assert!(scopes.contains(&"api:users:read") && scopes.contains(&"api:calls:read:extensive"), "{scopes:?}");
+    for write in ["api:calls:create", "api:flows:write", "api:data-privacy:delete"] {
+        assert!(!scopes.contains(&write), "{write} asked for: {scopes:?}");
+    }
 
     // The browser: the fake approves and redirects to terapi's listener.
     let page = tokio().block_on(async { reqwest::get(&url).await.unwrap().text().await.unwrap() });

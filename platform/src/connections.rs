@@ -175,9 +175,50 @@ impl Platform {
         Ok(self.store.delete_connection(id).await?)
     }
 
-    /// The URL an end user opens to grant `provider` access; `state` must
-    /// come back with the redirect. `scopes` empty: what the component says
-    /// its syncs and actions need.
+    /// The OAuth scopes to ask an end user for, fewest first: those every
+    /// connection needs (verification) and those of the `syncs` and
+    /// `actions` named, or, naming none, of every sync and every read-only
+    /// action: a write (uploading a call, erasing a person's data) is asked
+    /// for only by name, or with `ScopeChoice::Everything`.
+    pub async fn oauth_scopes(&self, provider: &str, choice: &ScopeChoice) -> Result<Vec<String>, PlatformError> {
+        let description = self.describe(provider).await?;
+        let mut scopes: std::collections::BTreeSet<String> =
+            description.requirements.oauth2_base_scopes.iter().cloned().collect();
+        match choice {
+            ScopeChoice::Everything => scopes.extend(description.requirements.oauth2_scopes.iter().cloned()),
+            ScopeChoice::Named(scopes_given) => scopes.extend(scopes_given.iter().cloned()),
+            ScopeChoice::For { syncs, actions } if syncs.is_empty() && actions.is_empty() => {
+                for sync in &description.syncs {
+                    scopes.extend(sync.scopes.iter().cloned());
+                }
+                for action in description.actions.iter().filter(|a| a.read_only) {
+                    scopes.extend(action.scopes.iter().cloned());
+                }
+            }
+            ScopeChoice::For { syncs, actions } => {
+                for name in syncs {
+                    let sync = description
+                        .syncs
+                        .iter()
+                        .find(|s| &s.name == name)
+                        .ok_or_else(|| PlatformError::NoSync { provider: provider.to_string(), sync: name.clone() })?;
+                    scopes.extend(sync.scopes.iter().cloned());
+                }
+                for name in actions {
+                    let action = description
+                        .actions
+                        .iter()
+                        .find(|a| &a.name == name)
+                        .ok_or_else(|| PlatformError::NoAction(name.clone()))?;
+                    scopes.extend(action.scopes.iter().cloned());
+                }
+            }
+        }
+        Ok(scopes.into_iter().collect())
+    }
+
+    /// The URL an end user opens to grant `provider` access to `scopes`;
+    /// `state` must come back with the redirect.
     pub async fn authorization_url(
         &self,
         provider: &str,
@@ -187,12 +228,7 @@ impl Platform {
     ) -> Result<String, PlatformError> {
         let spec = self.oauth_provider(provider)?;
         let client = self.oauth_client(provider, redirect_uri)?;
-        let scopes = if scopes.is_empty() {
-            self.describe(provider).await?.requirements.oauth2_scopes.clone()
-        } else {
-            scopes.to_vec()
-        };
-        Ok(oauth::authorization_url(spec, &BTreeMap::new(), &client, state, &scopes)?.to_string())
+        Ok(oauth::authorization_url(spec, &BTreeMap::new(), &client, state, scopes)?.to_string())
     }
 
     /// Exchanges the code from the redirect, checks the token with the
@@ -366,4 +402,16 @@ fn save_refreshed_tokens(store: Arc<dyn Store>, id: String) -> terapi_host::oaut
             }
         })
     })
+}
+
+/// Which OAuth scopes to ask for (see [`Platform::oauth_scopes`]).
+#[derive(Debug, Clone)]
+pub enum ScopeChoice {
+    /// What these syncs and actions need; none named: every sync and every
+    /// read-only action.
+    For { syncs: Vec<String>, actions: Vec<String> },
+    /// These exactly (and those every connection needs).
+    Named(Vec<String>),
+    /// Everything the component's syncs and actions could use.
+    Everything,
 }

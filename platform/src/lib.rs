@@ -32,7 +32,7 @@ use std::time::Duration;
 use terapi_host::{OAuthClient, ProviderComponent, ProviderDescription, Providers, Runtime, RuntimeConfig};
 use terapi_store::Store;
 
-pub use connections::{Authorization, EndUser};
+pub use connections::{Authorization, EndUser, ScopeChoice};
 pub use error::PlatformError;
 pub use events::WebhookConfig;
 pub use governance::{
@@ -135,7 +135,11 @@ impl Platform {
             Ok(component) => Arc::new(self.runtime.describe(component).await?),
             // A provider with auth and proxy only offers no syncs or actions.
             Err(_) if self.providers.get(provider).is_ok() => Arc::new(ProviderDescription {
-                requirements: terapi_host::Requirements { basic: None, oauth2_scopes: Vec::new() },
+                requirements: terapi_host::Requirements {
+                    basic: None,
+                    oauth2_scopes: Vec::new(),
+                    oauth2_base_scopes: Vec::new(),
+                },
                 syncs: Vec::new(),
                 actions: Vec::new(),
             }),

@@ -16,6 +16,8 @@ pub struct ActionDef {
     pub description: &'static str,
     pub input_schema: &'static str,
     pub output_schema: &'static str,
+    /// The OAuth scopes its requests take.
+    pub scopes: &'static [&'static str],
 }
 
 pub const ACTIONS: &[ActionDef] = &[
@@ -24,12 +26,14 @@ pub const ACTIONS: &[ActionDef] = &[
         description: "Get one Gong user by id (GET /v2/users/{id}).",
         input_schema: schema::GET_USER_INPUT,
         output_schema: schema::USER,
+        scopes: &["api:users:read"],
     },
     ActionDef {
         name: "list-calls",
         description: "List calls in a date window, one page at a time (GET /v2/calls).",
         input_schema: schema::LIST_CALLS_INPUT,
         output_schema: schema::LIST_CALLS_OUTPUT,
+        scopes: &["api:calls:read:basic"],
     },
     ActionDef {
         name: "get-call-media",
@@ -37,6 +41,7 @@ pub const ACTIONS: &[ActionDef] = &[
                       (POST /v2/calls/extensive with media).",
         input_schema: schema::GET_CALL_MEDIA_INPUT,
         output_schema: schema::CALL_MEDIA,
+        scopes: &["api:calls:read:extensive", "api:calls:read:media-url"],
     },
 ];
 

@@ -592,6 +592,18 @@ pub fn not_available(path: &str) -> ProviderError {
     ))
 }
 
+/// The OAuth scope an endpoint's request takes.
+pub fn scopes(endpoint: &Endpoint) -> Vec<String> {
+    let method = match endpoint.method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+    };
+    crate::gong::scope_for(method, endpoint.path).map(str::to_string).into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +679,21 @@ mod tests {
             crate::actions::parse_input::<crate::actions::GetUserInput>("get-user", r#"{"id":7, "x":"jane.doe"}"#);
         let err = format!("{:?}", typed.unwrap_err());
         assert!(err.contains("invalid type") && !err.contains("jane.doe"), "{err}");
+    }
+
+    #[test]
+    fn each_sync_and_action_names_the_scopes_it_takes() {
+        let syncs = |name: &str| crate::syncs::SYNCS.iter().find(|s| s.name == name).unwrap().scopes();
+        assert_eq!(syncs("users"), ["api:users:read"]);
+        assert_eq!(syncs("calls"), ["api:calls:read:extensive"]);
+        assert_eq!(syncs("permission-profiles"), ["api:permission-profile:read", "api:workspaces:read"]);
+        assert_eq!(scopes(find("upload-call").unwrap()), ["api:calls:create"]);
+        for endpoint in ENDPOINTS {
+            assert!(!scopes(endpoint).is_empty(), "{} names no scope", endpoint.name);
+        }
+        for sync in crate::syncs::SYNCS {
+            assert!(!sync.scopes().is_empty(), "{} names no scope", sync.name);
+        }
     }
 
     #[test]

@@ -63,6 +63,8 @@ impl auth::Guest for GongProvider {
                 password_description: "Your Gong access key secret, shown once when the key is created".into(),
             }),
             oauth2_scopes: gong::oauth_scopes().into_iter().map(str::to_string).collect(),
+            // verify lists users.
+            oauth2_base_scopes: gong::scope_for("GET", "/v2/users").map(str::to_string).into_iter().collect(),
         }
     }
 
@@ -91,6 +93,7 @@ impl sync::Guest for GongProvider {
                 record_schema: s.record_schema.into(),
                 incremental: s.incremental(),
                 frequency_secs: s.frequency_secs(),
+                scopes: s.scopes(),
             })
             .collect()
     }
@@ -109,6 +112,7 @@ impl action::Guest for GongProvider {
             output_schema: a.output_schema.into(),
             // The typed actions (get-user, list-calls) only read.
             read_only: true,
+            scopes: a.scopes.iter().map(|s| s.to_string()).collect(),
         });
         let catalogued = catalog::ENDPOINTS.iter().map(|e| action::ActionInfo {
             name: e.name.into(),
@@ -116,6 +120,7 @@ impl action::Guest for GongProvider {
             input_schema: catalog::input_schema(e),
             output_schema: schema::GONG_ANSWER.into(),
             read_only: e.reads_only,
+            scopes: catalog::scopes(e),
         });
         typed.chain(catalogued).collect()
     }

@@ -70,6 +70,21 @@ pub struct SyncDef {
 }
 
 impl SyncDef {
+    /// The OAuth scopes its requests take (permission profiles list the
+    /// workspaces first).
+    pub fn scopes(&self) -> Vec<String> {
+        let method = match self.source {
+            Source::Get => "GET",
+            Source::Post => "POST",
+        };
+        let mut scopes: Vec<String> =
+            crate::gong::scope_for(method, self.path).map(str::to_string).into_iter().collect();
+        if self.name == "permission-profiles" {
+            scopes.extend(crate::gong::scope_for("GET", "/v2/workspaces").map(str::to_string));
+        }
+        scopes
+    }
+
     pub fn incremental(&self) -> bool {
         !matches!(self.window, Window::None)
     }

@@ -475,7 +475,10 @@ pub async fn oauth_start(State(state): State<Arc<ServeState>>, Query(query): Que
             return Err(ApiError::bad_request("invalid_body", "this provider cannot be connected with this link"));
         }
         let state_param = format!("{}.{}", session.token_sha256, query.provider);
-        let url = state.platform.authorization_url(&query.provider, &redirect_uri(&state), &state_param, &[]).await?;
+        let choice = terapi_platform::ScopeChoice::For { syncs: Vec::new(), actions: Vec::new() };
+        let scopes = state.platform.oauth_scopes(&query.provider, &choice).await?;
+        let url =
+            state.platform.authorization_url(&query.provider, &redirect_uri(&state), &state_param, &scopes).await?;
         Ok::<_, ApiError>(url)
     }
     .await;

@@ -62,7 +62,7 @@ impl action::Guest for Boundary {
 
 impl auth::Guest for Boundary {
     fn describe() -> auth::Requirements {
-        auth::Requirements { basic: None, oauth2_scopes: Vec::new() }
+        auth::Requirements { basic: None, oauth2_scopes: Vec::new(), oauth2_base_scopes: Vec::new() }
     }
     fn verify() -> Result<auth::Verification, ProviderError> {
         Ok(auth::Verification { summary: String::new(), account: None })

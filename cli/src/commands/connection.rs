@@ -63,16 +63,25 @@ pub async fn run(app: &App, command: ConnectionCommand) -> Result<ExitCode> {
             let verified = app.platform().await?.rotate_credentials(&id, credentials).await?;
             println!("connection `{id}`: credential replaced ({})", verified.summary);
         }
-        ConnectionCommand::Authorize { id, provider, port, redirect_uri, code, scopes } => {
+        ConnectionCommand::Authorize { id, provider, port, redirect_uri, code, syncs, actions, scopes, all_scopes } => {
             terapi_host::connection::check_connection_id(&id)?;
             let platform = app.platform().await?;
+            let choice = if all_scopes {
+                terapi_platform::ScopeChoice::Everything
+            } else if !scopes.is_empty() {
+                terapi_platform::ScopeChoice::Named(scopes)
+            } else {
+                terapi_platform::ScopeChoice::For { syncs, actions }
+            };
+            let scopes = platform.oauth_scopes(&provider, &choice).await?;
             let listener = match &code {
                 Some(_) => None,
-                None => Some(
-                    tokio::net::TcpListener::bind(("127.0.0.1", port))
-                        .await
-                        .context("starting the redirect listener")?,
-                ),
+                None => Some(tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| {
+                    format!(
+                        "starting the redirect listener on 127.0.0.1:{port} (is another `connection authorize` \
+                         running?); pass --port N and register http://127.0.0.1:N/callback with the OAuth app"
+                    )
+                })?),
             };
             let redirect_uri = match (redirect_uri, &listener) {
                 (Some(uri), _) => uri,
@@ -88,7 +97,9 @@ pub async fn run(app: &App, command: ConnectionCommand) -> Result<ExitCode> {
                 (None, None) => bail!("no redirect listener and no --code"),
                 (None, Some(listener)) => {
                     eprintln!(
-                        "Open this URL in a browser and approve access:\n\n  {url}\n\nWaiting for the redirect to {redirect_uri} ..."
+                        "Asking for {} scope(s): {}\nOpen this URL in a browser and approve access:\n\n  {url}\n\nWaiting for the redirect to {redirect_uri} ...",
+                        scopes.len(),
+                        scopes.join(" ")
                     );
                     authorize::wait_for_code(listener, &state, std::time::Duration::from_secs(600)).await?
                 }

@@ -42,6 +42,7 @@ impl action::Guest for Hostile {
             input_schema: "{}".into(),
             output_schema: "{}".into(),
             read_only: false,
+            scopes: Vec::new(),
         })
         .collect()
     }
@@ -97,7 +98,7 @@ impl action::Guest for Hostile {
 
 impl auth::Guest for Hostile {
     fn describe() -> auth::Requirements {
-        auth::Requirements { basic: None, oauth2_scopes: vec![] }
+        auth::Requirements { basic: None, oauth2_scopes: vec![], oauth2_base_scopes: vec![] }
     }
     fn verify() -> Result<auth::Verification, ProviderError> {
         Err(ProviderError::Http(HttpError::Refused("hostile guest cannot verify".into())))
@@ -117,6 +118,7 @@ impl sync::Guest for Hostile {
             frequency_secs: 60,
             record_schema: "{}".into(),
             incremental: false,
+            scopes: Vec::new(),
         }]
     }
     fn run_page(_request: sync::PageRequest) -> Result<sync::SyncPage, ProviderError> {

@@ -261,3 +261,42 @@ fn a_refused_refresh_is_told_to_the_app_once() {
         assert!(!body.to_string().contains(access_token.expose()));
     });
 }
+
+/// An end user is asked for the fewest scopes: verification's, and those of
+/// the syncs and actions named; naming none, every sync's and every
+/// read-only action's, never a write nobody asked for.
+#[test]
+fn the_scopes_asked_for_are_those_of_what_will_run() {
+    use terapi_e2e::terapi_platform::{PlatformError, ScopeChoice};
+    block_on(async {
+        let platform = platform_in(&fresh_dir("oauth-scopes"));
+        let scopes = |syncs: &[&str], actions: &[&str]| {
+            let choice = ScopeChoice::For {
+                syncs: syncs.iter().map(|s| s.to_string()).collect(),
+                actions: actions.iter().map(|s| s.to_string()).collect(),
+            };
+            let platform = &platform;
+            async move { platform.oauth_scopes("gong-oauth", &choice).await }
+        };
+        assert_eq!(scopes(&["users"], &[]).await.unwrap(), ["api:users:read"]);
+        assert_eq!(
+            scopes(&["calls"], &["upload-call"]).await.unwrap(),
+            ["api:calls:create", "api:calls:read:extensive", "api:users:read"]
+        );
+        let default = scopes(&[], &[]).await.unwrap();
+        let everything = platform.oauth_scopes("gong-oauth", &ScopeChoice::Everything).await.unwrap();
+        for read in ["api:users:read", "api:calls:read:transcript", "api:stats:scorecards", "api:workspaces:read"] {
+            assert!(default.iter().any(|s| s == read), "{read} missing from {default:?}");
+        }
+        for write in ["api:calls:create", "api:flows:write", "api:crm:upload", "api:data-privacy:delete"] {
+            assert!(!default.iter().any(|s| s == write), "{write} asked for by default: {default:?}");
+            assert!(everything.iter().any(|s| s == write), "{write} missing from everything");
+        }
+        assert!(default.len() < everything.len());
+        let named = ScopeChoice::Named(vec!["api:calls:read:basic".into()]);
+        let named = platform.oauth_scopes("gong-oauth", &named).await.unwrap();
+        assert_eq!(named, ["api:calls:read:basic", "api:users:read"]);
+        assert!(matches!(scopes(&["nope"], &[]).await, Err(PlatformError::NoSync { .. })));
+        assert!(matches!(scopes(&[], &["nope"]).await, Err(PlatformError::NoAction(_))));
+    });
+}
