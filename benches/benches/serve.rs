@@ -73,6 +73,7 @@ async fn records_listing(stored: usize) {
             worker_concurrency: 0,
             connect_session_ttl: Duration::from_secs(60),
             frame_ancestors: Vec::new(),
+            connect_page: Default::default(),
         },
     );
     tokio::spawn(terapi_serve::serve(state, listener, std::future::pending()));

@@ -212,6 +212,15 @@ pub enum Command {
         /// auth and proxy only (Connect, /connections, /proxy); repeatable.
         #[arg(long = "integration", env = "TERAPI_INTEGRATIONS", value_delimiter = ',', value_name = "PROVIDER")]
         integrations: Vec<String>,
+        /// The app's name, which the Connect page shows end users ("Acme
+        /// CRM wants to connect to your Gong account").
+        #[arg(long, env = "TERAPI_APP_NAME")]
+        app_name: Option<String>,
+        /// Providers' logos for the Connect page, `{provider}` standing for
+        /// the key, e.g. https://app.nango.dev/images/template-logos/{provider}.svg
+        /// [default: a monogram; nothing fetched from elsewhere].
+        #[arg(long, env = "TERAPI_LOGO_URL", value_name = "URL")]
+        logo_url: Option<String>,
     },
     /// Secret API keys for `terapi serve` (stored hashed; shown once).
     Key {
@@ -827,9 +836,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command } => commands::tool::audit(&app, command).await,
         Command::Toolset { command } => commands::tool::toolset(&app, command).await,
         Command::Profile { command } => commands::tool::profile(&app, command).await,
-        Command::Serve { bind, public_url, webhooks, concurrency, frame_ancestors, integrations } => {
-            let args =
-                commands::serve::ServeArgs { bind, public_url, webhooks, concurrency, frame_ancestors, integrations };
+        Command::Serve {
+            bind,
+            public_url,
+            webhooks,
+            concurrency,
+            frame_ancestors,
+            integrations,
+            app_name,
+            logo_url,
+        } => {
+            let connect_page = terapi_serve::ConnectPageConfig { app_name, logo_url };
+            let args = commands::serve::ServeArgs {
+                bind,
+                public_url,
+                webhooks,
+                concurrency,
+                frame_ancestors,
+                integrations,
+                connect_page,
+            };
             commands::serve::serve(&app, args).await
         }
         Command::Key { command } => commands::serve::key(&app, command).await,

@@ -25,7 +25,7 @@ fn verify_with_a_wrong_secret_fails_clearly_and_prints_no_secret() {
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(3));
     assert!(stderr.contains("error: unauthorized: Gong rejected the credential"), "{stderr}");
-    assert!(stderr.contains("check the access key and secret"), "{stderr}");
+    assert!(stderr.contains("check the access key and access key secret"), "{stderr}");
     for secret in [wrong, gong.config().access_key_secret.as_str()] {
         assert!(!stdout.contains(secret) && !stderr.contains(secret), "secret in output:\n{stdout}\n{stderr}");
     }
@@ -1344,7 +1344,9 @@ fn an_app_on_nangos_node_client_follows_changes_from_a_saved_cursor() {
 fn the_connect_page_in_chromium_saves_only_what_gong_accepts() {
     let gong = gong(3);
     let dir = data_dir("serve-browser");
-    let (_server, url, key) = serve_with_key(&dir, &[], &[]);
+    let (_server, url, key) = serve_with_key(&dir, &["--app-name", "Acme CRM"], &[]);
+    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
     node_test(
         "connect.browser.test.mjs",
         &[
@@ -1353,8 +1355,15 @@ fn the_connect_page_in_chromium_saves_only_what_gong_accepts() {
             ("GONG_BASE_URL", gong.base_url()),
             ("GONG_ACCESS_KEY", gong.config().access_key.clone()),
             ("GONG_ACCESS_KEY_SECRET", gong.config().access_key_secret.clone()),
+            ("APP_NAME", "Acme CRM".into()),
+            ("DOCS_CONNECT", "https://nango.dev/docs/api-integrations/gong/connect".into()),
+            ("SCREENSHOT_DIR", screenshots.display().to_string()),
         ],
     );
+    for name in ["connect-1280x800.png", "connect-390x844.png"] {
+        let png = std::fs::read(screenshots.join(name)).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}: {} bytes", png.len());
+    }
 }
 
 /// `--log-format json`: every stderr line is one JSON object, and each run

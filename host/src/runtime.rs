@@ -394,6 +394,7 @@ impl Runtime {
             label: Arc::from(format!("{}/{}", connection.provider, connection.id)),
             config: connection.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             verification: proxy.verification.clone(),
+            refused_hint: Arc::from(refused_hint(spec, &connection.credentials)),
         })
     }
 
@@ -552,6 +553,9 @@ pub struct Session {
     label: Arc<str>,
     /// The connection's config, which the component checks before `verify`.
     config: Arc<[(String, String)]>,
+    /// What to do when the provider refuses the credential, by its kind:
+    /// the component knows the provider's words, the host the credential's.
+    refused_hint: Arc<str>,
 }
 
 impl Session {
@@ -565,6 +569,7 @@ impl Session {
             redactor: Redactor::default(),
             label: Arc::from(label),
             config: Arc::from([]),
+            refused_hint: Arc::from(""),
         }
     }
 
@@ -851,7 +856,10 @@ impl Session {
     fn provider_error(&self, error: wit::ProviderError) -> Error {
         let s = |m: String| self.redactor.scrub(&m);
         Error::Provider(match error {
-            wit::ProviderError::Unauthorized(m) => ProviderFailure::Unauthorized(s(m)),
+            wit::ProviderError::Unauthorized(m) if self.refused_hint.is_empty() => ProviderFailure::Unauthorized(s(m)),
+            wit::ProviderError::Unauthorized(m) => {
+                ProviderFailure::Unauthorized(format!("{}; {}", s(m), self.refused_hint))
+            }
             wit::ProviderError::InvalidInput(m) => ProviderFailure::InvalidInput(s(m)),
             wit::ProviderError::NotFound(m) => ProviderFailure::NotFound(s(m)),
             wit::ProviderError::NotAvailable(m) => ProviderFailure::NotAvailable(s(m)),
@@ -861,6 +869,33 @@ impl Session {
             wit::ProviderError::Unknown(m) => ProviderFailure::Unknown(s(m)),
             wit::ProviderError::NotSupported(m) => ProviderFailure::NotSupported(s(m)),
         })
+    }
+}
+
+/// What a person does about a refused credential of this kind, in the
+/// entry's own words for its fields (Gong: "Access Key").
+fn refused_hint(spec: &ProviderSpec, credentials: &Credentials) -> String {
+    let title = |field: &str, fallback: &str| {
+        spec.credentials
+            .get(field)
+            .and_then(|f| f.title.as_deref())
+            .map(str::to_lowercase)
+            .unwrap_or_else(|| fallback.to_string())
+    };
+    match credentials {
+        Credentials::Basic { .. } => {
+            format!("check the {} and {}", title("username", "username"), title("password", "password"))
+        }
+        Credentials::ApiKey { .. } => format!("check the {}", title("apiKey", "API key")),
+        Credentials::OAuth2ClientCredentials { .. } => "check the client id and client secret".into(),
+        // Saved from an authorization: the grant was revoked or its scopes
+        // changed.
+        Credentials::OAuth2 { refresh_token: Some(_), .. } => {
+            "re-authorize the connection (the grant may have been revoked)".into()
+        }
+        Credentials::OAuth2 { refresh_token: None, .. } => {
+            "check the access token (it may have expired or been revoked), or authorize a connection".into()
+        }
     }
 }
 

@@ -88,15 +88,15 @@ pub fn error_for_status(path: &str, status: u16, body: &[u8]) -> ProviderError {
                 .or_else(|| gong::scope_for("GET", path))
                 .or_else(|| gong::scope_for("POST", path))
                 .unwrap_or("the scope of this endpoint");
-            ProviderError::Unauthorized(format!(
+            ProviderError::NotAvailable(format!(
                 "the connection's OAuth grant lacks the scope `{scope}` that {path} needs ({detail}); re-authorize the \
                  connection with that scope (terapi's default scopes cover every sync and action)"
             ))
         }
-        401 => ProviderError::Unauthorized(format!(
-            "Gong rejected the credential ({detail}); check the access key and secret, or re-authorize the connection"
-        )),
-        403 => ProviderError::Unauthorized(format!(
+        // What to do about it depends on the credential's kind, which the
+        // host knows and adds.
+        401 => ProviderError::Unauthorized(format!("Gong rejected the credential ({detail})")),
+        403 => ProviderError::NotAvailable(format!(
             "the credential is valid but lacks permission for {path} ({detail}); grant the API scope in Gong"
         )),
         404 => ProviderError::NotFound(format!("{path}: {detail}")),

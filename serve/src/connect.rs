@@ -166,17 +166,95 @@ pub async fn page(State(state): State<Arc<ServeState>>, Query(query): Query<Page
         Ok(session) => session,
         Err(e) => return error_page(&state, e),
     };
+    let offered = offered(&state, &session);
+    let app = state.config.connect_page.app_name.as_deref().map(str::trim).filter(|a| !a.is_empty());
     let mut sections = String::new();
-    for (name, spec) in offered(&state, &session) {
-        sections.push_str(&provider_form(name, spec, &token));
+    for (name, spec) in &offered {
+        let reads = match state.platform.describe(name).await {
+            Ok(description) if !description.syncs.is_empty() => {
+                let names: Vec<String> = description.syncs.iter().map(|s| s.name.replace('-', " ")).collect();
+                Some(names.join(", "))
+            }
+            _ => None,
+        };
+        sections.push_str(&provider_form(name, spec, &token, &intro(&state, name, spec, app, reads.as_deref())));
     }
+    // Who asks, and for what, in the end user's words.
+    let heading = match (app, offered.as_slice()) {
+        (Some(app), [(_, spec)]) => {
+            format!("{} wants to connect to your {} account", escape(app), escape(provider_name(spec)))
+        }
+        (None, [(_, spec)]) => format!("Connect your {} account", escape(provider_name(spec))),
+        (Some(app), _) => format!("{} wants to connect to one of your accounts", escape(app)),
+        (None, _) => "Connect an account".to_string(),
+    };
+    let title = match app {
+        Some(app) => format!("Connect · {}", escape(app)),
+        None => "Connect".to_string(),
+    };
     // The page reports to the app that opened it, named at session
     // creation; with none named it reports to nobody.
     let origin = session.allowed_origin.as_deref().map(escape).unwrap_or_default();
     let body = format!(
-        "{sections}<p id=\"status\" role=\"status\"></p><div id=\"opener\" data-origin=\"{origin}\" hidden></div>{SCRIPT}"
+        "<h1 id=\"heading\">{heading}</h1>{sections}<p id=\"status\" role=\"status\"></p>\
+         <div id=\"opener\" data-origin=\"{origin}\" hidden></div>{SCRIPT}"
     );
-    page_response(StatusCode::OK, shell("Connect", &body), &state, session.allowed_origin.as_deref())
+    page_response(StatusCode::OK, page_shell(&title, &body), &state, session.allowed_origin.as_deref())
+}
+
+/// "Gong" for "Gong (Basic Auth)": the end user thinks of the product, not
+/// the auth mode.
+fn provider_name(spec: &ProviderSpec) -> &str {
+    spec.display_name.split(" (").next().unwrap_or(&spec.display_name).trim()
+}
+
+/// The provider's logo, what the app will read, and where the end user
+/// finds what the form asks for.
+fn intro(state: &ServeState, name: &str, spec: &ProviderSpec, app: Option<&str>, reads: Option<&str>) -> String {
+    let product = escape(provider_name(spec));
+    let initial = provider_name(spec).chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
+    // A hue of the key's own, so providers' badges differ.
+    let hue = name.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 360;
+    let image = state
+        .config
+        .connect_page
+        .logo_url
+        .as_deref()
+        .map(|template| {
+            template.replace("{provider}", &url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>())
+        })
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        // Empty alt: a logo that fails to load leaves the monogram, no broken-image icon.
+        .map(|u| format!("<img src=\"{}\" alt=\"\" width=\"40\" height=\"40\">", escape(&u)))
+        .unwrap_or_default();
+    let who = app.map(escape).unwrap_or_else(|| "The app".to_string());
+    let reads = match reads {
+        Some(reads) => format!("<p class=\"access\">{who} will read your {product} data: {}.</p>", escape(reads)),
+        None => format!("<p class=\"access\">{who} will reach {product}'s API on your behalf.</p>"),
+    };
+    let docs = spec
+        .docs_connect
+        .as_deref()
+        .filter(|d| d.starts_with("https://"))
+        .map(|d| {
+            let what = match spec.auth_mode {
+                AuthMode::OAuth2 => "What happens when I connect?",
+                AuthMode::Basic if name.starts_with("gong") => "Where do I find my access key?",
+                AuthMode::ApiKey => "Where do I find my API key?",
+                _ => "Where do I find these?",
+            };
+            format!(
+                "<p><a id=\"docs-{p}\" href=\"{}\" target=\"_blank\" rel=\"noopener noreferrer\">{what}</a></p>",
+                escape(d),
+                p = escape(name)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<div class=\"provider\"><span class=\"logo\" style=\"background:hsl({hue} 55% 42%)\" aria-hidden=\"true\">{initial}{image}</span>\
+         <h2>{}</h2></div>{reads}{docs}",
+        escape(&spec.display_name)
+    )
 }
 
 /// The credential fields the Connect form asks for: the entry's own
@@ -205,8 +283,8 @@ fn credential_fields(spec: &ProviderSpec) -> BTreeMap<String, terapi_host::provi
     fields
 }
 
-fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
-    let title = escape(&spec.display_name);
+fn provider_form(name: &str, spec: &ProviderSpec, token: &str, intro: &str) -> String {
+    let title = escape(provider_name(spec));
     if spec.auth_mode == AuthMode::OAuth2 {
         let href = format!(
             "/connect/oauth/start?session_token={}&amp;provider={}",
@@ -214,7 +292,7 @@ fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
             escape(name)
         );
         return format!(
-            "<section><h2>{title}</h2><a class=\"button\" id=\"oauth-{p}\" href=\"{href}\">Connect {title}</a></section>",
+            "<section>{intro}<a class=\"button\" id=\"oauth-{p}\" href=\"{href}\">Continue to {title}</a></section>",
             p = escape(name)
         );
     }
@@ -232,7 +310,7 @@ fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
             prefix = f.prefix.as_deref().map(|t| format!("<span>{}</span>", escape(t))).unwrap_or_default(),
             suffix = f.suffix.as_deref().map(|t| format!("<span>{}</span>", escape(t))).unwrap_or_default(),
             label = escape(f.title.as_deref().unwrap_or(key)),
-            optional = if f.optional { " <small>(optional)</small>" } else { "" },
+            optional = if f.optional { " <small class=\"optional\">(optional)</small>" } else { "" },
             p = escape(name),
             key = escape(key),
             required = if f.optional { "" } else { " required" },
@@ -255,7 +333,7 @@ fn provider_form(name: &str, spec: &ProviderSpec, token: &str) -> String {
         fields.push_str(&field("connection_config", key, f));
     }
     format!(
-        "<section><h2>{title}</h2><form data-provider=\"{p}\" id=\"form-{p}\">{fields}<button type=\"submit\">Save</button></form></section>",
+        "<section>{intro}<form data-provider=\"{p}\" id=\"form-{p}\">{fields}<button type=\"submit\">Connect</button></form></section>",
         p = escape(name)
     )
 }
@@ -595,9 +673,13 @@ pub async fn oauth_callback(State(state): State<Arc<ServeState>>, Query(query): 
 }
 
 fn shell(title: &str, body: &str) -> String {
+    page_shell(title, &format!("<h1>{title}</h1>{body}"))
+}
+
+fn page_shell(title: &str, body: &str) -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{title}</title><style>{STYLE}</style></head><body><main><h1>{title}</h1>{body}</main></body></html>"
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>"
     )
 }
 
@@ -605,11 +687,21 @@ pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f6f7f9;margin:0}main{max-width:28rem;margin:3rem auto;\
-background:#fff;padding:2rem;border-radius:12px;box-shadow:0 2px 12px #0001}label{display:block;margin:1rem 0;font-weight:600}.affix{display:flex;align-items:center;gap:.25rem}.affix input{flex:1}\
-input{display:block;width:100%;box-sizing:border-box;padding:.5rem;margin-top:.3rem;font:inherit}small{font-weight:400;color:#666}\
-button,.button{background:#1b5cff;color:#fff;border:0;padding:.6rem 1.2rem;border-radius:6px;font:inherit;text-decoration:none}\
-.error{color:#b00020}.ok{color:#0a7d32;font-weight:700;font-size:1.2rem}";
+const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f6f7f9;margin:0;color:#1b1f24}\
+main{max-width:28rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:12px;box-shadow:0 2px 12px #0001}\
+@media (max-width:520px){main{margin:0;border-radius:0;box-shadow:none;padding:1.25rem;min-height:100vh;box-sizing:border-box}}\
+h1{font-size:1.35rem;line-height:1.3;margin:0 0 1.25rem}h2{font-size:1.1rem;margin:0}\
+.provider{display:flex;align-items:center;gap:.75rem;margin-bottom:.5rem}\
+.logo{position:relative;flex:none;width:40px;height:40px;border-radius:10px;color:#fff;font-weight:700;font-size:1.3rem;display:flex;align-items:center;justify-content:center;overflow:hidden}\
+.logo img{position:absolute;inset:0;width:100%;height:100%;object-fit:contain;background:#fff}\
+.access{color:#444;margin:.5rem 0}a{color:#1b5cff}\
+label{display:block;margin:1rem 0;font-weight:600}.affix{display:flex;align-items:center;gap:.25rem}.affix input{flex:1}\
+input{display:block;width:100%;box-sizing:border-box;padding:.5rem;margin-top:.3rem;font:inherit;font-weight:400;border:1px solid #c8ccd2;border-radius:6px}\
+input::placeholder{color:#8a9199;font-weight:400}small{display:block;font-weight:400;color:#666;margin-top:.25rem}\
+small.optional{display:inline}\
+button,.button{display:inline-block;background:#1b5cff;color:#fff;border:0;padding:.6rem 1.2rem;border-radius:6px;font:inherit;font-weight:600;text-decoration:none;cursor:pointer}\
+button:disabled{opacity:.6}.error{color:#b00020}.ok{color:#0a7d32;font-weight:700;font-size:1.2rem}\
+section+section{border-top:1px solid #eee;margin-top:1.5rem;padding-top:1.5rem}";
 
 const SCRIPT: &str = r#"<script>
 const token = new URLSearchParams(location.search).get('session_token');

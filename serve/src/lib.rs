@@ -35,7 +35,7 @@ use axum::routing::{any, get, post, put};
 use terapi_platform::WorkerOptions;
 
 pub use error::ApiError;
-pub use state::{ServeConfig, ServeState};
+pub use state::{ConnectPageConfig, ServeConfig, ServeState};
 
 /// The whole HTTP surface. Requests larger than 8 MiB are refused.
 pub fn router(state: Arc<ServeState>) -> Router {

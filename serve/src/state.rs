@@ -24,6 +24,20 @@ pub struct ServeConfig {
     /// beside this server's own and the session's `allowed_origin`: the
     /// app's origins, for Nango-style embedding.
     pub frame_ancestors: Vec<String>,
+    /// How the Connect page presents the app to its end users.
+    pub connect_page: ConnectPageConfig,
+}
+
+/// Who is asking, on the Connect page.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectPageConfig {
+    /// The app's name ("Acme CRM wants to connect to your Gong account");
+    /// none: the page names only the provider.
+    pub app_name: Option<String>,
+    /// Where providers' logos are, with `{provider}` for the key, e.g.
+    /// `https://app.nango.dev/images/template-logos/{provider}.svg`; none:
+    /// a monogram, drawn by the page (nothing is fetched from elsewhere).
+    pub logo_url: Option<String>,
 }
 
 pub struct ServeState {

@@ -17,6 +17,7 @@ pub struct ServeArgs {
     pub concurrency: usize,
     pub frame_ancestors: Vec<String>,
     pub integrations: Vec<String>,
+    pub connect_page: terapi_serve::ConnectPageConfig,
 }
 
 pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
@@ -36,6 +37,17 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
                 })
         })
         .collect::<Result<Vec<_>>>()?;
+    if let Some(logo) = &args.connect_page.logo_url {
+        let sample = logo.replace("{provider}", "gong");
+        if !logo.contains("{provider}")
+            || !matches!(url::Url::parse(&sample).map(|u| u.scheme().to_string()).as_deref(), Ok("https" | "http"))
+        {
+            bail!(
+                "--logo-url `{logo}` is not a logo URL template; give an http(s) URL with {{provider}} for the \
+                 provider's key, e.g. https://app.nango.dev/images/template-logos/{{provider}}.svg"
+            );
+        }
+    }
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("listening on {}", args.bind))?;
     let address = listener.local_addr()?;
@@ -52,6 +64,7 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
             worker_concurrency: args.concurrency,
             connect_session_ttl: Duration::from_secs(30 * 60),
             frame_ancestors,
+            connect_page: args.connect_page,
         },
     );
     eprintln!("terapi serve: listening on http://{address} (Connect links and OAuth redirects use {public_url})");

@@ -78,6 +78,7 @@ impl Served {
                 worker_concurrency: 4,
                 connect_session_ttl: Duration::from_secs(600),
                 frame_ancestors: Vec::new(),
+                connect_page: Default::default(),
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

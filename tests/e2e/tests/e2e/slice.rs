@@ -35,7 +35,7 @@ fn verify_with_a_wrong_secret_says_so_without_any_secret() {
         let error = session.verify().await.unwrap_err();
         assert!(matches!(error, Error::Provider(ProviderFailure::Unauthorized(_))), "{error:?}");
         let message = error.to_string();
-        assert!(message.contains("check the access key and secret"), "{message}");
+        assert!(message.contains("check the access key and access key secret"), "{message}");
         for text in [message.clone(), format!("{error:?}")] {
             assert!(!text.contains(wrong), "the wrong secret leaked: {text}");
             assert!(!text.contains(&gong.config().access_key_secret), "the real secret leaked: {text}");
