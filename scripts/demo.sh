@@ -35,8 +35,9 @@ $terapi sync run users --output "$work/users.ndjson"
 echo "first of $(wc -l <"$work/users.ndjson") records:"; head -n 1 "$work/users.ndjson"
 step action run get-user --input '{"id":"7000000000000000007"}'
 $terapi action run get-user --input '{"id":"7000000000000000007"}'
-step action run list-calls --input '{"fromDateTime":"2024-01-01T00:00:00Z","toDateTime":"2024-01-01T02:00:00Z"}'
-$terapi action run list-calls --input '{"fromDateTime":"2024-01-01T00:00:00Z","toDateTime":"2024-01-01T02:00:00Z"}'
+step action run list-calls --input '{"fromDateTime":"2024-05-01T00:00:00Z"}'
+$terapi action run list-calls --input '{"fromDateTime":"2024-05-01T00:00:00Z"}' >"$work/calls.json"
+echo "$(grep -o '"primaryUserId"' "$work/calls.json" | wc -l) calls; the answer begins: $(head -c 240 "$work/calls.json")…"
 step proxy GET /v2/users/7000000000000000001
 $terapi proxy GET /v2/users/7000000000000000001
 step "proxy GET https://attacker.example/steal   (refused by the host)"

@@ -14,7 +14,24 @@ pub async fn run(app: &App, command: RecordsCommand) -> Result<ExitCode> {
         .transpose()
         .context("--modified-after")?;
     let store = app.store().await?;
-    store.connection_summary(&connection).await?;
+    let summary = store.connection_summary(&connection).await?;
+    // A misspelt model would list nothing and look like an empty sync.
+    let mut models: Vec<String> = store.sync_states(&connection).await?.into_iter().map(|s| s.model).collect();
+    if !models.contains(&model) {
+        let platform = app.platform().await?;
+        if let Ok(description) = platform.describe(&summary.provider).await {
+            models.extend(description.syncs.iter().map(|s| s.model.clone()));
+        }
+        models.sort();
+        models.dedup();
+        if !models.contains(&model) {
+            anyhow::bail!(
+                "`{model}` is not a model of `{connection}` ({}); its syncs store {}",
+                summary.provider,
+                if models.is_empty() { "none".to_string() } else { models.join(", ") }
+            );
+        }
+    }
     let mut query = RecordQuery {
         connection_id: connection,
         model,
@@ -41,6 +58,15 @@ pub async fn run(app: &App, command: RecordsCommand) -> Result<ExitCode> {
         }
     }
     let _ = out.flush();
-    eprintln!("{count} {} records", query.model);
+    if count == 0 && query.modified_after_ms.is_some() {
+        eprintln!("0 {} records changed after --modified-after", query.model);
+    } else if count == 0 {
+        eprintln!(
+            "0 {} records: none saved yet (`terapi sync run SYNC --connection {}` saves them)",
+            query.model, query.connection_id
+        );
+    } else {
+        eprintln!("{count} {} records", query.model);
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -45,7 +45,17 @@ pub fn calls(n: usize) -> Vec<Value> {
 pub const FIRST_CALL_AT: i64 = 1_704_067_200; // 2024-01-01T00:00:00Z
 
 pub fn call(i: usize) -> Value {
-    let started = FIRST_CALL_AT + i as i64 * 3600;
+    call_at(i, FIRST_CALL_AT + i as i64 * 3600)
+}
+
+/// `n` calls spread evenly over [from, to) (unix seconds), as a company
+/// that had them recently would: the demo's date windows then find them.
+pub fn calls_between(n: usize, from: i64, to: i64) -> Vec<Value> {
+    let step = if n == 0 { 0 } else { (to - from).max(0) / n as i64 };
+    (0..n).map(|i| call_at(i, from + i as i64 * step)).collect()
+}
+
+fn call_at(i: usize, started: i64) -> Value {
     json!({
         "id": call_id(i),
         "url": format!("https://app.gong.io/call?id={}", call_id(i)),

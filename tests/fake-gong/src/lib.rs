@@ -62,6 +62,28 @@ pub struct FakeGongConfig {
     pub company_utc_offset_minutes: i32,
 }
 
+impl FakeGongConfig {
+    /// The `fake-gong` binary's company, for the demo and the README's
+    /// examples: `users` users, `calls` calls in the two days before `now`
+    /// (unix seconds), the demo's key, Gong's 3 requests a second.
+    pub fn demo(users: usize, calls: usize, now: i64) -> FakeGongConfig {
+        FakeGongConfig {
+            access_key: "demo-access-key".into(),
+            access_key_secret: "demo-access-key-secret".into(),
+            users: fixtures::users(users),
+            calls: fixtures::calls_between(calls, now - 2 * 86_400, now),
+            rate_limit_per_second: Some(3),
+            ..FakeGongConfig::default()
+        }
+    }
+
+    /// terapi's providers.yaml with gong-oauth's authorization and token
+    /// URLs on this fake at `base_url`, for trying OAuth locally.
+    pub fn oauth_providers_yaml(base_url: &str) -> String {
+        include_str!("../../../providers.yaml").replace("https://app.gong.io", base_url.trim_end_matches('/'))
+    }
+}
+
 impl Default for FakeGongConfig {
     fn default() -> Self {
         FakeGongConfig {
