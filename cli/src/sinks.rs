@@ -85,55 +85,115 @@ impl CountsRecords for NdjsonSink {
     }
 }
 
-/// Counts pages and records and, when stderr is a terminal, keeps one
-/// progress line up to date; silent when piped.
+/// Counts pages and records. On a terminal it keeps a progress bar (with
+/// the listing's total and the time left, when the provider counts it);
+/// piped, a plain line every few seconds.
 pub struct Progress<S> {
     pub inner: S,
     label: String,
     started: Instant,
     pub pages: u64,
     pub records: u64,
-    live: bool,
+    bar: Option<indicatif::ProgressBar>,
+    /// The total of the listing being read and the records counted before
+    /// it began: a sync over several listings (a workspace each) has a
+    /// total per listing.
+    listing: Option<(u64, u64)>,
+    last_line: Instant,
+    plain_every: std::time::Duration,
+}
+
+/// How often a piped run says how far it got, unless
+/// `TERAPI_PROGRESS_INTERVAL_MS` says otherwise.
+fn plain_every() -> std::time::Duration {
+    let ms = std::env::var("TERAPI_PROGRESS_INTERVAL_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    std::time::Duration::from_millis(ms)
 }
 
 impl<S> Progress<S> {
     pub fn new(inner: S, label: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(counting_style());
+            bar.set_message(label.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
         Progress {
             inner,
             label: label.to_string(),
             started: Instant::now(),
             pages: 0,
             records: 0,
-            live: std::io::stderr().is_terminal(),
+            bar,
+            listing: None,
+            last_line: Instant::now(),
+            plain_every: plain_every(),
         }
     }
 
-    /// Ends the progress line so the summary starts on a fresh one.
+    /// Takes the bar down so the summary starts on a fresh line.
     pub fn finish(&self) {
-        if self.live && self.pages > 0 {
-            eprintln!();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
+
+    /// The total the run is heading for, if the provider counted it.
+    fn total(&self) -> Option<u64> {
+        self.listing.map(|(base, total)| (base + total).max(self.records))
+    }
+}
+
+fn counting_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{spinner} {msg}: {pos} records, {per_sec}, {elapsed}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+}
+
+fn total_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{msg} [{wide_bar}] {pos}/{len} records, {per_sec}, ETA {eta}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 impl<S> Progress<S> {
     /// Counts a page that reached its destination.
     pub fn count(&mut self, page: &SyncPage) {
-        self.count_kept(page.records.len() as u64);
+        self.count_kept(page.records.len() as u64, page.total_records);
     }
 
-    fn count_kept(&mut self, records: u64) {
+    fn count_kept(&mut self, records: u64, total: Option<u64>) {
+        if let Some(total) = total
+            && self.listing.is_none_or(|(_, known)| known != total)
+        {
+            self.listing = Some((self.records, total));
+        }
         self.pages += 1;
         self.records += records;
-        if self.live {
-            let seconds = self.started.elapsed().as_secs_f64().max(0.001);
-            eprint!(
-                "\r{}: {} records, {} pages, {:.0} records/s   ",
-                self.label,
-                self.records,
-                self.pages,
-                self.records as f64 / seconds
-            );
+        match &self.bar {
+            Some(bar) => {
+                if let Some(total) = self.total() {
+                    if bar.length().is_none() {
+                        bar.set_style(total_style());
+                    }
+                    bar.set_length(total);
+                }
+                bar.set_position(self.records);
+            }
+            None if self.last_line.elapsed() >= self.plain_every => {
+                self.last_line = Instant::now();
+                let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+                let rate = self.records as f64 / seconds;
+                let left = match self.total() {
+                    Some(total) if rate > 0.0 => {
+                        format!(" of {total}, about {:.0} s left", total.saturating_sub(self.records) as f64 / rate)
+                    }
+                    Some(total) => format!(" of {total}"),
+                    None => String::new(),
+                };
+                eprintln!("{}: {} records{left}, {} pages, {rate:.0} records/s", self.label, self.records, self.pages);
+            }
+            None => {}
         }
     }
 }
@@ -142,7 +202,7 @@ impl<S: PageSink + CountsRecords> PageSink for Progress<S> {
     async fn accept(&mut self, page: &SyncPage) -> Result<(), String> {
         let before = self.inner.records_kept();
         self.inner.accept(page).await?;
-        self.count_kept(self.inner.records_kept() - before);
+        self.count_kept(self.inner.records_kept() - before, page.total_records);
         Ok(())
     }
 }

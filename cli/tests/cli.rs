@@ -1642,6 +1642,43 @@ fn every_readme_example_returns_data_against_the_demo_fake() {
     assert!(stderr.contains("`Users` is not a model of `acme`") && stderr.contains("GongUser"), "{stderr}");
 }
 
+/// Progress: piped, a plain line now and then with Gong's total and the
+/// time left; on a terminal (`script` gives it one), a bar with the total
+/// and an ETA.
+#[test]
+fn progress_shows_gongs_total_and_the_time_left() {
+    let gong = slow_gong();
+    let output = terapi(Some(&gong))
+        .env("TERAPI_PROGRESS_INTERVAL_MS", "1")
+        .args(["sync", "run", "users", "--output", "/dev/null"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("records of 1000, about")).collect();
+    assert!(lines.len() >= 5, "a line a page: {stderr}");
+    assert!(lines[0].starts_with("users: 100 records of 1000, about ") && lines[0].contains(" s left"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "no terminal codes into a pipe");
+
+    if Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let command = format!("{} sync run users --output /dev/null", env!("CARGO_BIN_EXE_terapi"));
+        let mut tty = Command::new("script");
+        tty.args(["-qec", &command, "/dev/null"]).env("TERM", "xterm").env("COLUMNS", "120");
+        for (name, value) in terapi(Some(&gong)).get_envs() {
+            if let Some(value) = value {
+                tty.env(name, value);
+            }
+        }
+        let output = tty.output().unwrap();
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stdout}{stderr}");
+        assert!(stdout.contains("/1000 records") && stdout.contains("ETA"), "a bar with the total: {stdout:?}");
+        assert!(stdout.contains("users: 1000 records in 10 pages"), "then the summary: {stdout:?}");
+    } else {
+        eprintln!("`script` is not installed: the terminal's progress bar is not checked");
+    }
+}
+
 /// `--log-format json`: every stderr line is one JSON object, and each run
 /// ends with one INFO line a log pipeline can index, secret-free.
 #[test]

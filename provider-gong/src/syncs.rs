@@ -513,12 +513,13 @@ fn list_page(
         }),
         // Window finished: the next run starts where it ended.
         (None, Some((_, to))) => {
-            return finish(records, Some(Checkpoint { since: Some(to), ..Checkpoint::default() }), true);
+            let next = Checkpoint { since: Some(to), ..Checkpoint::default() };
+            return finish_counted(records, Some(next), true, total);
         }
         (None, None) => None,
     };
     let done = next.is_none();
-    finish(records, next, done)
+    finish_counted(records, next, done, total)
 }
 
 /// The review dates covering every review made in [from, to), whatever
@@ -545,8 +546,18 @@ fn review_days(from: &str, to: &str) -> (String, String) {
 }
 
 fn finish(records: Vec<SyncRecord>, next: Option<Checkpoint>, done: bool) -> Result<SyncPage, ProviderError> {
+    finish_counted(records, next, done, None)
+}
+
+/// A page with the listing's total, as Gong counted it.
+fn finish_counted(
+    records: Vec<SyncRecord>,
+    next: Option<Checkpoint>,
+    done: bool,
+    total_records: Option<u64>,
+) -> Result<SyncPage, ProviderError> {
     let next_checkpoint = next.as_ref().map(write_checkpoint).transpose()?;
-    Ok(SyncPage { records, next_checkpoint, done })
+    Ok(SyncPage { records, next_checkpoint, done, total_records })
 }
 
 /// Gong's cursor sits in `records.cursor`; settings lists may put it at the top level.
@@ -651,7 +662,8 @@ fn users_page(checkpoint: Checkpoint) -> Result<SyncPage, ProviderError> {
     let query: Vec<(&str, &str)> = checkpoint.cursor.as_deref().map(|c| ("cursor", c)).into_iter().collect();
     let page: UsersPage = api::get_json("/v2/users", &query)?;
     let next_cursor = page.records.next_cursor().map(str::to_string);
-    let listing = follow("/v2/users", checkpoint.listing, page.users.len(), page.records.total_records)?;
+    let total = page.records.total_records;
+    let listing = follow("/v2/users", checkpoint.listing, page.users.len(), total)?;
     let records = page
         .users
         .into_iter()
@@ -662,7 +674,7 @@ fn users_page(checkpoint: Checkpoint) -> Result<SyncPage, ProviderError> {
         .collect::<Result<Vec<_>, ProviderError>>()?;
     let next = next_cursor.map(|cursor| Checkpoint { cursor: Some(cursor), listing, ..Checkpoint::default() });
     let done = next.is_none();
-    finish(records, next, done)
+    finish_counted(records, next, done, total)
 }
 
 /// Visits every workspace: the first page lists them, each later page is one

@@ -1621,6 +1621,7 @@ mod tests {
             records: vec![SyncRecord { id: id.into(), modified_at: None, json: format!("{{\"id\":\"{id}\"}}") }],
             next_checkpoint: Some(next.into()),
             done: false,
+            total_records: None,
         };
         block_on(async {
             store.create_connection(&connection, None).await.unwrap();

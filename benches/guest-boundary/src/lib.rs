@@ -37,7 +37,7 @@ impl sync::Guest for Boundary {
                 sync::SyncRecord { id, modified_at: None, json }
             })
             .collect();
-        Ok(sync::SyncPage { records, next_checkpoint: None, done: true })
+        Ok(sync::SyncPage { records, next_checkpoint: None, done: true, total_records: None })
     }
 }
 

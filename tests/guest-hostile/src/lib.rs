@@ -126,6 +126,7 @@ impl sync::Guest for Hostile {
             records: vec![sync::SyncRecord { id: "1".into(), modified_at: None, json: "{\"id\":\"1\"}".into() }],
             next_checkpoint: Some("{\"cursor\":\"again\"}".into()),
             done: false,
+            total_records: None,
         })
     }
 }
