@@ -520,6 +520,16 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One sync of a connection: its state (status, checkpoint, last error,
+    /// schedule, next due) and every run of it kept, newest first.
+    Show {
+        /// Sync name (see `terapi sync list`).
+        sync: String,
+        #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
+        connection: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -1753,6 +1753,14 @@ fn the_operator_dashboard_shows_connections_a_failed_sync_and_a_run() {
     assert_eq!(states[0]["status"], "failed", "{states}");
     // The page shows the stored error whole; the test looks for its start.
     let error: String = states[0]["last_error"].as_str().unwrap().chars().take(40).collect();
+    let shown: serde_json::Value =
+        serde_json::from_str(&operator(&dir, None, &["runs", "show", "users", "-c", "globex", "--json"])).unwrap();
+    assert_eq!(
+        (shown["state"]["status"].as_str(), shown["runs"][0]["status"].as_str()),
+        (Some("failed"), Some("failed"))
+    );
+    let shown = operator(&dir, None, &["runs", "show", "users", "-c", "acme"]);
+    assert!(shown.starts_with("acme / users (GongUser): done") && shown.contains("runs (1):"), "{shown}");
 
     let (_server, url, key) = serve_with_key(&dir, &["--concurrency", "0"], &[]);
     let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");

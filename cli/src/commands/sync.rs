@@ -215,12 +215,60 @@ pub async fn worker(app: &App, args: WorkerArgs) -> Result<ExitCode> {
 
 /// `terapi runs list`: the store's run history, newest first.
 pub async fn runs(app: &crate::app::App, command: crate::RunsCommand) -> anyhow::Result<std::process::ExitCode> {
-    let crate::RunsCommand::List { connection, limit, json } = command;
+    let (connection, limit, json) = match command {
+        crate::RunsCommand::List { connection, limit, json } => (connection, limit, json),
+        crate::RunsCommand::Show { sync, connection, json } => return show_run(app, &connection, &sync, json).await,
+    };
     let runs = app.platform().await?.recent_runs(connection.as_deref(), limit).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(std::process::ExitCode::SUCCESS);
     }
+    print_runs(&runs);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn show_run(
+    app: &crate::app::App,
+    connection: &str,
+    sync: &str,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let store = app.store().await?;
+    store.connection_summary(connection).await?;
+    let Some(state) = store.sync_states(connection).await?.into_iter().find(|s| s.sync == sync) else {
+        anyhow::bail!(
+            "sync `{sync}` of `{connection}` has never run nor been scheduled; `terapi sync status --connection {connection}` shows those that have"
+        );
+    };
+    let mut runs: Vec<_> = store.sync_runs(connection).await?.into_iter().filter(|r| r.sync == sync).collect();
+    runs.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "state": state, "runs": runs }))?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    println!("{connection} / {sync} ({}): {}{}", state.model, state.status, if state.paused { ", paused" } else { "" });
+    println!(
+        "  records {}, pages {}, checkpoint {}",
+        state.records,
+        state.pages,
+        if state.checkpoint.is_some() { "saved" } else { "none" }
+    );
+    if let Some(every) = state.frequency_secs {
+        println!("  runs every {every} s");
+    }
+    if let Some(due) = state.due_at_ms {
+        println!("  next due {}", terapi_store::time::rfc3339(due / 1000));
+    }
+    if let Some(error) = &state.last_error {
+        println!("  last error: {error}");
+    }
+    println!("runs ({}):", runs.len());
+    print_runs(&runs);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn print_runs(runs: &[terapi_store::SyncRunRecord]) {
     for run in runs {
         let duration = run
             .finished_at_ms
@@ -238,5 +286,4 @@ pub async fn runs(app: &crate::app::App, command: crate::RunsCommand) -> anyhow:
             run.owner
         );
     }
-    Ok(std::process::ExitCode::SUCCESS)
 }
