@@ -129,7 +129,7 @@ pub struct ProviderComponent {
 
 impl ProviderComponent {
     /// What the component imports, by full interface name (e.g.
-    /// `terapi:provider/http@0.5.0`, or `wasi:cli/stderr@0.2.6` for one built
+    /// `terapi:provider/http@0.6.0`, or `wasi:cli/stderr@0.2.6` for one built
     /// with std): what any host of it must provide.
     pub fn imports(&self) -> Vec<String> {
         let component = self.pre.component();

@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { transpileBytes } from '@bytecodealliance/jco-transpile';
 
-export const WORLD = 'terapi:provider@0.5.0';
+export const WORLD = 'terapi:provider@0.6.0';
 
 const HOST_ONLY_HEADERS = new Set([
   'authorization', 'proxy-authorization', 'cookie', 'host', 'content-length', 'transfer-encoding',

@@ -12,7 +12,7 @@ fn the_gong_component_imports_only_what_the_world_declares() {
     imports.sort();
     assert_eq!(
         imports,
-        ["terapi:provider/http@0.5.0", "terapi:provider/log@0.5.0", "terapi:provider/types@0.5.0"],
+        ["terapi:provider/http@0.6.0", "terapi:provider/log@0.6.0", "terapi:provider/types@0.6.0"],
         "a host of the world needs nothing else: no WASI"
     );
     // The check tells the two apart: a component built with std imports WASI.
