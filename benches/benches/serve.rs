@@ -3,7 +3,10 @@
 //!   of a 100-record page, at the start and deep into the cursor walk;
 //! - the scheduler with 1,000 connections x 10 syncs (the real component
 //!   against the fake Gong, rate limits off): lag between when each sync was
-//!   due and when it started, and the host's peak memory.
+//!   due and when it started, and the host's peak memory;
+//! - what an operator waits for: the dashboard page and a `/metrics` scrape
+//!   with 500 connections x 10 syncs (a run each of one, one failed),
+//!   latency p50/p99 and page size.
 //!
 //! `cargo bench -p terapi-benches --bench serve`; `cargo test --benches`
 //! runs it small, so it never rots.
@@ -193,6 +196,88 @@ async fn scheduler() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+async fn operator_pages() {
+    let connections = if quick() { 10 } else { 500 };
+    let requests = if quick() { 5 } else { 200 };
+    let fake = FakeGong::start(FakeGongConfig::default()).await.expect("fake");
+    let dir = scratch("operator");
+    let platform = Arc::new(platform(&dir));
+    let syncs = platform.describe("gong").await.expect("describe").syncs.clone();
+    let store = platform.store().clone();
+    let now = terapi_host::limits::unix_ms();
+    for i in 0..connections {
+        let mut conn = connection(&fake);
+        conn.id = format!("c{i}");
+        platform.create_connection(&conn).await.expect("connection");
+        for (j, sync) in syncs.iter().enumerate() {
+            store
+                .set_schedule(&conn.id, &sync.name, &sync.model, 3_600, false, Some(now + j as u64 * 1_000))
+                .await
+                .expect("schedule");
+        }
+        let lease = terapi_store::SyncLease {
+            connection_id: conn.id.clone(),
+            sync: "users".into(),
+            owner: format!("bench:{i}"),
+            ttl: Duration::from_secs(60),
+            claimed: false,
+        };
+        store.begin_sync(&lease, "GongUser", false).await.expect("begin");
+        let records =
+            (0..10).map(|r| SyncRecord { id: format!("{r}"), modified_at: None, json: fixtures::user(r).to_string() });
+        let page = terapi_host::SyncPage {
+            records: records.collect(),
+            next_checkpoint: None,
+            done: true,
+            total_records: None,
+        };
+        store.commit_page(&lease, "GongUser", &page).await.expect("page");
+        let outcome = if i % 10 == 0 {
+            terapi_store::RunOutcome::Failed("unauthorized: Gong rejected the credential; check the access key")
+        } else {
+            terapi_store::RunOutcome::Done
+        };
+        store.finish_sync(&lease, outcome, None).await.expect("finish");
+    }
+    let key = terapi_serve::auth::new_secret_key().expect("key");
+    store.create_api_key(&terapi_serve::auth::sha256_hex(&key), "bench").await.expect("key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let state = ServeState::new(
+        platform,
+        ServeConfig {
+            public_url: format!("{base}/").parse().expect("url"),
+            webhooks: None,
+            worker_concurrency: 0,
+            connect_session_ttl: Duration::from_secs(60),
+            frame_ancestors: Vec::new(),
+            connect_page: Default::default(),
+        },
+    );
+    tokio::spawn(terapi_serve::serve(state, listener, std::future::pending()));
+    let http = reqwest::Client::new();
+    for path in ["/dashboard", "/metrics"] {
+        let mut latencies = Vec::with_capacity(requests);
+        let mut size = 0;
+        for _ in 0..requests {
+            let start = Instant::now();
+            let response = http.get(format!("{base}{path}")).bearer_auth(&key).send().await.expect("page");
+            assert!(response.status().is_success(), "{path}: {}", response.status());
+            size = response.bytes().await.expect("body").len();
+            latencies.push(start.elapsed());
+        }
+        latencies.sort();
+        println!(
+            "{path}, {connections} connections x {} syncs ({requests} requests): p50 {:.1} ms, p99 {:.1} ms, {} KiB",
+            syncs.len(),
+            percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+            percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+            size / 1024
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
@@ -207,5 +292,8 @@ fn main() {
     }
     if wanted("scheduler") {
         runtime.block_on(scheduler());
+    }
+    if wanted("operator") {
+        runtime.block_on(operator_pages());
     }
 }

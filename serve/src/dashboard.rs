@@ -31,6 +31,8 @@ const COOKIE: &str = "terapi_operator";
 const SESSION_SECS: u64 = 12 * 3600;
 /// The page shows this many connections (their syncs, tools) at most.
 const MAX_CONNECTIONS: usize = 500;
+/// And this many syncs.
+const MAX_SYNCS: usize = 1_000;
 
 #[derive(Debug, Deserialize)]
 pub struct LoginForm {
@@ -257,8 +259,24 @@ async fn overview(state: &ServeState) -> Result<String, terapi_platform::Platfor
     }
     html.push_str("</section>");
 
-    // Syncs.
+    // Syncs: what needs a look first.
     html.push_str(r#"<section id="syncs"><h2>Syncs</h2>"#);
+    let rank = |status: &str| match status {
+        "failed" => 0,
+        "running" => 1,
+        "interrupted" | "lost" => 2,
+        _ => 3,
+    };
+    syncs.sort_by(|a, b| {
+        rank(&a.status)
+            .cmp(&rank(&b.status))
+            .then_with(|| (&a.connection_id, &a.sync).cmp(&(&b.connection_id, &b.sync)))
+    });
+    let all_syncs = syncs.len();
+    if all_syncs > MAX_SYNCS {
+        let _ = write!(html, "<p class=muted>Failing and running first; the first {MAX_SYNCS} of {all_syncs}.</p>");
+        syncs.truncate(MAX_SYNCS);
+    }
     if syncs.is_empty() {
         html.push_str("<p class=empty>No sync has run or been scheduled yet.</p>");
     } else {
@@ -396,35 +414,46 @@ async fn overview(state: &ServeState) -> Result<String, terapi_platform::Platfor
 
     // Tools.
     html.push_str(r#"<section id="tools"><h2>Tool policy</h2>"#);
-    let mut policies = Vec::new();
+    // Connections with the same policy share a row: a fleet of hundreds
+    // mostly keeps the default.
+    let mut policies: BTreeMap<(String, [String; 3]), Vec<String>> = BTreeMap::new();
     for connection in &connections {
         // A provider no component serves has no tools.
-        if let Ok(tools) = platform.tools(&connection.id).await {
-            policies.push((connection.id.clone(), tools));
-        }
+        let Ok(tools) = platform.tools(&connection.id).await else { continue };
+        let names = |status: terapi_platform::ToolStatus| {
+            let names: Vec<String> =
+                tools.tools.iter().filter(|t| t.status == status).map(|t| esc(&t.action.name)).collect();
+            match names.len() {
+                0 => "<span class=muted>none</span>".to_string(),
+                1..=6 => names.join(", "),
+                n => format!("<details><summary>{n} tools</summary>{}</details>", names.join(", ")),
+            }
+        };
+        let key = (
+            esc(tools.default.as_str()),
+            [
+                names(terapi_platform::ToolStatus::Approved),
+                names(terapi_platform::ToolStatus::Pending),
+                names(terapi_platform::ToolStatus::Denied),
+            ],
+        );
+        policies.entry(key).or_default().push(connection.id.clone());
     }
     if policies.is_empty() {
         html.push_str("<p class=empty>No connection has tools.</p>");
     } else {
-        table_head(&mut html, "tools-table", &["Connection", "Default", "Approved", "Pending review", "Denied"]);
-        for (id, tools) in &policies {
-            let names = |status: terapi_platform::ToolStatus| {
-                let names: Vec<String> =
-                    tools.tools.iter().filter(|t| t.status == status).map(|t| esc(&t.action.name)).collect();
-                match names.len() {
-                    0 => "<span class=muted>none</span>".to_string(),
-                    1..=6 => names.join(", "),
-                    n => format!("<details><summary>{n} tools</summary>{}</details>", names.join(", ")),
-                }
-            };
+        table_head(&mut html, "tools-table", &["Connections", "Default", "Approved", "Pending review", "Denied"]);
+        for ((default, [approved, pending, denied]), ids) in policies {
+            let shown: Vec<String> = ids.iter().take(20).map(|id| format!("<code>{}</code>", esc(id))).collect();
+            let more = if ids.len() > 20 { format!(" and {} more", ids.len() - 20) } else { String::new() };
             row(
                 &mut html,
                 &[
-                    ("Connection", format!("<code>{}</code>", esc(id))),
-                    ("Default", esc(tools.default.as_str())),
-                    ("Approved", names(terapi_platform::ToolStatus::Approved)),
-                    ("Pending review", names(terapi_platform::ToolStatus::Pending)),
-                    ("Denied", names(terapi_platform::ToolStatus::Denied)),
+                    ("Connections", format!("{}{more}", shown.join(", "))),
+                    ("Default", default),
+                    ("Approved", approved),
+                    ("Pending review", pending),
+                    ("Denied", denied),
                 ],
             );
         }

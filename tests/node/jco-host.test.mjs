@@ -65,7 +65,7 @@ test('verify accepts the right secret and names a wrong one without echoing it',
   try {
     const refused = await wrong.verify();
     assert.equal(refused.error?.tag, 'unauthorized', JSON.stringify(refused));
-    assert.match(refused.error.val, /check the access key and secret/);
+    assert.match(refused.error.val, /^Gong rejected the credential \(.*\); check the username and password/);
     assert.ok(!refused.error.val.includes('not-the-secret'));
   } finally {
     await wrong.close();

@@ -172,6 +172,7 @@ export class Host {
   #budget;
   #current = null;
   #worker;
+  #credentialKind;
   /** What the component logged, scrubbed: [level, message]. */
   logs = [];
   /** Every request that left, for tests: [method, url, body as text]. */
@@ -208,6 +209,7 @@ export class Host {
     this.#base = parseBaseUrl(connection.baseUrl);
     this.#config = [['api_base_url_for_customer', connection.baseUrl]];
     this.#authorization = authorization(connection.credentials);
+    this.#credentialKind = connection.credentials.type;
     const { password, access_token } = connection.credentials;
     this.#secrets = [password, access_token, this.#authorization.split(' ')[1]].filter(Boolean);
     this.#limits = limits;
@@ -244,6 +246,18 @@ export class Host {
   }
 
   /**
+   * HOST.md: an `unauthorized` message says what the provider said; the
+   * host adds what to do, by the kind of credential it holds.
+   */
+  #advised(error) {
+    if (error.tag !== 'unauthorized') return error;
+    const advice = this.#credentialKind === 'basic'
+      ? 'check the username and password (Gong: the access key and secret)'
+      : 'check the access token, or authorize the connection again';
+    return { tag: error.tag, val: `${error.val}; ${advice}` };
+  }
+
+  /**
    * Runs one export. A provider error comes back as `{ error: variant }`;
    * a trap throws (and the instance is dropped: its state is undefined).
    */
@@ -255,8 +269,8 @@ export class Host {
     } catch (error) {
       // A `result` error: jco throws the variant itself (older versions
       // wrap it in a ComponentError's `payload`).
-      if (error && Object.hasOwn(error, 'payload')) return { error: error.payload };
-      if (error && !(error instanceof Error) && typeof error.tag === 'string') return { error };
+      if (error && Object.hasOwn(error, 'payload')) return { error: this.#advised(error.payload) };
+      if (error && !(error instanceof Error) && typeof error.tag === 'string') return { error: this.#advised(error) };
       this.#root = null;
       throw new Error(`the provider component crashed in ${name}: ${this.redact(error?.message ?? error)}`);
     } finally {
