@@ -242,7 +242,7 @@ async fn show_run(
         );
     };
     let mut runs: Vec<_> = store.sync_runs(connection).await?.into_iter().filter(|r| r.sync == sync).collect();
-    runs.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.started_at_ms));
     if json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "state": state, "runs": runs }))?);
         return Ok(std::process::ExitCode::SUCCESS);
