@@ -295,8 +295,13 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum ProvidersCommand {
-    /// One line per provider: key, auth mode, base URL, docs.
-    List,
+    /// One line per provider: key, auth mode, what terapi does with it, docs.
+    List {
+        /// One JSON array: key, auth_mode, serves, not_served, docs (and the
+        /// unreadable entries, with their line and message).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -807,7 +812,7 @@ fn init_logging(verbose: u8, format: LogFormat) {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let app = app::App::new(cli.global)?;
     match cli.command {
-        Command::Providers { command: ProvidersCommand::List } => commands::providers::list(&app),
+        Command::Providers { command: ProvidersCommand::List { json } } => commands::providers::list(&app, json),
         Command::Verify(args) => commands::action::verify(&app, args).await,
         Command::Connection { command } => commands::connection::run(&app, command).await,
         Command::Records { command } => commands::records::run(&app, command).await,

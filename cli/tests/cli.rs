@@ -1850,6 +1850,18 @@ fn nangos_providers_yaml_loads_whole_and_providers_list_says_what_terapi_does_wi
     assert!(line("meilisearch").contains("API_KEY") && line("meilisearch").contains("auth, proxy"));
     let two_step = stdout.lines().find(|l| l.contains("TWO_STEP")).unwrap();
     assert!(two_step.contains("read only") && two_step.contains("not served"), "{two_step}");
+
+    let json = terapi(None)
+        .args(["--providers", "bundled", "--providers", nango.to_str().unwrap(), "providers", "list", "--json"])
+        .output()
+        .unwrap();
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(entries.len(), 1013, "the same entries as the text");
+    let entry = |key: &str| entries.iter().find(|e| e["key"] == key).unwrap();
+    assert_eq!(entry("gong")["serves"], serde_json::json!(["auth", "proxy", "syncs", "actions"]));
+    assert_eq!(entry("meilisearch")["auth_mode"], "API_KEY");
+    let served = entries.iter().filter(|e| e["not_served"].is_null()).count();
+    assert!(stderr.contains(&format!(": {served} served,")), "as the text says: {served} in {stderr}");
 }
 
 #[test]
