@@ -49,6 +49,25 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `terapi serve` on `platform` (no scheduler), on a free port; its URL.
+async fn start_serve(platform: Arc<Platform>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let state = ServeState::new(
+        platform,
+        ServeConfig {
+            public_url: format!("{base}/").parse().expect("url"),
+            webhooks: None,
+            worker_concurrency: 0,
+            connect_session_ttl: Duration::from_secs(60),
+            frame_ancestors: Vec::new(),
+            connect_page: Default::default(),
+        },
+    );
+    tokio::spawn(terapi_serve::serve(state, listener, std::future::pending()));
+    base
+}
+
 async fn records_listing(stored: usize) {
     let requests = if quick() { 20 } else { 2_000 };
     let fake = FakeGong::start(FakeGongConfig::default()).await.expect("fake");
@@ -66,20 +85,7 @@ async fn records_listing(stored: usize) {
     }
     let key = terapi_serve::auth::new_secret_key().expect("key");
     platform.store().create_api_key(&terapi_serve::auth::sha256_hex(&key), "bench").await.expect("key");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = ServeState::new(
-        platform,
-        ServeConfig {
-            public_url: format!("{base}/").parse().expect("url"),
-            webhooks: None,
-            worker_concurrency: 0,
-            connect_session_ttl: Duration::from_secs(60),
-            frame_ancestors: Vec::new(),
-            connect_page: Default::default(),
-        },
-    );
-    tokio::spawn(terapi_serve::serve(state, listener, std::future::pending()));
+    let base = start_serve(platform).await;
     let http = reqwest::Client::new();
     let page = |cursor: Option<String>| {
         let mut url = format!("{base}/records?model=GongUser&limit=100");
@@ -241,20 +247,7 @@ async fn operator_pages() {
     }
     let key = terapi_serve::auth::new_secret_key().expect("key");
     store.create_api_key(&terapi_serve::auth::sha256_hex(&key), "bench").await.expect("key");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = ServeState::new(
-        platform,
-        ServeConfig {
-            public_url: format!("{base}/").parse().expect("url"),
-            webhooks: None,
-            worker_concurrency: 0,
-            connect_session_ttl: Duration::from_secs(60),
-            frame_ancestors: Vec::new(),
-            connect_page: Default::default(),
-        },
-    );
-    tokio::spawn(terapi_serve::serve(state, listener, std::future::pending()));
+    let base = start_serve(platform).await;
     let http = reqwest::Client::new();
     for path in ["/dashboard", "/metrics"] {
         let mut latencies = Vec::with_capacity(requests);

@@ -188,40 +188,7 @@ pub enum Command {
     },
     /// Serve Nango's public API (records, syncs, actions, proxy,
     /// connections, Connect), run scheduled syncs and send change webhooks.
-    Serve {
-        /// Address to listen on (port 0: any free port; printed on start).
-        #[arg(long, default_value = "127.0.0.1:3003")]
-        bind: std::net::SocketAddr,
-        /// The URL end users reach this server at (Connect links, OAuth
-        /// redirects); default: http://BIND/.
-        #[arg(long, env = "TERAPI_PUBLIC_URL")]
-        public_url: Option<url::Url>,
-        #[command(flatten)]
-        webhooks: WebhookArgs,
-        /// Scheduled syncs this server runs at once (0: none, leave them to
-        /// `terapi worker`s on the same store).
-        #[arg(long, default_value_t = 4)]
-        concurrency: usize,
-        /// An origin allowed to frame the Connect page, e.g.
-        /// https://app.example.com (repeatable; comma-separated in the env
-        /// var). This server's own origin always may; a session's
-        /// `allowed_origin` may frame its own page.
-        #[arg(long = "frame-ancestor", env = "TERAPI_FRAME_ANCESTORS", value_delimiter = ',', value_name = "ORIGIN")]
-        frame_ancestors: Vec<String>,
-        /// A provider of providers.yaml no component serves, offered with
-        /// auth and proxy only (Connect, /connections, /proxy); repeatable.
-        #[arg(long = "integration", env = "TERAPI_INTEGRATIONS", value_delimiter = ',', value_name = "PROVIDER")]
-        integrations: Vec<String>,
-        /// The app's name, which the Connect page shows end users ("Acme
-        /// CRM wants to connect to your Gong account").
-        #[arg(long, env = "TERAPI_APP_NAME")]
-        app_name: Option<String>,
-        /// Providers' logos for the Connect page, `{provider}` standing for
-        /// the key, e.g. https://app.nango.dev/images/template-logos/{provider}.svg
-        /// [default: a monogram; nothing fetched from elsewhere].
-        #[arg(long, env = "TERAPI_LOGO_URL", value_name = "URL")]
-        logo_url: Option<String>,
-    },
+    Serve(ServeArgs),
     /// Secret API keys for `terapi serve` (stored hashed; shown once).
     Key {
         #[command(subcommand)]
@@ -362,6 +329,43 @@ pub enum ConnectionCommand {
     },
     /// Delete a connection with its checkpoints and records.
     Delete { id: String },
+}
+
+/// `terapi serve`'s options.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; printed on start).
+    #[arg(long, default_value = "127.0.0.1:3003")]
+    pub bind: std::net::SocketAddr,
+    /// The URL end users reach this server at (Connect links, OAuth
+    /// redirects); default: http://BIND/.
+    #[arg(long, env = "TERAPI_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+    /// Scheduled syncs this server runs at once (0: none, leave them to
+    /// `terapi worker`s on the same store).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// An origin allowed to frame the Connect page, e.g.
+    /// https://app.example.com (repeatable; comma-separated in the env
+    /// var). This server's own origin always may; a session's
+    /// `allowed_origin` may frame its own page.
+    #[arg(long = "frame-ancestor", env = "TERAPI_FRAME_ANCESTORS", value_delimiter = ',', value_name = "ORIGIN")]
+    pub frame_ancestors: Vec<String>,
+    /// A provider of providers.yaml no component serves, offered with
+    /// auth and proxy only (Connect, /connections, /proxy); repeatable.
+    #[arg(long = "integration", env = "TERAPI_INTEGRATIONS", value_delimiter = ',', value_name = "PROVIDER")]
+    pub integrations: Vec<String>,
+    /// The app's name, which the Connect page shows end users ("Acme
+    /// CRM wants to connect to your Gong account").
+    #[arg(long, env = "TERAPI_APP_NAME")]
+    pub app_name: Option<String>,
+    /// Providers' logos for the Connect page, `{provider}` standing for
+    /// the key, e.g. https://app.nango.dev/images/template-logos/{provider}.svg
+    /// [default: a monogram; nothing fetched from elsewhere].
+    #[arg(long, env = "TERAPI_LOGO_URL", value_name = "URL")]
+    pub logo_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -733,7 +737,7 @@ pub enum ActionCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let service = matches!(cli.command, Command::Serve { .. } | Command::Worker { .. });
+    let service = matches!(cli.command, Command::Serve(_) | Command::Worker { .. });
     init_logging(cli.global.verbose + u8::from(service), cli.global.log_format);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -851,28 +855,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command } => commands::tool::audit(&app, command).await,
         Command::Toolset { command } => commands::tool::toolset(&app, command).await,
         Command::Profile { command } => commands::tool::profile(&app, command).await,
-        Command::Serve {
-            bind,
-            public_url,
-            webhooks,
-            concurrency,
-            frame_ancestors,
-            integrations,
-            app_name,
-            logo_url,
-        } => {
-            let connect_page = terapi_serve::ConnectPageConfig { app_name, logo_url };
-            let args = commands::serve::ServeArgs {
-                bind,
-                public_url,
-                webhooks,
-                concurrency,
-                frame_ancestors,
-                integrations,
-                connect_page,
-            };
-            commands::serve::serve(&app, args).await
-        }
+        Command::Serve(args) => commands::serve::serve(&app, args).await,
         Command::Key { command } => commands::serve::key(&app, command).await,
         Command::Mcp { command } => commands::mcp::run(&app, command).await,
         Command::Webhooks { command } => commands::webhooks::run(&app, command).await,

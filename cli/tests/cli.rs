@@ -1201,6 +1201,21 @@ fn serve_with_key(dir: &std::path::Path, extra: &[&str], envs: &[(&str, String)]
     (ChildGuard(child), url, key)
 }
 
+/// Where the browser tests put their screenshots (target/tmp/screenshots).
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Each screenshot was written: a PNG with more than `min_bytes` of picture.
+fn assert_screenshots(dir: &std::path::Path, names: &[&str], min_bytes: usize) {
+    for name in names {
+        let png = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(png.starts_with(b"\x89PNG") && png.len() > min_bytes, "{name}: {} bytes", png.len());
+    }
+}
+
 /// `node --test FILE` in tests/node (whose packages `scripts/test.sh` installs).
 fn node_test(file: &str, envs: &[(&str, String)]) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/node");
@@ -1345,8 +1360,7 @@ fn the_connect_page_in_chromium_saves_only_what_gong_accepts() {
     let gong = gong(3);
     let dir = data_dir("serve-browser");
     let (_server, url, key) = serve_with_key(&dir, &["--app-name", "Acme CRM"], &[]);
-    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
+    let screenshots = screenshot_dir();
     node_test(
         "connect.browser.test.mjs",
         &[
@@ -1360,10 +1374,7 @@ fn the_connect_page_in_chromium_saves_only_what_gong_accepts() {
             ("SCREENSHOT_DIR", screenshots.display().to_string()),
         ],
     );
-    for name in ["connect-1280x800.png", "connect-390x844.png"] {
-        let png = std::fs::read(screenshots.join(name)).unwrap();
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}: {} bytes", png.len());
-    }
+    assert_screenshots(&screenshots, &["connect-1280x800.png", "connect-390x844.png"], 5_000);
 }
 
 /// `terapi ARGS` (a deployment's command, its bind address moved to a
@@ -1763,8 +1774,7 @@ fn the_operator_dashboard_shows_connections_a_failed_sync_and_a_run() {
     assert!(shown.starts_with("acme / users (GongUser): done") && shown.contains("runs (1):"), "{shown}");
 
     let (_server, url, key) = serve_with_key(&dir, &["--concurrency", "0"], &[]);
-    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
+    let screenshots = screenshot_dir();
     node_test(
         "dashboard.browser.test.mjs",
         &[
@@ -1776,10 +1786,7 @@ fn the_operator_dashboard_shows_connections_a_failed_sync_and_a_run() {
             ("FAILED_ERROR", error),
         ],
     );
-    for name in ["dashboard-1280x800.png", "dashboard-390x844.png"] {
-        let png = std::fs::read(screenshots.join(name)).unwrap();
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name}: {} bytes", png.len());
-    }
+    assert_screenshots(&screenshots, &["dashboard-1280x800.png", "dashboard-390x844.png"], 10_000);
 }
 
 /// Nango's own providers.yaml (the npm package tests/node installs).

@@ -7,18 +7,8 @@ use terapi_host::Secret;
 use terapi_serve::webhooks::WebhookConfig;
 use terapi_serve::{ServeConfig, ServeState};
 
-use crate::KeyCommand;
 use crate::app::{App, when};
-
-pub struct ServeArgs {
-    pub bind: std::net::SocketAddr,
-    pub public_url: Option<url::Url>,
-    pub webhooks: crate::WebhookArgs,
-    pub concurrency: usize,
-    pub frame_ancestors: Vec<String>,
-    pub integrations: Vec<String>,
-    pub connect_page: terapi_serve::ConnectPageConfig,
-}
+use crate::{KeyCommand, ServeArgs};
 
 pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
     let webhooks = webhook_config(args.webhooks)?;
@@ -37,7 +27,7 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    if let Some(logo) = &args.connect_page.logo_url {
+    if let Some(logo) = &args.logo_url {
         let sample = logo.replace("{provider}", "gong");
         if !logo.contains("{provider}")
             || !matches!(url::Url::parse(&sample).map(|u| u.scheme().to_string()).as_deref(), Ok("https" | "http"))
@@ -64,7 +54,7 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
             worker_concurrency: args.concurrency,
             connect_session_ttl: Duration::from_secs(30 * 60),
             frame_ancestors,
-            connect_page: args.connect_page,
+            connect_page: terapi_serve::ConnectPageConfig { app_name: args.app_name, logo_url: args.logo_url },
         },
     );
     eprintln!("terapi serve: listening on http://{address} (Connect links and OAuth redirects use {public_url})");
