@@ -91,12 +91,17 @@ pub async fn logout() -> Response {
     response
 }
 
-fn signature(key_sha256: &str, id: &str, expires: u64) -> String {
-    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key_sha256.as_bytes()) else {
-        return String::new();
-    };
+/// The MAC of a session of key `id` until `expires`, keyed by the key's
+/// hash (which only the store holds).
+fn session_mac(key_sha256: &str, id: &str, expires: u64) -> Hmac<sha2::Sha256> {
+    // HMAC takes a key of any length.
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key_sha256.as_bytes()).expect("HMAC accepts any key length");
     mac.update(format!("terapi-dashboard-session\n{id}\n{expires}").as_bytes());
-    hex(&mac.finalize().into_bytes())
+    mac
+}
+
+fn signature(key_sha256: &str, id: &str, expires: u64) -> String {
+    hex(&session_mac(key_sha256, id, expires).finalize().into_bytes())
 }
 
 enum Operator {
@@ -133,12 +138,10 @@ async fn operator(state: &ServeState, headers: &HeaderMap) -> Result<Operator, t
         return Ok(Operator::Anonymous);
     }
     let Some(sha256) = store.api_key_sha256(id).await? else { return Ok(Operator::Anonymous) };
-    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(sha256.as_bytes()) else {
-        return Ok(Operator::Anonymous);
-    };
-    mac.update(format!("terapi-dashboard-session\n{id}\n{expires}").as_bytes());
     let Some(given) = unhex(given) else { return Ok(Operator::Anonymous) };
-    Ok(if mac.verify_slice(&given).is_ok() { Operator::SignedIn } else { Operator::Anonymous })
+    // Constant-time comparison.
+    let valid = session_mac(&sha256, id, expires).verify_slice(&given).is_ok();
+    Ok(if valid { Operator::SignedIn } else { Operator::Anonymous })
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
