@@ -438,6 +438,14 @@ pub enum WebhooksCommand {
         /// payloads are then rejected with 401.
         #[arg(long, value_name = "PEM_FILE")]
         public_key: Option<PathBuf>,
+        /// The URL Gong's rule posts to, as Gong sees it (behind a proxy, the
+        /// public one): a signed token's `webhook_url` must name it.
+        #[arg(long, value_name = "URL", env = "TERAPI_WEBHOOK_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// How old (seconds since Gong signed it) a delivery may be; older
+        /// ones are refused as possible replays.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        max_age: u64,
         /// Largest body accepted, in bytes.
         #[arg(long, default_value_t = 4 << 20)]
         max_body_bytes: usize,
@@ -700,6 +708,11 @@ pub enum SyncCommand {
         /// Start from the beginning, ignoring the saved checkpoint.
         #[arg(long)]
         full: bool,
+        /// Mark what a full pass did not see deleted even when the pass looks
+        /// cut short (fewer records than the provider's total, or more than a
+        /// quarter of the stored ones gone at once).
+        #[arg(long)]
+        allow_mass_deletion: bool,
         /// Only records changed after this RFC 3339 time (incremental syncs).
         #[arg(long, value_name = "TIME")]
         modified_since: Option<String>,

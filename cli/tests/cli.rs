@@ -457,6 +457,8 @@ fn webhooks_store_a_signed_call_once_and_reject_the_rest() {
             "acme",
             "--max-body-bytes",
             "65536",
+            "--public-url",
+            "https://hooks.example.com/webhooks/gong",
             "--public-key",
         ])
         .arg(fixtures_dir.join("webhook-test-public.pem"))
@@ -472,11 +474,13 @@ fn webhooks_store_a_signed_call_once_and_reject_the_rest() {
     let private =
         jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(fixtures_dir.join("webhook-test-private.pem")).unwrap())
             .unwrap();
-    let sign = |body: &[u8]| {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sign_as = |body: &[u8], iat: u64, url: &str| {
         let hash: String = sha2::Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect();
-        let claims = serde_json::json!({ "body_sha256": hash, "exp": 4_102_444_800u64 });
+        let claims = serde_json::json!({ "body_sha256": hash, "iat": iat, "exp": iat + 3600, "webhook_url": url });
         jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &private).unwrap()
     };
+    let sign = |body: &[u8]| sign_as(body, now, "https://hooks.example.com/webhooks/gong");
     let post = |body: Vec<u8>, token: Option<String>| -> u16 {
         tokio().block_on(async {
             let mut request = reqwest::Client::new().post(&url).header("content-type", "application/json").body(body);
@@ -489,8 +493,20 @@ fn webhooks_store_a_signed_call_once_and_reject_the_rest() {
 
     let call = fake_gong::fixtures::extensive_call(&fixtures::call(1));
     let payload = serde_json::to_vec(&serde_json::json!({ "callData": call, "isTest": false })).unwrap();
-    assert_eq!(post(payload.clone(), Some(sign(&payload))), 200);
+    let first = sign(&payload);
+    assert_eq!(post(payload.clone(), Some(first.clone())), 200);
     assert_eq!(post(payload.clone(), Some(sign(&payload))), 200, "delivered twice");
+    // The call is renamed in Gong and delivered again; then the first
+    // delivery is replayed: it must not roll the call back.
+    let mut renamed = call.clone();
+    renamed["metaData"]["title"] = "Renamed after the first delivery".into();
+    let newer = serde_json::to_vec(&serde_json::json!({ "callData": renamed, "isTest": false })).unwrap();
+    assert_eq!(post(newer.clone(), Some(sign(&newer))), 200);
+    assert_eq!(post(payload.clone(), Some(first)), 200, "a replay is acknowledged, not applied");
+    let stale = sign_as(&payload, now - 3_600, "https://hooks.example.com/webhooks/gong");
+    assert_eq!(post(payload.clone(), Some(stale)), 401, "signed an hour ago");
+    let elsewhere = sign_as(&payload, now, "https://attacker.example.net/hook");
+    assert_eq!(post(payload.clone(), Some(elsewhere)), 401, "signed for another receiver");
     assert_eq!(post(payload.clone(), None), 401, "unsigned");
     assert_eq!(post(payload.clone(), Some(sign(b"another body"))), 401, "signed for another body");
     assert_eq!(post(payload.clone(), Some("not.a.jwt".into())), 401);
@@ -517,6 +533,8 @@ fn webhooks_store_a_signed_call_once_and_reject_the_rest() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, [fixtures::call_id(1)], "stored once; the test delivery not at all");
+    let stored: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(stored["metaData"]["title"], "Renamed after the first delivery", "the replay rolled nothing back");
 }
 
 fn gong_limited(users: usize) -> FakeGong {

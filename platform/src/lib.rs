@@ -41,7 +41,7 @@ pub use governance::{
 };
 pub use registry::{ComponentRegistry, ComponentSource};
 pub use schedules::ScheduleInfo;
-pub use syncs::{StoredSyncOptions, StoredSyncRun, SyncProgress};
+pub use syncs::{MASS_DELETION_FLOOR, MASS_DELETION_SHARE, StoredSyncOptions, StoredSyncRun, SyncProgress};
 pub use terapi_host;
 pub use terapi_store;
 pub use tools::ToolCall;

@@ -27,6 +27,51 @@ pub struct StoredSyncOptions {
     /// on later from its checkpoint, so one long pass (Gong's per-user
     /// `flows` on a big company) cannot starve the rest. `None`: never.
     pub time_slice: Option<Duration>,
+    /// Marks what a full pass did not see deleted even when the pass looks
+    /// incomplete (fewer records than the provider's own total) or would
+    /// delete more than `MASS_DELETION_SHARE` of the stored records. For an
+    /// operator who checked that the records really are gone.
+    pub allow_mass_deletion: bool,
+}
+
+/// A full pass may mark at most this share of the stored records deleted
+/// (and always up to `MASS_DELETION_FLOOR`) unless the operator allows it:
+/// a listing cut short upstream looks exactly like records gone, and an app
+/// acting on `deleted` can do harm that is hard to undo.
+pub const MASS_DELETION_SHARE: f64 = 0.25;
+pub const MASS_DELETION_FLOOR: u64 = 20;
+
+/// Why a full pass's deletions are held back, if they are: the pass saw
+/// fewer records than the provider said it has, or would delete an
+/// implausible share. Written once, for every store.
+fn deletions_held_back(unseen: terapi_store::UnseenRecords, provider_total: Option<u64>) -> Option<String> {
+    if unseen.unseen == 0 {
+        return None;
+    }
+    let seen = unseen.live.saturating_sub(unseen.unseen);
+    if let Some(total) = provider_total
+        && seen < total
+    {
+        return Some(format!(
+            "warning: {} records not seen this pass were kept, not marked deleted: the provider said its listing holds \
+             {total} records but the pass saw {seen}, so the listing ended early. The next full pass checks again; run \
+             `terapi sync run --full --allow-mass-deletion` if they really are gone",
+            unseen.unseen
+        ));
+    }
+    let share = unseen.unseen as f64 / unseen.live.max(1) as f64;
+    if unseen.unseen > MASS_DELETION_FLOOR && share > MASS_DELETION_SHARE {
+        return Some(format!(
+            "warning: {} of {} stored records ({:.0}%) were not seen this pass and were kept, not marked deleted: more \
+             than {:.0}% at once looks like a listing cut short rather than records gone. Run `terapi sync run --full \
+             --allow-mass-deletion` if they really are gone",
+            unseen.unseen,
+            unseen.live,
+            share * 100.0,
+            MASS_DELETION_SHARE * 100.0
+        ));
+    }
+    None
 }
 
 impl Default for StoredSyncOptions {
@@ -37,6 +82,7 @@ impl Default for StoredSyncOptions {
             sync: SyncOptions { modified_since: None, backfill_days: None },
             stop: None,
             time_slice: None,
+            allow_mass_deletion: false,
         }
     }
 }
@@ -56,6 +102,9 @@ pub struct StoredSyncRun {
     /// The run gave its slot to waiting syncs between pages; it goes on
     /// from its checkpoint when next claimed.
     pub yielded: bool,
+    /// Deletions a full pass held back (see `MASS_DELETION_SHARE`), said
+    /// as the operator should read it; also kept as the sync's last error.
+    pub warning: Option<String>,
 }
 
 /// Told about every page once it is committed.
@@ -168,6 +217,7 @@ impl Platform {
             started: Instant::now(),
             last_sign_of_life: Instant::now(),
             time_slice: options.time_slice,
+            provider_total: None,
         };
         let run = terapi_host::run_sync(session, sync, start, &options.sync, &mut sink);
         // While a page is fetched (which can take long: rate limits,
@@ -273,24 +323,44 @@ impl Platform {
             Ok(run) if !run.done => {
                 finish(RunOutcome::Yielded, None).await?;
                 tracing::debug!("sync `{sync}` of `{connection_id}` yielded its slot after {} pages", run.pages);
-                Ok(StoredSyncRun { run, resumed, deleted: 0, yielded: true })
+                Ok(StoredSyncRun { run, resumed, deleted: 0, yielded: true, warning: None })
             }
             Ok(run) => {
                 // A full sync that reached its end from a pass that began at
                 // the beginning has seen everything Gong has: what it did
                 // not see is gone upstream. (A pass given a checkpoint by
                 // hand may have skipped records, so it deletes nothing.)
-                let deleted = if !incremental && options.checkpoint.is_none() {
-                    retry_unavailable("marking deleted records", STORE_OUTAGE_WAIT, || {
-                        store.mark_unseen_deleted(&lease, &model)
+                let (deleted, warning) = if !incremental && options.checkpoint.is_none() {
+                    let unseen = retry_unavailable("counting records not seen", STORE_OUTAGE_WAIT, || {
+                        store.unseen_records(&lease, &model)
                     })
-                    .await?
+                    .await?;
+                    match deletions_held_back(unseen, sink.provider_total).filter(|_| !options.allow_mass_deletion) {
+                        Some(warning) => {
+                            tracing::warn!("sync `{sync}` of `{connection_id}`: {warning}");
+                            (0, Some(warning))
+                        }
+                        None => {
+                            let deleted = retry_unavailable("marking deleted records", STORE_OUTAGE_WAIT, || {
+                                store.mark_unseen_deleted(&lease, &model)
+                            })
+                            .await?;
+                            (deleted, None)
+                        }
+                    }
                 } else {
-                    0
+                    (0, None)
                 };
                 let event = crate::events::sync_event(connection_id, &provider, sync, &model, None);
-                finish(RunOutcome::Done, Some(event)).await?;
-                Ok(StoredSyncRun { run, resumed, deleted, yielded: false })
+                let outcome = match &warning {
+                    Some(warning) => RunOutcome::Warned(warning),
+                    None => RunOutcome::Done,
+                };
+                retry_unavailable("ending a run", STORE_OUTAGE_WAIT, || {
+                    store.finish_sync(&lease, outcome, Some(&event))
+                })
+                .await?;
+                Ok(StoredSyncRun { run, resumed, deleted, yielded: false, warning })
             }
             Err(error) => {
                 let message = session.redact(&error.to_string());
@@ -324,6 +394,8 @@ struct StoreSink<'a> {
     /// The last time the store confirmed the lease (a commit or a check).
     last_sign_of_life: Instant,
     time_slice: Option<Duration>,
+    /// The largest total the provider reported for a listing of this run.
+    provider_total: Option<u64>,
 }
 
 impl PageSink for StoreSink<'_> {
@@ -337,6 +409,7 @@ impl PageSink for StoreSink<'_> {
         .await
         .map_err(|e| e.to_string())?;
         self.last_sign_of_life = Instant::now();
+        self.provider_total = self.provider_total.max(page.total_records);
         self.progress.page_saved(page);
         Ok(())
     }

@@ -306,15 +306,24 @@ struct Checkpoint {
     listing: Listing,
 }
 
-/// Pages read in one cursor chain, the empty ones in a row, and the total
-/// Gong reported on its first page.
-#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq)]
+/// Pages read in one cursor chain, the empty ones in a row, the largest
+/// page seen, the total Gong reported on its first page, and fingerprints
+/// of the last cursors Gong handed out.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 struct Listing {
     pages: u32,
     empty_in_a_row: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     total: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    largest_page: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    cursors: Vec<u64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Listing {
@@ -326,35 +335,74 @@ impl Listing {
 /// Empty pages, each with a new cursor, after which a listing is taken to
 /// be looping: Gong never answers an empty page before the last.
 const MAX_EMPTY_PAGES_IN_A_ROW: u32 = 5;
-/// Gong's pages hold up to 100 records.
-const GONG_PAGE_SIZE: u64 = 100;
+/// How many of the latest cursors a listing remembers: a cursor that comes
+/// back within this many pages is a loop, caught on its first repeat.
+const CURSORS_REMEMBERED: usize = 16;
+
+/// A stable fingerprint of a cursor (FNV-1a): the checkpoint keeps 8 bytes a
+/// cursor rather than Gong's long cursor strings.
+fn fingerprint(cursor: &str) -> u64 {
+    cursor.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
 
 /// The next step of a cursor chain, or an error that stops a listing which
-/// does not end: `MAX_EMPTY_PAGES_IN_A_ROW` empty pages in a row, or twice
-/// as many pages as the `totalRecords` Gong reported need (plus slack for
-/// records added meanwhile). Each page spends one of the company's 10,000
-/// requests a day, shared with its other tools; a sync stopped here keeps
-/// what it saved, and says so.
-fn follow(path: &str, previous: Listing, records: usize, total: Option<u64>) -> Result<Listing, ProviderError> {
-    let listing = Listing {
+/// does not end:
+/// - Gong hands out a cursor it handed out within the last
+///   `CURSORS_REMEMBERED` pages (the listing would repeat forever);
+/// - `MAX_EMPTY_PAGES_IN_A_ROW` empty pages in a row;
+/// - twice as many pages as the `totalRecords` Gong reported need at the
+///   largest page size seen (plus slack for records added meanwhile), so no
+///   page size is assumed.
+///
+/// Each page spends one of the company's 10,000 requests a day, shared with
+/// its other tools; a sync stopped here keeps what it saved, and says so.
+fn follow(
+    path: &str,
+    previous: Listing,
+    records: usize,
+    total: Option<u64>,
+    next: Option<&str>,
+) -> Result<Listing, ProviderError> {
+    let mut listing = Listing {
         pages: previous.pages + 1,
         empty_in_a_row: if records == 0 { previous.empty_in_a_row + 1 } else { 0 },
         total: previous.total.or(total),
+        largest_page: previous.largest_page.max(u32::try_from(records).unwrap_or(u32::MAX)),
+        cursors: previous.cursors,
     };
-    let stop = |why: String| {
+    let stop = |why: String, pages: u32| {
         Err(ProviderError::BadResponse(format!(
-            "{path}: {why}, each with a new cursor, so the listing looks endless; stopped after {} pages to save the \
-             company's daily request quota (what was read is kept; the next run starts this listing again)",
-            listing.pages
+            "{path}: {why}, so the listing looks endless; stopped after {pages} pages to save the company's daily \
+             request quota (what was read is kept; the next run starts this listing again)"
         )))
     };
+    if let Some(next) = next {
+        let print = fingerprint(next);
+        if let Some(back) = listing.cursors.iter().rev().position(|seen| *seen == print) {
+            let when = if back == 0 { "the page before".to_string() } else { format!("{} pages earlier", back + 1) };
+            return stop(format!("Gong answered with the same cursor it gave {when}"), listing.pages);
+        }
+        listing.cursors.push(print);
+        if listing.cursors.len() > CURSORS_REMEMBERED {
+            listing.cursors.remove(0);
+        }
+    }
     if listing.empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW {
-        return stop(format!("Gong answered {} empty pages in a row", listing.empty_in_a_row));
+        return stop(
+            format!("Gong answered {} empty pages in a row, each with a new cursor", listing.empty_in_a_row),
+            listing.pages,
+        );
     }
     if let Some(total) = listing.total {
-        let needed = total.div_ceil(GONG_PAGE_SIZE);
+        let needed = total.div_ceil(u64::from(listing.largest_page.max(1)));
         if u64::from(listing.pages) > 2 * needed + 10 {
-            return stop(format!("Gong reported {total} records (about {needed} pages) but kept sending pages"));
+            return stop(
+                format!(
+                    "Gong reported {total} records (about {needed} pages of {}) but kept sending pages",
+                    listing.largest_page
+                ),
+                listing.pages,
+            );
         }
     }
     Ok(listing)
@@ -499,7 +547,7 @@ fn list_page(
         }
     };
     let listing = if next_cursor.is_some() || checkpoint.cursor.is_some() {
-        follow(sync.path, checkpoint.listing, records.len(), total)?
+        follow(sync.path, checkpoint.listing, records.len(), total, next_cursor.as_deref())?
     } else {
         Listing::default()
     };
@@ -663,7 +711,7 @@ fn users_page(checkpoint: Checkpoint) -> Result<SyncPage, ProviderError> {
     let page: UsersPage = api::get_json("/v2/users", &query)?;
     let next_cursor = page.records.next_cursor().map(str::to_string);
     let total = page.records.total_records;
-    let listing = follow("/v2/users", checkpoint.listing, page.users.len(), total)?;
+    let listing = follow("/v2/users", checkpoint.listing, page.users.len(), total, next_cursor.as_deref())?;
     let records = page
         .users
         .into_iter()
@@ -851,20 +899,46 @@ mod tests {
     #[test]
     fn a_listing_that_never_ends_is_stopped() {
         let mut listing = Listing::default();
-        for _ in 1..MAX_EMPTY_PAGES_IN_A_ROW {
-            listing = follow("/v2/users", listing, 0, None).unwrap();
+        for n in 1..MAX_EMPTY_PAGES_IN_A_ROW {
+            listing = follow("/v2/users", listing, 0, None, Some(&format!("c{n}"))).unwrap();
         }
-        let error = follow("/v2/users", listing, 0, None).unwrap_err();
+        let error = follow("/v2/users", listing.clone(), 0, None, Some("c-last")).unwrap_err();
         assert!(matches!(&error, ProviderError::BadResponse(m) if m.contains("5 empty pages in a row")), "{error:?}");
         // A page with records resets the run of empty ones.
-        let listing = follow("/v2/users", listing, 3, None).unwrap();
+        let listing = follow("/v2/users", listing, 3, None, Some("c-next")).unwrap();
         assert_eq!(listing.empty_in_a_row, 0);
-        // 250 records need 3 pages; 17 full pages are too many.
+        // 250 records need 3 pages of 100; 17 full pages are too many.
         let mut listing = Listing::default();
-        for _ in 0..16 {
-            listing = follow("/v2/calls", listing, 100, Some(250)).unwrap();
+        for n in 0..16 {
+            listing = follow("/v2/calls", listing, 100, Some(250), Some(&format!("c{n}"))).unwrap();
         }
-        assert!(follow("/v2/calls", listing, 100, Some(250)).is_err());
+        assert!(follow("/v2/calls", listing, 100, Some(250), Some("c16")).is_err());
+    }
+
+    #[test]
+    fn the_guard_reads_the_page_size_gong_uses() {
+        // 1,200 records in pages of 20 take 60 pages: none of them is too many.
+        let mut listing = Listing::default();
+        for n in 0..60 {
+            listing = follow("/v2/users", listing, 20, Some(1_200), Some(&format!("c{n}"))).unwrap();
+        }
+        assert_eq!(listing.largest_page, 20);
+    }
+
+    #[test]
+    fn a_repeated_cursor_is_stopped_on_its_first_repeat() {
+        let listing = follow("/v2/users", Listing::default(), 2, Some(6), Some("same")).unwrap();
+        let error = follow("/v2/users", listing, 2, Some(6), Some("same")).unwrap_err();
+        let ProviderError::BadResponse(message) = &error else { panic!("{error:?}") };
+        assert!(message.contains("same cursor it gave the page before"), "{message}");
+        assert!(!message.contains("new cursor"), "{message}");
+        // A cycle a, b, c, a is a repeat too.
+        let mut listing = Listing::default();
+        for cursor in ["a", "b", "c"] {
+            listing = follow("/v2/users", listing, 1, None, Some(cursor)).unwrap();
+        }
+        let error = follow("/v2/users", listing, 1, None, Some("a")).unwrap_err();
+        assert!(matches!(&error, ProviderError::BadResponse(m) if m.contains("3 pages earlier")), "{error:?}");
     }
 
     #[test]

@@ -25,8 +25,8 @@ use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
 use terapi_store::{
     ApiKeyInfo, AsyncAction, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord,
     GovernanceDoc, MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome,
-    Store, StoreError, StoredRecord, SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, auth_mode_name,
-    unix_now, username,
+    Store, StoreError, StoredRecord, SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, UnseenRecords,
+    auth_mode_name, unix_now, username,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -559,7 +559,7 @@ impl Store for PostgresStore {
         if let (Some(event), Some(run)) = (event, run) {
             let (model, started, resumed): (String, i64, bool) = (run.get(0), run.get(1), run.get(2));
             let changes = match outcome {
-                RunOutcome::Done => {
+                RunOutcome::Done | RunOutcome::Warned(_) => {
                     Some(changes_since(&tx, &lease.connection_id, &model, started).await.map_err(|e| self.err(e))?)
                 }
                 _ => None,
@@ -625,6 +625,52 @@ impl Store for PostgresStore {
             .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(marked)
+    }
+
+    async fn unseen_records(&self, lease: &SyncLease, model: &str) -> Result<UnseenRecords, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT SUM(CASE WHEN COALESCE(seen_at_ms, 0) < (SELECT pass_started_at_ms FROM sync_state
+                                      WHERE connection_id = $1 AND sync = $2 AND lease_owner = $3) THEN 1 ELSE 0 END),
+                        COUNT(*)
+                 FROM records WHERE connection_id = $1 AND model = $4 AND deleted_at IS NULL",
+                &[&lease.connection_id, &lease.sync, &lease.owner, &model],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        let unseen: Option<i64> = row.get(0);
+        let live: i64 = row.get(1);
+        Ok(UnseenRecords { unseen: unseen.unwrap_or(0) as u64, live: live as u64 })
+    }
+
+    async fn claim_once(&self, scope: &str, id: &str, keep_until_ms: u64) -> Result<bool, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.err(e))?;
+        tx.execute(terapi_store::SQL_PRUNE_SEEN_ONCE, &[&scope, &now_ms]).await.map_err(|e| self.err(e))?;
+        let new = tx
+            .execute(terapi_store::SQL_CLAIM_ONCE, &[&scope, &id, &(keep_until_ms as i64)])
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(new == 1)
+    }
+
+    async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let client = self.client().await?;
+        let taken = client
+            .execute(terapi_store::SQL_TRY_LOCK, &[&name, &owner, &(now_ms + ttl.as_millis() as i64), &now_ms])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(taken == 1)
+    }
+
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.execute(terapi_store::SQL_UNLOCK, &[&name, &owner]).await.map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
@@ -1466,20 +1512,27 @@ async fn upsert_records(
     // time, for deletion detection.
     let statement = tx
         .prepare_cached(
-            "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at, seen_at_ms,
-                                  change_seq, changed_at_ms, last_action)
-             SELECT $1, $2, page.id, page.json, page.modified_at, $6, $6, $7, nextval('record_changes'), $7, 'ADDED'
-             FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS page (id, json, modified_at, n)
+            "INSERT INTO records (connection_id, model, id, json, modified_at, modified_at_ms, first_seen_at, updated_at,
+                                  seen_at_ms, change_seq, changed_at_ms, last_action)
+             SELECT $1, $2, page.id, page.json, page.modified_at, page.modified_at_ms, $6, $6, $7,
+                    nextval('record_changes'), $7, 'ADDED'
+             FROM unnest($3::text[], $4::text[], $5::text[], $8::bigint[])
+                  WITH ORDINALITY AS page (id, json, modified_at, modified_at_ms, n)
              ORDER BY page.n
              ON CONFLICT (connection_id, model, id) DO UPDATE
-             SET updated_at = CASE WHEN ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.updated_at ELSE records.updated_at END,
-                 change_seq = CASE WHEN ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.change_seq ELSE records.change_seq END,
-                 changed_at_ms = CASE WHEN ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
-                 last_action = CASE WHEN ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL) THEN 'UPDATED' ELSE records.last_action END,
-                 json = excluded.json, modified_at = excluded.modified_at,
-                 seen_at_ms = excluded.seen_at_ms, deleted_at = NULL, pruned_at = NULL",
+             SET updated_at = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.updated_at ELSE records.updated_at END,
+                     change_seq = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.change_seq ELSE records.change_seq END,
+                     changed_at_ms = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
+                     last_action = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN 'UPDATED' ELSE records.last_action END,
+                     json = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.json ELSE excluded.json END,
+                     modified_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.modified_at ELSE excluded.modified_at END,
+                     modified_at_ms = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.modified_at_ms ELSE excluded.modified_at_ms END,
+                     deleted_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.deleted_at ELSE NULL END,
+                     pruned_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.pruned_at ELSE NULL END,
+                     seen_at_ms = excluded.seen_at_ms",
         )
         .await?;
-    tx.execute(&statement, &[&connection_id, &model, &ids, &jsons, &modified, &now, &now_ms]).await?;
+    let modified_ms: Vec<Option<i64>> = page.iter().map(|r| terapi_store::modified_at_ms(r)).collect();
+    tx.execute(&statement, &[&connection_id, &model, &ids, &jsons, &modified, &now, &now_ms, &modified_ms]).await?;
     Ok(())
 }

@@ -182,6 +182,20 @@ const MIGRATIONS: &[&str] = &[
          updated_at BIGINT NOT NULL,
          PRIMARY KEY (kind, key)
      );",
+    // 8: record times in ms for ordering, ids seen once, named locks (see
+    // the SQLite schema's 10).
+    "ALTER TABLE records ADD COLUMN modified_at_ms BIGINT;
+     CREATE TABLE seen_once (
+         scope TEXT NOT NULL,
+         id TEXT NOT NULL,
+         expires_at_ms BIGINT NOT NULL,
+         PRIMARY KEY (scope, id)
+     );
+     CREATE TABLE locks (
+         name TEXT PRIMARY KEY,
+         owner TEXT NOT NULL,
+         expires_at_ms BIGINT NOT NULL
+     );",
 ];
 
 pub async fn migrate(tx: &deadpool_postgres::Transaction<'_>, shown: &str) -> Result<(), StoreError> {

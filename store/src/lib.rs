@@ -34,10 +34,40 @@ pub use sqlite::{DATABASE_FILE, SqliteStore};
 /// A failed run is due again this long after it failed.
 pub const RETRY_FAILED_AFTER_MS: u64 = 60_000;
 
+// Statements that mean the same on both stores, written once with `$n`
+// placeholders (the SQLite store turns `$` into `?`, which SQLite reads as
+// the same numbered parameter).
+#[doc(hidden)]
+pub const SQL_PRUNE_SEEN_ONCE: &str = "DELETE FROM seen_once WHERE scope = $1 AND expires_at_ms < $2";
+#[doc(hidden)]
+pub const SQL_CLAIM_ONCE: &str =
+    "INSERT INTO seen_once (scope, id, expires_at_ms) VALUES ($1, $2, $3) ON CONFLICT (scope, id) DO NOTHING";
+#[doc(hidden)]
+pub const SQL_TRY_LOCK: &str = "INSERT INTO locks (name, owner, expires_at_ms) VALUES ($1, $2, $3)
+     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms
+     WHERE locks.expires_at_ms < $4 OR locks.owner = excluded.owner";
+#[doc(hidden)]
+pub const SQL_UNLOCK: &str = "DELETE FROM locks WHERE name = $1 AND owner = $2";
+
+/// The provider's own time of a record in unix ms, for ordering versions.
+pub fn modified_at_ms(record: &SyncRecord) -> Option<i64> {
+    record.modified_at.as_deref().and_then(|t| time::parse_ms(t).ok()).and_then(|ms| i64::try_from(ms).ok())
+}
+
+/// Live records of a model, and those a full pass has not seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnseenRecords {
+    pub unseen: u64,
+    pub live: u64,
+}
+
 /// How a sync run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOutcome<'a> {
     Done,
+    /// Done, with something the operator should read (deletions held
+    /// back): shown as the sync's last error, yet the run succeeded.
+    Warned(&'a str),
     /// Failed with this message (scrubbed of secrets); retried after
     /// `RETRY_FAILED_AFTER_MS` if scheduled.
     Failed(&'a str),
@@ -57,7 +87,7 @@ impl RunOutcome<'_> {
     /// The `status` column's word.
     pub fn status(&self) -> &'static str {
         match self {
-            RunOutcome::Done => "done",
+            RunOutcome::Done | RunOutcome::Warned(_) => "done",
             RunOutcome::Failed(_) => "failed",
             RunOutcome::Interrupted(_) => "interrupted",
             RunOutcome::Yielded => "yielded",
@@ -67,7 +97,7 @@ impl RunOutcome<'_> {
     pub fn message(&self) -> Option<&str> {
         match self {
             RunOutcome::Done | RunOutcome::Yielded => None,
-            RunOutcome::Failed(m) | RunOutcome::Interrupted(m) => Some(m),
+            RunOutcome::Warned(m) | RunOutcome::Failed(m) | RunOutcome::Interrupted(m) => Some(m),
         }
     }
 }
@@ -553,9 +583,22 @@ pub trait Store: BudgetStore + Send + Sync {
     /// marked deleted (kept, with `deleted_at`, so readers learn of it).
     /// Returns how many were marked.
     async fn mark_unseen_deleted(&self, lease: &SyncLease, model: &str) -> Result<u64, StoreError>;
+    /// How many live records of `model` this pass has not seen (what
+    /// `mark_unseen_deleted` would mark), and how many are live in all:
+    /// the platform checks a deletion is believable before making it.
+    async fn unseen_records(&self, lease: &SyncLease, model: &str) -> Result<UnseenRecords, StoreError>;
     /// Extends a held lease by its `ttl` (a run's heartbeat while a long
     /// page is fetched); `LeaseLost` if another holder has it now.
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError>;
+    /// Records `id` under `scope` until `keep_until_ms`: true the first
+    /// time, false while it is kept (a replayed webhook delivery). Expired
+    /// ids of the scope are forgotten on the way.
+    async fn claim_once(&self, scope: &str, id: &str, keep_until_ms: u64) -> Result<bool, StoreError>;
+    /// Takes the named lock for `ttl` if it is free, lapsed, or already
+    /// `owner`'s: one holder across every process on the store.
+    async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Gives the lock up if `owner` holds it.
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError>;
     async fn sync_states(&self, connection_id: &str) -> Result<Vec<SyncState>, StoreError>;
     /// The runs of a connection's syncs, oldest first.
     async fn sync_runs(&self, connection_id: &str) -> Result<Vec<SyncRunRecord>, StoreError>;

@@ -193,6 +193,22 @@ const MIGRATIONS: &[&str] = &[
          updated_at INTEGER NOT NULL,
          PRIMARY KEY (kind, key)
      );",
+    // 10: each record's provider time in ms, so an older version (a replayed
+    // webhook, a late page) never replaces a newer one; ids seen once
+    // (webhook deliveries) for as long as a replay could matter; short
+    // named locks (one OAuth refresh per connection across processes).
+    "ALTER TABLE records ADD COLUMN modified_at_ms INTEGER;
+     CREATE TABLE seen_once (
+         scope TEXT NOT NULL,
+         id TEXT NOT NULL,
+         expires_at_ms INTEGER NOT NULL,
+         PRIMARY KEY (scope, id)
+     );
+     CREATE TABLE locks (
+         name TEXT PRIMARY KEY,
+         owner TEXT NOT NULL,
+         expires_at_ms INTEGER NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.

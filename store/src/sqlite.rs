@@ -17,7 +17,8 @@ use crate::crypto::MasterKey;
 use crate::{
     ApiKeyInfo, AsyncAction, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord,
     GovernanceDoc, NewEvent, RecordChanges, RecordPage, RecordQuery, RunOutcome, Store, StoreError, StoredRecord,
-    SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, auth_mode_name, schema, unix_now, username,
+    SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, UnseenRecords, auth_mode_name, schema, unix_now,
+    username,
 };
 
 /// The columns `event_from_row` reads.
@@ -255,25 +256,41 @@ impl SqliteStore {
         let first = next_changes(tx, records.len()).map_err(|e| self.err(e))?;
         // `updated_at`, the change number and time move only when the
         // record changed (or came back after being found deleted);
-        // `seen_at_ms` moves every time, for deletion detection.
+        // `seen_at_ms` moves every time, for deletion detection. A version
+        // older than the stored one (by the provider's own time) changes
+        // nothing but `seen_at_ms`.
         let mut upsert = tx
             .prepare_cached(
-                "INSERT INTO records (connection_id, model, id, json, modified_at, first_seen_at, updated_at, seen_at_ms,
-                                      change_seq, changed_at_ms, last_action)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?7, 'ADDED')
+                "INSERT INTO records (connection_id, model, id, json, modified_at, modified_at_ms, first_seen_at, updated_at,
+                                      seen_at_ms, change_seq, changed_at_ms, last_action)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?6, ?7, ?8, ?7, 'ADDED')
                  ON CONFLICT (connection_id, model, id) DO UPDATE
-                 SET updated_at = CASE WHEN ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.updated_at ELSE records.updated_at END,
-                     change_seq = CASE WHEN ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.change_seq ELSE records.change_seq END,
-                     changed_at_ms = CASE WHEN ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
-                     last_action = CASE WHEN ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL) THEN 'UPDATED' ELSE records.last_action END,
-                     json = excluded.json, modified_at = excluded.modified_at,
-                     seen_at_ms = excluded.seen_at_ms, deleted_at = NULL, pruned_at = NULL",
+                 SET updated_at = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.updated_at ELSE records.updated_at END,
+                     change_seq = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.change_seq ELSE records.change_seq END,
+                     changed_at_ms = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
+                     last_action = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN 'UPDATED' ELSE records.last_action END,
+                     json = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.json ELSE excluded.json END,
+                     modified_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.modified_at ELSE excluded.modified_at END,
+                     modified_at_ms = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.modified_at_ms ELSE excluded.modified_at_ms END,
+                     deleted_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.deleted_at ELSE NULL END,
+                     pruned_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.pruned_at ELSE NULL END,
+                     seen_at_ms = excluded.seen_at_ms",
             )
             .map_err(|e| self.err(e))?;
         for (i, record) in records.iter().enumerate() {
             let change = first + i as i64;
             upsert
-                .execute(params![connection_id, model, record.id, record.json, record.modified_at, now, now_ms, change])
+                .execute(params![
+                    connection_id,
+                    model,
+                    record.id,
+                    record.json,
+                    record.modified_at,
+                    now,
+                    now_ms,
+                    change,
+                    crate::modified_at_ms(record)
+                ])
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -607,7 +624,7 @@ impl Store for SqliteStore {
         if let (Some(event), Some((model, started, resumed))) = (event, &run) {
             let started = started.unwrap_or(now_ms);
             let changes = match outcome {
-                RunOutcome::Done => {
+                RunOutcome::Done | RunOutcome::Warned(_) => {
                     Some(changes_since(&tx, &lease.connection_id, model, started as u64).map_err(|e| self.err(e))?)
                 }
                 _ => None,
@@ -692,6 +709,53 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(gone.len() as u64)
+    }
+
+    async fn unseen_records(&self, lease: &SyncLease, model: &str) -> Result<UnseenRecords, StoreError> {
+        let (unseen, live): (Option<i64>, i64) = self
+            .db()
+            .query_row(
+                "SELECT SUM(CASE WHEN COALESCE(seen_at_ms, 0) < (SELECT pass_started_at_ms FROM sync_state
+                                      WHERE connection_id = ?1 AND sync = ?2 AND lease_owner = ?3) THEN 1 ELSE 0 END),
+                        COUNT(*)
+                 FROM records WHERE connection_id = ?1 AND model = ?4 AND deleted_at IS NULL",
+                params![lease.connection_id, lease.sync, lease.owner, model],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(UnseenRecords { unseen: unseen.unwrap_or(0) as u64, live: live as u64 })
+    }
+
+    async fn claim_once(&self, scope: &str, id: &str, keep_until_ms: u64) -> Result<bool, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        tx.execute(crate::SQL_PRUNE_SEEN_ONCE.replace('$', "?").as_str(), params![scope, now_ms])
+            .map_err(|e| self.err(e))?;
+        let new = tx
+            .execute(crate::SQL_CLAIM_ONCE.replace('$', "?").as_str(), params![scope, id, keep_until_ms as i64])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(new == 1)
+    }
+
+    async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let taken = self
+            .db()
+            .execute(
+                crate::SQL_TRY_LOCK.replace('$', "?").as_str(),
+                params![name, owner, now_ms + ttl.as_millis() as i64, now_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(taken == 1)
+    }
+
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.db()
+            .execute(crate::SQL_UNLOCK.replace('$', "?").as_str(), params![name, owner])
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {

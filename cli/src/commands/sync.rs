@@ -67,7 +67,16 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
                 );
             }
         }
-        SyncCommand::Run { name, output, checkpoint, full, modified_since, backfill_days, connection: args } => {
+        SyncCommand::Run {
+            name,
+            output,
+            checkpoint,
+            full,
+            allow_mass_deletion,
+            modified_since,
+            backfill_days,
+            connection: args,
+        } => {
             if let Some(since) = &modified_since {
                 terapi_store::time::parse(since).map_err(|e| anyhow::anyhow!("--modified-since: {e}"))?;
             }
@@ -78,7 +87,14 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
                     bail!("--output is for syncs without --connection; read saved records with `terapi records list`");
                 }
                 let stop = signals::stop_on_signal("stopping: the page being fetched is dropped, the lease released");
-                let options = StoredSyncOptions { full, checkpoint, sync, stop: Some(stop), time_slice: None };
+                let options = StoredSyncOptions {
+                    full,
+                    checkpoint,
+                    sync,
+                    stop: Some(stop),
+                    time_slice: None,
+                    allow_mass_deletion,
+                };
                 let mut progress = Progress::new((), &name);
                 let result = platform.run_sync(id, &name, &options, &mut |page: &_| progress.count(page)).await;
                 progress.finish();
@@ -99,6 +115,9 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
                             n => format!("; {n} gone from the provider, marked deleted"),
                         };
                         eprintln!("{name}: {records} records in {pages} pages saved ({from}){gone}, done");
+                        if let Some(warning) = &done.warning {
+                            eprintln!("{name}: {warning}");
+                        }
                     }
                     Err(error) => {
                         eprintln!(

@@ -23,27 +23,29 @@ use crate::app::{App, when};
 struct WebhookServer {
     platform: Platform,
     connection: String,
-    /// Gong's public key for signed rules; `None` accepts unsigned payloads.
-    public_key: Option<DecodingKey>,
+    /// Checks Gong's signed rules; `None` accepts unsigned payloads.
+    verifier: Option<webhooks::WebhookVerifier>,
 }
 
 pub async fn run(app: &App, command: WebhooksCommand) -> Result<ExitCode> {
-    let (bind, connection, public_key, max_body_bytes) = match command {
-        WebhooksCommand::Serve { bind, connection, public_key, max_body_bytes } => {
-            (bind, connection, public_key, max_body_bytes)
+    let (bind, connection, public_key, public_url, max_age, max_body_bytes) = match command {
+        WebhooksCommand::Serve { bind, connection, public_key, public_url, max_age, max_body_bytes } => {
+            (bind, connection, public_key, public_url, max_age, max_body_bytes)
         }
         WebhooksCommand::Events { limit, json } => return events(app, limit, json).await,
         WebhooksCommand::Deliveries { event, limit, json } => {
             return deliveries(app, event.as_deref(), limit, json).await;
         }
     };
-    let public_key = match public_key {
+    let verifier = match public_key {
         Some(path) => {
             let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            Some(
-                DecodingKey::from_rsa_pem(&pem)
-                    .with_context(|| format!("{} is not an RSA public key in PEM form", path.display()))?,
-            )
+            let key = DecodingKey::from_rsa_pem(&pem)
+                .with_context(|| format!("{} is not an RSA public key in PEM form", path.display()))?;
+            if public_url.is_none() {
+                tracing::warn!("no --public-url: a signed delivery's webhook_url is not checked against this receiver");
+            }
+            Some(webhooks::WebhookVerifier { key, public_url, max_age: std::time::Duration::from_secs(max_age) })
         }
         None => None,
     };
@@ -51,9 +53,9 @@ pub async fn run(app: &App, command: WebhooksCommand) -> Result<ExitCode> {
     platform.store().connection_summary(&connection).await?;
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
     let address = listener.local_addr()?;
-    let signed = if public_key.is_some() { "signed payloads only" } else { "unsigned payloads accepted" };
+    let signed = if verifier.is_some() { "signed payloads only" } else { "unsigned payloads accepted" };
     eprintln!("listening on http://{address}/webhooks/gong ({signed})");
-    let server = Arc::new(WebhookServer { platform, connection, public_key });
+    let server = Arc::new(WebhookServer { platform, connection, verifier });
     let router = Router::new()
         .route("/webhooks/gong", post(receive))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -69,14 +71,21 @@ pub async fn run(app: &App, command: WebhooksCommand) -> Result<ExitCode> {
 
 async fn receive(State(server): State<Arc<WebhookServer>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let reply = |status: StatusCode, body: serde_json::Value| (status, axum::Json(body)).into_response();
-    if let Some(key) = &server.public_key {
+    let mut delivery = None;
+    if let Some(verifier) = &server.verifier {
         let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-        if let Err(reason) = webhooks::verify_signature(authorization, &body, key) {
-            tracing::warn!("webhook rejected: {reason}");
-            return reply(StatusCode::UNAUTHORIZED, json!({ "error": reason }));
+        match verifier.verify(authorization, &body, terapi_store::unix_now()) {
+            Ok(verified) => delivery = Some(verified),
+            Err(reason) => {
+                tracing::warn!("webhook rejected: {reason}");
+                return reply(StatusCode::UNAUTHORIZED, json!({ "error": reason }));
+            }
         }
     }
-    match server.platform.ingest_webhook(&server.connection, &body).await {
+    match server.platform.ingest_webhook(&server.connection, &body, delivery.as_ref()).await {
+        Ok(WebhookOutcome::Duplicate) => {
+            reply(StatusCode::OK, json!({ "status": "delivered before; nothing stored again" }))
+        }
         Ok(WebhookOutcome::Test) => {
             reply(StatusCode::OK, json!({ "status": "test delivery acknowledged; nothing stored" }))
         }

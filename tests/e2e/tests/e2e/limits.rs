@@ -311,3 +311,44 @@ fn two_access_keys_of_one_company_on_the_shared_host_share_its_budget() {
         assert!(error.contains("daily budget of 3 requests"), "{error}");
     });
 }
+
+/// A users page as Gong answers it, with this cursor and total.
+fn users_page_body(users: &[serde_json::Value], total: usize, cursor: Option<&str>) -> String {
+    let mut records =
+        serde_json::json!({ "totalRecords": total, "currentPageSize": users.len(), "currentPageNumber": 0 });
+    if let Some(cursor) = cursor {
+        records["cursor"] = cursor.into();
+    }
+    serde_json::json!({ "requestId": "r", "records": records, "users": users }).to_string()
+}
+
+#[test]
+fn a_cursor_that_repeats_is_stopped_on_its_first_repeat() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig::default()).await;
+        let session = session_for(&gong, providers());
+        let users = fixtures::users(2);
+        gong.inject(1_000, Fault::Body(users_page_body(&users, 4, Some("same-cursor"))));
+        let mut sink = CollectingSink::default();
+        let error = terapi_host::run_sync(&session, "users", None, &since_2023(), &mut sink).await.unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("same cursor it gave the page before"), "{message}");
+        assert!(!message.contains("new cursor"), "the error says what happened: {message}");
+        assert_eq!(gong.arrivals(), 2, "stopped on the first repeat, not by the page cap");
+        assert_eq!(sink.records().count(), 2, "the first page is kept");
+    });
+}
+
+#[test]
+fn a_listing_in_pages_of_twenty_is_read_to_its_end() {
+    block_on(async {
+        let gong =
+            start_gong(FakeGongConfig { users: fixtures::users(1_200), page_size: 20, ..FakeGongConfig::default() })
+                .await;
+        let session = session_for(&gong, providers());
+        let mut sink = CollectingSink::default();
+        let run = terapi_host::run_sync(&session, "users", None, &since_2023(), &mut sink).await.unwrap();
+        assert!(run.done);
+        assert_eq!((run.pages, sink.records().count()), (60, 1_200));
+    });
+}

@@ -16,4 +16,5 @@ mod sandbox;
 mod serve;
 mod slice;
 mod store;
+mod store_contract;
 mod surface;

@@ -236,6 +236,70 @@ fn a_full_sync_marks_records_gone_upstream_as_deleted_and_a_resumed_pass_does_to
     });
 }
 
+#[test]
+fn a_listing_that_ends_early_deletes_nothing_and_says_so() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig { users: fixtures::users(6), ..FakeGongConfig::default() }).await;
+        let platform = platform_in(&fresh_dir("ends-early"));
+        let connection = connection(&gong);
+        let id = connection.id.as_str();
+        platform.create_connection(&connection).await.unwrap();
+        platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+
+        // Gong says 6 users, sends 2 and no cursor.
+        let cut_short = serde_json::json!({
+            "requestId": "r",
+            "records": { "totalRecords": 6, "currentPageSize": 2, "currentPageNumber": 0 },
+            "users": fixtures::users(2),
+        });
+        gong.inject(1, terapi_e2e::fake_gong::Fault::Body(cut_short.to_string()));
+        let done = platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+        assert_eq!((done.run.records, done.deleted), (2, 0));
+        let warning = done.warning.expect("a warning");
+        assert!(warning.contains("listing holds 6 records but the pass saw 2"), "{warning}");
+        assert!(warning.contains("--allow-mass-deletion"), "{warning}");
+        assert_eq!(stored_ids(&platform, id, "GongUser").await.len(), 6, "nothing deleted");
+        let state = &platform.store().sync_states(id).await.unwrap()[0];
+        assert_eq!(state.status, "done");
+        assert_eq!(state.last_error.as_deref(), Some(warning.as_str()));
+
+        // The same cut-short listing, forced by an operator, deletes.
+        gong.inject(1, terapi_e2e::fake_gong::Fault::Body(cut_short.to_string()));
+        let forced = StoredSyncOptions { allow_mass_deletion: true, ..StoredSyncOptions::default() };
+        let done = platform.run_sync(id, "users", &forced, &mut no_progress()).await.unwrap();
+        assert_eq!((done.deleted, done.warning), (4, None));
+        assert_eq!(stored_ids(&platform, id, "GongUser").await.len(), 2);
+    });
+}
+
+#[test]
+fn a_pass_that_would_delete_a_large_share_holds_back() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig { users: fixtures::users(250), ..FakeGongConfig::default() }).await;
+        let platform = platform_in(&fresh_dir("mass-deletion"));
+        let connection = connection(&gong);
+        let id = connection.id.as_str();
+        platform.create_connection(&connection).await.unwrap();
+        platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+
+        // 100 of 250 leave at once (Gong's own total agrees: 150).
+        let gone: Vec<String> = (0..100).map(fixtures::user_id).collect();
+        gong.remove_users(&gone);
+        let done = platform.run_sync(id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
+        assert_eq!(done.deleted, 0);
+        let warning = done.warning.expect("a warning");
+        assert!(warning.contains("100 of 250 stored records (40%)"), "{warning}");
+        assert_eq!(stored_ids(&platform, id, "GongUser").await.len(), 250);
+
+        let forced = StoredSyncOptions { allow_mass_deletion: true, ..StoredSyncOptions::default() };
+        let done = platform.run_sync(id, "users", &forced, &mut no_progress()).await.unwrap();
+        assert_eq!(done.deleted, 100);
+        // Once done, the warning is gone from the sync's state.
+        let state = &platform.store().sync_states(id).await.unwrap()[0];
+        assert_eq!(state.last_error, None);
+    });
+}
+
 /// Every record (with its last action) listed from `cursor` on.
 async fn listed_from(
     platform: &terapi_e2e::terapi_platform::Platform,
