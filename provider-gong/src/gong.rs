@@ -175,7 +175,48 @@ pub struct UsersPage {
     pub records: Records,
     /// Required: an answer without it is not a users page, and reading it as
     /// an empty one would end a sync silently.
+    #[serde(deserialize_with = "capped_list")]
     pub users: Vec<GongUser>,
+}
+
+/// The most records one page may hold. Gong's pages hold 100; a page this
+/// big (a misbehaving upstream) is refused with a clear error before it
+/// can fill the guest's memory: 100,000 records within the host's 32 MiB
+/// response cap fit in the guest's 256 MiB with room to spare.
+pub const MAX_RECORDS_PER_PAGE: usize = 100_000;
+
+/// The refusal of a page over `MAX_RECORDS_PER_PAGE`.
+pub fn too_many_records(path: &str) -> ProviderError {
+    ProviderError::BadResponse(format!("{path}: {}", too_many_records_text()))
+}
+
+fn too_many_records_text() -> String {
+    format!(
+        "the page holds more than {MAX_RECORDS_PER_PAGE} records (Gong's pages hold 100), more than a page may; \
+         refused before it fills the sandbox's memory"
+    )
+}
+
+/// A list read item by item that stops past `MAX_RECORDS_PER_PAGE`.
+fn capped_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    struct Capped<T>(core::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> de::Visitor<'de> for Capped<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if items.len() == MAX_RECORDS_PER_PAGE {
+                    return Err(de::Error::custom(too_many_records_text()));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    deserializer.deserialize_seq(Capped(core::marker::PhantomData))
 }
 
 #[derive(Debug, Deserialize)]

@@ -663,6 +663,9 @@ impl<'a> LazyPage<'a> {
         }
         let items: Vec<&RawValue> = serde_json::from_str(raw.get())
             .map_err(|_| ProviderError::BadResponse(format!("{}: `{}` is not a list", self.path, sync.items)))?;
+        if items.len() > gong::MAX_RECORDS_PER_PAGE {
+            return Err(gong::too_many_records(self.path));
+        }
         items
             .into_iter()
             .map(|item| {

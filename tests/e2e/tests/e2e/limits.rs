@@ -352,3 +352,38 @@ fn a_listing_in_pages_of_twenty_is_read_to_its_end() {
         assert_eq!((run.pages, sink.records().count()), (60, 1_200));
     });
 }
+
+#[test]
+fn a_page_of_a_million_tiny_records_is_refused_clearly_and_one_of_the_stated_limit_fits() {
+    block_on(async {
+        let gong = start_gong(FakeGongConfig::default()).await;
+        let session = session_for(&gong, providers());
+        // ~16 MB: a million users of a dozen bytes each.
+        let tiny: Vec<serde_json::Value> = (0..1_000_000).map(|i| serde_json::json!({ "id": i.to_string() })).collect();
+        gong.inject(1, Fault::Body(users_page_body(&tiny, tiny.len(), None)));
+        let mut sink = CollectingSink::default();
+        let error = terapi_host::run_sync(&session, "users", None, &since_2023(), &mut sink).await.unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("more than 100000 records"), "a clear refusal, not a memory error: {message}");
+
+        // The stated limit: 100,000 records in a page under the 32 MiB cap fit.
+        let users: Vec<serde_json::Value> = (0..100_000)
+            .map(|i| {
+                serde_json::json!({
+                    "id": i.to_string(),
+                    "emailAddress": format!("user{i}@example.com"),
+                    "firstName": "Ada", "lastName": "Lovelace", "title": "Account Executive with a long title",
+                    "active": true, "created": "2024-01-01T00:00:00Z", "phoneNumber": "+1 555 0100",
+                    "managerId": "1", "spokenLanguages": [{"language": "en-US", "primary": true}],
+                })
+            })
+            .collect();
+        let body = users_page_body(&users, users.len(), None);
+        assert!(body.len() > 24 << 20 && body.len() < 32 << 20, "{} bytes", body.len());
+        gong.inject(1, Fault::Body(body));
+        let mut sink = CollectingSink::default();
+        let run = terapi_host::run_sync(&session, "users", None, &since_2023(), &mut sink).await.unwrap();
+        assert!(run.done);
+        assert_eq!(sink.records().count(), 100_000);
+    });
+}
