@@ -596,7 +596,7 @@ impl OAuthTokens {
 
     async fn header(&self) -> Result<HeaderValue, EgressError> {
         let mut state = self.current.lock().await;
-        if state.expires_at.is_some_and(|at| at <= unix_now() + REFRESH_MARGIN_SECS) {
+        if expiring(state.expires_at) {
             self.refresh(&mut state).await?;
         }
         Ok(state.header.clone())
@@ -611,12 +611,91 @@ impl OAuthTokens {
     }
 
     /// Refreshes under the lock; `false` when there is no way to refresh.
+    /// With coordination, under the connection's store-wide lock too: a
+    /// newer token another process saved is used rather than refreshed
+    /// again, and `invalid_grant` counts as a revocation only when the
+    /// newest stored refresh token was refused.
     async fn refresh(&self, state: &mut TokenState) -> Result<bool, EgressError> {
-        let (Some(refresher), Some(refresh_token)) = (&self.refresher, &state.refresh_token) else {
+        let Some(refresher) = &self.refresher else {
             return Ok(false);
         };
-        match oauth::refresh(&self.http, &self.spec, &self.config, &refresher.client, refresh_token).await {
-            Ok(tokens) => {
+        let Some(coordination) = &refresher.coordination else {
+            return match self.refresh_once(refresher, state).await {
+                Ok(renewed) => Ok(renewed),
+                Err(refused) => Err(self.refused(refresher, refused).await),
+            };
+        };
+        coordination.acquire().await.map_err(|e| {
+            EgressError::Transport(format!("waiting to refresh the access token: {e}; try again shortly"))
+        })?;
+        let result = self.refresh_coordinated(refresher, coordination.as_ref(), state).await;
+        coordination.release().await;
+        match result {
+            Ok(renewed) => Ok(renewed),
+            Err(refused) => Err(self.refused(refresher, refused).await),
+        }
+    }
+
+    async fn refresh_coordinated(
+        &self,
+        refresher: &TokenRefresher,
+        coordination: &dyn oauth::RefreshCoordination,
+        state: &mut TokenState,
+    ) -> Result<bool, RefreshRefused> {
+        // Another process may have refreshed while this one waited.
+        if self.adopt_stored(coordination, state).await && !expiring(state.expires_at) {
+            return Ok(true);
+        }
+        match self.refresh_once(refresher, state).await {
+            // The refresh token may have been spent by a process that saved
+            // a newer one after this session read it: try that one, once.
+            Err(RefreshRefused::Provider(OAuthError::Revoked(reason))) => {
+                if !self.adopt_stored(coordination, state).await {
+                    return Err(RefreshRefused::Provider(OAuthError::Revoked(reason)));
+                }
+                if !expiring(state.expires_at) {
+                    return Ok(true);
+                }
+                self.refresh_once(refresher, state).await
+            }
+            other => other,
+        }
+    }
+
+    /// Takes the stored tokens if they differ from the session's; whether
+    /// it did.
+    async fn adopt_stored(&self, coordination: &dyn oauth::RefreshCoordination, state: &mut TokenState) -> bool {
+        let Some(stored @ Credentials::OAuth2 { .. }) = coordination.stored().await else {
+            return false;
+        };
+        let Credentials::OAuth2 { access_token, refresh_token, expires_at } = &stored else {
+            return false;
+        };
+        let header = authorization_header(&stored);
+        let same_refresh =
+            refresh_token.as_ref().map(Secret::expose) == state.refresh_token.as_ref().map(Secret::expose);
+        if header == state.header && same_refresh {
+            return false;
+        }
+        self.redactor.add(access_token);
+        if let Some(refresh_token) = refresh_token {
+            self.redactor.add(refresh_token);
+        }
+        *state = TokenState { header, refresh_token: refresh_token.clone(), expires_at: *expires_at };
+        true
+    }
+
+    /// One refresh with the session's refresh token; the new set is saved
+    /// (`on_refresh`) before it is used.
+    async fn refresh_once(&self, refresher: &TokenRefresher, state: &mut TokenState) -> Result<bool, RefreshRefused> {
+        let Some(refresh_token) = state.refresh_token.clone() else {
+            return Ok(false);
+        };
+        match oauth::refresh(&self.http, &self.spec, &self.config, &refresher.client, &refresh_token).await {
+            Ok(mut tokens) => {
+                // A provider that answers no new refresh token means the
+                // old one stays good (RFC 6749 6): keep it.
+                tokens.refresh_token = tokens.refresh_token.or(Some(refresh_token));
                 self.redactor.add(&tokens.access_token);
                 if let Some(refresh_token) = &tokens.refresh_token {
                     self.redactor.add(refresh_token);
@@ -629,22 +708,41 @@ impl OAuthTokens {
                 (refresher.on_refresh)(tokens).await;
                 Ok(true)
             }
-            Err(OAuthError::Transport(e)) => Err(EgressError::Transport(format!("refreshing the access token: {e}"))),
-            Err(refused) => {
-                let message = match refused {
-                    OAuthError::Revoked(reason) => format!(
-                        "the OAuth grant was revoked or has expired ({reason}); re-authorize this connection (nothing stored was changed)"
-                    ),
-                    other => format!("refreshing the access token failed: {other}"),
-                };
-                let message = self.redactor.scrub(&message);
-                if let Some(told) = &refresher.on_refresh_failure {
-                    told(message.clone()).await;
-                }
-                Err(EgressError::Reauthorize(message))
-            }
+            Err(OAuthError::Transport(e)) => Err(RefreshRefused::Transport(e)),
+            Err(refused) => Err(RefreshRefused::Provider(refused)),
         }
     }
+
+    /// The error a caller gets; a refusal by the provider is told to the
+    /// embedder (the connection needs re-authorizing).
+    async fn refused(&self, refresher: &TokenRefresher, refused: RefreshRefused) -> EgressError {
+        let refused = match refused {
+            RefreshRefused::Transport(e) => {
+                return EgressError::Transport(format!("refreshing the access token: {e}"));
+            }
+            RefreshRefused::Provider(refused) => refused,
+        };
+        let message = match refused {
+            OAuthError::Revoked(reason) => format!(
+                "the OAuth grant was revoked or has expired ({reason}); re-authorize this connection (nothing stored was changed)"
+            ),
+            other => format!("refreshing the access token failed: {other}"),
+        };
+        let message = self.redactor.scrub(&message);
+        if let Some(told) = &refresher.on_refresh_failure {
+            told(message.clone()).await;
+        }
+        EgressError::Reauthorize(message)
+    }
+}
+
+enum RefreshRefused {
+    Transport(String),
+    Provider(OAuthError),
+}
+
+fn expiring(expires_at: Option<u64>) -> bool {
+    expires_at.is_some_and(|at| at <= unix_now().saturating_add(REFRESH_MARGIN_SECS))
 }
 
 /// A process's OAUTH2_CC tokens, by connection and client: sessions are
@@ -703,9 +801,7 @@ impl ClientCredentialTokens {
     async fn header(&self) -> Result<HeaderValue, EgressError> {
         let mut current = self.current.lock().await;
         match &*current {
-            Some((header, expires)) if expires.is_none_or(|at| at > unix_now() + REFRESH_MARGIN_SECS) => {
-                Ok(header.clone())
-            }
+            Some((header, expires)) if !expiring(*expires) => Ok(header.clone()),
             _ => self.fetch(&mut current).await,
         }
     }

@@ -51,6 +51,28 @@ pub struct TokenRefresher {
     /// grant, a bad client), with the reason scrubbed of secrets: the
     /// connection needs its user to authorize again.
     pub on_refresh_failure: Option<OnRefreshFailure>,
+    /// Shares the connection's refreshes with every other session and
+    /// process on the same store. Without it, refreshes are single-flight
+    /// within one session only.
+    pub coordination: Option<Arc<dyn RefreshCoordination>>,
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a store gives a session so that a connection's tokens are refreshed
+/// once at a time across processes. Single-use refresh tokens (Gong's) make
+/// this matter: two processes refreshing with one token means one of them
+/// gets `invalid_grant`, which is not a revocation.
+pub trait RefreshCoordination: Send + Sync {
+    /// Waits until this session holds the connection's refresh lock (at
+    /// most one holder across processes; it lapses if its holder dies). An
+    /// error means the lock could not be had (the store is away).
+    fn acquire(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// Gives the lock up.
+    fn release(&self) -> BoxFuture<'_, ()>;
+    /// The connection's tokens as stored now: another process may have
+    /// saved newer ones. `None` if they cannot be read.
+    fn stored(&self) -> BoxFuture<'_, Option<crate::Credentials>>;
 }
 
 pub type OnRefreshFailure = Arc<dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -236,7 +258,9 @@ async fn token_request(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::BadResponse("no access_token".into()))?;
     let expires_at =
-        json["expires_in"].as_u64().or_else(|| json["expires_in"].as_str()?.parse().ok()).map(|s| unix_now() + s);
+        // An absurd lifetime (2^64-1 s) saturates to "never" rather than
+        // wrapping to "already expired".
+        json["expires_in"].as_u64().or_else(|| json["expires_in"].as_str()?.parse().ok()).map(|s| unix_now().saturating_add(s));
     let metadata = spec
         .token_response_metadata
         .iter()

@@ -62,6 +62,12 @@ impl Platform {
                     self.refresh_failures_told.clone(),
                     connection,
                 )),
+                coordination: Some(Arc::new(StoreRefreshLock {
+                    store: self.store.clone(),
+                    connection_id: connection.id.clone(),
+                    owner_prefix: self.owner.clone(),
+                    held_as: std::sync::Mutex::new(None),
+                })),
             }),
             _ => None,
         };
@@ -387,6 +393,73 @@ fn tell_refresh_failure(
             }
         })
     })
+}
+
+/// A connection's refreshes, one at a time across every process on the
+/// store: the lock is a row of the store's `locks`, which lapses if its
+/// holder dies mid-refresh.
+struct StoreRefreshLock {
+    store: Arc<dyn Store>,
+    connection_id: String,
+    owner_prefix: String,
+    /// The owner name of the lock this session holds now.
+    held_as: std::sync::Mutex<Option<String>>,
+}
+
+/// Long enough for a token endpoint to answer; a dead holder's lock lapses
+/// after it.
+const REFRESH_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl terapi_host::oauth::RefreshCoordination for StoreRefreshLock {
+    fn acquire(&self) -> terapi_host::oauth::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            static ACQUISITIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = ACQUISITIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let owner = format!("{}:refresh{n}", self.owner_prefix);
+            let name = format!("oauth-refresh:{}", self.connection_id);
+            // A lapsed lock is free, so this waits at most one TTL for a
+            // holder that died, plus a margin.
+            let deadline = std::time::Instant::now() + REFRESH_LOCK_TTL + std::time::Duration::from_secs(5);
+            let mut pause = std::time::Duration::from_millis(20);
+            loop {
+                match self.store.try_lock(&name, &owner, REFRESH_LOCK_TTL).await {
+                    Ok(true) => break,
+                    Ok(false) if std::time::Instant::now() < deadline => {}
+                    Ok(false) => return Err("another refresh of this connection has held its lock too long".into()),
+                    Err(e) if e.is_unavailable() && std::time::Instant::now() < deadline => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            *self.held_as.lock().unwrap_or_else(|p| p.into_inner()) = Some(owner);
+            Ok(())
+        })
+    }
+
+    fn release(&self) -> terapi_host::oauth::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let owner = self.held_as.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(owner) = owner {
+                let name = format!("oauth-refresh:{}", self.connection_id);
+                if let Err(e) = self.store.unlock(&name, &owner).await {
+                    tracing::warn!("the refresh lock of `{}` was not released ({e}); it lapses", self.connection_id);
+                }
+            }
+        })
+    }
+
+    fn stored(&self) -> terapi_host::oauth::BoxFuture<'_, Option<Credentials>> {
+        Box::pin(async move {
+            match self.store.connection(&self.connection_id).await {
+                Ok(connection) => Some(connection.credentials),
+                Err(e) => {
+                    tracing::warn!("the stored tokens of `{}` could not be read: {e}", self.connection_id);
+                    None
+                }
+            }
+        })
+    }
 }
 
 /// Saves each refreshed token set (and the metadata that came with it,

@@ -2,8 +2,9 @@
 //! once and redirects with a code; `/oauth2/generate-customer-token` takes
 //! the client id and secret as HTTP basic auth and the grant in the query or
 //! a form body, and answers with `api_base_url_for_customer`. Access tokens
-//! expire (or can be expired at will); a revoked refresh token answers
-//! `invalid_grant`.
+//! expire (or can be expired at will); refresh tokens are single-use, as
+//! Gong's are: a refresh answers a new one and the one used is spent, so a
+//! spent or revoked refresh token answers `invalid_grant`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -135,16 +136,22 @@ pub(crate) async fn token(
             refresh
         }
         "refresh_token" => {
-            let refresh = params.get("refresh_token").cloned().unwrap_or_default();
-            if !state.refresh_tokens.contains(&refresh) {
+            let used = params.get("refresh_token").cloned().unwrap_or_default();
+            if !state.refresh_tokens.remove(&used) {
                 return invalid(StatusCode::BAD_REQUEST, "invalid_grant");
             }
+            let refresh = state.mint("refresh");
+            state.refresh_tokens.insert(refresh.clone());
             refresh
         }
         _ => return invalid(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     };
     let access = state.mint("access");
-    state.access_tokens.insert(access.clone(), Instant::now() + config.access_token_ttl);
+    // A lifetime past what an `Instant` holds (a test of 2^64-1 s) is a century.
+    let expiry = Instant::now()
+        .checked_add(config.access_token_ttl)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+    state.access_tokens.insert(access.clone(), expiry);
     let base =
         config.api_base_url_for_customer.clone().or_else(|| shared.second_base_url.get().cloned()).unwrap_or_default();
     axum::Json(json!({

@@ -73,6 +73,7 @@ fn recording_refresher() -> (TokenRefresher, Arc<Mutex<Vec<TokenSet>>>) {
             Box::pin(std::future::ready(()))
         }),
         on_refresh_failure: None,
+        coordination: None,
     };
     (refresher, saved)
 }
@@ -298,5 +299,68 @@ fn the_scopes_asked_for_are_those_of_what_will_run() {
         assert_eq!(named, ["api:calls:read:basic", "api:users:read"]);
         assert!(matches!(scopes(&["nope"], &[]).await, Err(PlatformError::NoSync { .. })));
         assert!(matches!(scopes(&[], &["nope"]).await, Err(PlatformError::NoAction(_))));
+    });
+}
+
+/// Gong's refresh tokens are single-use. Sessions of two platforms on one
+/// store (two processes), and several sessions of each (`terapi serve` makes
+/// one per request), find the token expired at once: one refreshes, the rest
+/// use what it saved, nobody is told to re-authorize.
+#[test]
+fn sessions_of_two_processes_share_one_refresh_of_a_single_use_token() {
+    block_on(async {
+        let gong = start(Duration::from_secs(3600)).await;
+        let providers = providers_for(&gong);
+        let connection = authorize(&providers).await;
+        let dir = fresh_dir("oauth-two-processes");
+        let clients = BTreeMap::from([("gong-oauth".to_string(), client())]);
+        let first = Arc::new(terapi_e2e::platform_with_oauth(&dir, providers.clone(), clients.clone()));
+        let second = Arc::new(terapi_e2e::platform_with_oauth(&dir, providers, clients));
+        first.store().create_connection(&connection, None).await.unwrap();
+        gong.expire_access_tokens();
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..6 {
+            let platform = if n % 2 == 0 { first.clone() } else { second.clone() };
+            let id = connection.id.clone();
+            calls.spawn(async move { platform.session(&id).await.unwrap().verify().await });
+        }
+        while let Some(result) = calls.join_next().await {
+            result.unwrap().unwrap_or_else(|e| panic!("a false revocation: {e}"));
+        }
+        assert_eq!(gong.token_grants().iter().filter(|g| *g == "refresh_token").count(), 1, "one refresh");
+        let events = first.store().events(10).await.unwrap();
+        assert!(events.iter().all(|e| e.kind != "auth"), "no refresh failure told: {events:?}");
+
+        // A session made before the refresh still holds the spent token:
+        // its refresh is refused, and it takes the newer stored one instead.
+        let stale = second.session(&connection.id).await.unwrap();
+        gong.expire_access_tokens();
+        first.session(&connection.id).await.unwrap().verify().await.unwrap();
+        stale.verify().await.unwrap_or_else(|e| panic!("a false revocation: {e}"));
+        assert_eq!(gong.token_grants().iter().filter(|g| *g == "refresh_token").count(), 2);
+
+        // A grant really revoked is still told as one.
+        gong.revoke_refresh_tokens();
+        gong.expire_access_tokens();
+        let error = second.session(&connection.id).await.unwrap().verify().await.unwrap_err();
+        assert!(error.to_string().contains("re-authorize this connection"), "{error}");
+    });
+}
+
+#[test]
+fn an_absurd_expires_in_is_never_rather_than_already_expired() {
+    block_on(async {
+        let gong = start(Duration::from_secs(u64::MAX)).await;
+        let providers = providers_for(&gong);
+        let connection = authorize(&providers).await;
+        let Credentials::OAuth2 { expires_at, .. } = &connection.credentials else { panic!() };
+        assert_eq!(*expires_at, Some(u64::MAX));
+        let (refresher, saved) = recording_refresher();
+        let session = host()
+            .connect_with_refresh(gong_component(), providers.get("gong-oauth").unwrap(), &connection, Some(refresher))
+            .unwrap();
+        session.verify().await.unwrap();
+        assert!(saved.lock().unwrap().is_empty(), "no refresh of a token that never expires");
+        assert_eq!(gong.token_grants(), ["authorization_code"]);
     });
 }
