@@ -62,6 +62,7 @@ async fn start_serve(platform: Arc<Platform>) -> String {
             connect_session_ttl: Duration::from_secs(60),
             frame_ancestors: Vec::new(),
             connect_page: Default::default(),
+            connections: Default::default(),
         },
     );
     tokio::spawn(terapi_serve::serve(state, listener, std::future::pending()));

@@ -366,6 +366,17 @@ pub struct ServeArgs {
     /// [default: a monogram; nothing fetched from elsewhere].
     #[arg(long, env = "TERAPI_LOGO_URL", value_name = "URL")]
     pub logo_url: Option<String>,
+    /// Open connections at most; at the cap the one idle longest is closed
+    /// for a new one [default: the open-files limit (raised to its hard
+    /// limit) less 128].
+    #[arg(long, env = "TERAPI_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "TERAPI_HEADER_TIMEOUT", value_name = "SECONDS", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a connection may stay open with no request in flight.
+    #[arg(long, env = "TERAPI_IDLE_TIMEOUT", value_name = "SECONDS", default_value_t = 60)]
+    pub idle_timeout: u64,
 }
 
 #[derive(Subcommand)]

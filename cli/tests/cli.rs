@@ -1447,6 +1447,7 @@ fn the_systemd_unit_verifies_and_its_command_serves_and_stops_on_sigterm() {
         ("ProtectSystem", "strict"),
         ("KillSignal", "SIGTERM"),
         ("StateDirectory", "terapi"),
+        ("LimitNOFILE", "65536"),
     ] {
         assert_eq!(value(key), wanted, "{key}");
     }

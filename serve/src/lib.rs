@@ -19,6 +19,7 @@
 mod api;
 pub mod auth;
 mod connect;
+pub mod connections;
 mod dashboard;
 mod error;
 pub mod frequency;
@@ -34,6 +35,7 @@ use axum::middleware;
 use axum::routing::{any, get, post, put};
 use terapi_platform::WorkerOptions;
 
+pub use connections::ConnectionLimits;
 pub use error::ApiError;
 pub use state::{ConnectPageConfig, ServeConfig, ServeState};
 
@@ -163,7 +165,7 @@ async fn metrics(
 /// path: ids stay out of the labels) and status.
 async fn time_requests(request: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -174,10 +176,36 @@ async fn time_requests(request: axum::extract::Request, next: middleware::Next) 
     terapi_host::metrics::observe(
         "terapi_api_request_duration_seconds",
         "Time to answer API requests, by method, route and status.",
-        &[("method", &method), ("route", &route), ("status", &status)],
+        &[("method", method), ("route", &route), ("status", &status)],
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// A request's method as a metric label: one of a fixed set, so made-up
+/// methods cannot grow `/metrics` without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts a connection answered 503 at the connection cap.
+pub(crate) fn metrics_refused_connection() {
+    terapi_host::metrics::count(
+        "terapi_connections_refused_total",
+        "Connections answered 503 because every allowed connection was busy.",
+        &[],
+        1,
+    );
 }
 
 /// Ready when the store answers: a load balancer stops sending requests to
@@ -225,13 +253,14 @@ pub async fn serve(
             }
         })
     });
+    let limits = state.config.connections;
     let app = router(state);
     let stopping = stop.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown.await;
         stopping.cancel();
     });
-    let served = server.await;
+    let served = connections::serve(listener, app, limits, stop.clone()).await;
     for task in [worker, webhooks].into_iter().flatten() {
         if let Err(e) = task.await {
             tracing::error!("serve task: {e}");

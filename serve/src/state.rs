@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub frame_ancestors: Vec<String>,
     /// How the Connect page presents the app to its end users.
     pub connect_page: ConnectPageConfig,
+    /// Timeouts and the cap on open connections.
+    pub connections: crate::ConnectionLimits,
 }
 
 /// Who is asking, on the Connect page.

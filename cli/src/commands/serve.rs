@@ -55,6 +55,11 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
             connect_session_ttl: Duration::from_secs(30 * 60),
             frame_ancestors,
             connect_page: terapi_serve::ConnectPageConfig { app_name: args.app_name, logo_url: args.logo_url },
+            connections: terapi_serve::ConnectionLimits {
+                max_connections: args.max_connections,
+                header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+                idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            },
         },
     );
     eprintln!("terapi serve: listening on http://{address} (Connect links and OAuth redirects use {public_url})");

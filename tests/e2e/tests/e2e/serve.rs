@@ -79,6 +79,7 @@ impl Served {
                 connect_session_ttl: Duration::from_secs(600),
                 frame_ancestors: Vec::new(),
                 connect_page: Default::default(),
+                connections: Default::default(),
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
