@@ -2033,3 +2033,33 @@ fn sigterm_stops_a_worker_whose_syncs_another_worker_resumes_at_once() {
     let ids: std::collections::HashSet<&str> = stdout.lines().collect();
     assert_eq!((stdout.lines().count(), ids.len()), (1000, 1000));
 }
+
+#[test]
+fn a_serve_killed_mid_sync_is_taken_over_by_another_at_once_not_after_its_lease() {
+    let gong = slow_gong();
+    let dir = saved_connection(&gong, "kill-serve");
+    let with_dir = |mut command: Command| {
+        command.env("TERAPI_DATA_DIR", &dir);
+        command
+    };
+    let scheduled = with_dir(terapi(None)).args(["sync", "schedule", "users", "-c", "acme"]).output().unwrap();
+    assert!(scheduled.status.success(), "{}", text(&scheduled).1);
+    let mut serve = with_dir(terapi(None))
+        .args(["serve", "--bind", "127.0.0.1:0", "--concurrency", "1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    signal_mid_run(&serve, &gong, 4, "KILL");
+    serve.wait().unwrap();
+    // The killed server's lease lasts a minute; its process is gone, so the
+    // other takes the sync over now and finishes it from its checkpoint.
+    let taking_over = std::time::Instant::now();
+    let output = with_dir(terapi(None)).args(["worker", "--exit-when-idle"]).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(taking_over.elapsed() < std::time::Duration::from_secs(30), "took {:?}: {stderr}", taking_over.elapsed());
+    let listed = with_dir(terapi(None)).args(["records", "list", "GongUser", "-c", "acme"]).output().unwrap();
+    let (stdout, _) = text(&listed);
+    let ids: std::collections::HashSet<&str> = stdout.lines().collect();
+    assert_eq!((stdout.lines().count(), ids.len()), (1000, 1000));
+}

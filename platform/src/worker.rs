@@ -121,8 +121,15 @@ impl Platform {
         let stop = tokio_util::sync::CancellationToken::new();
         let mut store_backoff = Duration::ZERO;
         let mut pruned_at: Option<std::time::Instant> = None;
+        let mut reaped_at: Option<std::time::Instant> = None;
         tokio::pin!(shutdown);
         loop {
+            // Runs of processes on this machine that are gone (SIGKILL, OOM)
+            // are taken over now, not when their leases lapse.
+            if reaped_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                self.take_over_dead_local_runs().await;
+                reaped_at = Some(std::time::Instant::now());
+            }
             // The outbox is kept 7 days, webhooks configured or not.
             if pruned_at.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
                 self.prune_events().await;
@@ -218,6 +225,23 @@ impl Platform {
         while running.join_next().await.is_some() {}
         let report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(report)
+    }
+
+    /// Expires the leases held by processes of this machine that are no
+    /// longer running, so their syncs can be claimed at once.
+    async fn take_over_dead_local_runs(&self) {
+        let leases = match self.store.live_leases().await {
+            Ok(leases) => leases,
+            Err(e) => return tracing::debug!("worker: leases not read ({e})"),
+        };
+        for (connection, sync, owner) in leases {
+            if crate::owner_is_gone(&owner) {
+                tracing::info!("sync `{sync}` of `{connection}`: {owner} is no longer running; taking over its lease");
+                if let Err(e) = self.store.expire_lease(&connection, &sync, &owner).await {
+                    tracing::warn!("sync `{sync}` of `{connection}`: the dead run's lease was not expired ({e})");
+                }
+            }
+        }
     }
 
     /// Claims the next sync fairly across tenants (see the module's text).

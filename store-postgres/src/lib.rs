@@ -673,6 +673,13 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn live_leases(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let client = self.client().await?;
+        let rows = client.query(terapi_store::SQL_LIVE_LEASES, &[&now_ms]).await.map_err(|e| self.err(e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.err(e))?;

@@ -47,6 +47,9 @@ pub const SQL_TRY_LOCK: &str = "INSERT INTO locks (name, owner, expires_at_ms) V
      ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms
      WHERE locks.expires_at_ms < $4 OR locks.owner = excluded.owner";
 #[doc(hidden)]
+pub const SQL_LIVE_LEASES: &str = "SELECT connection_id, sync, lease_owner FROM sync_state
+     WHERE lease_owner IS NOT NULL AND lease_expires_at > $1";
+#[doc(hidden)]
 pub const SQL_UNLOCK: &str = "DELETE FROM locks WHERE name = $1 AND owner = $2";
 
 /// The provider's own time of a record in unix ms, for ordering versions.
@@ -599,6 +602,8 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Gives the lock up if `owner` holds it.
     async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+    /// The syncs under a live lease now: (connection, sync, owner).
+    async fn live_leases(&self) -> Result<Vec<(String, String, String)>, StoreError>;
     async fn sync_states(&self, connection_id: &str) -> Result<Vec<SyncState>, StoreError>;
     /// The runs of a connection's syncs, oldest first.
     async fn sync_runs(&self, connection_id: &str) -> Result<Vec<SyncRunRecord>, StoreError>;

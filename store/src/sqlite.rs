@@ -758,6 +758,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn live_leases(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        self.db()
+            .prepare_cached(&crate::SQL_LIVE_LEASES.replace('$', "?"))
+            .and_then(|mut s| s.query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+            .map_err(|e| self.err(e))
+    }
+
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
         let now_ms = terapi_host::limits::unix_ms() as i64;
         let mut db = self.db();
