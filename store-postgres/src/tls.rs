@@ -126,25 +126,30 @@ impl TlsSettings {
                 .with_custom_certificate_verifier(Arc::new(EncryptOnly { provider }))
                 .with_no_client_auth(),
             Check::Chain | Check::ChainAndName => {
-                let roots = Arc::new(self.roots()?);
-                let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                let (roots, pinned) = self.roots()?;
+                let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                     .build()
                     .map_err(|e| format!("TLS setup: {e}"))?;
-                if verify == Check::ChainAndName {
-                    builder.with_webpki_verifier(webpki).with_no_client_auth()
-                } else {
-                    builder
-                        .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-                        .with_no_client_auth()
-                }
+                let chain: Arc<dyn ServerCertVerifier> =
+                    if verify == Check::ChainAndName { webpki } else { Arc::new(ChainOnly(webpki)) };
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ChainOrPinned {
+                        chain,
+                        pinned,
+                        check_name: verify == Check::ChainAndName,
+                    }))
+                    .with_no_client_auth()
             }
         };
         Ok(Some(config))
     }
 
-    fn roots(&self) -> Result<RootCertStore, String> {
+    /// The trusted roots, and the certificates of `sslrootcert` as given
+    /// (a server may present one of them itself, as libpq accepts).
+    fn roots(&self) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), String> {
         let mut roots = RootCertStore::empty();
+        let mut pinned = Vec::new();
         match &self.root_cert {
             Some(path) => {
                 let certs = CertificateDer::pem_file_iter(path)
@@ -156,8 +161,9 @@ impl TlsSettings {
                 }
                 for cert in certs {
                     roots
-                        .add(cert)
+                        .add(cert.clone())
                         .map_err(|e| format!("sslrootcert {}: a certificate was refused ({e})", path.display()))?;
+                    pinned.push(cert);
                 }
             }
             None => {
@@ -171,7 +177,65 @@ impl TlsSettings {
                 }
             }
         }
-        Ok(roots)
+        Ok((roots, pinned))
+    }
+}
+
+/// The chain check, or the server's certificate being one of those in
+/// `sslrootcert` itself: libpq (OpenSSL) accepts a server whose own
+/// self-signed certificate, CA:TRUE included, is the root it was given,
+/// which webpki alone refuses as `CaUsedAsEndEntity`. With `verify-full`
+/// the name is still checked.
+#[derive(Debug)]
+struct ChainOrPinned {
+    chain: Arc<dyn ServerCertVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+    check_name: bool,
+}
+
+impl ServerCertVerifier for ChainOrPinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match self.chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Ok(verified) => return Ok(verified),
+            Err(refused) => refused,
+        };
+        if !self.pinned.iter().any(|pinned| pinned.as_ref() == end_entity.as_ref()) {
+            return Err(refused);
+        }
+        if self.check_name {
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&parsed, server_name)?;
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chain.supported_verify_schemes()
     }
 }
 

@@ -96,3 +96,36 @@ fn a_tls_only_postgres_is_reached_with_verify_full_and_a_wrong_ca_is_refused() {
         assert!(!error.contains("password"), "{error}");
     });
 }
+
+/// libpq accepts `verify-full` with `sslrootcert` set to the server's own
+/// self-signed certificate, even one marked CA:TRUE (as `openssl req
+/// -x509` makes them); so must terapi, and the name is still checked.
+#[test]
+fn verify_full_accepts_the_servers_own_self_signed_certificate_as_its_root() {
+    block_on(async {
+        let dir = fresh_dir("pg-tls-self-signed");
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+        let server = OwnPostgres::start(&["--tls", dir.to_str().unwrap()]);
+        let root = dir.join("server.crt");
+        let with = |query: &str| format!("{}?{query}", server.url);
+
+        let by_name =
+            with(&format!("sslmode=verify-full&sslrootcert={}", root.display())).replace("127.0.0.1", "localhost");
+        let store = open(&by_name).await.unwrap_or_else(|e| panic!("libpq accepts this: {e}"));
+        store.create_api_key("cd".repeat(32).as_str(), "tls").await.unwrap();
+        open(&with(&format!("sslmode=verify-ca&sslrootcert={}", root.display()))).await.unwrap();
+        // Reached by a name the certificate does not hold, verify-full refuses.
+        let error = refused(&with(&format!("sslmode=verify-full&sslrootcert={}", root.display()))).await;
+        assert!(error.contains("certificate"), "{error}");
+        // And a CA that is not the server's own is refused.
+        let other = other_ca(&dir);
+        let error = refused(&with(&format!("sslmode=verify-full&sslrootcert={}", other.display()))).await;
+        assert!(error.contains("sslrootcert"), "{error}");
+    });
+}
