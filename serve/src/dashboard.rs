@@ -47,7 +47,18 @@ pub async fn login_page() -> Response {
     page(StatusCode::OK, "Sign in", &login_body(None))
 }
 
-pub async fn login(State(state): State<Arc<ServeState>>, Form(form): Form<LoginForm>) -> Response {
+pub async fn login(State(state): State<Arc<ServeState>>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+    // A browser says where a form was posted from: only this server's own
+    // page may sign an operator in (no login CSRF from another site).
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
+        && !same_origin(&state, &headers, origin)
+    {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Sign in",
+            &login_body(Some("This sign-in form was posted from another site; open the dashboard here and sign in.")),
+        );
+    }
     let key = form.secret_key.trim();
     let sha256 = sha256_hex(key);
     match state.platform.store().api_key_exists(&sha256).await {
@@ -69,7 +80,7 @@ pub async fn login(State(state): State<Arc<ServeState>>, Form(form): Form<LoginF
     let expires = terapi_store::unix_now() + SESSION_SECS;
     let cookie = format!(
         "{COOKIE}={id}.{expires}.{}; Path=/; Max-Age={SESSION_SECS}; HttpOnly; SameSite=Strict{}",
-        signature(&sha256, &id, expires),
+        signature(&session_secret(&state), &sha256, &id, expires),
         if state.config.public_url.scheme() == "https" { "; Secure" } else { "" }
     );
     let mut response = Redirect::to("/dashboard").into_response();
@@ -79,6 +90,17 @@ pub async fn login(State(state): State<Arc<ServeState>>, Form(form): Form<LoginF
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+/// Whether `origin` is this server: its public URL's origin, or the origin
+/// of the host the request was sent to.
+fn same_origin(state: &ServeState, headers: &HeaderMap, origin: &str) -> bool {
+    let origin = origin.trim_end_matches('/');
+    if state.config.public_url.origin().ascii_serialization() == origin {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    !host.is_empty() && [format!("http://{host}"), format!("https://{host}")].iter().any(|o| o == origin)
 }
 
 pub async fn logout() -> Response {
@@ -91,17 +113,24 @@ pub async fn logout() -> Response {
     response
 }
 
-/// The MAC of a session of key `id` until `expires`, keyed by the key's
-/// hash (which only the store holds).
-fn session_mac(key_sha256: &str, id: &str, expires: u64) -> Hmac<sha2::Sha256> {
+/// The MAC of a session of key `id` until `expires`: keyed by a secret
+/// derived from the master key (never in the database, so a copy of it
+/// cannot mint a session), over the key's hash too (so a revoked key's
+/// sessions end with it).
+fn session_mac(secret: &[u8; 32], key_sha256: &str, id: &str, expires: u64) -> Hmac<sha2::Sha256> {
     // HMAC takes a key of any length.
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key_sha256.as_bytes()).expect("HMAC accepts any key length");
-    mac.update(format!("terapi-dashboard-session\n{id}\n{expires}").as_bytes());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
+    mac.update(format!("terapi-dashboard-session\n{id}\n{expires}\n{key_sha256}").as_bytes());
     mac
 }
 
-fn signature(key_sha256: &str, id: &str, expires: u64) -> String {
-    hex(&session_mac(key_sha256, id, expires).finalize().into_bytes())
+fn signature(secret: &[u8; 32], key_sha256: &str, id: &str, expires: u64) -> String {
+    hex(&session_mac(secret, key_sha256, id, expires).finalize().into_bytes())
+}
+
+/// The secret sessions are signed with (see `session_mac`).
+fn session_secret(state: &ServeState) -> [u8; 32] {
+    state.platform.store().derived_secret("terapi-dashboard-session")
 }
 
 enum Operator {
@@ -134,13 +163,16 @@ async fn operator(state: &ServeState, headers: &HeaderMap) -> Result<Operator, t
         return Ok(Operator::Anonymous);
     };
     let Ok(expires) = expires.parse::<u64>() else { return Ok(Operator::Anonymous) };
-    if expires <= terapi_store::unix_now() || id.len() != 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // A session lasts SESSION_SECS from sign-in: a cookie claiming more was
+    // not made here.
+    let now = terapi_store::unix_now();
+    if expires <= now || expires > now + SESSION_SECS || id.len() != 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(Operator::Anonymous);
     }
     let Some(sha256) = store.api_key_sha256(id).await? else { return Ok(Operator::Anonymous) };
     let Some(given) = unhex(given) else { return Ok(Operator::Anonymous) };
     // Constant-time comparison.
-    let valid = session_mac(&sha256, id, expires).verify_slice(&given).is_ok();
+    let valid = session_mac(&session_secret(state), &sha256, id, expires).verify_slice(&given).is_ok();
     Ok(if valid { Operator::SignedIn } else { Operator::Anonymous })
 }
 
@@ -653,10 +685,11 @@ mod tests {
     }
 
     #[test]
-    fn a_session_is_signed_by_its_key() {
-        let a = signature(&"a".repeat(64), "aaaaaaaaaaaa", 100);
+    fn a_session_is_signed_by_the_servers_secret_and_its_key() {
+        let a = signature(&[1; 32], &"a".repeat(64), "aaaaaaaaaaaa", 100);
         assert_eq!(a.len(), 64);
-        assert_ne!(a, signature(&"b".repeat(64), "aaaaaaaaaaaa", 100));
-        assert_ne!(a, signature(&"a".repeat(64), "aaaaaaaaaaaa", 101));
+        assert_ne!(a, signature(&[2; 32], &"a".repeat(64), "aaaaaaaaaaaa", 100), "another master key");
+        assert_ne!(a, signature(&[1; 32], &"b".repeat(64), "aaaaaaaaaaaa", 100), "another API key");
+        assert_ne!(a, signature(&[1; 32], &"a".repeat(64), "aaaaaaaaaaaa", 101), "another expiry");
     }
 }

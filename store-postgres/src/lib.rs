@@ -297,6 +297,10 @@ fn ms(d: Duration) -> i64 {
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
+    fn derived_secret(&self, purpose: &str) -> [u8; 32] {
+        self.key.derive(purpose)
+    }
+
     async fn create_connection(&self, connection: &Connection, event: Option<&NewEvent>) -> Result<(), StoreError> {
         let now = unix_now() as i64;
         let sealed = self.key.seal_credentials(&connection.id, &connection.credentials);

@@ -99,6 +99,19 @@ impl MasterKey {
         }
     }
 
+    /// A 32-byte secret for `purpose` (signing operator sessions, …) that
+    /// only holders of this key can compute and that is never stored:
+    /// every server of a fleet sharing the key derives the same one, and a
+    /// copy of the database alone cannot. It is the SHA-256 of the AEAD
+    /// sealing of `purpose` under a nonce reserved for derivation (sealed
+    /// secrets use random nonces).
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use sha2::Digest as _;
+        let nonce = chacha20poly1305::XNonce::from(*b"terapi-key-derivation-00");
+        let sealed = self.0.encrypt(&nonce, purpose.as_bytes()).unwrap_or_default();
+        sha2::Sha256::digest(&sealed).into()
+    }
+
     /// Seals a connection's credential, bound to its id: what every store
     /// keeps in place of the secret.
     pub fn seal_credentials(&self, id: &str, credentials: &Credentials) -> Vec<u8> {

@@ -526,6 +526,10 @@ pub struct GovernanceDoc {
 /// keeps the provider's limits together.
 #[async_trait::async_trait]
 pub trait Store: BudgetStore + Send + Sync {
+    /// A secret for `purpose` derived from the master key (see
+    /// [`MasterKey::derive`]): never in the database, the same on every
+    /// server that holds the key.
+    fn derived_secret(&self, purpose: &str) -> [u8; 32];
     /// Saves a new connection, with its `event` (Nango's auth webhook) in
     /// the same transaction; the caller verifies the credential first.
     async fn create_connection(&self, connection: &Connection, event: Option<&NewEvent>) -> Result<(), StoreError>;

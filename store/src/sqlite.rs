@@ -345,6 +345,10 @@ impl BudgetStore for SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    fn derived_secret(&self, purpose: &str) -> [u8; 32] {
+        self.key.derive(purpose)
+    }
+
     async fn create_connection(&self, connection: &Connection, event: Option<&NewEvent>) -> Result<(), StoreError> {
         let now = unix_now();
         let sealed = self.key.seal_credentials(&connection.id, &connection.credentials);

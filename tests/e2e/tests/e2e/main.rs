@@ -14,6 +14,7 @@ mod postgres_tls;
 mod providers_yaml;
 mod sandbox;
 mod serve;
+mod serve_security;
 mod slice;
 mod store;
 mod store_contract;

@@ -21,7 +21,7 @@ type Received = Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>;
 
 pub(crate) struct Served {
     pub(crate) base: String,
-    key: String,
+    pub(crate) key: String,
     pub(crate) http: reqwest::Client,
     webhooks: Received,
     pub(crate) platform: Arc<terapi_platform::Platform>,
@@ -30,7 +30,7 @@ pub(crate) struct Served {
 }
 
 impl Served {
-    async fn start(name: &str) -> Served {
+    pub(crate) async fn start(name: &str) -> Served {
         let dir = fresh_dir(name);
         Served::start_on(platform_in(&dir), dir).await
     }
