@@ -18,8 +18,17 @@ use crate::state::ServeState;
 const KEY_PREFIX: &str = "terapi_sk_";
 
 /// A positive check is trusted this long, so listing records does not pay
-/// a store round trip per request; a revoked key stops working within it.
-const CHECK_TTL: Duration = Duration::from_secs(5);
+/// a store round trip per request: a revoked key stops working on every
+/// server within it (documented, and held by a test). The dashboard checks
+/// the store on every page, so a revoked key's session ends at once.
+pub const CHECK_TTL: Duration = Duration::from_secs(5);
+
+/// The token of an `Authorization: Bearer …` value; the scheme's case does
+/// not matter (RFC 7235).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
 
 /// A new secret key (256 random bits), to show the operator once.
 pub fn new_secret_key() -> Result<String, getrandom::Error> {
@@ -73,7 +82,7 @@ pub async fn require_secret_key(State(state): State<Arc<ServeState>>, request: R
         )
         .into_response();
     };
-    let Some(key) = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+    let Some(key) = header.to_str().ok().and_then(bearer_token) else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "malformed_auth_header",
@@ -98,4 +107,19 @@ pub async fn require_secret_key(State(state): State<Arc<ServeState>>, request: R
         }
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 }

@@ -141,7 +141,7 @@ enum Operator {
 async fn operator(state: &ServeState, headers: &HeaderMap) -> Result<Operator, terapi_store::StoreError> {
     let store = state.platform.store();
     if let Some(key) =
-        headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "))
+        headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(crate::auth::bearer_token)
     {
         return Ok(if store.api_key_exists(&sha256_hex(key.trim())).await? {
             Operator::SignedIn

@@ -60,7 +60,7 @@ async fn authenticate(State(state): State<Arc<ServeState>>, mut request: Request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(crate::auth::bearer_token)
         .map(str::trim);
     let Some(token) = token else {
         return refuse(

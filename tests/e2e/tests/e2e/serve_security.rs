@@ -69,3 +69,36 @@ fn a_dashboard_session_cannot_be_minted_from_a_copy_of_the_database() {
         assert!(accepted.headers().get("set-cookie").is_some());
     });
 }
+
+/// A revoked secret key stops working on every server within
+/// `CHECK_TTL` (the bound README states), its dashboard sessions at once;
+/// the `Bearer` scheme is read in any case.
+#[test]
+fn a_revoked_key_stops_within_the_stated_bound_and_its_sessions_at_once() {
+    block_on(async {
+        let served = Served::start("serve-key-revocation").await;
+        let get = |scheme: &'static str| {
+            served
+                .http
+                .get(format!("{}/connections", served.base))
+                .header("authorization", format!("{scheme} {}", served.key))
+                .send()
+        };
+        assert_eq!(get("bearer").await.unwrap().status(), 200, "RFC 7235: schemes are case-insensitive");
+        assert_eq!(get("BEARER").await.unwrap().status(), 200);
+
+        let sha256 = terapi_e2e::terapi_serve::auth::sha256_hex(&served.key);
+        let id = terapi_e2e::terapi_store::api_key_id(&sha256);
+        let secret = served.platform.store().derived_secret("terapi-dashboard-session");
+        let hour = terapi_e2e::terapi_store::unix_now() + 3_600;
+        let session = mint(&secret, &format!("terapi-dashboard-session\n{id}\n{hour}\n{sha256}"), &id, hour);
+        assert_eq!(dashboard_with(&served, &session).await, 200);
+
+        assert!(served.platform.store().revoke_api_key(&id).await.unwrap());
+        let revoked = std::time::Instant::now();
+        assert_eq!(dashboard_with(&served, &session).await, 303, "the session ended with its key");
+        let bound = terapi_e2e::terapi_serve::auth::CHECK_TTL + std::time::Duration::from_millis(500);
+        tokio::time::sleep(bound.saturating_sub(revoked.elapsed())).await;
+        assert_eq!(get("Bearer").await.unwrap().status(), 401, "still accepted {bound:?} after revocation");
+    });
+}
