@@ -637,9 +637,20 @@ pub enum ProfileCommand {
 #[derive(Subcommand)]
 pub enum McpUserCommand {
     /// A new user; prints their bearer token for `terapi serve`'s /mcp (once).
-    Add { name: String },
+    Add {
+        name: String,
+        /// The token stops working after this many days [default: when
+        /// rotated or the user is removed].
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+    },
     /// A new token for a user (the old one stops working at once).
-    Token { name: String },
+    Token {
+        name: String,
+        /// The new token stops working after this many days.
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+    },
     List {
         #[arg(long)]
         json: bool,

@@ -189,6 +189,10 @@ struct UserDoc {
     token_sha256: String,
     /// Unix seconds.
     created_at: u64,
+    /// When the token stops working (Unix seconds); `None`: when rotated
+    /// or the user is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_expires_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -198,6 +202,8 @@ pub struct McpUser {
     pub created_at: u64,
     /// The access profiles that name this user.
     pub profiles: Vec<String>,
+    /// When their token stops working (Unix seconds), if it does.
+    pub token_expires_at: Option<u64>,
 }
 
 /// Who is calling, as the platform trusts it.
@@ -711,11 +717,16 @@ impl Platform {
     }
 
     /// Creates a user and returns their bearer token: shown once, only its
-    /// SHA-256 is kept.
-    pub async fn create_mcp_user(&self, name: &str) -> Result<String, PlatformError> {
+    /// SHA-256 is kept. With `valid_for`, the token stops working then.
+    pub async fn create_mcp_user(&self, name: &str, valid_for: Option<Duration>) -> Result<String, PlatformError> {
         check_name("user", name)?;
         let token = new_token()?;
-        let doc = UserDoc { token_sha256: sha256_hex(&token), created_at: terapi_store::unix_now() };
+        let now = terapi_store::unix_now();
+        let doc = UserDoc {
+            token_sha256: sha256_hex(&token),
+            created_at: now,
+            token_expires_at: valid_for.map(|d| now.saturating_add(d.as_secs())),
+        };
         self.governance_update::<UserDoc, ()>(MCP_USER, name, |existing| match existing {
             Some(_) => Err(conflict(format!(
                 "a user named `{name}` exists; `terapi mcp user token {name}` gives them a new token"
@@ -726,13 +737,19 @@ impl Platform {
         Ok(token)
     }
 
-    /// A new token for a user; the old one stops working at once.
-    pub async fn rotate_mcp_user_token(&self, name: &str) -> Result<String, PlatformError> {
+    /// A new token for a user (valid for `valid_for`, or until rotated);
+    /// the old one stops working at once.
+    pub async fn rotate_mcp_user_token(
+        &self,
+        name: &str,
+        valid_for: Option<Duration>,
+    ) -> Result<String, PlatformError> {
         let token = new_token()?;
         let sha = sha256_hex(&token);
+        let expires = valid_for.map(|d| terapi_store::unix_now().saturating_add(d.as_secs()));
         self.governance_update::<UserDoc, ()>(MCP_USER, name, |existing| {
             let user = existing.ok_or_else(|| no_such("user", name))?;
-            Ok((Some(UserDoc { token_sha256: sha.clone(), ..user }), ()))
+            Ok((Some(UserDoc { token_sha256: sha.clone(), token_expires_at: expires, ..user }), ()))
         })
         .await?;
         Ok(token)
@@ -763,13 +780,14 @@ impl Platform {
                 profiles: profiles.iter().filter(|p| p.users.contains(&name)).map(|p| p.name.clone()).collect(),
                 name,
                 created_at: doc.created_at,
+                token_expires_at: doc.token_expires_at,
             })
             .collect())
     }
 
-    /// The user a bearer token belongs to, if any. The users are read again
-    /// only when the governance changed since the last lookup, so a request
-    /// costs one small query.
+    /// The user a bearer token belongs to, if any and not expired. The users
+    /// are read again only when the governance changed since the last
+    /// lookup, so a request costs one small query.
     pub async fn mcp_user_for_token(&self, token: &str) -> Result<Option<String>, PlatformError> {
         if !token.starts_with(USER_TOKEN_PREFIX) {
             return Ok(None);
@@ -782,18 +800,22 @@ impl Platform {
         let by_hash = match cached {
             Some(by_hash) => by_hash,
             None => {
-                let by_hash: Arc<BTreeMap<String, String>> = Arc::new(
+                let by_hash: Arc<BTreeMap<String, (String, Option<u64>)>> = Arc::new(
                     self.governance_all::<UserDoc>(MCP_USER)
                         .await?
                         .into_iter()
-                        .map(|(name, doc)| (doc.token_sha256, name))
+                        .map(|(name, doc)| (doc.token_sha256, (name, doc.token_expires_at)))
                         .collect(),
                 );
                 *self.user_tokens.lock().unwrap_or_else(|p| p.into_inner()) = (version, by_hash.clone());
                 by_hash
             }
         };
-        Ok(by_hash.get(&sha256_hex(token)).cloned())
+        let now = terapi_store::unix_now();
+        Ok(by_hash
+            .get(&sha256_hex(token))
+            .filter(|(_, expires)| expires.is_none_or(|at| now < at))
+            .map(|(name, _)| name.clone()))
     }
 }
 

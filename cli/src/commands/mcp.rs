@@ -42,15 +42,15 @@ pub async fn run(app: &App, command: McpCommand) -> Result<ExitCode> {
 async fn users(app: &App, command: McpUserCommand) -> Result<ExitCode> {
     let platform = app.platform().await?;
     match command {
-        McpUserCommand::Add { name } => {
-            let token = platform.create_mcp_user(&name).await?;
+        McpUserCommand::Add { name, expires_in_days } => {
+            let token = platform.create_mcp_user(&name, days(expires_in_days)).await?;
             eprintln!(
                 "user {name}: created. Their bearer token for `terapi serve`'s /mcp (shown once; only its hash is kept):"
             );
             println!("{token}");
         }
-        McpUserCommand::Token { name } => {
-            let token = platform.rotate_mcp_user_token(&name).await?;
+        McpUserCommand::Token { name, expires_in_days } => {
+            let token = platform.rotate_mcp_user_token(&name, days(expires_in_days)).await?;
             eprintln!("user {name}: new token (the old one no longer works; shown once):");
             println!("{token}");
         }
@@ -60,8 +60,12 @@ async fn users(app: &App, command: McpUserCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&users)?);
             } else {
                 for user in users {
+                    let expiry = match user.token_expires_at {
+                        Some(at) => format!(" token expires {}", crate::app::when(Some(at))),
+                        None => String::new(),
+                    };
                     println!(
-                        "{:<20} {} profiles: {}",
+                        "{:<20} {} profiles: {}{expiry}",
                         user.name,
                         crate::app::when(Some(user.created_at)),
                         user.profiles.join(",")
@@ -75,4 +79,8 @@ async fn users(app: &App, command: McpUserCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn days(days: Option<u32>) -> Option<std::time::Duration> {
+    days.map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400))
 }

@@ -169,16 +169,32 @@ pub async fn users(State(state): State<Arc<ServeState>>) -> Answer {
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     name: String,
+    /// The token stops working after this many seconds.
+    #[serde(default)]
+    expires_in_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    #[serde(default)]
+    expires_in_secs: Option<u64>,
 }
 
 /// The token is in this answer only; the store keeps its hash.
 pub async fn create_user(State(state): State<Arc<ServeState>>, Json(body): Json<NewUser>) -> Answer {
-    let token = state.platform.create_mcp_user(&body.name).await?;
+    let valid_for = body.expires_in_secs.map(std::time::Duration::from_secs);
+    let token = state.platform.create_mcp_user(&body.name, valid_for).await?;
     Ok(Json(json!({"name": body.name, "token": token})))
 }
 
-pub async fn rotate_user_token(State(state): State<Arc<ServeState>>, Path(name): Path<String>) -> Answer {
-    let token = state.platform.rotate_mcp_user_token(&name).await?;
+pub async fn rotate_user_token(
+    State(state): State<Arc<ServeState>>,
+    Path(name): Path<String>,
+    body: Option<Json<NewToken>>,
+) -> Answer {
+    let valid_for = body.and_then(|Json(b)| b.expires_in_secs).map(std::time::Duration::from_secs);
+    let token = state.platform.rotate_mcp_user_token(&name, valid_for).await?;
     Ok(Json(json!({"name": name, "token": token})))
 }
 

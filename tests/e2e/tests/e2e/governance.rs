@@ -72,8 +72,8 @@ async fn governance_holds(first: Arc<Platform>, second: Arc<Platform>) {
     first.edit_toolset("people", &[], &["list-calls".into(), "get-call".into()], Some("who")).await.unwrap();
 
     // Users, profiles, and what each user sees.
-    let token = first.create_mcp_user("alice").await.unwrap();
-    let bad_name = first.create_mcp_user("al ice").await.unwrap_err();
+    let token = first.create_mcp_user("alice", None).await.unwrap();
+    let bad_name = first.create_mcp_user("al ice", None).await.unwrap_err();
     assert!(matches!(bad_name, PlatformError::Governance { .. }), "{bad_name}");
     first.create_access_profile("sales", "").await.unwrap();
     let grant_on_acme = Grant { toolset: "people".into(), connection: Some(acme.to_string()) };
@@ -110,14 +110,24 @@ async fn governance_holds(first: Arc<Platform>, second: Arc<Platform>) {
 
     // A new token replaces the old one; a removed user is forgotten by
     // the profiles, so a new user of that name starts with nothing.
-    let rotated = second.rotate_mcp_user_token("alice").await.unwrap();
+    let rotated = second.rotate_mcp_user_token("alice", None).await.unwrap();
     assert_eq!(first.mcp_user_for_token(&token).await.unwrap(), None);
     assert_eq!(first.mcp_user_for_token(&rotated).await.unwrap().as_deref(), Some("alice"));
     assert!(first.delete_toolset("people").await.unwrap_err().to_string().contains("sales"));
     first.delete_mcp_user("alice").await.unwrap();
     assert_eq!(first.mcp_user_for_token(&rotated).await.unwrap(), None);
-    first.create_mcp_user("alice").await.unwrap();
+    first.create_mcp_user("alice", None).await.unwrap();
     assert!(first.visible_tools(acme, &alice).await.unwrap().is_empty());
+
+    // A token given an expiry stops working then, on every platform.
+    let brief = first.create_mcp_user("bob", Some(std::time::Duration::from_secs(1))).await.unwrap();
+    assert_eq!(second.mcp_user_for_token(&brief).await.unwrap().as_deref(), Some("bob"));
+    let listed = second.mcp_users().await.unwrap();
+    assert!(listed.iter().any(|u| u.name == "bob" && u.token_expires_at.is_some()));
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    assert_eq!(second.mcp_user_for_token(&brief).await.unwrap(), None, "expired");
+    let renewed = second.rotate_mcp_user_token("bob", None).await.unwrap();
+    assert_eq!(first.mcp_user_for_token(&renewed).await.unwrap().as_deref(), Some("bob"));
     let revoke = ProfileEdit { revoke: vec![grant_on_acme], ..Default::default() };
     first.edit_access_profile("sales", &revoke).await.unwrap();
     first.delete_toolset("people").await.unwrap();
