@@ -302,6 +302,11 @@ fn malformed_messages_get_json_rpc_error_codes_with_the_request_id() {
     assert_eq!(error_of(&params), (Some(-32602), serde_json::json!(77)), "{params}");
     assert!(params["error"]["message"].as_str().unwrap().contains("invalid type"), "{params}");
 
+    // `params` that is neither an object nor an array: an invalid request.
+    client.send(serde_json::json!({"jsonrpc": "2.0", "id": 78, "method": "tools/list", "params": "x"}));
+    let unstructured = client.wait_for(|m| m["id"] == 78);
+    assert_eq!(error_of(&unstructured), (Some(-32600), serde_json::json!(78)), "{unstructured}");
+
     client.send(serde_json::json!({"id": "no-version", "method": "ping"}));
     let request = client.wait_for(|m| m["id"] == "no-version");
     assert_eq!(error_of(&request), (Some(-32600), serde_json::json!("no-version")), "{request}");
@@ -396,4 +401,38 @@ fn the_audit_log_keeps_no_input_values() {
         assert!(!lines.iter().any(|l| l.contains(value)), "{value} in {lines:?}");
         assert!(!db.windows(value.len()).any(|w| w == value.as_bytes()), "{value} is stored");
     }
+}
+
+/// SIGTERM while the client keeps stdin open (as an MCP client host does)
+/// and a call is in flight: the server exits within seconds, the call
+/// stopped and audited.
+#[test]
+fn sigterm_ends_the_stdio_server_with_its_client_still_attached() {
+    let gong = gong(3);
+    let dir = saved_connection(&gong, "mcp-sigterm");
+    gong.set_delay(Duration::from_secs(60));
+    let arrived_before = gong.arrivals();
+    let mut client = McpClient::start(mcp_serve(&dir));
+    client.start_request(
+        "tools/call",
+        serde_json::json!({"name": "get-user", "arguments": {"id": fixtures::user_id(1)}}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gong.arrivals() < arrived_before + 1 {
+        assert!(Instant::now() < deadline, "the call never reached Gong");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill").args(["-TERM", &client.child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = client.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(15), "still running after SIGTERM with stdin open");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.code().is_some(), "it exited on its own, not by the signal's default: {status}");
+    let line = wait_for_audit(&dir, |l| l.contains("get-user") && l.contains("cancelled"));
+    assert!(!line.is_empty());
 }

@@ -8,6 +8,7 @@
 //! | --- | --- |
 //! | not JSON | -32700 Parse error, `id: null` |
 //! | JSON, but not a JSON-RPC 2.0 message | -32600 Invalid Request, with its `id` if it has one |
+//! | `params` neither an object nor an array | -32600 Invalid Request, with its `id` |
 //! | a known method with params of the wrong shape | -32602 Invalid params, with its `id` |
 //! | a notification (no `id`) | never an answer, whatever is wrong with it |
 
@@ -71,6 +72,11 @@ pub fn check(message: &[u8]) -> Result<(), Refusal> {
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(refusal(id, INVALID_REQUEST, "Invalid Request: `jsonrpc` must be \"2.0\"".into()));
     }
+    // JSON-RPC 2.0 section 4.2: `params`, when present, MUST be an object
+    // or an array; anything else makes the Request object invalid.
+    if object.get("params").is_some_and(|p| !(p.is_object() || p.is_array())) {
+        return Err(refusal(id, INVALID_REQUEST, "Invalid Request: `params` must be an object or an array".into()));
+    }
     // The method and params are kept only for the error paths; the typed
     // parse takes the value itself (no copy of a message that is fine).
     let method = object.get("method").cloned();
@@ -130,7 +136,8 @@ mod tests {
         );
         assert_eq!(
             code_and_id(r#"{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": "x"}"#),
-            Some((INVALID_PARAMS, json!(7)))
+            Some((INVALID_REQUEST, json!(7))),
+            "params that are not structured make the request invalid (JSON-RPC 2.0, 4.2)"
         );
         assert_eq!(
             code_and_id(

@@ -26,7 +26,7 @@ pub async fn serve<S: ServerHandler>(server: S, client_gone: CancellationToken) 
     let (answers, mut answered) = mpsc::channel::<Vec<u8>>(16);
 
     let reader = tokio::spawn(async move {
-        let mut stdin = BufReader::new(tokio::io::stdin());
+        let mut stdin = BufReader::new(StdinThread::start());
         let mut line = Vec::new();
         loop {
             match read_line(&mut stdin, &mut line, MAX_MESSAGE_BYTES).await {
@@ -93,6 +93,70 @@ pub async fn serve<S: ServerHandler>(server: S, client_gone: CancellationToken) 
     // rmcp's output is closed now; the writer drains what is left.
     let _ = writer.await;
     Ok(())
+}
+
+/// Standard input read on a thread of its own. Tokio's `stdin()` reads on
+/// the runtime's blocking pool, and a runtime cannot shut down while one of
+/// those reads waits: a client that keeps stdin open kept the process alive
+/// after SIGTERM. A plain thread blocked in `read` does not hold the process
+/// up when `main` returns.
+struct StdinThread {
+    chunks: mpsc::Receiver<Vec<u8>>,
+    pending: Vec<u8>,
+    at: usize,
+}
+
+impl StdinThread {
+    fn start() -> StdinThread {
+        let (sender, chunks) = mpsc::channel::<Vec<u8>>(4);
+        let spawned = std::thread::Builder::new().name("mcp-stdin".into()).spawn(move || {
+            use std::io::Read as _;
+            let mut stdin = std::io::stdin().lock();
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                match stdin.read(&mut buffer) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        if sender.blocking_send(buffer[..n].to_vec()).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!("stdin cannot be read: {e}");
+        }
+        StdinThread { chunks, pending: Vec::new(), at: 0 }
+    }
+}
+
+impl tokio::io::AsyncRead for StdinThread {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.at == this.pending.len() {
+            match this.chunks.poll_recv(cx) {
+                Poll::Ready(Some(chunk)) => {
+                    this.pending = chunk;
+                    this.at = 0;
+                }
+                // The end of input: nothing more, and no error.
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = out.remaining().min(this.pending.len() - this.at);
+        out.put_slice(&this.pending[this.at..this.at + n]);
+        this.at += n;
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// Reads one line into `line` (without its `\n`). `Some(true)`: a line;
