@@ -1343,7 +1343,11 @@ fn mcp_clients_on_the_official_sdk_see_what_their_access_profiles_grant() {
 #[test]
 fn an_app_on_nangos_node_client_works_against_terapi_serve() {
     let gong = gong(130);
-    let (_server, envs) = serve_for_node(&gong, "serve-node", 130);
+    let (_server, mut envs) = serve_for_node(&gong, "serve-node", 130);
+    // For saving a connection through a Connect session, as the page does.
+    envs.push(("GONG_ACCESS_KEY", gong.config().access_key.clone()));
+    envs.push(("GONG_ACCESS_KEY_SECRET", gong.config().access_key_secret.clone()));
+    envs.push(("GONG_BASE_URL", gong.base_url()));
     node_test("nango.test.mjs", &envs);
 }
 

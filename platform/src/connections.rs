@@ -84,12 +84,13 @@ impl Platform {
         self.create_connection_for(connection, None).await
     }
 
-    /// `create_connection` for an end user (a Connect session's
-    /// `end_user`), whom the connection's auth event names.
+    /// `create_connection` for whom a Connect session (or the app) names:
+    /// the end user, their organization and the app's tags, which the
+    /// connection keeps as its tags and its auth event carries, as Nango's do.
     pub async fn create_connection_for(
         &self,
         connection: &Connection,
-        end_user: Option<&serde_json::Value>,
+        owner: Option<&ConnectionOwner>,
     ) -> Result<Verification, PlatformError> {
         check_connection_id(&connection.id)?;
         if self.store.connection_summary(&connection.id).await.is_ok() {
@@ -98,12 +99,20 @@ impl Platform {
         let session = self.session_for(connection)?;
         let verified =
             session.verify().await.map_err(|source| PlatformError::NotSaved { what: "the credential", source })?;
-        let event = auth_event(connection, end_user);
+        let event = auth_event(connection, owner);
         self.store.create_connection(&with_account(connection.clone(), &verified), Some(&event)).await?;
-        if let Some(user) = end_user.and_then(EndUser::from_input) {
-            self.set_end_user(&connection.id, Some(&user), &BTreeMap::new()).await?;
-        }
+        self.keep_owner(&connection.id, owner).await?;
         Ok(verified)
+    }
+
+    /// Keeps a new connection's end user and tags.
+    async fn keep_owner(&self, id: &str, owner: Option<&ConnectionOwner>) -> Result<(), PlatformError> {
+        let Some(owner) = owner else { return Ok(()) };
+        let user = owner.end_user();
+        if user.is_some() || !owner.tags.is_empty() || owner.organization.is_some() {
+            self.set_end_user(id, user.as_ref(), &owner.app_tags()).await?;
+        }
+        Ok(())
     }
 
     /// Sets who a connection is for (`None`: nobody known) and the app's
@@ -116,15 +125,7 @@ impl Platform {
         end_user: Option<&EndUser>,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), PlatformError> {
-        let mut tags = tags.clone();
-        if let Some(user) = end_user {
-            tags.insert("end_user_id".into(), user.id.clone());
-            for (key, value) in [("end_user_email", &user.email), ("end_user_display_name", &user.display_name)] {
-                if let Some(value) = value {
-                    tags.insert(key.into(), value.clone());
-                }
-            }
-        }
+        let tags = connection_tags(end_user, tags);
         let user = end_user.map(EndUser::to_api).map(|u| u.to_string());
         let tags = serde_json::to_string(&tags).unwrap_or_else(|_| "{}".into());
         Ok(self.store.set_end_user(id, user.as_deref(), &tags).await?)
@@ -165,6 +166,7 @@ impl Platform {
             terapi_store::auth_mode_name(&connection.credentials),
             None,
             "override",
+            &BTreeMap::new(),
         );
         self.store.rotate_credentials(id, &connection.credentials, Some(&event)).await?;
         Ok(verified)
@@ -246,6 +248,7 @@ impl Platform {
         provider: &str,
         code: &str,
         redirect_uri: &str,
+        owner: Option<&ConnectionOwner>,
     ) -> Result<Authorization, PlatformError> {
         check_connection_id(id)?;
         let spec = self.oauth_provider(provider)?;
@@ -267,12 +270,13 @@ impl Platform {
         if replaced {
             self.store.save_tokens(id, &connection.credentials, &connection.config).await?;
             // Authorized again (a reconnect link): Nango's `override`.
-            let event = crate::events::auth_event(id, provider, "OAUTH2", None, "override");
+            let event = crate::events::auth_event(id, provider, "OAUTH2", None, "override", &BTreeMap::new());
             if let Err(e) = self.store.record_event(&event).await {
                 tracing::warn!("the re-authorization of `{id}` could not be recorded for its webhook: {e}");
             }
         } else {
-            self.store.create_connection(&connection, Some(&auth_event(&connection, None))).await?;
+            self.store.create_connection(&connection, Some(&auth_event(&connection, owner))).await?;
+            self.keep_owner(id, owner).await?;
         }
         Ok(Authorization { verification, base_url: connection.config.get(BASE_URL_CONFIG_KEY).cloned(), replaced })
     }
@@ -331,23 +335,107 @@ impl EndUser {
     }
 }
 
-/// Nango's auth webhook for a new connection; `end_user` as a Connect
-/// session describes them (`{id, email, tags}`).
-fn auth_event(connection: &Connection, end_user: Option<&serde_json::Value>) -> terapi_store::NewEvent {
-    let end_user =
-        end_user.and_then(|user| user.get("id").and_then(|id| id.as_str()).map(|id| (user, id))).map(|(user, id)| {
-            serde_json::json!({
-                "endUserId": id,
-                "endUserEmail": user.get("email").cloned().unwrap_or(serde_json::Value::Null),
-                "tags": user.get("tags").filter(|t| t.is_object()).cloned().unwrap_or_else(|| serde_json::json!({})),
-            })
+/// Who a connection is for, as a Connect session or the app names them
+/// (Nango's `end_user`, `organization` and `tags`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectionOwner {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl ConnectionOwner {
+    /// As a Connect session keeps it. Sessions written before sessions kept
+    /// an owner hold the bare end user: read as such.
+    pub fn from_stored(text: &str) -> ConnectionOwner {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let is_owner = value.as_object().is_some_and(|o| {
+            o.keys().all(|k| matches!(k.as_str(), "end_user" | "organization" | "tags")) && !o.contains_key("id")
         });
+        if is_owner {
+            serde_json::from_value(value).unwrap_or_default()
+        } else {
+            ConnectionOwner { end_user: Some(value).filter(|v| v.is_object()), ..ConnectionOwner::default() }
+        }
+    }
+
+    pub fn to_stored(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// The end user, with the session's organization when theirs is not given.
+    pub fn end_user(&self) -> Option<EndUser> {
+        let mut user = EndUser::from_input(self.end_user.as_ref()?)?;
+        if user.organization.is_none() {
+            user.organization = self.organization().map(|(id, name)| (id.to_string(), name.map(str::to_string)));
+        }
+        Some(user)
+    }
+
+    fn organization(&self) -> Option<(&str, Option<&str>)> {
+        let organization = self.organization.as_ref()?;
+        let id = organization.get("id")?.as_str()?;
+        Some((id, organization.get("display_name").and_then(|n| n.as_str())))
+    }
+
+    /// The app's tags with the organization's (Nango's `organization_id`,
+    /// `organization_display_name`), without the end user's own.
+    pub fn app_tags(&self) -> BTreeMap<String, String> {
+        let mut tags = self.tags.clone();
+        if let Some((id, name)) = self.organization() {
+            tags.insert("organization_id".into(), id.into());
+            if let Some(name) = name {
+                tags.insert("organization_display_name".into(), name.into());
+            }
+        }
+        tags
+    }
+}
+
+/// A connection's tags: the app's, with the end user's id, email and name
+/// (`end_user_id`, `end_user_email`, `end_user_display_name`) and their
+/// organization's, as Nango keeps them.
+fn connection_tags(end_user: Option<&EndUser>, tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut tags = tags.clone();
+    if let Some(user) = end_user {
+        tags.insert("end_user_id".into(), user.id.clone());
+        for (key, value) in [("end_user_email", &user.email), ("end_user_display_name", &user.display_name)] {
+            if let Some(value) = value {
+                tags.insert(key.into(), value.clone());
+            }
+        }
+        if let Some((id, name)) = &user.organization {
+            tags.entry("organization_id".into()).or_insert_with(|| id.clone());
+            if let Some(name) = name {
+                tags.entry("organization_display_name".into()).or_insert_with(|| name.clone());
+            }
+        }
+    }
+    tags
+}
+
+/// Nango's auth webhook for a new connection: the end user (`endUserId`,
+/// `organizationId`, `endUserEmail`, their tags) and the connection's tags.
+fn auth_event(connection: &Connection, owner: Option<&ConnectionOwner>) -> terapi_store::NewEvent {
+    let user = owner.and_then(ConnectionOwner::end_user);
+    let end_user = user.as_ref().map(|user| {
+        let mut end_user = serde_json::json!({ "endUserId": user.id, "endUserEmail": user.email, "tags": user.tags });
+        if let Some((id, _)) = &user.organization {
+            end_user["organizationId"] = id.clone().into();
+        }
+        end_user
+    });
+    let tags = owner.map(|o| connection_tags(user.as_ref(), &o.app_tags())).unwrap_or_default();
     crate::events::auth_event(
         &connection.id,
         &connection.provider,
         terapi_store::auth_mode_name(&connection.credentials),
         end_user.as_ref(),
         "creation",
+        &tags,
     )
 }
 

@@ -114,13 +114,16 @@ pub(crate) fn auth_event(
     auth_mode: &str,
     end_user: Option<&Value>,
     operation: &str,
+    tags: &std::collections::BTreeMap<String, String>,
 ) -> NewEvent {
     NewEvent {
         id: new_event_id(),
         kind: "auth".into(),
         connection_id: connection_id.into(),
-        facts: json!({ "provider": provider, "authMode": auth_mode, "operation": operation, "endUser": end_user })
-            .to_string(),
+        facts: json!({
+            "provider": provider, "authMode": auth_mode, "operation": operation, "endUser": end_user, "tags": tags,
+        })
+        .to_string(),
     }
 }
 
@@ -197,6 +200,9 @@ pub fn render(event: &EventRecord, always_send: bool) -> Option<Value> {
             });
             if let Some(end_user) = facts.get("endUser").filter(|u| u.is_object()) {
                 body.as_object_mut()?.insert("endUser".into(), end_user.clone());
+            }
+            if let Some(tags) = facts.get("tags").filter(|t| t.as_object().is_some_and(|t| !t.is_empty())) {
+                body.as_object_mut()?.insert("tags".into(), tags.clone());
             }
             if let Some(error) = facts.get("error").filter(|e| e.is_object()) {
                 body.as_object_mut()?.insert("error".into(), error.clone());

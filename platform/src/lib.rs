@@ -32,7 +32,7 @@ use std::time::Duration;
 use terapi_host::{OAuthClient, ProviderComponent, ProviderDescription, Providers, Runtime, RuntimeConfig};
 use terapi_store::Store;
 
-pub use connections::{Authorization, EndUser, ScopeChoice};
+pub use connections::{Authorization, ConnectionOwner, EndUser, ScopeChoice};
 pub use error::PlatformError;
 pub use events::WebhookConfig;
 pub use governance::{

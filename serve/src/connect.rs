@@ -15,6 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use terapi_host::{AuthMode, Connection, Credentials, ProviderSpec};
+use terapi_platform::ConnectionOwner;
 use terapi_store::ConnectSession;
 
 use crate::auth::{random_hex, sha256_hex};
@@ -25,6 +26,11 @@ const TOKEN_PREFIX: &str = "nango_connect_session_";
 #[derive(Debug, Deserialize)]
 pub struct SessionBody {
     end_user: Option<Value>,
+    /// Nango's session organization: `{id, display_name}`.
+    organization: Option<Value>,
+    /// Nango's session tags, copied onto the connection it makes.
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
     #[serde(default)]
     allowed_integrations: Vec<String>,
     /// terapi's extension: the origin of the app page that opens Connect
@@ -40,13 +46,14 @@ pub async fn create_session(
     for integration in &body.allowed_integrations {
         state.platform.integration(integration)?;
     }
-    issue_session(&state, body.end_user, body.allowed_integrations, body.allowed_origin, None).await
+    let owner = ConnectionOwner { end_user: body.end_user, organization: body.organization, tags: body.tags };
+    issue_session(&state, owner, body.allowed_integrations, body.allowed_origin, None).await
 }
 
 /// Mints a Connect session (only its token's hash is stored) and its link.
 async fn issue_session(
     state: &ServeState,
-    end_user: Option<Value>,
+    owner: ConnectionOwner,
     allowed_integrations: Vec<String>,
     allowed_origin: Option<String>,
     reconnect_connection_id: Option<String>,
@@ -59,7 +66,7 @@ async fn issue_session(
         .store()
         .create_connect_session(&ConnectSession {
             token_sha256: sha256_hex(&token),
-            end_user: end_user.unwrap_or(Value::Null).to_string(),
+            owner: owner.to_stored(),
             allowed_integrations,
             expires_at_ms,
             connection_id: None,
@@ -93,7 +100,8 @@ pub async fn create_reconnect_session(
 ) -> Result<Json<Value>, ApiError> {
     crate::api::connection(&state, &body.connection_id, &body.integration_id).await?;
     let integrations = vec![body.integration_id];
-    issue_session(&state, body.end_user, integrations, body.allowed_origin, Some(body.connection_id)).await
+    let owner = ConnectionOwner { end_user: body.end_user, ..ConnectionOwner::default() };
+    issue_session(&state, owner, integrations, body.allowed_origin, Some(body.connection_id)).await
 }
 
 /// `https://app.example.com` (scheme, host and port only), as a browser
@@ -384,10 +392,9 @@ pub async fn save_connection(
     }
     let id = format!("conn_{}", random_hex(12).map_err(server_error)?);
     let connection = Connection { id: id.clone(), provider: provider.to_string(), credentials, config };
-    let end_user: Option<Value> = serde_json::from_str(&session.end_user).ok();
+    let owner = ConnectionOwner::from_stored(&session.owner);
     let verification =
-        claimed(&state, &session, &id, spec, state.platform.create_connection_for(&connection, end_user.as_ref()))
-            .await?;
+        claimed(&state, &session, &id, spec, state.platform.create_connection_for(&connection, Some(&owner))).await?;
     start_syncs(&state, &id, provider).await?;
     Ok(Json(json!({ "connection_id": id, "provider_config_key": provider, "summary": verification.summary })))
 }
@@ -650,7 +657,8 @@ pub async fn oauth_callback(State(state): State<Arc<ServeState>>, Query(query): 
             None => format!("conn_{}", random_hex(12).map_err(server_error)?),
         };
         let redirect = redirect_uri(&state);
-        let make = state.platform.complete_authorization(&id, provider, &code, &redirect);
+        let owner = ConnectionOwner::from_stored(&session.owner);
+        let make = state.platform.complete_authorization(&id, provider, &code, &redirect, Some(&owner));
         let authorization = claimed(&state, &session, &id, spec, make).await?;
         start_syncs(&state, &id, provider).await?;
         Ok::<_, ApiError>((id, authorization.base_url, session.allowed_origin))

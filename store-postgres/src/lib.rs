@@ -1341,7 +1341,7 @@ impl Store for PostgresStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &session.token_sha256,
-                &session.end_user,
+                &session.owner,
                 &allowed,
                 &(session.expires_at_ms as i64),
                 &session.connection_id,
@@ -1364,7 +1364,7 @@ impl Store for PostgresStore {
             .await?;
         Ok(rows.first().map(|r| ConnectSession {
             token_sha256: token_sha256.to_string(),
-            end_user: r.get(0),
+            owner: r.get(0),
             allowed_integrations: serde_json::from_str(r.get::<_, &str>(1)).unwrap_or_default(),
             expires_at_ms: r.get::<_, i64>(2) as u64,
             connection_id: r.get(3),

@@ -246,8 +246,10 @@ pub struct RecordChanges {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectSession {
     pub token_sha256: String,
-    /// The end user as the app described them (JSON object).
-    pub end_user: String,
+    /// Who the connection will be for, as the app described them: end
+    /// user, organization and tags (JSON; the platform's `ConnectionOwner`).
+    /// Kept in the `end_user` column.
+    pub owner: String,
     /// Providers the end user may connect; empty: any.
     pub allowed_integrations: Vec<String>,
     /// Unix ms.

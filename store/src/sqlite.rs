@@ -1445,7 +1445,7 @@ impl Store for SqliteStore {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 session.token_sha256,
-                session.end_user,
+                session.owner,
                 serde_json::to_string(&session.allowed_integrations).unwrap_or_else(|_| "[]".into()),
                 session.expires_at_ms as i64,
                 session.connection_id,
@@ -1467,7 +1467,7 @@ impl Store for SqliteStore {
                 |r| {
                     Ok(ConnectSession {
                         token_sha256: token_sha256.to_string(),
-                        end_user: r.get(0)?,
+                        owner: r.get(0)?,
                         allowed_integrations: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
                         expires_at_ms: r.get::<_, i64>(2)? as u64,
                         connection_id: r.get(3)?,

@@ -197,6 +197,46 @@ test('createReconnectSession hands out a Connect link for an existing connection
   );
 });
 
+test('createConnectSession tags and organization reach the connection and its auth webhook', async () => {
+  const { data } = await nango.createConnectSession({
+    end_user: { id: 'u-7', email: 'grace@example.com' },
+    organization: { id: 'org-1', display_name: 'Acme Corp' },
+    tags: { plan: 'enterprise', region: 'eu' },
+    allowed_integrations: ['gong'],
+  });
+  // What the Connect page's Save sends.
+  const saved = await fetch(`${host}/connect/api/connections`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      session_token: data.token,
+      provider: 'gong',
+      credentials: { username: env('GONG_ACCESS_KEY'), password: env('GONG_ACCESS_KEY_SECRET') },
+      connection_config: { api_base_url_for_customer: env('GONG_BASE_URL') },
+    }),
+  });
+  assert.equal(saved.status, 200);
+  const made = (await saved.json()).connection_id;
+  const { connections } = await nango.listConnections({ tags: { plan: 'enterprise' } });
+  assert.deepEqual(connections.map((c) => c.connection_id), [made]);
+  const connection = await nango.getConnection('gong', made);
+  assert.equal(connection.tags.region, 'eu');
+  assert.equal(connection.tags.organization_id, 'org-1');
+  assert.equal(connection.tags.organization_display_name, 'Acme Corp');
+  assert.equal(connection.tags.end_user_id, 'u-7');
+  assert.deepEqual(connection.end_user.organization, { id: 'org-1', display_name: 'Acme Corp' });
+  const hook = await until('the new connection\'s auth webhook', () =>
+    webhooks.find((w) => JSON.parse(w.body).type === 'auth' && JSON.parse(w.body).connectionId === made),
+  );
+  const body = JSON.parse(hook.body);
+  assert.ok(nango.verifyIncomingWebhookRequest(hook.body, hook.headers));
+  assert.equal(body.tags.plan, 'enterprise');
+  assert.equal(body.tags.organization_id, 'org-1');
+  assert.equal(body.endUser.endUserId, 'u-7');
+  assert.equal(body.endUser.organizationId, 'org-1');
+  await nango.deleteConnection('gong', made);
+});
+
 test('deleteConnection removes it', async () => {
   await nango.deleteConnection('gong', connectionId);
   await assert.rejects(nango.getConnection('gong', connectionId), (e) => e.response?.status === 404 && e.response.data.error.code === 'unknown_connection');

@@ -104,7 +104,7 @@ pub async fn run(app: &App, command: ConnectionCommand) -> Result<ExitCode> {
                     authorize::wait_for_code(listener, &state, std::time::Duration::from_secs(600)).await?
                 }
             };
-            let done = platform.complete_authorization(&id, &provider, &code, &redirect_uri).await?;
+            let done = platform.complete_authorization(&id, &provider, &code, &redirect_uri, None).await?;
             let base = done.base_url.as_deref().unwrap_or("the default base URL");
             println!("connection `{id}` authorized ({}; API at {base})", done.verification.summary);
         }

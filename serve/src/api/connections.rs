@@ -184,12 +184,12 @@ pub async fn import(
         credentials,
         config: body.connection_config,
     };
-    state.platform.create_connection_for(&connection, body.end_user.as_ref()).await?;
-    if body.tags.is_some() {
-        let summary = state.platform.store().connection_summary(&id).await?;
-        let user = summary.end_user.as_ref().and_then(terapi_platform::EndUser::from_input);
-        state.platform.set_end_user(&id, user.as_ref(), &body.tags.unwrap_or_default()).await?;
-    }
+    let owner = terapi_platform::ConnectionOwner {
+        end_user: body.end_user.clone(),
+        organization: None,
+        tags: body.tags.clone().unwrap_or_default(),
+    };
+    state.platform.create_connection_for(&connection, Some(&owner)).await?;
     if let Some(Value::Object(metadata)) = &body.metadata {
         state.platform.set_metadata(&id, metadata, false).await?;
     }
