@@ -46,6 +46,8 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/providers/{provider}", get(api::providers::get_provider))
         .route("/integrations", get(api::providers::list_integrations))
         .route("/integrations/{key}", get(api::providers::get_integration))
+        .route("/integrations/{key}/functions", get(api::providers::list_functions))
+        .route("/integrations/{key}/functions/{name}", get(api::providers::get_function))
         .route("/scripts/config", get(api::providers::scripts_config))
         .route("/connections", get(api::connections::list).post(api::connections::import))
         .route("/connection", get(api::connections::list))

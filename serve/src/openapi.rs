@@ -12,10 +12,30 @@ pub type Parameter = (&'static str, &'static str, bool);
 pub type Operation = (&'static str, &'static str, &'static str, bool, &'static [Parameter]);
 
 pub const OPERATIONS: &[Operation] = &[
-    ("get", "/providers", "Providers of providers.yaml", true, &[]),
+    ("get", "/providers", "Providers of providers.yaml", true, &[("search", "query", false)]),
     ("get", "/providers/{provider}", "One provider", true, &[("provider", "path", true)]),
     ("get", "/integrations", "Providers a component serves here", true, &[]),
     ("get", "/integrations/{provider}", "One integration", true, &[("provider", "path", true)]),
+    (
+        "get",
+        "/integrations/{provider}/functions",
+        "The integration's syncs and actions, as Nango lists functions",
+        true,
+        &[
+            ("provider", "path", true),
+            ("type", "query", false),
+            ("search", "query", false),
+            ("page", "query", false),
+            ("limit", "query", false),
+        ],
+    ),
+    (
+        "get",
+        "/integrations/{provider}/functions/{name}",
+        "One sync or action of the integration",
+        true,
+        &[("provider", "path", true), ("name", "path", true), ("type", "query", false)],
+    ),
     ("get", "/scripts/config", "Each integration's syncs and actions, as Nango's scripts config", true, &[]),
     (
         "get",

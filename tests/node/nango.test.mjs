@@ -187,6 +187,37 @@ test('getIntegration and getScriptsConfig describe what the Gong component serve
   });
 });
 
+test('listProviders, getProvider, listFunctions and getFunction answer in @nangohq/types shapes', async () => {
+  const { data: found } = await nango.listProviders({ search: 'GONG' });
+  assert.deepEqual(found.map((p) => p.name).sort(), ['gong', 'gong-oauth']);
+  const { data: none } = await nango.listProviders({ search: 'no-such-provider' });
+  assert.deepEqual(none, [], 'search narrows the list');
+  const { data: gong } = await nango.getProvider({ provider: 'gong-oauth' });
+  assert.equal(typeof gong.logo_url, 'string');
+  assert.match(gong.logo_url, /gong\.svg$/);
+  assert.equal(typeof gong.authorization_url, 'string');
+  const { data: basic } = await nango.getProvider({ provider: 'gong' });
+  // A field providers.yaml leaves out is absent, never null.
+  for (const key of ['authorization_url', 'token_url', 'docs_connect']) {
+    assert.ok(basic[key] === undefined || typeof basic[key] === 'string', `${key}: ${basic[key]}`);
+  }
+  for (const field of Object.values(basic.credentials ?? {}).concat(Object.values(basic.connection_config ?? {}))) {
+    assert.ok(Object.values(field).every((v) => v !== null), JSON.stringify(field));
+  }
+
+  const functions = await nango.listFunctions({ uniqueKey: 'gong' });
+  assert.ok(functions.data.some((f) => f.type === 'sync' && f.name === 'users' && f.returns[0] === 'GongUser'));
+  assert.ok(functions.data.some((f) => f.type === 'action' && f.name === 'get-user'));
+  assert.equal(functions.pagination.total, functions.data.length);
+  const syncs = await nango.listFunctions({ uniqueKey: 'gong' }, { type: 'sync', limit: 2, page: 1 });
+  assert.equal(syncs.data.length, 2);
+  assert.ok(syncs.data.every((f) => f.type === 'sync' && f.enabled === true && typeof f.last_deployed === 'string'));
+  const { data: one } = await nango.getFunction({ uniqueKey: 'gong', name: 'get-user' }, { type: 'action' });
+  assert.equal(one.name, 'get-user');
+  assert.equal(one.json_schema.input.required[0], 'id');
+  await assert.rejects(nango.getFunction({ uniqueKey: 'gong', name: 'no-such' }), (e) => e.response?.status === 404);
+});
+
 test('createReconnectSession hands out a Connect link for an existing connection', async () => {
   const { data } = await nango.createReconnectSession({ connection_id: connectionId, integration_id: 'gong' });
   assert.match(data.token, /^nango_connect_session_/);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 use terapi_host::{AuthMode, ProviderSpec};
 
@@ -14,32 +14,74 @@ pub fn auth_mode_name(mode: &AuthMode) -> &str {
     mode.as_str()
 }
 
-fn provider(name: &str, spec: &ProviderSpec) -> Value {
-    json!({
+/// Nango's `ApiProvider`: what providers.yaml says, with `logo_url`; a
+/// field providers.yaml leaves out is left out (never `null`, which
+/// `@nangohq/types` does not allow where it says a string).
+fn provider(state: &ServeState, name: &str, spec: &ProviderSpec) -> Value {
+    let mut body = json!({
         "name": name,
         "display_name": spec.display_name,
+        "logo_url": logo_url(state, name),
         "auth_mode": auth_mode_name(&spec.auth_mode),
         "categories": spec.categories,
         "docs": spec.docs,
         "docs_connect": spec.docs_connect,
         "authorization_url": spec.authorization_url,
         "token_url": spec.token_url,
-        "proxy": { "base_url": spec.proxy.as_ref().map(|p| p.base_url.clone()) },
+        "proxy": spec.proxy.as_ref().map(|p| json!({ "base_url": p.base_url })),
         // Not Nango's: whether this server can connect to it, and why not.
-        "terapi": { "served": spec.not_served.is_none(), "reason": spec.not_served },
-        "credentials": spec.credentials.iter().map(|(k, f)| (k.clone(), json!({
+        "terapi": without_nulls(json!({ "served": spec.not_served.is_none(), "reason": spec.not_served })),
+        "credentials": spec.credentials.iter().map(|(k, f)| (k.clone(), without_nulls(json!({
             "type": f.kind, "title": f.title, "description": f.description, "pattern": f.pattern,
             "optional": f.optional, "secret": f.secret
-        }))).collect::<serde_json::Map<_, _>>(),
-        "connection_config": spec.connection_config.iter().map(|(k, f)| (k.clone(), json!({
+        })))).collect::<serde_json::Map<_, _>>(),
+        "connection_config": spec.connection_config.iter().map(|(k, f)| (k.clone(), without_nulls(json!({
             "type": f.kind, "title": f.title, "description": f.description, "pattern": f.pattern,
             "example": f.example, "optional": f.optional, "automated": f.automated
-        }))).collect::<serde_json::Map<_, _>>(),
-    })
+        })))).collect::<serde_json::Map<_, _>>(),
+    });
+    body = without_nulls(body);
+    body
 }
 
-pub async fn list_providers(State(state): State<Arc<ServeState>>) -> Json<Value> {
-    let data: Vec<Value> = state.platform.providers().iter().map(|(name, spec)| provider(name, spec)).collect();
+/// The object without its `null` members.
+fn without_nulls(mut value: Value) -> Value {
+    if let Value::Object(object) = &mut value {
+        object.retain(|_, v| !v.is_null());
+    }
+    value
+}
+
+/// The provider's logo: `--logo-url`'s template if given, else Nango's
+/// published one (`gong-oauth` shares Gong's).
+fn logo_url(state: &ServeState, name: &str) -> String {
+    let logo = spec_logo_name(name);
+    match &state.config.connect_page.logo_url {
+        Some(template) => template.replace("{provider}", logo),
+        None => format!("https://app.nango.dev/images/template-logos/{logo}.svg"),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct ProviderSearch {
+    search: Option<String>,
+}
+
+/// `GET /providers` (`listProviders`), `?search=` matching the name or the
+/// display name, in any case.
+pub async fn list_providers(State(state): State<Arc<ServeState>>, Query(query): Query<ProviderSearch>) -> Json<Value> {
+    let search = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
+    let data: Vec<Value> = state
+        .platform
+        .providers()
+        .iter()
+        .filter(|(name, spec)| {
+            search
+                .as_ref()
+                .is_none_or(|s| name.to_lowercase().contains(s) || spec.display_name.to_lowercase().contains(s))
+        })
+        .map(|(name, spec)| provider(&state, name, spec))
+        .collect();
     Json(json!({ "data": data }))
 }
 
@@ -52,7 +94,7 @@ pub async fn get_provider(
         .providers()
         .entry(&name)
         .map_err(|e| ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", e.to_string()))?;
-    Ok(Json(json!({ "data": provider(&name, spec) })))
+    Ok(Json(json!({ "data": provider(&state, &name, spec) })))
 }
 
 /// Nango's `ApiPublicIntegration`. The logo is Nango's published one for
@@ -158,4 +200,112 @@ pub async fn scripts_config(State(state): State<Arc<ServeState>>) -> Result<Json
         }));
     }
     Ok(Json(Value::Array(configs)))
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct FunctionFilters {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    search: Option<String>,
+    page: Option<u32>,
+    limit: Option<u32>,
+}
+
+/// The integration's functions as Nango lists deployed ones
+/// (`ListedNangoFunction`): the component's syncs and actions.
+async fn functions(state: &ServeState, key: &str) -> Result<Vec<Value>, ApiError> {
+    if !state.platform.is_integration(key) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "integration_not_found",
+            format!("no integration `{key}`; GET /integrations lists them"),
+        ));
+    }
+    let description = state.platform.describe(key).await?;
+    let schema = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    let deployed = super::rfc3339(state.started_at);
+    let mut listed = Vec::new();
+    for (n, sync) in description.syncs.iter().enumerate() {
+        listed.push(json!({
+            "id": n + 1,
+            "name": sync.name,
+            "description": sync.description,
+            "scopes": sync.scopes,
+            "type": "sync",
+            "returns": [sync.model],
+            "json_schema": { "definitions": { sync.model.clone(): schema(&sync.record_schema) } },
+            "runs": crate::frequency::format(u64::from(sync.frequency_secs.max(1))),
+            "auto_start": true,
+            "track_deletes": !sync.incremental,
+            "enabled": true,
+            "last_deployed": deployed,
+            "source": "repo",
+        }));
+    }
+    for (n, action) in description.actions.iter().enumerate() {
+        listed.push(json!({
+            "id": description.syncs.len() + n + 1,
+            "name": action.name,
+            "description": action.description,
+            "scopes": action.scopes,
+            "type": "action",
+            "returns": [],
+            "json_schema": { "input": schema(&action.input_schema), "output": schema(&action.output_schema) },
+            "enabled": true,
+            "last_deployed": deployed,
+            "source": "repo",
+        }));
+    }
+    Ok(listed)
+}
+
+/// `GET /integrations/{key}/functions` (`listFunctions`): filtered by
+/// `type` and `search` (name or description), a page at a time.
+pub async fn list_functions(
+    State(state): State<Arc<ServeState>>,
+    Path(key): Path<String>,
+    Query(filters): Query<FunctionFilters>,
+) -> Result<Json<Value>, ApiError> {
+    let search = filters.search.as_deref().map(str::to_lowercase);
+    let matching: Vec<Value> = functions(&state, &key)
+        .await?
+        .into_iter()
+        .filter(|f| filters.kind.as_deref().is_none_or(|kind| f["type"] == kind))
+        .filter(|f| {
+            search.as_ref().is_none_or(|s| {
+                [&f["name"], &f["description"]].iter().any(|t| t.as_str().is_some_and(|t| t.to_lowercase().contains(s)))
+            })
+        })
+        .collect();
+    let limit = filters.limit.unwrap_or(100).clamp(1, 1000);
+    let page = filters.page.unwrap_or(1).max(1);
+    let total = matching.len();
+    let data: Vec<Value> = matching.into_iter().skip(((page - 1) * limit) as usize).take(limit as usize).collect();
+    Ok(Json(json!({ "data": data, "pagination": { "total": total, "page": page, "limit": limit } })))
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct FunctionType {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// `GET /integrations/{key}/functions/{name}` (`getFunction`).
+pub async fn get_function(
+    State(state): State<Arc<ServeState>>,
+    Path((key, name)): Path<(String, String)>,
+    Query(filter): Query<FunctionType>,
+) -> Result<Json<Value>, ApiError> {
+    functions(&state, &key)
+        .await?
+        .into_iter()
+        .find(|f| f["name"] == name.as_str() && filter.kind.as_deref().is_none_or(|kind| f["type"] == kind))
+        .map(|f| Json(json!({ "data": f })))
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                format!("`{key}` has no function `{name}`; GET /integrations/{key}/functions lists them"),
+            )
+        })
 }
