@@ -234,5 +234,89 @@ fn fairness(_: &mut Criterion) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-criterion::criterion_group!(benches, throughput, fairness);
+/// Losing a worker: four tenants at Gong's 3 requests a second, four
+/// workers (each a platform of its own, 8 slots, 2 runs per tenant across
+/// the fleet), lease 15 s. In one pass nothing happens to them; in the
+/// other the worker running the most syncs is killed (its task dropped: no
+/// lease given back, as a SIGKILL on another machine) after a quarter of
+/// the requests. The figure is the share of the tenants' 3 requests/s the
+/// fleet used over the whole run.
+fn worker_loss(_: &mut Criterion) {
+    if !wanted("fleet_worker_loss") {
+        return;
+    }
+    let Some(admin) = database_url() else {
+        eprintln!("fleet worker loss: skipped, TERAPI_TEST_DATABASE_URL is not set (scripts/postgres.sh start)");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    let (per_tenant, users) = if quick() { (2, 150) } else { (12, 1000) };
+    for kill in [false, true] {
+        let dir = std::env::temp_dir().join(format!("terapi-bench-loss-{}-{kill}", std::process::id()));
+        rt.block_on(async {
+            let url = fresh_database(&admin, if kill { "loss_kill" } else { "loss_steady" }).await;
+            let mut tenants = Vec::new();
+            for _ in 0..4 {
+                let config = FakeGongConfig {
+                    users: fixtures::users(users),
+                    rate_limit_per_second: Some(3),
+                    ..FakeGongConfig::default()
+                };
+                tenants.push(FakeGong::start(config).await.expect("fake"));
+            }
+            let mut workers = Vec::new();
+            for _ in 0..4 {
+                workers.push(Arc::new(platform(&url, &dir, true).await.with_lease_ttl(Duration::from_secs(15))));
+            }
+            for (t, tenant) in tenants.iter().enumerate() {
+                for i in 0..per_tenant {
+                    let mut connection = connection(tenant);
+                    connection.id = format!("t{t}-c{i}");
+                    workers[0].create_connection(&connection).await.expect("connection");
+                    workers[0].schedule_sync(&connection.id, "users", None).await.expect("schedule");
+                }
+            }
+            let started_at = Instant::now();
+            let options = WorkerOptions { concurrency: 8, exit_when_idle: true, ..WorkerOptions::default() };
+            let running: Vec<_> = workers
+                .iter()
+                .map(|w| tokio::spawn(w.clone().run_worker(options.clone(), std::future::pending())))
+                .collect();
+            let pages = per_tenant * 4 * users.div_ceil(100);
+            if kill {
+                while tenants.iter().map(|t| t.requests().len()).sum::<usize>() < 4 * per_tenant + pages / 4 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let leases = workers[0].store().live_leases().await.expect("leases");
+                let held = |w: &Platform| leases.iter().filter(|(_, _, owner)| owner.starts_with(w.owner())).count();
+                let busiest = (0..workers.len()).max_by_key(|n| held(&workers[*n])).expect("workers");
+                println!(
+                    "fleet_worker_loss: runs held per worker when one is killed: {:?}",
+                    workers.iter().map(|w| held(w)).collect::<Vec<_>>()
+                );
+                running[busiest].abort();
+            }
+            for worker in running {
+                match worker.await {
+                    Ok(report) => assert_eq!(report.expect("worker ran").failed, 0),
+                    Err(e) => assert!(kill && e.is_cancelled(), "{e}"),
+                }
+            }
+            let taken = started_at.elapsed().as_secs_f64();
+            let answered: usize = tenants
+                .iter()
+                .map(|t| t.requests().iter().filter(|r| r.at >= started_at && r.status == 200).count())
+                .sum();
+            println!(
+                "fleet_worker_loss ({}): 4 workers, 4 tenants x {per_tenant} syncs of {users} users: {answered} \
+                 requests in {taken:.1} s = {:.0}% of the tenants' 3 requests/s",
+                if kill { "one worker killed after a quarter" } else { "no worker lost" },
+                100.0 * answered as f64 / (3.0 * 4.0 * taken)
+            );
+        });
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+criterion::criterion_group!(benches, throughput, fairness, worker_loss);
 criterion::criterion_main!(benches);

@@ -185,6 +185,12 @@ impl Platform {
         })
     }
 
+    /// How this process names itself in leases and worker registrations
+    /// (`host:pid:nonce`; a run's lease owner starts with it).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// Sets the lease time (default 60 s; a few seconds in tests).
     pub fn with_lease_ttl(mut self, ttl: Duration) -> Platform {
         self.lease_ttl = ttl.max(Duration::from_millis(300));

@@ -59,6 +59,11 @@ impl Default for WorkerOptions {
 /// busy: a sync claimed for it now would only wait.
 const BUSY_BACKLOG_MS: u64 = 1_000;
 
+/// How long a worker's registration (`worker:<owner>` in the store's
+/// locks) lasts without renewal: a worker dead or frozen longer than this
+/// no longer counts when the others share out the runs.
+const WORKER_HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+
 /// A run a worker finished, well or not.
 #[derive(Debug, Clone)]
 pub struct FinishedRun {
@@ -122,8 +127,17 @@ impl Platform {
         let mut store_backoff = Duration::ZERO;
         let mut pruned_at: Option<std::time::Instant> = None;
         let mut reaped_at: Option<std::time::Instant> = None;
+        let registration = format!("worker:{}", self.owner);
+        let mut over_share_since: Option<std::time::Instant> = None;
         tokio::pin!(shutdown);
         loop {
+            // Alive, for the others' share (a missed renewal costs nothing
+            // but a share computed a little off).
+            let heartbeat = WORKER_HEARTBEAT_TTL.max(options.poll_interval * 3);
+            if let Err(e) = self.store.try_lock(&registration, &self.owner, heartbeat).await {
+                tracing::debug!("worker: registration not renewed ({e})");
+            }
+            let share = self.fair_share(options.per_tenant).await;
             // Runs of processes on this machine that are gone (SIGKILL, OOM)
             // are taken over now, not when their leases lapse.
             if reaped_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
@@ -138,6 +152,16 @@ impl Platform {
             let mut claimed_any = false;
             let mut store_trouble = false;
             while running.len() < options.concurrency.max(1) {
+                // More than this worker's share of what can run now: let
+                // idle workers take the next, so losing one worker stalls
+                // only its share. If none does within a poll and a half,
+                // claim anyway (they may be frozen, or full).
+                if share.is_some_and(|share| running.len() >= share) {
+                    let since = *over_share_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() < options.poll_interval.mul_f32(1.5) {
+                        break;
+                    }
+                }
                 let owner = format!("{}:{}", self.owner, RUNS.fetch_add(1, Ordering::Relaxed));
                 let claim = match self.claim_fairly(&owner, options.per_tenant).await {
                     Ok(claim) => claim,
@@ -151,6 +175,7 @@ impl Platform {
                 store_backoff = Duration::ZERO;
                 let Some((connection, sync)) = claim else { break };
                 claimed_any = true;
+                over_share_since = None;
                 let platform = self.clone();
                 let report = report.clone();
                 let finished_runs = options.finished_runs.clone();
@@ -187,18 +212,6 @@ impl Platform {
                         Ok(_) => {}
                     }
                 });
-                // Spread scarce work: when fewer syncs wait than this
-                // worker has free slots, a worker that already runs syncs
-                // lets idle ones claim the next first. (With a backlog
-                // there is work for every worker, and waiting only adds lag.)
-                let free = options.concurrency.max(1) - running.len();
-                if free > 0 && self.store.waiting_syncs().await.is_ok_and(|waiting| waiting < free as u64) {
-                    let stagger = Duration::from_millis(15 * running.len() as u64).min(Duration::from_millis(150));
-                    tokio::select! {
-                        _ = &mut shutdown => { stop.cancel(); break; }
-                        _ = tokio::time::sleep(stagger) => {}
-                    }
-                }
             }
             if stop.is_cancelled() {
                 break;
@@ -223,6 +236,9 @@ impl Platform {
         // Runs in flight stop now; each gives its lease up as it goes.
         stop.cancel();
         while running.join_next().await.is_some() {}
+        if let Err(e) = self.store.unlock(&registration, &self.owner).await {
+            tracing::debug!("worker: registration not removed ({e}); it lapses");
+        }
         let report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(report)
     }
@@ -242,6 +258,30 @@ impl Platform {
                 }
             }
         }
+    }
+
+    /// This worker's share of the runs that can go on now (those running
+    /// and those due that the per-tenant cap lets start), across the
+    /// workers alive on the store; `None` when it is alone or the store
+    /// cannot say.
+    async fn fair_share(&self, per_tenant: u32) -> Option<usize> {
+        let workers = self.store.live_locks("worker:").await.ok()?;
+        if workers <= 1 {
+            return None;
+        }
+        let load = self.store.tenant_load(BUSY_BACKLOG_MS).await.ok()?;
+        let running: u32 = load.running.values().sum();
+        let startable: u32 = load
+            .waiting
+            .iter()
+            .map(|(tenant, waiting)| match tenant {
+                Some(tenant) => {
+                    (*waiting).min(per_tenant.max(1).saturating_sub(load.running.get(tenant).copied().unwrap_or(0)))
+                }
+                None => *waiting,
+            })
+            .sum();
+        Some(((running + startable) as usize).div_ceil(workers as usize).max(1))
     }
 
     /// Claims the next sync fairly across tenants (see the module's text).

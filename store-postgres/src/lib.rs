@@ -677,6 +677,17 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn live_locks(&self, prefix: &str) -> Result<u64, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let pattern = terapi_store::like_prefix(prefix);
+        let client = self.client().await?;
+        let row = client
+            .query_one(terapi_store::SQL_COUNT_LIVE_LOCKS, &[&pattern, &now_ms])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     async fn live_leases(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         let now_ms = terapi_host::limits::unix_ms() as i64;
         let client = self.client().await?;
@@ -877,7 +888,14 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        Ok(TenantLoad { running, busy })
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let waiting = self
+            .query(terapi_store::SQL_WAITING_BY_TENANT, &[&now_ms])
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, Option<String>>(0), r.get::<_, i64>(1) as u32))
+            .collect();
+        Ok(TenantLoad { running, busy, waiting })
     }
 
     async fn waiting_syncs(&self) -> Result<u64, StoreError> {

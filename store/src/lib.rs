@@ -47,10 +47,22 @@ pub const SQL_TRY_LOCK: &str = "INSERT INTO locks (name, owner, expires_at_ms) V
      ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms
      WHERE locks.expires_at_ms < $4 OR locks.owner = excluded.owner";
 #[doc(hidden)]
+pub const SQL_WAITING_BY_TENANT: &str = "SELECT tenant, COUNT(*) FROM sync_state
+     WHERE due_at <= $1 AND (lease_owner IS NULL OR lease_expires_at <= $1) GROUP BY tenant";
+#[doc(hidden)]
+pub const SQL_COUNT_LIVE_LOCKS: &str =
+    "SELECT COUNT(*) FROM locks WHERE name LIKE $1 ESCAPE '\\' AND expires_at_ms > $2";
+#[doc(hidden)]
 pub const SQL_LIVE_LEASES: &str = "SELECT connection_id, sync, lease_owner FROM sync_state
      WHERE lease_owner IS NOT NULL AND lease_expires_at > $1";
 #[doc(hidden)]
 pub const SQL_UNLOCK: &str = "DELETE FROM locks WHERE name = $1 AND owner = $2";
+
+/// A `LIKE … ESCAPE '\'` pattern for names starting with `prefix`.
+#[doc(hidden)]
+pub fn like_prefix(prefix: &str) -> String {
+    format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
 
 /// The provider's own time of a record in unix ms, for ordering versions.
 pub fn modified_at_ms(record: &SyncRecord) -> Option<i64> {
@@ -395,6 +407,8 @@ pub struct TenantLoad {
     /// Tenants whose next free request slot is further away than the
     /// backlog asked about: a sync claimed for them now would only wait.
     pub busy: Vec<String>,
+    /// Tenant (`None`: not known yet) → syncs due and not running.
+    pub waiting: BTreeMap<Option<String>, u32>,
 }
 
 /// The scheduler's queue across every worker on the store.
@@ -608,6 +622,9 @@ pub trait Store: BudgetStore + Send + Sync {
     async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Gives the lock up if `owner` holds it.
     async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+    /// How many named locks whose names start with `prefix` are held now
+    /// (`worker:`: the workers alive on the store).
+    async fn live_locks(&self, prefix: &str) -> Result<u64, StoreError>;
     /// The syncs under a live lease now: (connection, sync, owner).
     async fn live_leases(&self) -> Result<Vec<(String, String, String)>, StoreError>;
     async fn sync_states(&self, connection_id: &str) -> Result<Vec<SyncState>, StoreError>;

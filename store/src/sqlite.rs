@@ -762,6 +762,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn live_locks(&self, prefix: &str) -> Result<u64, StoreError> {
+        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let pattern = crate::like_prefix(prefix);
+        self.db()
+            .query_row(&crate::SQL_COUNT_LIVE_LOCKS.replace('$', "?"), params![pattern, now_ms], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
     async fn live_leases(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         let now_ms = terapi_host::limits::unix_ms() as i64;
         self.db()
@@ -922,7 +931,13 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT tenant FROM rate_budget WHERE tat_ms > ?1")
             .and_then(|mut s| s.query_map([now_ms + backlog_ms as i64], |r| r.get(0))?.collect())
             .map_err(|e| self.err(e))?;
-        Ok(TenantLoad { running, busy })
+        let waiting = db
+            .prepare_cached(&crate::SQL_WAITING_BY_TENANT.replace('$', "?"))
+            .and_then(|mut s| {
+                s.query_map([now_ms], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)? as u32)))?.collect()
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(TenantLoad { running, busy, waiting })
     }
 
     async fn waiting_syncs(&self) -> Result<u64, StoreError> {

@@ -215,3 +215,62 @@ fn platforms_on_one_database_keep_gongs_rate_and_daily_budget_together() {
         assert_eq!(gong.busiest_second(), 3);
     });
 }
+
+/// Four workers of eight slots each on one store, with four tenants whose
+/// syncs may run two at a time: each worker runs about its share (two),
+/// not one worker everything, so losing one stalls only its share.
+#[test]
+fn workers_share_out_the_runs_the_tenant_cap_allows() {
+    block_on(async {
+        let url = fresh_database("share").await;
+        let dir = fresh_dir("pg-share");
+        let mut tenants = Vec::new();
+        for _ in 0..4 {
+            let gong = start_gong(FakeGongConfig { users: fixtures::users(300), ..FakeGongConfig::default() }).await;
+            gong.set_delay(Duration::from_millis(300));
+            tenants.push(gong);
+        }
+        let mut workers = Vec::new();
+        for _ in 0..4 {
+            workers.push(std::sync::Arc::new(platform(&url, &dir).await));
+        }
+        for tenant in &tenants {
+            for _ in 0..4 {
+                let connection = connection(tenant);
+                workers[0].create_connection(&connection).await.unwrap();
+                workers[0].schedule_sync(&connection.id, "users", None).await.unwrap();
+            }
+        }
+        let options = WorkerOptions {
+            concurrency: 8,
+            poll_interval: Duration::from_millis(200),
+            exit_when_idle: true,
+            ..WorkerOptions::default()
+        };
+        let running: Vec<_> = workers
+            .iter()
+            .map(|w| tokio::spawn(w.clone().run_worker(options.clone(), std::future::pending())))
+            .collect();
+        let mut most = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen_full = false;
+        while !running.iter().all(|r| r.is_finished()) {
+            assert!(std::time::Instant::now() < deadline, "the fleet did not finish");
+            let leases = workers[0].store().live_leases().await.unwrap();
+            let held: Vec<usize> = workers
+                .iter()
+                .map(|w| leases.iter().filter(|(_, _, owner)| owner.starts_with(w.owner())).count())
+                .collect();
+            if leases.len() >= 6 {
+                seen_full = true;
+                most = most.max(*held.iter().max().unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for worker in running {
+            assert_eq!(worker.await.unwrap().unwrap().failed, 0);
+        }
+        assert!(seen_full, "the fleet never ran most of the 8 runs the cap allows at once");
+        assert!(most <= 3, "one worker held {most} of the runs at once; its share is 2");
+    });
+}
