@@ -663,7 +663,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         ),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: browsers then send the sign-in
+    // form's real `Origin` (with `no-referrer` Chromium sends `null`), and
+    // still tell no other site where the operator came from.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
