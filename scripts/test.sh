@@ -11,6 +11,15 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
     rustup target add wasm32-wasip2
 fi
 
+# Habits, enforced before anything slow: formatting and every clippy lint.
+if command -v rustup >/dev/null 2>&1; then
+    for component in rustfmt clippy; do
+        rustup component list --installed | grep -q "^$component" || rustup component add "$component"
+    done
+fi
+cargo fmt --all --check || { echo "cargo fmt --check failed: run \`cargo fmt\`" >&2; exit 1; }
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 # The Node tests (an app on Nango's own client, the Connect page in
 # headless Chromium, the Gong component in a second host under jco) need
 # their npm packages and Debian's Chromium.

@@ -163,6 +163,20 @@ fn throughput(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `n` fake Gong companies of `users` users, each keeping Gong's 3 requests a second.
+async fn limited_tenants(n: usize, users: usize) -> Vec<FakeGong> {
+    let mut tenants = Vec::new();
+    for _ in 0..n {
+        let config = FakeGongConfig {
+            users: fixtures::users(users),
+            rate_limit_per_second: Some(3),
+            ..FakeGongConfig::default()
+        };
+        tenants.push(FakeGong::start(config).await.expect("fake"));
+    }
+    tenants
+}
+
 /// Fairness: four tenants at Gong's 3 requests a second, ten syncs each,
 /// scheduled tenant by tenant (a big customer's connections all at once),
 /// four slots. The tenants' limits allow the whole batch in the time the
@@ -182,15 +196,7 @@ fn fairness(_: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("terapi-bench-fairness-{}", std::process::id()));
     rt.block_on(async {
         let url = fresh_database(&admin, "fairness").await;
-        let mut tenants = Vec::new();
-        for _ in 0..4 {
-            let config = FakeGongConfig {
-                users: fixtures::users(users),
-                rate_limit_per_second: Some(3),
-                ..FakeGongConfig::default()
-            };
-            tenants.push(FakeGong::start(config).await.expect("fake"));
-        }
+        let tenants = limited_tenants(4, users).await;
         let platform = Arc::new(platform(&url, &dir, true).await);
         let mut ids = Vec::new();
         for (t, tenant) in tenants.iter().enumerate() {
@@ -255,15 +261,7 @@ fn worker_loss(_: &mut Criterion) {
         let dir = std::env::temp_dir().join(format!("terapi-bench-loss-{}-{kill}", std::process::id()));
         rt.block_on(async {
             let url = fresh_database(&admin, if kill { "loss_kill" } else { "loss_steady" }).await;
-            let mut tenants = Vec::new();
-            for _ in 0..4 {
-                let config = FakeGongConfig {
-                    users: fixtures::users(users),
-                    rate_limit_per_second: Some(3),
-                    ..FakeGongConfig::default()
-                };
-                tenants.push(FakeGong::start(config).await.expect("fake"));
-            }
+            let tenants = limited_tenants(4, users).await;
             let mut workers = Vec::new();
             for _ in 0..4 {
                 workers.push(Arc::new(platform(&url, &dir, true).await.with_lease_ttl(Duration::from_secs(15))));

@@ -913,7 +913,6 @@ fn metrics_count_what_a_sync_sent_and_saved() {
 /// restart) and 200 again when it is back; `/health/live` stays 200.
 #[test]
 fn health_ready_follows_the_store_through_a_database_restart() {
-    use std::io::BufRead;
     let postgres = OwnPostgres::start();
     let dir = data_dir("health-ready");
     let mut serve = terapi(None);
@@ -923,13 +922,7 @@ fn health_ready_follows_the_store_through_a_database_restart() {
         .args(["serve", "--bind", "127.0.0.1:0", "--concurrency", "0"])
         .stderr(std::process::Stdio::piped());
     let mut child = serve.spawn().unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
-    let url = lines
-        .find_map(|line| {
-            line.split_once("listening on ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
-        })
-        .expect("the address is printed");
-    std::thread::spawn(move || lines.for_each(drop));
+    let url = listening_url(&mut child).expect("the address is printed");
     let _server = ChildGuard(child);
     let http = reqwest::Client::new();
     let status = |path: &str| {
@@ -1196,7 +1189,6 @@ fn runs_where(db: &tokio_postgres::Client, condition: &str) -> Vec<String> {
 /// `terapi serve` on a saved connection, with a fresh secret key; returns
 /// the server, its URL and the key.
 fn serve_with_key(dir: &std::path::Path, extra: &[&str], envs: &[(&str, String)]) -> (ChildGuard, String, String) {
-    use std::io::BufRead;
     let key = terapi(None).env("TERAPI_DATA_DIR", dir).args(["key", "create", "--label", "node"]).output().unwrap();
     assert!(key.status.success(), "{}", text(&key).1);
     let key = text(&key).0.trim().to_string();
@@ -1207,15 +1199,7 @@ fn serve_with_key(dir: &std::path::Path, extra: &[&str], envs: &[(&str, String)]
         command.env(name, value);
     }
     let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines().map_while(Result::ok);
-    let url = lines
-        .find_map(|line| {
-            line.split_once("listening on ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
-        })
-        .expect("the address is printed");
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let url = listening_url(&mut child).expect("the address is printed");
     (ChildGuard(child), url, key)
 }
 
@@ -1402,7 +1386,6 @@ fn the_connect_page_in_chromium_saves_only_what_gong_accepts() {
 /// `terapi ARGS` (a deployment's command, its bind address moved to a
 /// free port, its data in `dir`) serves, is ready, and exits 0 on SIGTERM.
 fn serves_and_stops_on_sigterm(args: &[String], dir: &std::path::Path) {
-    use std::io::BufRead;
     let args: Vec<String> =
         args.iter().map(|a| if a.contains(":3003") { "127.0.0.1:0".to_string() } else { a.clone() }).collect();
     let mut child = terapi(None)
@@ -1412,13 +1395,7 @@ fn serves_and_stops_on_sigterm(args: &[String], dir: &std::path::Path) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
-    let url = lines
-        .find_map(|l| {
-            l.split_once("listening on ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
-        })
-        .unwrap_or_else(|| panic!("terapi {args:?} did not start"));
-    std::thread::spawn(move || lines.for_each(drop));
+    let url = listening_url(&mut child).unwrap_or_else(|| panic!("terapi {args:?} did not start"));
     let ready = tokio().block_on(async { reqwest::get(format!("{url}/health/ready")).await.unwrap().status() });
     assert_eq!(ready, 200, "terapi {args:?}");
     let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

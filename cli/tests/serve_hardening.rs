@@ -13,7 +13,6 @@ use common::*;
 /// `terapi serve` with its open-files limit at 1,024 (soft and hard, as a
 /// unit without `LimitNOFILE` gets), its URL and a secret key.
 fn serve_limited(dir: &std::path::Path, extra: &[&str]) -> (ChildGuard, String, String) {
-    use std::io::BufRead;
     let key = terapi(None).env("TERAPI_DATA_DIR", dir).args(["key", "create", "--label", "ops"]).output().unwrap();
     assert!(key.status.success(), "{}", text(&key).1);
     let key = text(&key).0.trim().to_string();
@@ -30,13 +29,7 @@ fn serve_limited(dir: &std::path::Path, extra: &[&str]) -> (ChildGuard, String, 
         });
     }
     let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
-    let url = lines
-        .find_map(|line| {
-            line.split_once("listening on ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
-        })
-        .expect("the address is printed");
-    std::thread::spawn(move || lines.for_each(drop));
+    let url = listening_url(&mut child).expect("the address is printed");
     (ChildGuard(child), url.trim_end_matches('/').to_string(), key)
 }
 

@@ -184,6 +184,9 @@ pub struct ProfileEdit {
     pub remove_users: Vec<String>,
 }
 
+/// MCP users by the SHA-256 of their token: (name, token expiry).
+pub(crate) type UsersByToken = BTreeMap<String, (String, Option<u64>)>;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UserDoc {
     token_sha256: String,
@@ -800,7 +803,7 @@ impl Platform {
         let by_hash = match cached {
             Some(by_hash) => by_hash,
             None => {
-                let by_hash: Arc<BTreeMap<String, (String, Option<u64>)>> = Arc::new(
+                let by_hash: Arc<UsersByToken> = Arc::new(
                     self.governance_all::<UserDoc>(MCP_USER)
                         .await?
                         .into_iter()

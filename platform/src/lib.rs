@@ -81,7 +81,7 @@ pub struct Platform {
     /// (auth and proxy only), as Nango's "integrations" are configured.
     extra_integrations: std::collections::BTreeSet<String>,
     /// MCP users by token SHA-256, as of a governance version.
-    user_tokens: Mutex<(i64, Arc<BTreeMap<String, (String, Option<u64>)>>)>,
+    user_tokens: Mutex<(i64, Arc<governance::UsersByToken>)>,
     /// When each connection's last refresh failure was told (auth webhook).
     refresh_failures_told: Arc<Mutex<HashMap<String, std::time::Instant>>>,
 }

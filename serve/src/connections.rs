@@ -80,6 +80,7 @@ fn raise_file_limit() -> u64 {
                 }
             }
         }
+        #[allow(clippy::useless_conversion)] // rlim_t is not u64 on every unix
         u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX)
     }
     #[cfg(not(unix))]

@@ -1510,6 +1510,21 @@ async fn lock_changes(
     Ok(())
 }
 
+/// A page's upsert, one statement (see `terapi_store::SQL_RECORD_UPSERT_SET`).
+static UPSERT_PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO records (connection_id, model, id, json, modified_at, modified_at_ms, first_seen_at, updated_at,
+                              seen_at_ms, change_seq, changed_at_ms, last_action)
+         SELECT $1, $2, page.id, page.json, page.modified_at, page.modified_at_ms, $6, $6, $7,
+                nextval('record_changes'), $7, 'ADDED'
+         FROM unnest($3::text[], $4::text[], $5::text[], $8::bigint[])
+              WITH ORDINALITY AS page (id, json, modified_at, modified_at_ms, n)
+         ORDER BY page.n
+         ON CONFLICT (connection_id, model, id) DO UPDATE {}",
+        terapi_store::SQL_RECORD_UPSERT_SET
+    )
+});
+
 /// Unchanged records are left alone, so `updated_at` means "changed".
 async fn upsert_records(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -1536,31 +1551,7 @@ async fn upsert_records(
     let modified: Vec<Option<&str>> = page.iter().map(|r| r.modified_at.as_deref()).collect();
     let now_ms = terapi_host::limits::unix_ms() as i64;
     lock_changes(tx, connection_id, model).await?;
-    // `updated_at`, the change number and time move only when the record
-    // changed (or came back after being found deleted); `seen_at_ms` every
-    // time, for deletion detection.
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO records (connection_id, model, id, json, modified_at, modified_at_ms, first_seen_at, updated_at,
-                                  seen_at_ms, change_seq, changed_at_ms, last_action)
-             SELECT $1, $2, page.id, page.json, page.modified_at, page.modified_at_ms, $6, $6, $7,
-                    nextval('record_changes'), $7, 'ADDED'
-             FROM unnest($3::text[], $4::text[], $5::text[], $8::bigint[])
-                  WITH ORDINALITY AS page (id, json, modified_at, modified_at_ms, n)
-             ORDER BY page.n
-             ON CONFLICT (connection_id, model, id) DO UPDATE
-             SET updated_at = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.updated_at ELSE records.updated_at END,
-                     change_seq = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.change_seq ELSE records.change_seq END,
-                     changed_at_ms = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
-                     last_action = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN 'UPDATED' ELSE records.last_action END,
-                     json = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.json ELSE excluded.json END,
-                     modified_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.modified_at ELSE excluded.modified_at END,
-                     modified_at_ms = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.modified_at_ms ELSE excluded.modified_at_ms END,
-                     deleted_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.deleted_at ELSE NULL END,
-                     pruned_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.pruned_at ELSE NULL END,
-                     seen_at_ms = excluded.seen_at_ms",
-        )
-        .await?;
+    let statement = tx.prepare_cached(UPSERT_PAGE.as_str()).await?;
     let modified_ms: Vec<Option<i64>> = page.iter().map(|r| terapi_store::modified_at_ms(r)).collect();
     tx.execute(&statement, &[&connection_id, &model, &ids, &jsons, &modified, &now, &now_ms, &modified_ms]).await?;
     Ok(())

@@ -130,12 +130,10 @@ impl TlsSettings {
                 let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                     .build()
                     .map_err(|e| format!("TLS setup: {e}"))?;
-                let chain: Arc<dyn ServerCertVerifier> =
-                    if verify == Check::ChainAndName { webpki } else { Arc::new(ChainOnly(webpki)) };
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(ChainOrPinned {
-                        chain,
+                        webpki,
                         pinned,
                         check_name: verify == Check::ChainAndName,
                     }))
@@ -181,14 +179,14 @@ impl TlsSettings {
     }
 }
 
-/// The chain check, or the server's certificate being one of those in
-/// `sslrootcert` itself: libpq (OpenSSL) accepts a server whose own
-/// self-signed certificate, CA:TRUE included, is the root it was given,
-/// which webpki alone refuses as `CaUsedAsEndEntity`. With `verify-full`
-/// the name is still checked.
+/// `verify-ca` and `verify-full`: the chain must lead to a trusted root,
+/// and with `check_name` (`verify-full`) the certificate must name the host.
+/// As libpq (OpenSSL) does, the server's certificate may also be one of
+/// those in `sslrootcert` itself, even a self-signed one marked CA:TRUE,
+/// which webpki alone refuses as `CaUsedAsEndEntity`.
 #[derive(Debug)]
 struct ChainOrPinned {
-    chain: Arc<dyn ServerCertVerifier>,
+    webpki: Arc<WebPkiServerVerifier>,
     pinned: Vec<CertificateDer<'static>>,
     check_name: bool,
 }
@@ -202,8 +200,11 @@ impl ServerCertVerifier for ChainOrPinned {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let refused = match self.chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        let refused = match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Ok(verified) => return Ok(verified),
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => return Ok(ServerCertVerified::assertion()),
             Err(refused) => refused,
         };
         if !self.pinned.iter().any(|pinned| pinned.as_ref() == end_entity.as_ref()) {
@@ -222,7 +223,7 @@ impl ServerCertVerifier for ChainOrPinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls12_signature(message, cert, dss)
+        self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -231,11 +232,11 @@ impl ServerCertVerifier for ChainOrPinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls13_signature(message, cert, dss)
+        self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.chain.supported_verify_schemes()
+        self.webpki.supported_verify_schemes()
     }
 }
 
@@ -286,49 +287,5 @@ impl ServerCertVerifier for EncryptOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must lead to a trusted root; the name may differ.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
     }
 }

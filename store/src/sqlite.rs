@@ -254,29 +254,7 @@ impl SqliteStore {
         // Each record may change: it takes a number of the change order
         // (one that goes unused if it did not change).
         let first = next_changes(tx, records.len()).map_err(|e| self.err(e))?;
-        // `updated_at`, the change number and time move only when the
-        // record changed (or came back after being found deleted);
-        // `seen_at_ms` moves every time, for deletion detection. A version
-        // older than the stored one (by the provider's own time) changes
-        // nothing but `seen_at_ms`.
-        let mut upsert = tx
-            .prepare_cached(
-                "INSERT INTO records (connection_id, model, id, json, modified_at, modified_at_ms, first_seen_at, updated_at,
-                                      seen_at_ms, change_seq, changed_at_ms, last_action)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?6, ?7, ?8, ?7, 'ADDED')
-                 ON CONFLICT (connection_id, model, id) DO UPDATE
-                 SET updated_at = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.updated_at ELSE records.updated_at END,
-                     change_seq = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.change_seq ELSE records.change_seq END,
-                     changed_at_ms = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
-                     last_action = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS NOT excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS NOT excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN 'UPDATED' ELSE records.last_action END,
-                     json = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.json ELSE excluded.json END,
-                     modified_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.modified_at ELSE excluded.modified_at END,
-                     modified_at_ms = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.modified_at_ms ELSE excluded.modified_at_ms END,
-                     deleted_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.deleted_at ELSE NULL END,
-                     pruned_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.pruned_at ELSE NULL END,
-                     seen_at_ms = excluded.seen_at_ms",
-            )
-            .map_err(|e| self.err(e))?;
+        let mut upsert = tx.prepare_cached(UPSERT_RECORD.as_str()).map_err(|e| self.err(e))?;
         for (i, record) in records.iter().enumerate() {
             let change = first + i as i64;
             upsert
@@ -1560,6 +1538,17 @@ fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+/// One record's upsert (see `terapi_store::SQL_RECORD_UPSERT_SET`).
+static UPSERT_RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO records (connection_id, model, id, json, modified_at, modified_at_ms, first_seen_at, updated_at,
+                          seen_at_ms, change_seq, changed_at_ms, last_action)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?6, ?7, ?8, ?7, 'ADDED')
+     ON CONFLICT (connection_id, model, id) DO UPDATE {}",
+        crate::SQL_RECORD_UPSERT_SET
+    )
+});
 
 #[cfg(test)]
 mod tests {

@@ -171,6 +171,19 @@ impl Drop for McpClient {
     }
 }
 
+/// The URL a server child (spawned with stderr piped) prints as
+/// "listening on URL"; stderr is drained from then on, so the server never
+/// blocks on a full pipe. `None` if it ended without printing one.
+pub fn listening_url(child: &mut std::process::Child) -> Option<String> {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take()?).lines().map_while(Result::ok);
+    let url = lines.find_map(|line| {
+        line.split_once("listening on ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+    })?;
+    std::thread::spawn(move || lines.for_each(drop));
+    Some(url)
+}
+
 /// Kills the child when the test ends, passed or not.
 pub struct ChildGuard(pub std::process::Child);
 
