@@ -161,10 +161,10 @@ impl Drop for InFlight {
     }
 }
 
-/// Serves `router` on `listener` under `limits` until `shutdown` is
-/// cancelled; then stops accepting, lets requests in flight finish (up to
-/// 10 s) and returns.
-pub(crate) async fn serve(
+/// Serves `router` on `listener` under `limits` (`terapi serve`, `terapi
+/// webhooks serve`) until `shutdown` is cancelled; then stops accepting,
+/// lets requests in flight finish (up to 10 s) and returns.
+pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: ConnectionLimits,

@@ -60,10 +60,15 @@ pub async fn run(app: &App, command: WebhooksCommand) -> Result<ExitCode> {
         .route("/webhooks/gong", post(receive))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(server);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+    // The same connection limits as `terapi serve`: clients that send
+    // nothing or trickle cannot lock the receiver.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stopping.cancel();
+    });
+    terapi_serve::connections::serve(listener, router, terapi_serve::ConnectionLimits::default(), stop)
         .await
         .context("the webhook server stopped")?;
     Ok(ExitCode::SUCCESS)
