@@ -186,6 +186,14 @@ pub async fn postgres_platform(url: &str, dir: &Path, providers: Providers, runt
     platform_on(Arc::new(store), providers, runtime)
 }
 
+/// The platform on a fresh database of the test PostgreSQL (named `name`),
+/// as an embedder on PostgreSQL runs it: for tests run on both stores.
+pub async fn fresh_postgres_platform(name: &str) -> Platform {
+    let url = fresh_database(name).await;
+    let dir = fresh_dir(&format!("{name}-postgres"));
+    postgres_platform(&url, &dir, providers().clone(), loopback_runtime()).await
+}
+
 fn gong_source() -> ComponentSource {
     ComponentSource {
         providers: vec!["gong".into(), "gong-oauth".into()],

@@ -421,9 +421,6 @@ fn a_saved_cursor_returns_exactly_what_changed_after_it_on_sqlite() {
 #[test]
 fn a_saved_cursor_returns_exactly_what_changed_after_it_on_postgres() {
     block_on(async {
-        let url = fresh_database("changes").await;
-        let dir = fresh_dir("changes-postgres");
-        let platform = postgres_platform(&url, &dir, providers().clone(), loopback_runtime()).await;
-        a_saved_cursor_returns_exactly_what_changed_after_it(platform).await;
+        a_saved_cursor_returns_exactly_what_changed_after_it(fresh_postgres_platform("changes").await).await
     });
 }

@@ -103,9 +103,5 @@ fn the_sqlite_store_keeps_the_contract() {
 
 #[test]
 fn the_postgres_store_keeps_the_contract() {
-    block_on(async {
-        let url = fresh_database("contract").await;
-        let dir = fresh_dir("contract-postgres");
-        contract(postgres_platform(&url, &dir, providers().clone(), loopback_runtime()).await).await;
-    });
+    block_on(async { contract(fresh_postgres_platform("contract").await).await });
 }
