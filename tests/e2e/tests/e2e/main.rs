@@ -18,4 +18,5 @@ mod serve_security;
 mod slice;
 mod store;
 mod store_contract;
+mod store_upgrade;
 mod surface;
