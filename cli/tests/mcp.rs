@@ -433,6 +433,6 @@ fn sigterm_ends_the_stdio_server_with_its_client_still_attached() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.code().is_some(), "it exited on its own, not by the signal's default: {status}");
-    let line = wait_for_audit(&dir, |l| l.contains("get-user") && l.contains("cancelled"));
-    assert!(!line.is_empty());
+    // Fails the test unless the call was audited as cancelled.
+    wait_for_audit(&dir, |l| l.contains("get-user") && l.contains("cancelled"));
 }

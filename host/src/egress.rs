@@ -665,7 +665,7 @@ impl OAuthTokens {
     /// Takes the stored tokens if they differ from the session's; whether
     /// it did.
     async fn adopt_stored(&self, coordination: &dyn oauth::RefreshCoordination, state: &mut TokenState) -> bool {
-        let Some(stored @ Credentials::OAuth2 { .. }) = coordination.stored().await else {
+        let Some(stored) = coordination.stored().await else {
             return false;
         };
         let Credentials::OAuth2 { access_token, refresh_token, expires_at } = &stored else {

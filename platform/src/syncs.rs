@@ -44,10 +44,16 @@ pub const MASS_DELETION_FLOOR: u64 = 20;
 /// Why a full pass's deletions are held back, if they are: the pass saw
 /// fewer records than the provider said it has, or would delete an
 /// implausible share. Written once, for every store.
-fn deletions_held_back(unseen: terapi_store::UnseenRecords, provider_total: Option<u64>) -> Option<String> {
+fn deletions_held_back(
+    unseen: terapi_store::UnseenRecords,
+    provider_total: Option<u64>,
+    lease: &SyncLease,
+) -> Option<String> {
     if unseen.unseen == 0 {
         return None;
     }
+    let force =
+        format!("`terapi sync run {} --connection {} --full --allow-mass-deletion`", lease.sync, lease.connection_id);
     let seen = unseen.live.saturating_sub(unseen.unseen);
     if let Some(total) = provider_total
         && seen < total
@@ -55,7 +61,7 @@ fn deletions_held_back(unseen: terapi_store::UnseenRecords, provider_total: Opti
         return Some(format!(
             "warning: {} records not seen this pass were kept, not marked deleted: the provider said its listing holds \
              {total} records but the pass saw {seen}, so the listing ended early. The next full pass checks again; run \
-             `terapi sync run --full --allow-mass-deletion` if they really are gone",
+             {force} if they really are gone",
             unseen.unseen
         ));
     }
@@ -63,8 +69,8 @@ fn deletions_held_back(unseen: terapi_store::UnseenRecords, provider_total: Opti
     if unseen.unseen > MASS_DELETION_FLOOR && share > MASS_DELETION_SHARE {
         return Some(format!(
             "warning: {} of {} stored records ({:.0}%) were not seen this pass and were kept, not marked deleted: more \
-             than {:.0}% at once looks like a listing cut short rather than records gone. Run `terapi sync run --full \
-             --allow-mass-deletion` if they really are gone",
+             than {:.0}% at once looks like a listing cut short rather than records gone. Run {force} if they really \
+             are gone",
             unseen.unseen,
             unseen.live,
             share * 100.0,
@@ -335,7 +341,9 @@ impl Platform {
                         store.unseen_records(&lease, &model)
                     })
                     .await?;
-                    match deletions_held_back(unseen, sink.provider_total).filter(|_| !options.allow_mass_deletion) {
+                    match deletions_held_back(unseen, sink.provider_total, &lease)
+                        .filter(|_| !options.allow_mass_deletion)
+                    {
                         Some(warning) => {
                             tracing::warn!("sync `{sync}` of `{connection_id}`: {warning}");
                             (0, Some(warning))

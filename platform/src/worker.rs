@@ -129,15 +129,22 @@ impl Platform {
         let mut reaped_at: Option<std::time::Instant> = None;
         let registration = format!("worker:{}", self.owner);
         let mut over_share_since: Option<std::time::Instant> = None;
+        let mut registered_at: Option<std::time::Instant> = None;
         tokio::pin!(shutdown);
         loop {
             // Alive, for the others' share (a missed renewal costs nothing
-            // but a share computed a little off).
-            let heartbeat = WORKER_HEARTBEAT_TTL.max(options.poll_interval * 3);
-            if let Err(e) = self.store.try_lock(&registration, &self.owner, heartbeat).await {
-                tracing::debug!("worker: registration not renewed ({e})");
+            // but a share computed a little off). Renewed at most once a
+            // second: the loop also wakes each time a run ends.
+            if registered_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                let heartbeat = WORKER_HEARTBEAT_TTL.max(options.poll_interval * 3);
+                if let Err(e) = self.store.try_lock(&registration, &self.owner, heartbeat).await {
+                    tracing::debug!("worker: registration not renewed ({e})");
+                }
+                registered_at = Some(std::time::Instant::now());
             }
-            let share = self.fair_share(options.per_tenant).await;
+            // Asked only when there is a slot to fill.
+            let full = running.len() >= options.concurrency.max(1);
+            let share = if full { None } else { self.fair_share(options.per_tenant).await };
             // Runs of processes on this machine that are gone (SIGKILL, OOM)
             // are taken over now, not when their leases lapse.
             if reaped_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {

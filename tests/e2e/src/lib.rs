@@ -202,6 +202,21 @@ fn gong_source() -> ComponentSource {
     }
 }
 
+/// A query for every record of `model` of `connection`, deleted ones too,
+/// in change order (up to 1,000 a page).
+pub fn all_records_query(connection: &str, model: &str) -> terapi_store::RecordQuery {
+    terapi_store::RecordQuery {
+        connection_id: connection.into(),
+        model: model.into(),
+        modified_after_ms: None,
+        cursor: None,
+        limit: 1000,
+        include_deleted: true,
+        actions: Vec::new(),
+        ids: Vec::new(),
+    }
+}
+
 /// Every stored record id of `model`, oldest first.
 pub async fn stored_ids(platform: &Platform, connection: &str, model: &str) -> Vec<String> {
     let mut query = terapi_store::RecordQuery {

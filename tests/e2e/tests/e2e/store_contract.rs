@@ -19,16 +19,7 @@ fn record(id: &str, modified_at: &str, title: &str) -> SyncRecord {
 }
 
 async fn stored_json(store: &dyn Store, connection: &str, model: &str) -> Vec<serde_json::Value> {
-    let query = RecordQuery {
-        connection_id: connection.into(),
-        model: model.into(),
-        modified_after_ms: None,
-        cursor: None,
-        limit: 100,
-        include_deleted: true,
-        actions: Vec::new(),
-        ids: Vec::new(),
-    };
+    let query = all_records_query(connection, model);
     store.records(&query).await.unwrap().records.iter().map(|r| serde_json::from_str(&r.json).unwrap()).collect()
 }
 
@@ -50,16 +41,7 @@ async fn an_older_version_never_replaces_a_newer_one(platform: &Platform, connec
 }
 
 fn query_of(connection: &str) -> RecordQuery {
-    RecordQuery {
-        connection_id: connection.into(),
-        model: "Thing".into(),
-        modified_after_ms: None,
-        cursor: None,
-        limit: 10,
-        include_deleted: true,
-        actions: Vec::new(),
-        ids: Vec::new(),
-    }
+    all_records_query(connection, "Thing")
 }
 
 async fn an_id_is_claimed_once_while_it_is_kept(store: &dyn Store) {

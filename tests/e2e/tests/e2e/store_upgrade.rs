@@ -17,16 +17,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn all(model: &str) -> RecordQuery {
-    RecordQuery {
-        connection_id: "acme".into(),
-        model: model.into(),
-        modified_after_ms: None,
-        cursor: None,
-        limit: 1000,
-        include_deleted: true,
-        actions: Vec::new(),
-        ids: Vec::new(),
-    }
+    all_records_query("acme", model)
 }
 
 async fn nothing_was_lost(store: &dyn Store, api_key: &str) {
