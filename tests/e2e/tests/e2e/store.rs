@@ -216,16 +216,7 @@ fn a_full_sync_marks_records_gone_upstream_as_deleted_and_a_resumed_pass_does_to
         let live = stored_ids(&platform, id, "GongUser").await;
         assert_eq!(live.len(), 248);
         assert!(!live.contains(&fixtures::user_id(3)) && !live.contains(&fixtures::user_id(240)));
-        let query = terapi_e2e::terapi_store::RecordQuery {
-            connection_id: id.into(),
-            model: "GongUser".into(),
-            modified_after_ms: None,
-            cursor: None,
-            limit: 1000,
-            include_deleted: true,
-            actions: Vec::new(),
-            ids: Vec::new(),
-        };
+        let query = all_records_query(id, "GongUser");
         let all = platform.store().records(&query).await.unwrap().records;
         let gone: Vec<&str> = all.iter().filter(|r| r.deleted_at.is_some()).map(|r| r.id.as_str()).collect();
         assert_eq!(gone, [fixtures::user_id(3), fixtures::user_id(240)]);
@@ -328,16 +319,7 @@ async fn a_saved_cursor_returns_exactly_what_changed_after_it(platform: terapi_e
     let id = connection.id.clone();
     platform.create_connection(&connection).await.unwrap();
     platform.run_sync(&id, "users", &StoredSyncOptions::default(), &mut no_progress()).await.unwrap();
-    let query = terapi_e2e::terapi_store::RecordQuery {
-        connection_id: id.clone(),
-        model: "GongUser".into(),
-        modified_after_ms: None,
-        cursor: None,
-        limit: 100,
-        include_deleted: true,
-        actions: Vec::new(),
-        ids: Vec::new(),
-    };
+    let query = terapi_e2e::terapi_store::RecordQuery { limit: 100, ..all_records_query(&id, "GongUser") };
     let mut walk = query.clone();
     let saved = loop {
         let page = platform.store().records(&walk).await.unwrap();
