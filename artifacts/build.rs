@@ -26,7 +26,7 @@ fn main() {
     // every guest shares: the contract, the crates they use from the
     // workspace, the lock file, the guest profile.
     let guest_dirs = GUESTS.iter().map(|(_, dir, _)| dir.to_string());
-    for watched in guest_dirs.chain(["wit".into(), "timestamps".into(), "Cargo.lock".into(), "Cargo.toml".into()]) {
+    for watched in guest_dirs.chain(["wit".into(), "time".into(), "Cargo.lock".into(), "Cargo.toml".into()]) {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
 

@@ -290,14 +290,14 @@ impl Egress {
             Ok(response) => response.status.to_string(),
             Err(_) => "error".to_string(),
         };
-        crate::metrics::count(
+        terapi_metrics::count(
             "terapi_provider_requests_total",
             "Requests sent to providers (every attempt), by tenant and HTTP status (`error`: no answer).",
             &[("tenant", &tenant), ("status", &status)],
             1,
         );
         if status == "429" {
-            crate::metrics::count(
+            terapi_metrics::count(
                 "terapi_provider_rate_limited_total",
                 "429 Too Many Requests answers from providers, by tenant.",
                 &[("tenant", &tenant)],
@@ -776,14 +776,10 @@ impl ClientCredentialTokens {
         spec: ProviderSpec,
         config: std::collections::BTreeMap<String, String>,
     ) -> ClientCredentialTokens {
-        use sha2::Digest as _;
         // The secret is part of the key, so a rotated one never uses a
         // token the old one got.
-        let digest: String =
-            sha2::Sha256::digest(format!("{connection_id}\0{client_id}\0{}", client_secret.expose()).as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+        let digest =
+            terapi_domain::digest::sha256_hex(format!("{connection_id}\0{client_id}\0{}", client_secret.expose()));
         let known = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&digest).cloned();
         ClientCredentialTokens {
             current: tokio::sync::Mutex::new(known),

@@ -11,18 +11,17 @@
 //! the connection's base URL, refuses anything leaving it, injects the
 //! credential and performs the call. The guest never sees a secret.
 
-pub mod connection;
 pub mod destination;
 pub mod egress;
 pub mod error;
 pub mod limits;
-pub mod metrics;
 pub mod oauth;
-pub mod providers;
 pub mod runtime;
-pub mod secret;
 pub mod sync;
-pub mod template;
+
+// The shared vocabulary lives in `terapi-domain` (no wasmtime); these keep
+// `terapi_host::providers::...` and friends working for embedders.
+pub use terapi_domain::{connection, providers, records, secret, template};
 
 pub use connection::{ACCOUNT_CONFIG_KEY, BASE_URL_CONFIG_KEY, Connection, Credentials};
 pub use destination::{DestinationRefused, EgressPolicy, HttpClient};

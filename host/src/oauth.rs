@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -282,9 +282,7 @@ fn root_cause(error: &reqwest::Error) -> String {
     cause.to_string()
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+pub use terapi_domain::clock::unix_now;
 
 /// A random `state` for the authorization request (CSRF protection).
 pub fn random_state() -> String {

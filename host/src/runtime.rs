@@ -42,8 +42,9 @@ use bindings::exports::terapi::provider::{
 
 pub use bindings::exports::terapi::provider::action::ActionInfo;
 pub use bindings::exports::terapi::provider::auth::{BasicFields, Requirements, Verification};
-pub use bindings::exports::terapi::provider::sync::{SyncInfo, SyncOptions, SyncPage, SyncRecord};
-pub use bindings::exports::terapi::provider::webhook::WebhookRecords;
+pub use bindings::exports::terapi::provider::sync::{SyncInfo, SyncOptions};
+use bindings::exports::terapi::provider::{sync as wit_sync, webhook as wit_webhook};
+pub use terapi_domain::records::{SyncPage, SyncRecord, WebhookRecords};
 use bindings::terapi::provider::types as wit;
 
 /// How often the epoch advances; the CPU budget is counted in these ticks.
@@ -290,7 +291,7 @@ impl Runtime {
         let mut hasher = ShaHasher(sha2::Sha256::new());
         self.inner.engine.precompile_compatibility_hash().hash(&mut hasher);
         hasher.0.update(wasm);
-        hasher.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        terapi_domain::digest::hex(&hasher.0.finalize())
     }
 
     /// Binds a component to a connection; every call through the session uses
@@ -722,7 +723,7 @@ impl Session {
             let sync = export.load(&mut store, &instance);
             let sync = self.finish(&store, sync)?;
             let result = sync.call_run_page(&mut store, &request).await;
-            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+            self.finish(&store, result)?.map(page_from_wit).map_err(|e| self.provider_error(e))
         })
         .await
     }
@@ -749,7 +750,13 @@ impl Session {
             let webhook = export.load(&mut store, &instance);
             let webhook = self.finish(&store, webhook)?;
             let result = webhook.call_handle(&mut store, payload).await;
-            self.finish(&store, result)?.map_err(|e| self.provider_error(e))
+            self.finish(&store, result)?
+                .map(|mapped: wit_webhook::WebhookRecords| WebhookRecords {
+                    model: mapped.model,
+                    records: mapped.records.into_iter().map(record_from_wit).collect(),
+                    is_test: mapped.is_test,
+                })
+                .map_err(|e| self.provider_error(e))
         })
         .await
     }
@@ -940,7 +947,22 @@ impl GuestCall {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    terapi_domain::clock::unix_now() as i64
+}
+
+// The contract's records become the platform's own at this boundary, so
+// nothing past the runtime depends on a WIT version.
+fn record_from_wit(record: wit_sync::SyncRecord) -> SyncRecord {
+    SyncRecord { id: record.id, modified_at: record.modified_at, json: record.json }
+}
+
+fn page_from_wit(page: wit_sync::SyncPage) -> SyncPage {
+    SyncPage {
+        records: page.records.into_iter().map(record_from_wit).collect(),
+        next_checkpoint: page.next_checkpoint,
+        done: page.done,
+        total_records: page.total_records,
+    }
 }
 
 /// Per-call state of one guest instance.

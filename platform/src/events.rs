@@ -75,9 +75,7 @@ pub fn legacy_signature(key: &str, body: &[u8]) -> String {
     hex(&hash.finalize())
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use terapi_domain::digest::hex;
 
 /// A new event id: `evt_` and 128 random bits.
 pub(crate) fn new_event_id() -> String {
@@ -353,7 +351,7 @@ impl Platform {
             DeliveryNext::RetryIn(_) => "retry",
             DeliveryNext::Skipped => "skipped",
         };
-        terapi_host::metrics::count(
+        terapi_metrics::count(
             "terapi_webhook_deliveries_total",
             "Webhook delivery attempts, by outcome.",
             &[("outcome", outcome)],

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 use terapi_host::ActionInfo;
 use tokio::sync::watch;
 
@@ -295,14 +294,12 @@ fn check_name(what: &str, name: &str) -> Result<(), PlatformError> {
     }
 }
 
-fn sha256_hex(text: &str) -> String {
-    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
+use terapi_domain::digest::{hex, sha256_hex};
 
 fn new_token() -> Result<String, PlatformError> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| invalid(format!("no randomness for a new token: {e}")))?;
-    Ok(format!("{USER_TOKEN_PREFIX}{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!("{USER_TOKEN_PREFIX}{}", hex(&bytes)))
 }
 
 fn corrupt(kind: &str, key: &str, error: serde_json::Error) -> PlatformError {

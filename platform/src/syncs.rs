@@ -260,19 +260,19 @@ impl Platform {
         let began = Instant::now();
         let observed = |outcome: &str, records: u64| {
             let labels = [("provider", provider.as_str()), ("sync", sync), ("outcome", outcome)];
-            terapi_host::metrics::count(
+            terapi_metrics::count(
                 "terapi_sync_runs_total",
                 "Sync runs that ended, by provider, sync and outcome.",
                 &labels,
                 1,
             );
-            terapi_host::metrics::observe(
+            terapi_metrics::observe(
                 "terapi_sync_run_duration_seconds",
                 "How long sync runs took, by provider, sync and outcome.",
                 &labels,
                 began.elapsed().as_secs_f64(),
             );
-            terapi_host::metrics::count(
+            terapi_metrics::count(
                 "terapi_sync_records_total",
                 "Records sync runs saved, by provider and sync.",
                 &[("provider", provider.as_str()), ("sync", sync)],

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use sha2::Digest as _;
 use terapi_host::{EgressError, Error as HostError, ProviderFailure, Session};
 use terapi_store::AuditEntry;
 
@@ -142,7 +141,7 @@ impl ToolCall<'_> {
             caller: self.caller.audit_name(),
             connection_id: self.connection_id.to_string(),
             tool: self.tool.to_string(),
-            input_sha256: sha2::Sha256::digest(self.input.as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
+            input_sha256: terapi_domain::digest::sha256_hex(self.input),
             status: status.to_string(),
             duration_ms: started.elapsed().as_millis() as u64,
             detail,

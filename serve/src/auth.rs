@@ -10,7 +10,6 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::Digest as _;
 
 use crate::ApiError;
 use crate::state::ServeState;
@@ -41,17 +40,7 @@ pub fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
     Ok(hex(&buf))
 }
 
-pub fn sha256_hex(text: &str) -> String {
-    hex(&sha2::Sha256::digest(text.as_bytes()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
+pub use terapi_domain::digest::{hex, sha256_hex};
 
 #[derive(Default)]
 pub struct KeyCache {

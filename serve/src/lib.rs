@@ -138,7 +138,7 @@ async fn metrics(
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     match state.platform.store().sync_queue().await {
         Ok(queue) => {
-            use terapi_host::metrics::set;
+            use terapi_metrics::set;
             set(
                 "terapi_sync_queue_waiting",
                 "Due syncs waiting for a worker, across the store.",
@@ -160,7 +160,7 @@ async fn metrics(
         }
         Err(e) => tracing::warn!("metrics: the sync queue cannot be read: {e}"),
     }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], terapi_host::metrics::render())
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], terapi_metrics::render())
 }
 
 /// Times every API request, by method, route (its pattern, never the
@@ -175,7 +175,7 @@ async fn time_requests(request: axum::extract::Request, next: middleware::Next) 
         .unwrap_or_else(|| "unmatched".into());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    terapi_host::metrics::observe(
+    terapi_metrics::observe(
         "terapi_api_request_duration_seconds",
         "Time to answer API requests, by method, route and status.",
         &[("method", method), ("route", &route), ("status", &status)],
@@ -202,7 +202,7 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 
 /// Counts a connection answered 503 at the connection cap.
 pub(crate) fn metrics_refused_connection() {
-    terapi_host::metrics::count(
+    terapi_metrics::count(
         "terapi_connections_refused_total",
         "Connections answered 503 because every allowed connection was busy.",
         &[],

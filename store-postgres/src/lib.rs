@@ -19,9 +19,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use terapi_host::limits::{BudgetStore, Reservation, interval_ms};
-use terapi_host::providers::RateLimitSpec;
-use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
+use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
+use terapi_domain::providers::RateLimitSpec;
+use terapi_domain::{Connection, Credentials, SyncPage, SyncRecord};
 use terapi_store::{
     ApiKeyInfo, AsyncAction, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord,
     GovernanceDoc, MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome,
@@ -649,7 +649,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim_once(&self, scope: &str, id: &str, keep_until_ms: u64) -> Result<bool, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.err(e))?;
         tx.execute(terapi_store::SQL_PRUNE_SEEN_ONCE, &[&scope, &now_ms]).await.map_err(|e| self.err(e))?;
@@ -662,7 +662,7 @@ impl Store for PostgresStore {
     }
 
     async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let client = self.client().await?;
         let taken = client
             .execute(terapi_store::SQL_TRY_LOCK, &[&name, &owner, &(now_ms + ttl.as_millis() as i64), &now_ms])
@@ -678,7 +678,7 @@ impl Store for PostgresStore {
     }
 
     async fn live_locks(&self, prefix: &str) -> Result<u64, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let pattern = terapi_store::like_prefix(prefix);
         let client = self.client().await?;
         let row = client
@@ -689,7 +689,7 @@ impl Store for PostgresStore {
     }
 
     async fn live_leases(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let client = self.client().await?;
         let rows = client.query(terapi_store::SQL_LIVE_LEASES, &[&now_ms]).await.map_err(|e| self.err(e))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
@@ -888,7 +888,7 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let waiting = self
             .query(terapi_store::SQL_WAITING_BY_TENANT, &[&now_ms])
             .await?
@@ -1549,7 +1549,7 @@ async fn upsert_records(
     let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
     let jsons: Vec<&str> = page.iter().map(|r| r.json.as_str()).collect();
     let modified: Vec<Option<&str>> = page.iter().map(|r| r.modified_at.as_deref()).collect();
-    let now_ms = terapi_host::limits::unix_ms() as i64;
+    let now_ms = terapi_domain::clock::unix_ms() as i64;
     lock_changes(tx, connection_id, model).await?;
     let statement = tx.prepare_cached(UPSERT_PAGE.as_str()).await?;
     let modified_ms: Vec<Option<i64>> = page.iter().map(|r| terapi_store::modified_at_ms(r)).collect();

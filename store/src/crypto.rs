@@ -11,7 +11,7 @@ use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use serde::{Deserialize, Serialize};
-use terapi_host::{Credentials, Secret};
+use terapi_domain::{Credentials, Secret};
 
 use crate::StoreError;
 

@@ -25,8 +25,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-use terapi_host::limits::BudgetStore;
-use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
+use terapi_domain::budget::BudgetStore;
+use terapi_domain::{Connection, Credentials, SyncPage, SyncRecord};
 
 pub use crypto::{KEY_ENV_VAR, KEY_FILE, MasterKey};
 pub use sqlite::{DATABASE_FILE, SqliteStore};
@@ -837,7 +837,4 @@ pub fn api_key_id(sha256: &str) -> String {
     sha256.chars().take(12).collect()
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+pub use terapi_domain::clock::unix_now;

@@ -9,9 +9,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use terapi_host::limits::{BudgetStore, Reservation, interval_ms};
-use terapi_host::providers::RateLimitSpec;
-use terapi_host::{Connection, Credentials, SyncPage, SyncRecord};
+use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
+use terapi_domain::providers::RateLimitSpec;
+use terapi_domain::{Connection, Credentials, SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
 use crate::{
@@ -250,7 +250,7 @@ impl SqliteStore {
             return Ok(());
         }
         let now = unix_now() as i64;
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         // Each record may change: it takes a number of the change order
         // (one that goes unused if it did not change).
         let first = next_changes(tx, records.len()).map_err(|e| self.err(e))?;
@@ -274,11 +274,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The reservation of one request slot (see `terapi_host::limits`), as
+    /// The reservation of one request slot (see `terapi_domain::limits`), as
     /// one statement: the GCRA step and the daily count together.
     fn reserve_slot(&self, tenant: &str, limit: &RateLimitSpec, now_ms: u64) -> Result<Reservation, StoreError> {
         let interval = interval_ms(limit) as i64;
-        let day = (now_ms / terapi_host::limits::DAY_MS) as i64;
+        let day = (now_ms / terapi_domain::budget::DAY_MS) as i64;
         let tat: Option<(i64, i64)> = self
             .db()
             .prepare_cached(
@@ -352,7 +352,7 @@ impl Store for SqliteStore {
             return Err(StoreError::ConnectionExists(connection.id.clone()));
         }
         if let Some(event) = event {
-            insert_event(&tx, event, terapi_host::limits::unix_ms() as i64, None, None).map_err(|e| self.err(e))?;
+            insert_event(&tx, event, terapi_domain::clock::unix_ms() as i64, None, None).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }
@@ -376,7 +376,7 @@ impl Store for SqliteStore {
             return Err(StoreError::NoConnection(id.to_string()));
         }
         if let Some(event) = event {
-            insert_event(&tx, event, terapi_host::limits::unix_ms() as i64, None, None).map_err(|e| self.err(e))?;
+            insert_event(&tx, event, terapi_domain::clock::unix_ms() as i64, None, None).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }
@@ -477,7 +477,7 @@ impl Store for SqliteStore {
     }
 
     async fn begin_sync(&self, lease: &SyncLease, model: &str, full: bool) -> Result<Option<String>, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let mut db = self.db();
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let holder: Option<(String, i64)> = tx
@@ -555,7 +555,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit_page(&self, lease: &SyncLease, model: &str, page: &SyncPage) -> Result<(), StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
         let held = tx
@@ -591,7 +591,7 @@ impl Store for SqliteStore {
         event: Option<&NewEvent>,
     ) -> Result<(), StoreError> {
         let (status, error) = (outcome.status(), outcome.message());
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
         let run: Option<(String, Option<i64>, bool)> = tx
@@ -676,7 +676,7 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let first = next_changes(&tx, gone.len()).map_err(|e| self.err(e))?;
-        let (now, now_ms) = (unix_now() as i64, terapi_host::limits::unix_ms() as i64);
+        let (now, now_ms) = (unix_now() as i64, terapi_domain::clock::unix_ms() as i64);
         {
             let mut mark = tx
                 .prepare_cached(
@@ -709,7 +709,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim_once(&self, scope: &str, id: &str, keep_until_ms: u64) -> Result<bool, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
         tx.execute(crate::SQL_PRUNE_SEEN_ONCE.replace('$', "?").as_str(), params![scope, now_ms])
@@ -722,7 +722,7 @@ impl Store for SqliteStore {
     }
 
     async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let taken = self
             .db()
             .execute(
@@ -741,7 +741,7 @@ impl Store for SqliteStore {
     }
 
     async fn live_locks(&self, prefix: &str) -> Result<u64, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let pattern = crate::like_prefix(prefix);
         self.db()
             .query_row(&crate::SQL_COUNT_LIVE_LOCKS.replace('$', "?"), params![pattern, now_ms], |r| r.get::<_, i64>(0))
@@ -750,7 +750,7 @@ impl Store for SqliteStore {
     }
 
     async fn live_leases(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         self.db()
             .prepare_cached(&crate::SQL_LIVE_LEASES.replace('$', "?"))
             .and_then(|mut s| s.query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
@@ -758,7 +758,7 @@ impl Store for SqliteStore {
     }
 
     async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
         let held = tx
@@ -849,7 +849,7 @@ impl Store for SqliteStore {
     }
 
     async fn due_now(&self) -> Result<u64, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         self.db()
             .query_row("SELECT COUNT(*) FROM sync_state WHERE due_at <= ?1", [now_ms], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
@@ -862,7 +862,7 @@ impl Store for SqliteStore {
         ttl: Duration,
         skip_tenants: &[String],
     ) -> Result<Option<(String, String)>, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let skip = serde_json::to_string(skip_tenants).unwrap_or_else(|_| "[]".into());
         // SQLite has one writer at a time: the statement is the claim.
         self.db()
@@ -894,7 +894,7 @@ impl Store for SqliteStore {
     }
 
     async fn tenant_load(&self, backlog_ms: u64) -> Result<TenantLoad, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let db = self.db();
         let running = db
             .prepare_cached(
@@ -919,7 +919,7 @@ impl Store for SqliteStore {
     }
 
     async fn waiting_syncs(&self) -> Result<u64, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         self.db()
             .query_row(
                 "SELECT COUNT(*) FROM sync_state WHERE due_at <= ?1 AND (lease_owner IS NULL OR lease_expires_at <= ?1)",
@@ -931,7 +931,7 @@ impl Store for SqliteStore {
     }
 
     async fn sync_queue(&self) -> Result<SyncQueue, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         self.db()
             .query_row(
                 "SELECT
@@ -954,12 +954,12 @@ impl Store for SqliteStore {
     async fn record_event(&self, event: &NewEvent) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
-        insert_event(&tx, event, terapi_host::limits::unix_ms() as i64, None, None).map_err(|e| self.err(e))?;
+        insert_event(&tx, event, terapi_domain::clock::unix_ms() as i64, None, None).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
     async fn claim_events(&self, owner: &str, ttl: Duration, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let db = self.db();
         let mut events: Vec<(i64, EventRecord)> = db
             .prepare_cached(&format!(
@@ -982,7 +982,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_delivery(&self, delivery: &DeliveryRecord, next: DeliveryNext) -> Result<(), StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let (status, retry_at) = match next {
             DeliveryNext::Delivered => ("delivered", now_ms),
             DeliveryNext::Skipped => ("skipped", now_ms),
@@ -1072,7 +1072,7 @@ impl Store for SqliteStore {
     }
 
     async fn sync_states(&self, connection_id: &str) -> Result<Vec<SyncState>, StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let db = self.db();
         let mut statement = db
             .prepare_cached(
@@ -1382,7 +1382,7 @@ impl Store for SqliteStore {
         result: Result<&str, &str>,
         event: Option<&NewEvent>,
     ) -> Result<(), StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let (status, output, error) = match result {
             Ok(output) => ("done", Some(output), None),
             Err(error) => ("failed", None, Some(error)),
@@ -1425,7 +1425,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError> {
-        let now_ms = terapi_host::limits::unix_ms() as i64;
+        let now_ms = terapi_domain::clock::unix_ms() as i64;
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.err(e))?;
         // Sessions live minutes; the expired ones are swept as new ones come.
@@ -1556,8 +1556,8 @@ mod tests {
     use crate::LastAction;
     use crate::crypto;
     use std::time::Duration;
-    use terapi_host::Secret;
-    use terapi_host::limits::{BudgetState, reserve};
+    use terapi_domain::Secret;
+    use terapi_domain::budget::{BudgetState, reserve};
 
     fn key() -> MasterKey {
         MasterKey::from_base64("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap()
@@ -1579,7 +1579,7 @@ mod tests {
         let limit = RateLimitSpec { per_second: Some(3), per_day: Some(7) };
         let mut state: Option<BudgetState> = None;
         // Requests arriving at these times (ms), across a day boundary.
-        let day = terapi_host::limits::DAY_MS;
+        let day = terapi_domain::budget::DAY_MS;
         for now in [5 * day + 10, 5 * day + 11, 5 * day + 400, 5 * day + 2000, 5 * day + 2001, 5 * day + 2002]
             .into_iter()
             .chain([5 * day + 2003, 5 * day + 2004, 5 * day + 2005, 6 * day, 6 * day + 1])
@@ -1596,7 +1596,7 @@ mod tests {
         block_on(async {
             assert_eq!(store.sync_queue().await.unwrap(), SyncQueue::default());
             store.create_connection(&connection("c"), None).await.unwrap();
-            let now = terapi_host::limits::unix_ms();
+            let now = terapi_domain::clock::unix_ms();
             store.schedule_sync("c", "a", "M", now - 5_000, false).await.unwrap();
             store.schedule_sync("c", "b", "M", now - 1_000, false).await.unwrap();
             store.schedule_sync("c", "later", "M", now + 60_000, false).await.unwrap();

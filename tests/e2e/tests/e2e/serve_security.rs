@@ -2,13 +2,10 @@
 //! copy of the database, another site's forms, and revoked keys.
 
 use hmac::{Hmac, Mac as _};
+use terapi_domain::digest::hex;
 use terapi_e2e::*;
 
 use crate::serve::Served;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// A session cookie as someone would make it from `secret` (HMAC key) and
 /// the message layout of the given scheme.
