@@ -118,3 +118,42 @@ fn made_up_methods_do_not_grow_metrics() {
         assert!(metrics.len() < 64 * 1024, "the scrape is {} bytes", metrics.len());
     });
 }
+
+/// Another process (a backup, `sqlite3`, a second terapi) holding the SQLite
+/// write lock makes store calls wait up to the busy timeout. They wait off
+/// the async workers: the server keeps answering what needs no store.
+#[test]
+fn a_held_sqlite_write_lock_does_not_stall_the_server() {
+    let dir = data_dir("serve-sqlite-lock");
+    let (_server, url, key) = serve_limited(&dir, &[]);
+    let client = reqwest::Client::new();
+    let runtime = tokio();
+
+    let locker = rusqlite::Connection::open(dir.join("terapi.db")).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // More waiting writers than the server has worker threads.
+    let writers: Vec<_> = (0..8)
+        .map(|n| {
+            let request = client
+                .post(format!("{url}/connect/sessions"))
+                .bearer_auth(&key)
+                .json(&serde_json::json!({"end_user": {"id": format!("u-{n}")}}))
+                .timeout(Duration::from_secs(30));
+            runtime.spawn(async move { request.send().await })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(writers.iter().all(|w| !w.is_finished()), "the writers wait for the lock");
+
+    let live = runtime
+        .block_on(async { client.get(format!("{url}/health/live")).timeout(Duration::from_secs(5)).send().await })
+        .expect("/health/live answers while store calls wait for the lock");
+    assert_eq!(live.status(), 200);
+    assert!(writers.iter().all(|w| !w.is_finished()), "the lock was still held when /health/live answered");
+
+    locker.execute_batch("ROLLBACK").unwrap();
+    for writer in writers {
+        let answer = runtime.block_on(writer).unwrap().expect("the writer is answered once the lock is gone");
+        assert_eq!(answer.status(), 200, "a writer that waited saves its session");
+    }
+}
