@@ -15,7 +15,70 @@ use terapi_platform::{ComponentSource, Platform, PlatformConfig};
 use terapi_store::{MasterKey, SqliteStore, Store};
 use terapi_store_postgres::PostgresStore;
 
-use crate::{ConnectionArgs, CredentialArgs, GlobalArgs};
+use crate::commands::connection_args::{ConnectionArgs, CredentialArgs};
+
+#[derive(clap::Args)]
+pub struct GlobalArgs {
+    /// providers.yaml to read [default: the one bundled with terapi]. Nango's
+    /// own file loads as it is. Repeatable: an entry in an earlier file wins,
+    /// and `bundled` names terapi's own, so `--providers bundled --providers
+    /// nango.yaml` is both, terapi's entries first.
+    #[arg(long, env = "TERAPI_PROVIDERS", global = true, value_name = "FILE|bundled", value_delimiter = ',')]
+    pub providers: Vec<PathBuf>,
+    /// A certificate authority (PEM) to trust beside the system's, for a
+    /// provider on a private CA (repeatable).
+    #[arg(long, env = "TERAPI_CA_CERT", global = true, value_name = "FILE", value_delimiter = ',')]
+    pub ca_cert: Vec<PathBuf>,
+    /// Provider component (.wasm): FILE serves every provider, PROVIDER=FILE
+    /// one of them (repeatable) [default: the bundled Gong component serves
+    /// gong and gong-oauth].
+    #[arg(long, env = "TERAPI_COMPONENT", global = true, value_name = "[PROVIDER=]FILE")]
+    pub component: Vec<String>,
+    /// Directory for compiled components [default: $XDG_CACHE_HOME/terapi or ~/.cache/terapi].
+    #[arg(long, env = "TERAPI_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Where connections, checkpoints and records are kept
+    /// [default: $XDG_DATA_HOME/terapi or ~/.local/share/terapi].
+    #[arg(long, env = "TERAPI_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep connections, syncs, records and request budgets in this
+    /// PostgreSQL database instead of SQLite in the data dir, so several
+    /// terapi processes on several machines share them (every one needs the
+    /// same master key: set TERAPI_MASTER_KEY). Example:
+    /// postgres://terapi:PASSWORD@db.internal/terapi
+    #[arg(long, env = "TERAPI_DATABASE_URL", global = true, value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Compile the component afresh and keep nothing on disk.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Let requests go to loopback, private (10.x, 192.168.x, fd00::/8),
+    /// link-local and other non-public addresses, and plain http to this
+    /// machine. Off: only public addresses over https, so a base URL an
+    /// end user types cannot reach this host's own network. For a local
+    /// fake provider, tests, and on-premise providers.
+    #[arg(long, env = "TERAPI_ALLOW_PRIVATE_EGRESS", global = true, action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_private_egress: bool,
+    /// Requests one sync run may send before it stops (resumable from its
+    /// last page), so a sync cannot spend the provider's daily quota, which
+    /// the account's other tools share, by itself (0: no cap).
+    #[arg(long, env = "TERAPI_MAX_REQUESTS_PER_RUN", global = true, default_value_t = 5000, value_name = "N")]
+    pub max_requests_per_run: u64,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG also works.
+    /// `serve` and `worker` log at info already.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// How log lines on stderr look: `text` for people, `json` (one object
+    /// a line, with each event's fields) for a log pipeline.
+    #[arg(long, env = "TERAPI_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 const BUNDLED_PROVIDERS: &str = include_str!("../../providers.yaml");
 /// The providers the bundled component serves.

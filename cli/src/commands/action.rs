@@ -5,7 +5,30 @@ use anyhow::{Context as _, Result, anyhow};
 use terapi_host::{Method, OutboundRequest};
 
 use crate::app::{self, App};
-use crate::{ActionCommand, ConnectionArgs};
+use crate::commands::connection_args::ConnectionArgs;
+
+#[allow(clippy::large_enum_variant)]
+#[derive(clap::Subcommand)]
+pub enum ActionCommand {
+    /// The actions the component offers, one line each.
+    List {
+        /// Also print each action's input JSON Schema.
+        #[arg(long)]
+        schemas: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one action and print its JSON output.
+    Run {
+        /// Action name (see `terapi action list`).
+        name: String,
+        /// JSON input: text, @FILE, or - for stdin [default: {}].
+        #[arg(long, short)]
+        input: Option<String>,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
 
 pub async fn verify(app: &App, args: ConnectionArgs) -> Result<ExitCode> {
     let platform = app.platform().await?;
@@ -62,12 +85,22 @@ pub async fn run(app: &App, command: ActionCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Args)]
 pub struct ProxyArgs {
+    /// GET, POST, PUT, PATCH or DELETE.
     pub method: String,
+    /// Path relative to the provider's base URL, e.g. /v2/users.
     pub path: String,
+    /// Query parameter (repeatable).
+    #[arg(long = "query", short = 'q', value_name = "KEY=VALUE")]
     pub query: Vec<String>,
+    /// Request header (repeatable); Authorization is set by terapi.
+    #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
     pub headers: Vec<String>,
+    /// Request body: JSON text, @FILE, or - for stdin.
+    #[arg(long, short = 'd')]
     pub data: Option<String>,
+    #[command(flatten)]
     pub connection: ConnectionArgs,
 }
 

@@ -3,9 +3,69 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use terapi_host::BASE_URL_CONFIG_KEY;
 
-use crate::ConnectionCommand;
 use crate::app::{self, App, when};
 use crate::authorize;
+use crate::commands::connection_args::CredentialArgs;
+
+#[derive(clap::Subcommand)]
+pub enum ConnectionCommand {
+    /// Verify a credential with the provider, then save it (secrets encrypted).
+    Create {
+        /// Your name for the connection, e.g. `acme-gong`.
+        id: String,
+        #[command(flatten)]
+        credential: CredentialArgs,
+    },
+    /// Authorize an OAuth connection (gong-oauth): open the printed URL, approve,
+    /// and the redirect to http://127.0.0.1:53682/callback (register that URI
+    /// with the OAuth app) completes it. Needs GONG_OAUTH_CLIENT_ID and
+    /// GONG_OAUTH_CLIENT_SECRET. Re-authorizing keeps records and checkpoints.
+    /// Asks for the fewest scopes: those of the --sync and --action named, or
+    /// of every sync and read-only action; writes only by name or --all-scopes.
+    Authorize {
+        id: String,
+        /// An OAUTH2 provider from providers.yaml.
+        #[arg(long, default_value = "gong-oauth")]
+        provider: String,
+        /// Port of the local redirect listener (0: any free port, for a
+        /// redirect URI the provider lets vary).
+        #[arg(long, default_value_t = crate::authorize::DEFAULT_PORT)]
+        port: u16,
+        /// The redirect URI registered with the OAuth app [default: http://127.0.0.1:PORT/callback].
+        #[arg(long)]
+        redirect_uri: Option<String>,
+        /// Skip the listener: exchange a code copied from the redirect by hand.
+        #[arg(long)]
+        code: Option<String>,
+        /// Ask for the scopes this sync needs (repeatable).
+        #[arg(long = "sync", value_name = "NAME")]
+        syncs: Vec<String>,
+        /// Ask for the scopes this action needs, writes included (repeatable).
+        #[arg(long = "action", value_name = "NAME")]
+        actions: Vec<String>,
+        /// Ask for these scopes (repeatable), beside the ones verification needs.
+        #[arg(long = "scope", conflicts_with_all = ["syncs", "actions", "all_scopes"])]
+        scopes: Vec<String>,
+        /// Ask for every scope the component's syncs and actions could use.
+        #[arg(long, conflicts_with_all = ["syncs", "actions"])]
+        all_scopes: bool,
+    },
+    /// Saved connections (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One connection and the state of its syncs (never its secret).
+    Show { id: String },
+    /// Replace a connection's credential in place; checkpoints and records stay.
+    Rotate {
+        id: String,
+        #[command(flatten)]
+        credential: CredentialArgs,
+    },
+    /// Delete a connection with its checkpoints and records.
+    Delete { id: String },
+}
 
 pub async fn run(app: &App, command: ConnectionCommand) -> Result<ExitCode> {
     match command {

@@ -7,7 +7,58 @@ use anyhow::{Context as _, Result, bail};
 use terapi_mcp::ToolServer;
 
 use crate::app::App;
-use crate::{McpCommand, McpUserCommand};
+
+#[derive(clap::Subcommand)]
+pub enum McpCommand {
+    /// Speak MCP over stdio (register this command in an MCP client's config).
+    Serve {
+        /// The saved connection the tools act on (default: the only one).
+        #[command(flatten)]
+        connection: crate::commands::connection_args::ConnectionArg,
+        /// Caller name for the audit log when the client does not give one.
+        #[arg(long)]
+        caller: Option<String>,
+        /// Serve only what this user's access profiles bind (default: every
+        /// tool approved on the connection, for someone at this machine).
+        #[arg(long)]
+        user: Option<String>,
+        /// Speak MCP's streamable HTTP at http://ADDR/mcp instead of stdio.
+        /// Loopback only (port 0: any free port; printed on start): the
+        /// endpoint has no authentication of its own.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+    },
+    /// Users of `terapi serve`'s /mcp, each with a bearer token.
+    User {
+        #[command(subcommand)]
+        command: McpUserCommand,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum McpUserCommand {
+    /// A new user; prints their bearer token for `terapi serve`'s /mcp (once).
+    Add {
+        name: String,
+        /// The token stops working after this many days [default: when
+        /// rotated or the user is removed].
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+    },
+    /// A new token for a user (the old one stops working at once).
+    Token {
+        name: String,
+        /// The new token stops working after this many days.
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a user: their token stops working, profiles forget them.
+    Remove { name: String },
+}
 
 pub async fn run(app: &App, command: McpCommand) -> Result<ExitCode> {
     let (connection, caller, user, http) = match command {
@@ -21,6 +72,7 @@ pub async fn run(app: &App, command: McpCommand) -> Result<ExitCode> {
         );
     }
     let platform = Arc::new(app.platform().await?);
+    let connection = connection.resolve(platform.store().as_ref()).await?;
     let server = ToolServer::new(platform, &connection, caller, user).await?;
     if let Some(address) = http {
         let listener =

@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod connection;
+pub mod connection_args;
 pub mod mcp;
 pub mod providers;
 pub mod records;

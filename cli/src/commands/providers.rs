@@ -2,6 +2,17 @@ use std::process::ExitCode;
 
 use crate::app::App;
 
+#[derive(clap::Subcommand)]
+pub enum ProvidersCommand {
+    /// One line per provider: key, auth mode, what terapi does with it, docs.
+    List {
+        /// One JSON array: key, auth_mode, serves, not_served, docs (and the
+        /// unreadable entries, with their line and message).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// One line per entry: key, auth mode, what terapi does with it (auth and
 /// proxy; syncs and actions where a component serves it) or why not, and
 /// docs; then the entries that could not be read, with where and why.

@@ -4,8 +4,24 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use terapi_store::RecordQuery;
 
-use crate::RecordsCommand;
 use crate::app::App;
+
+#[derive(clap::Subcommand)]
+pub enum RecordsCommand {
+    /// Print saved records of a model as NDJSON.
+    List {
+        /// Model name (see `terapi sync list`), e.g. GongUser.
+        model: String,
+        /// Only records changed after this time (RFC 3339, a date, or unix seconds).
+        #[arg(long, value_name = "TIME")]
+        modified_after: Option<String>,
+        #[command(flatten)]
+        connection: crate::commands::connection_args::ConnectionArg,
+        /// Also records a full sync found gone upstream.
+        #[arg(long)]
+        include_deleted: bool,
+    },
+}
 
 pub async fn run(app: &App, command: RecordsCommand) -> Result<ExitCode> {
     let RecordsCommand::List { model, modified_after, connection, include_deleted } = command;
@@ -14,6 +30,7 @@ pub async fn run(app: &App, command: RecordsCommand) -> Result<ExitCode> {
         .transpose()
         .context("--modified-after")?;
     let store = app.store().await?;
+    let connection = connection.resolve(store.as_ref()).await?;
     let summary = store.connection_summary(&connection).await?;
     // A misspelt model would list nothing and look like an empty sync.
     let mut models: Vec<String> = store.sync_states(&connection).await?.into_iter().map(|s| s.model).collect();

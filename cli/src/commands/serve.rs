@@ -8,7 +8,77 @@ use terapi_serve::webhooks::WebhookConfig;
 use terapi_serve::{ServeConfig, ServeState};
 
 use crate::app::{App, when};
-use crate::{KeyCommand, ServeArgs};
+use crate::commands::webhooks::WebhookArgs;
+
+/// `terapi serve`'s options.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; printed on start).
+    #[arg(long, default_value = "127.0.0.1:3003")]
+    pub bind: std::net::SocketAddr,
+    /// The URL end users reach this server at (Connect links, OAuth
+    /// redirects); default: http://BIND/.
+    #[arg(long, env = "TERAPI_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+    /// Scheduled syncs this server runs at once (0: none, leave them to
+    /// `terapi worker`s on the same store).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// An origin allowed to frame the Connect page, e.g.
+    /// https://app.example.com (repeatable; comma-separated in the env
+    /// var). This server's own origin always may; a session's
+    /// `allowed_origin` may frame its own page.
+    #[arg(long = "frame-ancestor", env = "TERAPI_FRAME_ANCESTORS", value_delimiter = ',', value_name = "ORIGIN")]
+    pub frame_ancestors: Vec<String>,
+    /// A provider of providers.yaml no component serves, offered with
+    /// auth and proxy only (Connect, /connections, /proxy); repeatable.
+    #[arg(long = "integration", env = "TERAPI_INTEGRATIONS", value_delimiter = ',', value_name = "PROVIDER")]
+    pub integrations: Vec<String>,
+    /// The app's name, which the Connect page shows end users ("Acme
+    /// CRM wants to connect to your Gong account").
+    #[arg(long, env = "TERAPI_APP_NAME")]
+    pub app_name: Option<String>,
+    /// Providers' logos for the Connect page, `{provider}` standing for
+    /// the key, e.g. https://app.nango.dev/images/template-logos/{provider}.svg
+    /// [default: a monogram; nothing fetched from elsewhere].
+    #[arg(long, env = "TERAPI_LOGO_URL", value_name = "URL")]
+    pub logo_url: Option<String>,
+    /// Open connections at most; at the cap the one idle longest is closed
+    /// for a new one [default: the open-files limit (raised to its hard
+    /// limit) less 128].
+    #[arg(long, env = "TERAPI_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "TERAPI_HEADER_TIMEOUT", value_name = "SECONDS", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a connection may stay open with no request in flight.
+    #[arg(long, env = "TERAPI_IDLE_TIMEOUT", value_name = "SECONDS", default_value_t = 60)]
+    pub idle_timeout: u64,
+}
+
+#[derive(clap::Subcommand)]
+pub enum KeyCommand {
+    /// Make a new key and print it (once).
+    Create {
+        #[arg(long, default_value = "default")]
+        label: String,
+    },
+    /// The keys, by public id (never the key).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its public id.
+    Revoke { id: String },
+}
+
+#[derive(clap::Subcommand)]
+pub enum MasterKeyCommand {
+    /// Print a new random key (base64 of 32 bytes).
+    Generate,
+}
 
 pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
     let webhooks = webhook_config(args.webhooks)?;
@@ -69,7 +139,7 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<ExitCode> {
 }
 
 /// The webhook settings, checked: a URL needs a signing key.
-pub fn webhook_config(args: crate::WebhookArgs) -> Result<Option<WebhookConfig>> {
+pub fn webhook_config(args: crate::commands::webhooks::WebhookArgs) -> Result<Option<WebhookConfig>> {
     match (args.webhook_url, args.webhook_signing_key) {
         (Some(url), Some(key)) if !key.is_empty() => {
             if !matches!(url.scheme(), "http" | "https") {

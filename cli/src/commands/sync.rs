@@ -4,10 +4,90 @@ use anyhow::{Result, bail};
 use terapi_host::SyncOptions;
 use terapi_platform::{StoredSyncOptions, WorkerOptions};
 
-use crate::SyncCommand;
 use crate::app::{self, App, when};
+use crate::commands::connection_args::ConnectionArgs;
 use crate::signals;
 use crate::sinks::{NdjsonSink, Progress};
+
+#[derive(clap::Subcommand)]
+pub enum RunsCommand {
+    /// The newest runs, newest first (of one connection, or of all).
+    List {
+        #[arg(long, short = 'c', env = "TERAPI_CONNECTION")]
+        connection: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One sync of a connection: its state (status, checkpoint, last error,
+    /// schedule, next due) and every run of it kept, newest first.
+    Show {
+        /// Sync name (see `terapi sync list`).
+        sync: String,
+        #[command(flatten)]
+        connection: crate::commands::connection_args::ConnectionArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[allow(clippy::large_enum_variant)]
+#[derive(clap::Subcommand)]
+pub enum SyncCommand {
+    /// The syncs the component offers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a sync due now for `terapi worker`, for one connection or all.
+    Schedule {
+        /// Sync name (see `terapi sync list`).
+        name: String,
+        #[arg(long, short = 'c', env = "TERAPI_CONNECTION", required_unless_present = "all")]
+        connection: Option<String>,
+        /// Every saved connection.
+        #[arg(long, conflicts_with = "connection")]
+        all: bool,
+    },
+    /// Per sync of a saved connection: last run, records, checkpoint, last error.
+    Status {
+        #[command(flatten)]
+        connection: crate::commands::connection_args::ConnectionArg,
+        /// One JSON array of the syncs' states.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a sync to the end. With --connection, records are saved page by page
+    /// and a rerun resumes where the last one stopped; otherwise they are
+    /// written as NDJSON.
+    Run {
+        /// Sync name (see `terapi sync list`).
+        name: String,
+        /// Write records here instead of stdout (without --connection).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        /// Start from this checkpoint (without --connection: printed by an earlier run).
+        #[arg(long)]
+        checkpoint: Option<String>,
+        /// Start from the beginning, ignoring the saved checkpoint.
+        #[arg(long)]
+        full: bool,
+        /// Mark what a full pass did not see deleted even when the pass looks
+        /// cut short (fewer records than the provider's total, or more than a
+        /// quarter of the stored ones gone at once).
+        #[arg(long)]
+        allow_mass_deletion: bool,
+        /// Only records changed after this RFC 3339 time (incremental syncs).
+        #[arg(long, value_name = "TIME")]
+        modified_since: Option<String>,
+        /// How far back an incremental sync's first run reaches [default: 30].
+        #[arg(long, value_name = "DAYS")]
+        backfill_days: Option<u32>,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
 
 pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
     match command {
@@ -45,6 +125,7 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
         }
         SyncCommand::Status { connection, json } => {
             let store = app.store().await?;
+            let connection = connection.resolve(store.as_ref()).await?;
             store.connection_summary(&connection).await?;
             let states = store.sync_states(&connection).await?;
             if json {
@@ -176,12 +257,24 @@ pub async fn run(app: &App, command: SyncCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Args)]
 pub struct WorkerArgs {
+    /// Syncs this worker runs at once.
+    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Seconds a run's lease lasts without a sign of life; a worker that
+    /// dies has its syncs taken over after this.
+    #[arg(long, default_value_t = 60)]
     pub lease_secs: u64,
+    /// Exit once nothing is due and nothing is running.
+    #[arg(long)]
     pub exit_when_idle: bool,
+    /// Syncs of one provider tenant (a Gong company) run at once across
+    /// every worker on the store.
+    #[arg(long, default_value_t = 2)]
     pub per_tenant: u32,
-    pub webhooks: crate::WebhookArgs,
+    #[command(flatten)]
+    pub webhooks: crate::commands::webhooks::WebhookArgs,
 }
 
 pub async fn worker(app: &App, args: WorkerArgs) -> Result<ExitCode> {
@@ -233,10 +326,13 @@ pub async fn worker(app: &App, args: WorkerArgs) -> Result<ExitCode> {
 }
 
 /// `terapi runs list`: the store's run history, newest first.
-pub async fn runs(app: &crate::app::App, command: crate::RunsCommand) -> anyhow::Result<std::process::ExitCode> {
+pub async fn runs(app: &crate::app::App, command: RunsCommand) -> anyhow::Result<std::process::ExitCode> {
     let (connection, limit, json) = match command {
-        crate::RunsCommand::List { connection, limit, json } => (connection, limit, json),
-        crate::RunsCommand::Show { sync, connection, json } => return show_run(app, &connection, &sync, json).await,
+        RunsCommand::List { connection, limit, json } => (connection, limit, json),
+        RunsCommand::Show { sync, connection, json } => {
+            let connection = connection.resolve(app.store().await?.as_ref()).await?;
+            return show_run(app, &connection, &sync, json).await;
+        }
     };
     let runs = app.platform().await?.recent_runs(connection.as_deref(), limit).await?;
     if json {

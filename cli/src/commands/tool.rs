@@ -3,34 +3,143 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use terapi_platform::{DefaultClassification, Grant, Platform, ProfileEdit, ToolDecision};
+use anyhow::Result;
+use terapi_platform::{DefaultClassification, Grant, ProfileEdit, ToolDecision};
 
 use crate::app::{App, when};
-use crate::{AuditCommand, ConnectionArg, ProfileCommand, ToolCommand, ToolsetCommand};
+use crate::commands::connection_args::ConnectionArg;
 
-/// The connection a command names, or the store's only one.
-pub async fn resolve_connection(platform: &Platform, given: ConnectionArg) -> Result<String> {
-    if let Some(connection) = given.connection {
-        return Ok(connection);
-    }
-    let all = platform.store().connections().await?;
-    match all.as_slice() {
-        [only] => Ok(only.id.clone()),
-        [] => bail!("there is no saved connection yet; save one with `terapi connection create`"),
-        many => bail!(
-            "the store has {} connections ({}); name one with --connection ID",
-            many.len(),
-            many.iter().map(|c| c.id.as_str()).take(10).collect::<Vec<_>>().join(", ")
-        ),
-    }
+#[derive(clap::Subcommand)]
+pub enum ToolCommand {
+    /// A connection's tools: status there (approved, pending, denied), the
+    /// toolsets holding each, and the default for tools nobody decided on.
+    List {
+        #[command(flatten)]
+        connection: ConnectionArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve tools on one connection (other connections keep their own decisions).
+    Approve {
+        #[arg(required = true)]
+        tools: Vec<String>,
+        #[command(flatten)]
+        connection: ConnectionArg,
+    },
+    /// Deny tools on one connection: hidden from MCP clients, calls refused.
+    Deny {
+        #[arg(required = true)]
+        tools: Vec<String>,
+        #[command(flatten)]
+        connection: ConnectionArg,
+    },
+    /// Forget the decisions on these tools: back to the connection's default.
+    Reset {
+        #[arg(required = true)]
+        tools: Vec<String>,
+        #[command(flatten)]
+        connection: ConnectionArg,
+    },
+    /// What tools nobody decided on are on this connection:
+    /// auto-approve-read-only (the default), pending-for-all or approve-all.
+    Default {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(terapi_platform::DefaultClassification::NAMES))]
+        classification: String,
+        #[command(flatten)]
+        connection: ConnectionArg,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum ToolsetCommand {
+    /// Every toolset and its tools.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A new named set of tools (tools may be added later).
+    Create {
+        name: String,
+        tools: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Add tools to a toolset.
+    Add {
+        name: String,
+        #[arg(required = true)]
+        tools: Vec<String>,
+    },
+    /// Take tools out of a toolset.
+    Remove {
+        name: String,
+        #[arg(required = true)]
+        tools: Vec<String>,
+    },
+    /// Delete a toolset no access profile binds.
+    Delete { name: String },
+}
+
+#[derive(clap::Subcommand)]
+pub enum ProfileCommand {
+    /// Every access profile: its grants (toolset on a connection, or on all) and users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Bind a toolset to the profile's users, on every connection or on one.
+    Grant {
+        name: String,
+        #[arg(long, required = true)]
+        toolset: String,
+        /// Only on this connection (default: on every connection).
+        #[arg(long)]
+        connection: Option<String>,
+    },
+    /// Take a grant back (name it as it was granted).
+    Revoke {
+        name: String,
+        #[arg(long, required = true)]
+        toolset: String,
+        #[arg(long)]
+        connection: Option<String>,
+    },
+    AddUser {
+        name: String,
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    RemoveUser {
+        name: String,
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum AuditCommand {
+    /// The newest tool calls: time, caller, connection, tool, input hash, status, duration.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(app: &App, command: ToolCommand) -> Result<ExitCode> {
     let platform = app.platform().await?;
     let (tools, connection, decision) = match command {
         ToolCommand::List { connection, json } => {
-            let connection = resolve_connection(&platform, connection).await?;
+            let connection = connection.resolve(platform.store().as_ref()).await?;
             let listed = platform.tools(&connection).await?;
             if json {
                 let tools: Vec<_> = listed
@@ -62,7 +171,7 @@ pub async fn run(app: &App, command: ToolCommand) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         ToolCommand::Default { classification, connection } => {
-            let connection = resolve_connection(&platform, connection).await?;
+            let connection = connection.resolve(platform.store().as_ref()).await?;
             let classification = DefaultClassification::parse(&classification)?;
             platform.set_tool_default(&connection, classification).await?;
             eprintln!("connection {connection}: tools nobody decided on are now {}", classification.as_str());
@@ -72,7 +181,7 @@ pub async fn run(app: &App, command: ToolCommand) -> Result<ExitCode> {
         ToolCommand::Deny { tools, connection } => (tools, connection, ToolDecision::Deny),
         ToolCommand::Reset { tools, connection } => (tools, connection, ToolDecision::Reset),
     };
-    let connection = resolve_connection(&platform, connection).await?;
+    let connection = connection.resolve(platform.store().as_ref()).await?;
     platform.decide_tools(&connection, &tools, decision).await?;
     let done = match decision {
         ToolDecision::Approve => "approved",

@@ -17,8 +17,67 @@ use serde_json::json;
 use terapi_host::{Error, ProviderFailure};
 use terapi_platform::{Platform, PlatformError, WebhookOutcome, webhooks};
 
-use crate::WebhooksCommand;
 use crate::app::{App, when};
+
+/// Where the store's webhook events go (change webhooks after sync runs,
+/// auth webhooks for new connections). Every `terapi serve` and `terapi
+/// worker` given them delivers events, sharing the work.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WebhookArgs {
+    /// The app's webhook URL.
+    #[arg(long, env = "TERAPI_WEBHOOK_URL")]
+    pub webhook_url: Option<url::Url>,
+    /// Signs webhooks (X-Nango-Hmac-Sha256); give the same to the app.
+    #[arg(long, env = "TERAPI_WEBHOOK_SIGNING_KEY", hide_env_values = true)]
+    pub webhook_signing_key: Option<String>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum WebhooksCommand {
+    /// Listen for POSTs to /webhooks/gong and store what they carry.
+    Serve {
+        /// Address to listen on (port 0: any free port; printed on start).
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        bind: std::net::SocketAddr,
+        /// The saved connection the records belong to (default: the only one).
+        #[command(flatten)]
+        connection: crate::commands::connection_args::ConnectionArg,
+        /// Gong's public key (PEM) for signed rules; unsigned or badly signed
+        /// payloads are then rejected with 401.
+        #[arg(long, value_name = "PEM_FILE")]
+        public_key: Option<std::path::PathBuf>,
+        /// The URL Gong's rule posts to, as Gong sees it (behind a proxy, the
+        /// public one): a signed token's `webhook_url` must name it.
+        #[arg(long, value_name = "URL", env = "TERAPI_WEBHOOK_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// How old (seconds since Gong signed it) a delivery may be; older
+        /// ones are refused as possible replays.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        max_age: u64,
+        /// Largest body accepted, in bytes.
+        #[arg(long, default_value_t = 4 << 20)]
+        max_body_bytes: usize,
+    },
+    /// The webhook events in the store's outbox, newest first: sent,
+    /// pending (with their next attempt) or given up.
+    Events {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The delivery log: every attempt, newest first, with the receiver's
+    /// answer or why it could not be reached.
+    Deliveries {
+        /// Only this event's attempts.
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 struct WebhookServer {
     platform: Platform,
@@ -50,6 +109,7 @@ pub async fn run(app: &App, command: WebhooksCommand) -> Result<ExitCode> {
         None => None,
     };
     let platform = app.platform().await?;
+    let connection = connection.resolve(platform.store().as_ref()).await?;
     platform.store().connection_summary(&connection).await?;
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
     let address = listener.local_addr()?;
