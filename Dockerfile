@@ -5,7 +5,7 @@
 #   docker run -p 3003:3003 -v terapi:/var/lib/terapi \
 #     -e TERAPI_PUBLIC_URL=https://terapi.example.com -e TERAPI_MASTER_KEY=... terapi
 # (`terapi master-key generate` makes the key; without TERAPI_DATABASE_URL the
-# store is SQLite in the volume). cli/tests/cli.rs checks this file and runs its command.
+# store is SQLite in the volume). cli/tests/cli/deploy.rs checks this file and runs its command.
 
 FROM rust:1.95-bookworm AS build
 RUN rustup target add wasm32-wasip2

@@ -1,4 +1,4 @@
-//! `terapi serve` at scale, with bounded loops (figures in README):
+//! `terapi serve` at scale, with bounded loops (figures in docs/performance.md):
 //! - records listing over HTTP with 100,000 stored records: latency p50/p99
 //!   of a 100-record page, at the start and deep into the cursor walk;
 //! - the scheduler with 1,000 connections x 10 syncs (the real component

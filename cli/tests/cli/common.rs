@@ -1,8 +1,6 @@
 //! What the CLI test binaries share: the fake Gong, the `terapi` binary
 //! with a clean environment, data dirs, and a minimal MCP client.
 
-#![allow(dead_code)] // each test binary uses its own part of this
-
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;

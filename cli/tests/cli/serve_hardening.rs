@@ -2,13 +2,11 @@
 //! and trickling connections under the file limit a systemd unit gets,
 //! made-up methods against `/metrics`.
 
-mod common;
-
 use std::io::{Read as _, Write as _};
 use std::os::unix::process::CommandExt as _;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// `terapi serve` with its open-files limit at 1,024 (soft and hard, as a
 /// unit without `LimitNOFILE` gets), its URL and a secret key.

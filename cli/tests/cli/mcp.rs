@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use fake_gong::fixtures;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn mcp_serve(dir: &Path) -> std::process::Command {
     let mut serve = terapi(None);
