@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use terapi_e2e::terapi_store::{MasterKey, Store};
+use terapi_e2e::terapi_store::MasterKey;
+use terapi_e2e::terapi_store::prelude::*;
 use terapi_e2e::terapi_store_postgres::PostgresStore;
 use terapi_e2e::*;
 

@@ -5,7 +5,8 @@
 use terapi_e2e::fake_gong::{FakeGongConfig, fixtures};
 use terapi_e2e::terapi_host::{Credentials, Secret};
 use terapi_e2e::terapi_platform::{PlatformError, StoredSyncOptions};
-use terapi_e2e::terapi_store::{MasterKey, SqliteStore, Store, StoreError};
+use terapi_e2e::terapi_store::prelude::*;
+use terapi_e2e::terapi_store::{MasterKey, SqliteStore, StoreError};
 use terapi_e2e::*;
 
 fn key(byte: u8) -> MasterKey {

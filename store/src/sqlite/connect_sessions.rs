@@ -1,0 +1,90 @@
+//! `ConnectSessionStore`: connect sessions: the links an end user saves a connection through.
+
+use super::*;
+
+#[async_trait::async_trait]
+impl ConnectSessionStore for SqliteStore {
+    async fn create_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError> {
+        self.blocking(|| {
+            let now_ms = terapi_domain::clock::unix_ms() as i64;
+            let mut db = self.db();
+            let tx = db.transaction().map_err(|e| self.err(e))?;
+            // Sessions live minutes; the expired ones are swept as new ones come.
+            tx.execute("DELETE FROM connect_sessions WHERE expires_at_ms < ?1 - 86400000", [now_ms])
+                .map_err(|e| self.err(e))?;
+            tx.execute(
+                "INSERT INTO connect_sessions
+                     (token_sha256, end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin,
+                      reconnect_connection_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    session.token_sha256,
+                    session.owner,
+                    serde_json::to_string(&session.allowed_integrations).unwrap_or_else(|_| "[]".into()),
+                    session.expires_at_ms as i64,
+                    session.connection_id,
+                    session.allowed_origin,
+                    session.reconnect_connection_id,
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+            tx.commit().map_err(|e| self.err(e))
+        })
+    }
+
+    async fn connect_session(&self, token_sha256: &str) -> Result<Option<ConnectSession>, StoreError> {
+        self.blocking(|| {
+            self.db()
+                .query_row(
+                    "SELECT end_user, allowed_integrations, expires_at_ms, connection_id, allowed_origin,
+                            reconnect_connection_id
+                     FROM connect_sessions WHERE token_sha256 = ?1",
+                    [token_sha256],
+                    |r| {
+                        Ok(ConnectSession {
+                            token_sha256: token_sha256.to_string(),
+                            owner: r.get(0)?,
+                            allowed_integrations: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
+                            expires_at_ms: r.get::<_, i64>(2)? as u64,
+                            connection_id: r.get(3)?,
+                            allowed_origin: r.get(4)?,
+                            reconnect_connection_id: r.get(5)?,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    async fn claim_connect_session(
+        &self,
+        token_sha256: &str,
+        connection_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.blocking(|| {
+            let changed = self
+                .db()
+                .execute(
+                    "UPDATE connect_sessions SET connection_id = ?2
+                     WHERE token_sha256 = ?1 AND connection_id IS NULL AND expires_at_ms >= ?3",
+                    params![token_sha256, connection_id, now_ms as i64],
+                )
+                .map_err(|e| self.err(e))?;
+            Ok(changed == 1)
+        })
+    }
+
+    async fn release_connect_session(&self, token_sha256: &str, connection_id: &str) -> Result<(), StoreError> {
+        self.blocking(|| {
+            self.db()
+                .execute(
+                    "UPDATE connect_sessions SET connection_id = NULL WHERE token_sha256 = ?1 AND connection_id = ?2",
+                    params![token_sha256, connection_id],
+                )
+                .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+}
