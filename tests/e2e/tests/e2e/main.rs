@@ -17,6 +17,6 @@ mod serve;
 mod serve_security;
 mod slice;
 mod store;
-mod store_contract;
+mod store_conformance;
 mod store_upgrade;
 mod surface;
