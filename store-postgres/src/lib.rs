@@ -11,6 +11,7 @@
 //! - Request budgets per provider tenant in one `UPDATE`, timed by the
 //!   database's clock, so hosts with skewed clocks still share one rate.
 
+mod driver;
 mod schema;
 pub mod tls;
 
@@ -18,13 +19,8 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::Duration;
 
-mod api_keys;
-mod async_actions;
-mod connect_sessions;
 mod connections;
-mod coordination;
 mod events;
-mod governance;
 mod records;
 mod schedule;
 mod sync_runs;
@@ -33,15 +29,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
 use terapi_domain::providers::RateLimitSpec;
 use terapi_domain::{Connection, Credentials, SyncPage, SyncRecord};
+use terapi_store::{ConnectionStore, EventStore, RecordStore, ScheduleStore, SyncRunStore};
 use terapi_store::{
-    ApiKeyInfo, AsyncAction, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord,
-    GovernanceDoc, MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome,
-    StoreError, StoredRecord, SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, UnseenRecords,
-    auth_mode_name, unix_now, username,
-};
-use terapi_store::{
-    ApiKeyStore, AsyncActionStore, ConnectSessionStore, ConnectionStore, CoordinationStore, EventStore,
-    GovernanceStore, RecordStore, ScheduleStore, SyncRunStore,
+    ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord, MasterKey, NewEvent, RETRY_FAILED_AFTER_MS,
+    RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease, SyncQueue, SyncRunRecord,
+    SyncState, TenantLoad, UnseenRecords, auth_mode_name, unix_now, username,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;

@@ -18,6 +18,7 @@
 mod crypto;
 mod roles;
 mod schema;
+pub mod sql;
 mod sqlite;
 pub mod time;
 
@@ -59,25 +60,11 @@ pub const SQL_RECORD_UPSERT_SET: &str = "SET updated_at = CASE WHEN (NOT COALESC
      seen_at_ms = excluded.seen_at_ms";
 
 #[doc(hidden)]
-pub const SQL_PRUNE_SEEN_ONCE: &str = "DELETE FROM seen_once WHERE scope = $1 AND expires_at_ms < $2";
-#[doc(hidden)]
-pub const SQL_CLAIM_ONCE: &str =
-    "INSERT INTO seen_once (scope, id, expires_at_ms) VALUES ($1, $2, $3) ON CONFLICT (scope, id) DO NOTHING";
-#[doc(hidden)]
-pub const SQL_TRY_LOCK: &str = "INSERT INTO locks (name, owner, expires_at_ms) VALUES ($1, $2, $3)
-     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms
-     WHERE locks.expires_at_ms < $4 OR locks.owner = excluded.owner";
-#[doc(hidden)]
 pub const SQL_WAITING_BY_TENANT: &str = "SELECT tenant, COUNT(*) FROM sync_state
      WHERE due_at <= $1 AND (lease_owner IS NULL OR lease_expires_at <= $1) GROUP BY tenant";
 #[doc(hidden)]
-pub const SQL_COUNT_LIVE_LOCKS: &str =
-    "SELECT COUNT(*) FROM locks WHERE name LIKE $1 ESCAPE '\\' AND expires_at_ms > $2";
-#[doc(hidden)]
 pub const SQL_LIVE_LEASES: &str = "SELECT connection_id, sync, lease_owner FROM sync_state
      WHERE lease_owner IS NOT NULL AND lease_expires_at > $1";
-#[doc(hidden)]
-pub const SQL_UNLOCK: &str = "DELETE FROM locks WHERE name = $1 AND owner = $2";
 
 /// A `LIKE … ESCAPE '\'` pattern for names starting with `prefix`.
 #[doc(hidden)]

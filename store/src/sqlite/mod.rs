@@ -8,13 +8,9 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-mod api_keys;
-mod async_actions;
-mod connect_sessions;
 mod connections;
-mod coordination;
+mod driver;
 mod events;
-mod governance;
 mod records;
 mod schedule;
 mod sync_runs;
@@ -25,14 +21,11 @@ use terapi_domain::providers::RateLimitSpec;
 use terapi_domain::{Connection, Credentials, SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
+use crate::{ConnectionStore, EventStore, RecordStore, ScheduleStore, SyncRunStore};
 use crate::{
-    ApiKeyInfo, AsyncAction, AuditEntry, ConnectSession, ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord,
-    GovernanceDoc, NewEvent, RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease,
-    SyncQueue, SyncRunRecord, SyncState, TenantLoad, UnseenRecords, auth_mode_name, schema, unix_now, username,
-};
-use crate::{
-    ApiKeyStore, AsyncActionStore, ConnectSessionStore, ConnectionStore, CoordinationStore, EventStore,
-    GovernanceStore, RecordStore, ScheduleStore, SyncRunStore,
+    ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord, NewEvent, RecordChanges, RecordPage, RecordQuery,
+    RunOutcome, StoreError, StoredRecord, SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, UnseenRecords,
+    auth_mode_name, schema, unix_now, username,
 };
 
 /// The columns `event_from_row` reads.
@@ -418,6 +411,7 @@ static UPSERT_RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::GovernanceStore;
     use crate::LastAction;
     use crate::crypto;
     use std::time::Duration;
