@@ -20,7 +20,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 mod connections;
-mod events;
 mod records;
 mod schedule;
 mod sync_runs;
@@ -29,11 +28,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
 use terapi_domain::providers::RateLimitSpec;
 use terapi_domain::{Connection, Credentials, SyncPage, SyncRecord};
-use terapi_store::{ConnectionStore, EventStore, RecordStore, ScheduleStore, SyncRunStore};
+use terapi_store::{ConnectionStore, RecordStore, ScheduleStore, SyncRunStore};
 use terapi_store::{
-    ConnectionSummary, DeliveryNext, DeliveryRecord, EventRecord, MasterKey, NewEvent, RETRY_FAILED_AFTER_MS,
-    RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease, SyncQueue, SyncRunRecord,
-    SyncState, TenantLoad, UnseenRecords, auth_mode_name, unix_now, username,
+    ConnectionSummary, MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome,
+    StoreError, StoredRecord, SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, UnseenRecords,
+    auth_mode_name, unix_now, username,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -303,33 +302,6 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// The columns `event_from_row` reads.
-const EVENT_COLUMNS: &str = "id, kind, connection_id, facts, created_at_ms, status, attempts, next_attempt_at_ms,
-     delivered_at_ms, last_error, run_started_at_ms, run_resumed, added, updated, deleted, seq";
-
-fn event_from_row(r: &tokio_postgres::Row) -> EventRecord {
-    let changes = match (r.get::<_, Option<i64>>(12), r.get::<_, Option<i64>>(13), r.get::<_, Option<i64>>(14)) {
-        (Some(added), Some(updated), Some(deleted)) => {
-            Some(RecordChanges { added: added as u64, updated: updated as u64, deleted: deleted as u64 })
-        }
-        _ => None,
-    };
-    EventRecord {
-        id: r.get(0),
-        kind: r.get(1),
-        connection_id: r.get(2),
-        facts: r.get(3),
-        created_at_ms: r.get::<_, i64>(4) as u64,
-        status: r.get(5),
-        attempts: r.get::<_, i32>(6) as u32,
-        next_attempt_at_ms: r.get::<_, i64>(7) as u64,
-        delivered_at_ms: r.get::<_, Option<i64>>(8).map(|t| t as u64),
-        last_error: r.get(9),
-        run_started_at_ms: r.get::<_, Option<i64>>(10).map(|t| t as u64),
-        run_resumed: r.get(11),
-        changes,
-    }
-}
-
 /// Writes an event in the caller's transaction, timed by the database.
 async fn insert_event(
     tx: &deadpool_postgres::Transaction<'_>,

@@ -11,6 +11,7 @@ mod api_keys;
 mod async_actions;
 mod connect_sessions;
 mod coordination;
+mod events;
 mod governance;
 
 use std::future::Future;
