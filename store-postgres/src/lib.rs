@@ -15,11 +15,9 @@ mod driver;
 mod schema;
 pub mod tls;
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::Duration;
 
-mod connections;
 mod records;
 mod schedule;
 mod sync_runs;
@@ -27,13 +25,12 @@ mod sync_runs;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
 use terapi_domain::providers::RateLimitSpec;
-use terapi_domain::{Connection, Credentials, SyncPage, SyncRecord};
-use terapi_store::{ConnectionStore, RecordStore, ScheduleStore, SyncRunStore};
+use terapi_domain::{SyncPage, SyncRecord};
 use terapi_store::{
-    ConnectionSummary, MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome,
-    StoreError, StoredRecord, SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, UnseenRecords,
-    auth_mode_name, unix_now, username,
+    MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError,
+    StoredRecord, SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, UnseenRecords, unix_now,
 };
+use terapi_store::{RecordStore, ScheduleStore, SyncRunStore};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -133,33 +130,6 @@ impl PostgresStore {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(|e| self.err(e))?;
         client.query(&statement, params).await.map_err(|e| self.err(e))
-    }
-
-    async fn summaries(&self, id: Option<&str>) -> Result<Vec<ConnectionSummary>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT id, provider, auth_mode, username, config, created_at, updated_at, verified_at,
-                        end_user, tags, metadata
-                 FROM connections WHERE $1::text IS NULL OR id = $1 ORDER BY id",
-                &[&id],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ConnectionSummary {
-                id: r.get(0),
-                provider: r.get(1),
-                auth_mode: r.get(2),
-                username: r.get(3),
-                config: serde_json::from_str(r.get::<_, &str>(4)).unwrap_or_default(),
-                created_at: r.get::<_, i64>(5) as u64,
-                updated_at: r.get::<_, i64>(6) as u64,
-                verified_at: r.get::<_, Option<i64>>(7).map(|t| t as u64),
-                end_user: r.get::<_, Option<&str>>(8).and_then(|t| serde_json::from_str(t).ok()),
-                tags: r.get::<_, Option<&str>>(9).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default(),
-                metadata: r.get::<_, Option<&str>>(10).and_then(|t| serde_json::from_str(t).ok()),
-            })
-            .collect())
     }
 
     async fn reserve_slot(&self, tenant: &str, limit: &RateLimitSpec) -> Result<Reservation, StoreError> {

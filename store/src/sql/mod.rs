@@ -10,6 +10,7 @@
 mod api_keys;
 mod async_actions;
 mod connect_sessions;
+mod connections;
 mod coordination;
 mod events;
 mod governance;

@@ -2,13 +2,11 @@
 //! Several processes may share it: opening is race-free, sync runs are
 //! leased, and request budgets are kept in it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-mod connections;
 mod driver;
 mod records;
 mod schedule;
@@ -17,15 +15,14 @@ mod sync_runs;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
 use terapi_domain::providers::RateLimitSpec;
-use terapi_domain::{Connection, Credentials, SyncPage, SyncRecord};
+use terapi_domain::{SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
-use crate::{ConnectionStore, RecordStore, ScheduleStore, SyncRunStore};
 use crate::{
-    ConnectionSummary, NewEvent, RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord,
-    SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, UnseenRecords, auth_mode_name, schema, unix_now,
-    username,
+    NewEvent, RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease, SyncQueue,
+    SyncRunRecord, SyncState, TenantLoad, UnseenRecords, schema, unix_now,
 };
+use crate::{RecordStore, ScheduleStore, SyncRunStore};
 
 /// The columns `event_from_row` reads.
 /// Writes an event in the caller's transaction.
@@ -171,21 +168,6 @@ impl SqliteStore {
         &self.path
     }
 
-    fn read_connection(&self, id: &str) -> Result<Connection, StoreError> {
-        let row = self
-            .db()
-            .query_row("SELECT provider, sealed_credentials, config FROM connections WHERE id = ?1", [id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
-            })
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let (provider, sealed, config) = row.ok_or_else(|| StoreError::NoConnection(id.to_string()))?;
-        let credentials = self.key.open_credentials(id, &sealed)?;
-        let config = serde_json::from_str(&config)
-            .map_err(|e| StoreError::Corrupt { id: id.to_string(), message: e.to_string() })?;
-        Ok(Connection { id: id.to_string(), provider, credentials, config })
-    }
-
     /// Runs SQLite work off the async executor. Every call can block: on
     /// this process's one connection, on another process's write lock (up
     /// to the busy timeout) or on the disk. On a multi-threaded runtime the
@@ -213,38 +195,6 @@ impl SqliteStore {
         );
         let (path, message) = (self.path.clone(), e.to_string());
         if busy { StoreError::Unavailable { path, message } } else { StoreError::Database { path, message } }
-    }
-
-    fn summaries(&self, id: Option<&str>) -> Result<Vec<ConnectionSummary>, StoreError> {
-        let db = self.db();
-        let mut statement = db
-            .prepare_cached(
-                "SELECT id, provider, auth_mode, username, config, created_at, updated_at, verified_at,
-                        end_user, tags, metadata
-                 FROM connections WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = statement
-            .query_map([id], |r| {
-                Ok(ConnectionSummary {
-                    id: r.get(0)?,
-                    provider: r.get(1)?,
-                    auth_mode: r.get(2)?,
-                    username: r.get(3)?,
-                    config: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
-                    created_at: r.get::<_, i64>(5)? as u64,
-                    updated_at: r.get::<_, i64>(6)? as u64,
-                    verified_at: r.get::<_, Option<i64>>(7)?.map(|t| t as u64),
-                    end_user: r.get::<_, Option<String>>(8)?.and_then(|t| serde_json::from_str(&t).ok()),
-                    tags: r
-                        .get::<_, Option<String>>(9)?
-                        .and_then(|t| serde_json::from_str(&t).ok())
-                        .unwrap_or_default(),
-                    metadata: r.get::<_, Option<String>>(10)?.and_then(|t| serde_json::from_str(&t).ok()),
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     fn upsert_in(
@@ -383,12 +333,14 @@ static UPSERT_RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::GovernanceStore;
     use crate::LastAction;
     use crate::crypto;
+    use crate::{ConnectionStore, GovernanceStore};
+    use std::collections::BTreeMap;
     use std::time::Duration;
     use terapi_domain::Secret;
     use terapi_domain::budget::{BudgetState, reserve};
+    use terapi_domain::{Connection, Credentials};
 
     fn key() -> MasterKey {
         MasterKey::from_base64("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap()
