@@ -19,7 +19,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 mod records;
-mod schedule;
 mod sync_runs;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -28,9 +27,9 @@ use terapi_domain::providers::RateLimitSpec;
 use terapi_domain::{SyncPage, SyncRecord};
 use terapi_store::{
     MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError,
-    StoredRecord, SyncLease, SyncQueue, SyncRunRecord, SyncState, TenantLoad, UnseenRecords, unix_now,
+    StoredRecord, SyncLease, SyncRunRecord, SyncState, UnseenRecords, unix_now,
 };
-use terapi_store::{RecordStore, ScheduleStore, SyncRunStore};
+use terapi_store::{RecordStore, SyncRunStore};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;

@@ -14,6 +14,7 @@ mod connections;
 mod coordination;
 mod events;
 mod governance;
+mod schedule;
 
 use std::future::Future;
 use std::marker::PhantomData;

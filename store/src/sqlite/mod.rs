@@ -5,11 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 mod driver;
 mod records;
-mod schedule;
 mod sync_runs;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -19,10 +17,10 @@ use terapi_domain::{SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
 use crate::{
-    NewEvent, RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease, SyncQueue,
-    SyncRunRecord, SyncState, TenantLoad, UnseenRecords, schema, unix_now,
+    NewEvent, RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease, SyncRunRecord,
+    SyncState, UnseenRecords, schema, unix_now,
 };
-use crate::{RecordStore, ScheduleStore, SyncRunStore};
+use crate::{RecordStore, SyncRunStore};
 
 /// The columns `event_from_row` reads.
 /// Writes an event in the caller's transaction.
@@ -335,7 +333,7 @@ mod tests {
     use super::*;
     use crate::LastAction;
     use crate::crypto;
-    use crate::{ConnectionStore, GovernanceStore};
+    use crate::{ConnectionStore, GovernanceStore, ScheduleStore, SyncQueue};
     use std::collections::BTreeMap;
     use std::time::Duration;
     use terapi_domain::Secret;
