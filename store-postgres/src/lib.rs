@@ -26,8 +26,8 @@ use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
 use terapi_domain::providers::RateLimitSpec;
 use terapi_domain::{SyncPage, SyncRecord};
 use terapi_store::{
-    MasterKey, NewEvent, RETRY_FAILED_AFTER_MS, RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError,
-    StoredRecord, SyncLease, SyncRunRecord, SyncState, UnseenRecords, unix_now,
+    MasterKey, NewEvent, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease, SyncRunRecord,
+    SyncState, UnseenRecords, unix_now,
 };
 use terapi_store::{RecordStore, SyncRunStore};
 use tokio_postgres::NoTls;
@@ -117,12 +117,6 @@ impl PostgresStore {
         } else {
             StoreError::Database { path, message }
         }
-    }
-
-    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(|e| self.err(e))?;
-        client.execute(&statement, params).await.map_err(|e| self.err(e))
     }
 
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
@@ -268,59 +262,6 @@ fn without_password(url: &str) -> String {
 
 fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
-}
-
-/// The columns `event_from_row` reads.
-/// Writes an event in the caller's transaction, timed by the database.
-async fn insert_event(
-    tx: &deadpool_postgres::Transaction<'_>,
-    event: &NewEvent,
-    run: Option<(i64, bool)>,
-    changes: Option<RecordChanges>,
-) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
-        &format!(
-            "INSERT INTO events (id, kind, connection_id, facts, created_at_ms, next_attempt_at_ms,
-                                 run_started_at_ms, run_resumed, added, updated, deleted)
-             VALUES ($1, $2, $3, $4, {NOW_MS}, {NOW_MS}, $5, $6, $7, $8, $9)"
-        ),
-        &[
-            &event.id,
-            &event.kind,
-            &event.connection_id,
-            &event.facts,
-            &run.map(|r| r.0),
-            &run.is_some_and(|r| r.1),
-            &changes.map(|c| c.added as i64),
-            &changes.map(|c| c.updated as i64),
-            &changes.map(|c| c.deleted as i64),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// What records of `model` changed at or after `since_ms`, by what their
-/// last change was: the same records `modified_after_ms` lists.
-async fn changes_since(
-    db: &impl deadpool_postgres::GenericClient,
-    connection_id: &str,
-    model: &str,
-    since_ms: i64,
-) -> Result<RecordChanges, tokio_postgres::Error> {
-    let row = db
-        .query_one(
-            "SELECT COUNT(*) FILTER (WHERE last_action = 'ADDED'), COUNT(*) FILTER (WHERE last_action = 'UPDATED'),
-                    COUNT(*) FILTER (WHERE last_action = 'DELETED')
-             FROM records WHERE connection_id = $1 AND model = $2 AND changed_at_ms >= $3",
-            &[&connection_id, &model, &since_ms],
-        )
-        .await?;
-    Ok(RecordChanges {
-        added: row.get::<_, i64>(0) as u64,
-        updated: row.get::<_, i64>(1) as u64,
-        deleted: row.get::<_, i64>(2) as u64,
-    })
 }
 
 /// Changes of one (connection, model) commit one at a time, in the order

@@ -1,8 +1,8 @@
 //! One SQL for both stores. A role written here (`impl<S: SqlStore> …`) is
 //! the only implementation of that role: SQLite and PostgreSQL run the same
 //! statement text, each through its own driver ([`SqlStore`]). Statements
-//! are written with `$n` placeholders and `{now_ms}` for the database's
-//! clock; the SQLite driver reads `$n` as `?n` and each driver puts its own
+//! are written with `$n` placeholders, `{now_ms}` for the database's
+//! clock and `{for_update}` where PostgreSQL must lock the rows read; the SQLite driver reads `$n` as `?n` and each driver puts its own
 //! clock expression for `{now_ms}` (PostgreSQL's, so every machine of a
 //! fleet agrees on time). Where the dialects mean different things, the
 //! code branches on [`SqlStore::dialect`] and says why.
@@ -15,6 +15,7 @@ mod coordination;
 mod events;
 mod governance;
 mod schedule;
+pub mod sync_runs;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -169,7 +170,14 @@ fn decode(column: usize, what: &str) -> StoreError {
 /// A statement's text for a driver: `$n` as SQLite's `?n` where needed,
 /// and `{now_ms}` as the driver's clock.
 pub fn render(sql: &str, dialect: Dialect) -> String {
-    let sql = sql.replace("{now_ms}", now_ms_sql(dialect));
+    let sql = sql.replace("{now_ms}", now_ms_sql(dialect)).replace(
+        "{for_update}",
+        match dialect {
+            // A SQLite transaction holds the write lock from its start.
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "FOR UPDATE",
+        },
+    );
     match dialect {
         Dialect::Sqlite => sql.replace('$', "?"),
         Dialect::Postgres => sql,

@@ -17,61 +17,10 @@ use terapi_domain::{SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
 use crate::{
-    NewEvent, RecordChanges, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease, SyncRunRecord,
-    SyncState, UnseenRecords, schema, unix_now,
+    NewEvent, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState,
+    UnseenRecords, schema, unix_now,
 };
 use crate::{RecordStore, SyncRunStore};
-
-/// The columns `event_from_row` reads.
-/// Writes an event in the caller's transaction.
-fn insert_event(
-    tx: &rusqlite::Transaction<'_>,
-    event: &NewEvent,
-    now_ms: i64,
-    run: Option<(i64, bool)>,
-    changes: Option<RecordChanges>,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO events (id, kind, connection_id, facts, created_at_ms, next_attempt_at_ms,
-                             run_started_at_ms, run_resumed, added, updated, deleted)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            event.id,
-            event.kind,
-            event.connection_id,
-            event.facts,
-            now_ms,
-            run.map(|r| r.0),
-            run.is_some_and(|r| r.1),
-            changes.map(|c| c.added as i64),
-            changes.map(|c| c.updated as i64),
-            changes.map(|c| c.deleted as i64),
-        ],
-    )?;
-    Ok(())
-}
-
-/// What records of `model` changed at or after `since_ms`, by what their
-/// last change was: the same records `modified_after_ms` lists.
-fn changes_since(
-    db: &rusqlite::Connection,
-    connection_id: &str,
-    model: &str,
-    since_ms: u64,
-) -> rusqlite::Result<RecordChanges> {
-    db.prepare_cached(
-        "SELECT COALESCE(SUM(last_action = 'ADDED'), 0), COALESCE(SUM(last_action = 'UPDATED'), 0),
-                COALESCE(SUM(last_action = 'DELETED'), 0)
-         FROM records WHERE connection_id = ?1 AND model = ?2 AND changed_at_ms >= ?3",
-    )?
-    .query_row(params![connection_id, model, since_ms as i64], |r| {
-        Ok(RecordChanges {
-            added: r.get::<_, i64>(0)? as u64,
-            updated: r.get::<_, i64>(1)? as u64,
-            deleted: r.get::<_, i64>(2)? as u64,
-        })
-    })
-}
 
 /// Takes `n` numbers of the change counter; the first of them.
 fn next_changes(tx: &rusqlite::Transaction<'_>, n: usize) -> rusqlite::Result<i64> {
