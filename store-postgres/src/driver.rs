@@ -25,6 +25,9 @@ impl ToSql for Bound<'_> {
             Param::Text(t) => t.to_sql(ty, out),
             Param::Bytes(b) => b.to_sql(ty, out),
             Param::Bool(b) => b.to_sql(ty, out),
+            Param::TextList(list) => list.to_sql(ty, out),
+            Param::OptTextList(list) => list.to_sql(ty, out),
+            Param::OptIntList(list) => list.to_sql(ty, out),
         }
     }
 

@@ -18,18 +18,10 @@ pub mod tls;
 use std::pin::Pin;
 use std::time::Duration;
 
-mod records;
-mod sync_runs;
-
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
 use terapi_domain::providers::RateLimitSpec;
-use terapi_domain::{SyncPage, SyncRecord};
-use terapi_store::{
-    MasterKey, NewEvent, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease, SyncRunRecord,
-    SyncState, UnseenRecords, unix_now,
-};
-use terapi_store::{RecordStore, SyncRunStore};
+use terapi_store::{MasterKey, StoreError};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -155,10 +147,6 @@ impl PostgresStore {
             None => Reservation::DailySpent { limit: limit.per_day.unwrap_or(0) },
         })
     }
-
-    fn lease_lost(lease: &SyncLease) -> StoreError {
-        StoreError::LeaseLost { connection: lease.connection_id.clone(), sync: lease.sync.clone() }
-    }
 }
 
 impl BudgetStore for PostgresStore {
@@ -258,68 +246,4 @@ fn without_password(url: &str) -> String {
         }
         _ => url.to_string(),
     }
-}
-
-fn ms(d: Duration) -> i64 {
-    d.as_millis() as i64
-}
-
-/// Changes of one (connection, model) commit one at a time, in the order
-/// they took their numbers: a reader never sees number 105 committed
-/// while 104 is still to come, so a cursor skips nothing.
-async fn lock_changes(
-    tx: &deadpool_postgres::Transaction<'_>,
-    connection_id: &str,
-    model: &str,
-) -> Result<(), tokio_postgres::Error> {
-    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 7372659))", &[&connection_id, &model])
-        .await?;
-    Ok(())
-}
-
-/// A page's upsert, one statement (see `terapi_store::SQL_RECORD_UPSERT_SET`).
-static UPSERT_PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "INSERT INTO records (connection_id, model, id, json, modified_at, modified_at_ms, first_seen_at, updated_at,
-                              seen_at_ms, change_seq, changed_at_ms, last_action)
-         SELECT $1, $2, page.id, page.json, page.modified_at, page.modified_at_ms, $6, $6, $7,
-                nextval('record_changes'), $7, 'ADDED'
-         FROM unnest($3::text[], $4::text[], $5::text[], $8::bigint[])
-              WITH ORDINALITY AS page (id, json, modified_at, modified_at_ms, n)
-         ORDER BY page.n
-         ON CONFLICT (connection_id, model, id) DO UPDATE {}",
-        terapi_store::SQL_RECORD_UPSERT_SET
-    )
-});
-
-/// Unchanged records are left alone, so `updated_at` means "changed".
-async fn upsert_records(
-    tx: &deadpool_postgres::Transaction<'_>,
-    connection_id: &str,
-    model: &str,
-    records: &[SyncRecord],
-) -> Result<(), tokio_postgres::Error> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let now = unix_now() as i64;
-    // One statement can touch a row once: of an id given twice, the last wins.
-    let mut last: std::collections::HashMap<&str, &SyncRecord> = std::collections::HashMap::new();
-    let mut order = Vec::with_capacity(records.len());
-    for record in records {
-        if last.insert(record.id.as_str(), record).is_none() {
-            order.push(record.id.as_str());
-        }
-    }
-    let page: Vec<&SyncRecord> = order.iter().map(|id| last[id]).collect();
-    // One statement for the page: arrays of ids, JSON and times, unnested.
-    let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
-    let jsons: Vec<&str> = page.iter().map(|r| r.json.as_str()).collect();
-    let modified: Vec<Option<&str>> = page.iter().map(|r| r.modified_at.as_deref()).collect();
-    let now_ms = terapi_domain::clock::unix_ms() as i64;
-    lock_changes(tx, connection_id, model).await?;
-    let statement = tx.prepare_cached(UPSERT_PAGE.as_str()).await?;
-    let modified_ms: Vec<Option<i64>> = page.iter().map(|r| terapi_store::modified_at_ms(r)).collect();
-    tx.execute(&statement, &[&connection_id, &model, &ids, &jsons, &modified, &now, &now_ms, &modified_ms]).await?;
-    Ok(())
 }

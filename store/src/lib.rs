@@ -37,41 +37,6 @@ pub use sqlite::{DATABASE_FILE, SqliteStore};
 /// A failed run is due again this long after it failed.
 pub const RETRY_FAILED_AFTER_MS: u64 = 60_000;
 
-// Statements that mean the same on both stores, written once with `$n`
-// placeholders (the SQLite store turns `$` into `?`, which SQLite reads as
-// the same numbered parameter).
-/// What a record upsert changes on a conflict, on both stores:
-/// `updated_at`, the change number and time move only when the record
-/// changed (or came back after being found deleted); `seen_at_ms` moves
-/// every time, for deletion detection. A version older than the stored
-/// one (by the provider's own time, `modified_at_ms`) changes nothing but
-/// `seen_at_ms`, so a replayed webhook or a late page never rolls a record
-/// back.
-#[doc(hidden)]
-pub const SQL_RECORD_UPSERT_SET: &str = "SET updated_at = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.updated_at ELSE records.updated_at END,
-     change_seq = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.change_seq ELSE records.change_seq END,
-     changed_at_ms = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN excluded.changed_at_ms ELSE records.changed_at_ms END,
-     last_action = CASE WHEN (NOT COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) AND ((records.json IS DISTINCT FROM excluded.json AND records.pruned_at IS NULL) OR records.modified_at IS DISTINCT FROM excluded.modified_at OR records.deleted_at IS NOT NULL)) THEN 'UPDATED' ELSE records.last_action END,
-     json = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.json ELSE excluded.json END,
-     modified_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.modified_at ELSE excluded.modified_at END,
-     modified_at_ms = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.modified_at_ms ELSE excluded.modified_at_ms END,
-     deleted_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.deleted_at ELSE NULL END,
-     pruned_at = CASE WHEN COALESCE(excluded.modified_at_ms < records.modified_at_ms, FALSE) THEN records.pruned_at ELSE NULL END,
-     seen_at_ms = excluded.seen_at_ms";
-
-#[doc(hidden)]
-pub const SQL_WAITING_BY_TENANT: &str = "SELECT tenant, COUNT(*) FROM sync_state
-     WHERE due_at <= $1 AND (lease_owner IS NULL OR lease_expires_at <= $1) GROUP BY tenant";
-#[doc(hidden)]
-pub const SQL_LIVE_LEASES: &str = "SELECT connection_id, sync, lease_owner FROM sync_state
-     WHERE lease_owner IS NOT NULL AND lease_expires_at > $1";
-
-/// A `LIKE … ESCAPE '\'` pattern for names starting with `prefix`.
-#[doc(hidden)]
-pub fn like_prefix(prefix: &str) -> String {
-    format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
-}
-
 /// The provider's own time of a record in unix ms, for ordering versions.
 pub fn modified_at_ms(record: &SyncRecord) -> Option<i64> {
     record.modified_at.as_deref().and_then(|t| time::parse_ms(t).ok()).and_then(|ms| i64::try_from(ms).ok())

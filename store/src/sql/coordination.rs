@@ -47,7 +47,7 @@ impl<S: SqlStore> CoordinationStore for S {
 
     async fn live_locks(&self, prefix: &str) -> Result<u64, StoreError> {
         let now_ms = terapi_domain::clock::unix_ms() as i64;
-        let pattern = crate::like_prefix(prefix);
+        let pattern = like_prefix(prefix);
         let rows = self
             .query(
                 "SELECT COUNT(*) FROM locks WHERE name LIKE $1 ESCAPE '\\' AND expires_at_ms > $2",
@@ -56,4 +56,9 @@ impl<S: SqlStore> CoordinationStore for S {
             .await?;
         rows.first().map_or(Ok(0), |r| r.uint(0))
     }
+}
+
+/// A `LIKE … ESCAPE '\'` pattern for names starting with `prefix`.
+fn like_prefix(prefix: &str) -> String {
+    format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }

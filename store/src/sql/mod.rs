@@ -14,6 +14,7 @@ mod connections;
 mod coordination;
 mod events;
 mod governance;
+pub mod records;
 mod schedule;
 pub mod sync_runs;
 
@@ -38,6 +39,11 @@ pub enum Param<'a> {
     Text(&'a str),
     Bytes(&'a [u8]),
     Bool(bool),
+    /// PostgreSQL arrays, for a page written in one statement; SQLite has
+    /// none, and refuses them.
+    TextList(&'a [&'a str]),
+    OptTextList(&'a [Option<&'a str>]),
+    OptIntList(&'a [Option<i64>]),
 }
 
 impl From<i64> for Param<'_> {
@@ -142,6 +148,16 @@ impl Row {
             Cell::Null => Ok(None),
             Cell::Text(t) => Ok(Some(t.clone())),
             other => Err(decode(i, &format!("{other:?} where text was expected"))),
+        }
+    }
+
+    /// The text of column `i`, moved out of the row (a record's JSON is
+    /// the bulk of a listing: it is not copied again).
+    pub fn take_text(&mut self, i: usize) -> Result<String, StoreError> {
+        match self.0.get_mut(i) {
+            Some(Cell::Text(t)) => Ok(std::mem::take(t)),
+            Some(other) => Err(decode(i, &format!("{other:?} where text was expected"))),
+            None => Err(decode(i, "no such column")),
         }
     }
 

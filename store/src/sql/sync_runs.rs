@@ -318,3 +318,56 @@ pub async fn sync_runs<S: SqlStore + ?Sized>(store: &S, connection_id: &str) -> 
         })
         .collect()
 }
+
+#[async_trait::async_trait]
+impl<S: SqlStore> crate::SyncRunStore for S {
+    async fn begin_sync(&self, lease: &SyncLease, model: &str, full: bool) -> Result<Option<String>, StoreError> {
+        begin_sync(self, lease, model, full).await
+    }
+
+    async fn commit_page(
+        &self,
+        lease: &SyncLease,
+        model: &str,
+        page: &terapi_domain::SyncPage,
+    ) -> Result<(), StoreError> {
+        super::records::commit_page(self, lease, model, page).await
+    }
+
+    async fn finish_sync(
+        &self,
+        lease: &SyncLease,
+        outcome: RunOutcome<'_>,
+        event: Option<&NewEvent>,
+    ) -> Result<(), StoreError> {
+        finish_sync(self, lease, outcome, event).await
+    }
+
+    async fn expire_lease(&self, connection_id: &str, sync: &str, dead_owner: &str) -> Result<bool, StoreError> {
+        expire_lease(self, connection_id, sync, dead_owner).await
+    }
+
+    async fn mark_unseen_deleted(&self, lease: &SyncLease, model: &str) -> Result<u64, StoreError> {
+        super::records::mark_unseen_deleted(self, lease, model).await
+    }
+
+    async fn unseen_records(&self, lease: &SyncLease, model: &str) -> Result<UnseenRecords, StoreError> {
+        unseen_records(self, lease, model).await
+    }
+
+    async fn renew_lease(&self, lease: &SyncLease) -> Result<(), StoreError> {
+        renew_lease(self, lease).await
+    }
+
+    async fn live_leases(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        live_leases(self).await
+    }
+
+    async fn sync_states(&self, connection_id: &str) -> Result<Vec<SyncState>, StoreError> {
+        sync_states(self, connection_id).await
+    }
+
+    async fn sync_runs(&self, connection_id: &str) -> Result<Vec<SyncRunRecord>, StoreError> {
+        sync_runs(self, connection_id).await
+    }
+}

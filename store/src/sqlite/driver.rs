@@ -13,6 +13,9 @@ use crate::sql::{Cell, Dialect, Param, Row, Scope, SqlStore, Tx, TxWork, Work, r
 impl rusqlite::ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match *self {
+            Param::TextList(_) | Param::OptTextList(_) | Param::OptIntList(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure("SQLite has no arrays".into()));
+            }
             Param::Null => ValueRef::Null,
             Param::Int(n) => ValueRef::Integer(n),
             Param::Bool(b) => ValueRef::Integer(i64::from(b)),

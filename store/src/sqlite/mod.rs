@@ -7,30 +7,13 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 
 mod driver;
-mod records;
-mod sync_runs;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
 use terapi_domain::providers::RateLimitSpec;
-use terapi_domain::{SyncPage, SyncRecord};
 
 use crate::crypto::MasterKey;
-use crate::{
-    NewEvent, RecordPage, RecordQuery, RunOutcome, StoreError, StoredRecord, SyncLease, SyncRunRecord, SyncState,
-    UnseenRecords, schema, unix_now,
-};
-use crate::{RecordStore, SyncRunStore};
-
-/// Takes `n` numbers of the change counter; the first of them.
-fn next_changes(tx: &rusqlite::Transaction<'_>, n: usize) -> rusqlite::Result<i64> {
-    let last: i64 = tx.query_row(
-        "UPDATE counters SET value = value + ?1 WHERE name = 'record_changes' RETURNING value",
-        [n as i64],
-        |r| r.get(0),
-    )?;
-    Ok(last - n as i64 + 1)
-}
+use crate::{StoreError, schema};
 
 pub const DATABASE_FILE: &str = "terapi.db";
 
@@ -144,41 +127,6 @@ impl SqliteStore {
         if busy { StoreError::Unavailable { path, message } } else { StoreError::Database { path, message } }
     }
 
-    fn upsert_in(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        connection_id: &str,
-        model: &str,
-        records: &[SyncRecord],
-    ) -> Result<(), StoreError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let now = unix_now() as i64;
-        let now_ms = terapi_domain::clock::unix_ms() as i64;
-        // Each record may change: it takes a number of the change order
-        // (one that goes unused if it did not change).
-        let first = next_changes(tx, records.len()).map_err(|e| self.err(e))?;
-        let mut upsert = tx.prepare_cached(UPSERT_RECORD.as_str()).map_err(|e| self.err(e))?;
-        for (i, record) in records.iter().enumerate() {
-            let change = first + i as i64;
-            upsert
-                .execute(params![
-                    connection_id,
-                    model,
-                    record.id,
-                    record.json,
-                    record.modified_at,
-                    now,
-                    now_ms,
-                    change,
-                    crate::modified_at_ms(record)
-                ])
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
     /// The reservation of one request slot (see `terapi_domain::limits`), as
     /// one statement: the GCRA step and the daily count together.
     fn reserve_slot(&self, tenant: &str, limit: &RateLimitSpec, now_ms: u64) -> Result<Reservation, StoreError> {
@@ -266,28 +214,19 @@ fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
     }
 }
 
-/// One record's upsert (see `terapi_store::SQL_RECORD_UPSERT_SET`).
-static UPSERT_RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "INSERT INTO records (connection_id, model, id, json, modified_at, modified_at_ms, first_seen_at, updated_at,
-                          seen_at_ms, change_seq, changed_at_ms, last_action)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?6, ?7, ?8, ?7, 'ADDED')
-     ON CONFLICT (connection_id, model, id) DO UPDATE {}",
-        crate::SQL_RECORD_UPSERT_SET
-    )
-});
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::LastAction;
     use crate::crypto;
     use crate::{ConnectionStore, GovernanceStore, ScheduleStore, SyncQueue};
+    use crate::{RecordQuery, RecordStore, RunOutcome, SyncLease, SyncRunStore};
     use std::collections::BTreeMap;
     use std::time::Duration;
     use terapi_domain::Secret;
+    use terapi_domain::SyncPage;
     use terapi_domain::budget::{BudgetState, reserve};
-    use terapi_domain::{Connection, Credentials};
+    use terapi_domain::{Connection, Credentials, SyncRecord};
 
     fn key() -> MasterKey {
         MasterKey::from_base64("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap()
