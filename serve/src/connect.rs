@@ -691,57 +691,8 @@ fn page_shell(title: &str, body: &str) -> String {
     )
 }
 
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
+pub use crate::html::escape;
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f6f7f9;margin:0;color:#1b1f24}\
-main{max-width:28rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:12px;box-shadow:0 2px 12px #0001}\
-@media (max-width:520px){main{margin:0;border-radius:0;box-shadow:none;padding:1.25rem;min-height:100vh;box-sizing:border-box}}\
-h1{font-size:1.35rem;line-height:1.3;margin:0 0 1.25rem}h2{font-size:1.1rem;margin:0}\
-.provider{display:flex;align-items:center;gap:.75rem;margin-bottom:.5rem}\
-.logo{position:relative;flex:none;width:40px;height:40px;border-radius:10px;color:#fff;font-weight:700;font-size:1.3rem;display:flex;align-items:center;justify-content:center;overflow:hidden}\
-.logo img{position:absolute;inset:0;width:100%;height:100%;object-fit:contain;background:#fff}\
-.access{color:#444;margin:.5rem 0}a{color:#1b5cff}\
-label{display:block;margin:1rem 0;font-weight:600}.affix{display:flex;align-items:center;gap:.25rem}.affix input{flex:1}\
-input{display:block;width:100%;box-sizing:border-box;padding:.5rem;margin-top:.3rem;font:inherit;font-weight:400;border:1px solid #c8ccd2;border-radius:6px}\
-input::placeholder{color:#8a9199;font-weight:400}small{display:block;font-weight:400;color:#666;margin-top:.25rem}\
-small.optional{display:inline}\
-button,.button{display:inline-block;background:#1b5cff;color:#fff;border:0;padding:.6rem 1.2rem;border-radius:6px;font:inherit;font-weight:600;text-decoration:none;cursor:pointer}\
-button:disabled{opacity:.6}.error{color:#b00020}.ok{color:#0a7d32;font-weight:700;font-size:1.2rem}\
-section+section{border-top:1px solid #eee;margin-top:1.5rem;padding-top:1.5rem}";
+const STYLE: &str = include_str!("../assets/connect.css");
 
-const SCRIPT: &str = r#"<script>
-const token = new URLSearchParams(location.search).get('session_token');
-for (const form of document.querySelectorAll('form[data-provider]')) {
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const status = document.getElementById('status');
-    const body = { session_token: token, provider: form.dataset.provider, credentials: {}, connection_config: {} };
-    for (const input of form.querySelectorAll('input')) {
-      const dot = input.name.indexOf('.');
-      body[input.name.slice(0, dot)][input.name.slice(dot + 1)] = input.value;
-    }
-    const button = form.querySelector('button');
-    button.disabled = true;
-    status.className = ''; status.textContent = 'Checking with the provider…';
-    try {
-      const response = await fetch('/connect/api/connections', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-      const answer = await response.json();
-      if (response.ok) {
-        status.className = 'ok'; status.textContent = 'Connected';
-        form.remove();
-        // Only to the app origin named when the session was made: a
-        // wildcard would tell any page that opened this one the new id.
-        const origin = document.getElementById('opener').dataset.origin;
-        const parent = window.opener || (window.parent !== window ? window.parent : null);
-        if (parent && origin) parent.postMessage({ type: 'connect', connectionId: answer.connection_id, providerConfigKey: answer.provider_config_key }, origin);
-      } else {
-        status.className = 'error'; status.textContent = answer.error ? answer.error.message : 'Saving failed';
-      }
-    } catch (e) {
-      status.className = 'error'; status.textContent = 'The server could not be reached: ' + e.message;
-    } finally { button.disabled = false; }
-  });
-}
-</script>"#;
+const SCRIPT: &str = concat!("<script>", include_str!("../assets/connect.js"), "</script>");

@@ -576,20 +576,7 @@ fn duration(ms: u64) -> String {
     }
 }
 
-pub(crate) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::html::escape as esc;
 
 fn login_body(error: Option<&str>) -> String {
     let error = error.map(|e| format!(r#"<p id="login-error" class="error" role="alert">{}</p>"#, esc(e)));
@@ -603,50 +590,7 @@ fn login_body(error: Option<&str>) -> String {
     )
 }
 
-const STYLE: &str = r#"
-:root { color-scheme: light dark; --fg:#1b1f24; --muted:#5b6570; --bg:#f6f7f9; --card:#fff; --line:#dde1e6; --ok:#1a7f37; --bad:#c2261b; --accent:#2357c7; }
-@media (prefers-color-scheme: dark) { :root { --fg:#e6e8eb; --muted:#9aa4ae; --bg:#15181c; --card:#1d2126; --line:#30363d; --ok:#4ac26b; --bad:#ff7b72; --accent:#6ea0ff; } }
-* { box-sizing: border-box; }
-body { margin:0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:var(--fg); background:var(--bg); }
-header { background:var(--card); border-bottom:1px solid var(--line); position:sticky; top:0; z-index:1; }
-.bar { max-width:1240px; margin:0 auto; padding:10px 16px; display:flex; gap:16px; align-items:center; flex-wrap:wrap; }
-nav { display:flex; gap:12px; flex-wrap:wrap; flex:1; }
-a { color:var(--accent); }
-main { max-width:1240px; margin:0 auto; padding:16px; }
-main.narrow { max-width:460px; padding-top:12vh; }
-h1 { font-size:1.4rem; } h2 { font-size:1.15rem; margin:28px 0 8px; } h3 { font-size:1rem; margin:20px 0 8px; }
-.muted { color:var(--muted); } .ok { color:var(--ok); } .bad, .error { color:var(--bad); }
-.tiles { display:grid; grid-template-columns:repeat(auto-fit, minmax(170px, 1fr)); gap:10px; }
-.tile { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:10px 12px; }
-.tile.bad { border-color:var(--bad); }
-.figure { display:block; font-size:1.6rem; font-weight:600; }
-.wrap { overflow-x:auto; background:var(--card); border:1px solid var(--line); border-radius:8px; }
-table { border-collapse:collapse; width:100%; }
-th, td { text-align:left; padding:7px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { font-size:.8rem; text-transform:uppercase; letter-spacing:.03em; color:var(--muted); white-space:nowrap; }
-tr:last-child td { border-bottom:0; }
-td .error { overflow-wrap:anywhere; }
-summary { cursor:pointer; color:var(--accent); }
-code { font-size:.9em; overflow-wrap:anywhere; }
-.empty { background:var(--card); border:1px dashed var(--line); border-radius:8px; padding:12px; }
-label { display:block; font-weight:600; margin:16px 0 6px; }
-input { width:100%; padding:10px; font:inherit; border:1px solid var(--line); border-radius:6px; background:var(--card); color:var(--fg); }
-button { font:inherit; padding:8px 14px; border-radius:6px; border:1px solid var(--line); background:var(--card); color:var(--fg); cursor:pointer; }
-main.narrow button { margin-top:14px; width:100%; background:var(--accent); border-color:var(--accent); color:#fff; padding:10px; }
-footer { margin:28px 0 8px; font-size:.85rem; }
-@media (max-width: 700px) {
-  body { font-size:14px; }
-  nav { order:3; flex-basis:100%; }
-  .bar form { margin-left:auto; }
-  table.cards thead { display:none; }
-  table.cards, table.cards tbody, table.cards tr, table.cards td { display:block; width:100%; }
-  table.cards tr { border-bottom:1px solid var(--line); padding:6px 0; }
-  table.cards tr:last-child { border-bottom:0; }
-  table.cards td { border:0; padding:3px 12px; display:grid; grid-template-columns:9.5em minmax(0, 1fr); gap:8px; }
-  table.cards td::before { content:attr(data-label); color:var(--muted); font-size:.8rem; text-transform:uppercase; }
-  .wrap { overflow-x:visible; }
-}
-"#;
+const STYLE: &str = include_str!("../assets/dashboard.css");
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(

@@ -23,6 +23,7 @@ pub mod connections;
 mod dashboard;
 mod error;
 pub mod frequency;
+mod html;
 mod mcp;
 pub mod openapi;
 mod state;

@@ -19,6 +19,7 @@ mod events;
 mod governance;
 mod records;
 mod schedule;
+mod schema;
 mod sync_runs;
 
 fn sqlite_store(name: &str) -> Arc<dyn Store> {
