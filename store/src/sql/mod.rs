@@ -186,18 +186,29 @@ fn decode(column: usize, what: &str) -> StoreError {
 /// A statement's text for a driver: `$n` as SQLite's `?n` where needed,
 /// and `{now_ms}` as the driver's clock.
 pub fn render(sql: &str, dialect: Dialect) -> String {
-    let sql = sql.replace("{now_ms}", now_ms_sql(dialect)).replace(
-        "{for_update}",
-        match dialect {
+    // One pass, one allocation: this runs for every statement.
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(at) = rest.find(['$', '{']) {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some(after) = rest.strip_prefix('$') {
+            out.push(if dialect == Dialect::Sqlite { '?' } else { '$' });
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("{now_ms}") {
+            out.push_str(now_ms_sql(dialect));
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("{for_update}") {
             // A SQLite transaction holds the write lock from its start.
-            Dialect::Sqlite => "",
-            Dialect::Postgres => "FOR UPDATE",
-        },
-    );
-    match dialect {
-        Dialect::Sqlite => sql.replace('$', "?"),
-        Dialect::Postgres => sql,
+            out.push_str(if dialect == Dialect::Postgres { "FOR UPDATE" } else { "" });
+            rest = after;
+        } else {
+            out.push('{');
+            rest = &rest[1..];
+        }
     }
+    out.push_str(rest);
+    out
 }
 
 /// The database's clock in unix milliseconds.
@@ -285,4 +296,23 @@ pub async fn insert_event(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_render_for_each_driver() {
+        let sql = "UPDATE t SET json = '{}', at = {now_ms} WHERE id = $1 AND n = $12 {for_update}";
+        assert_eq!(
+            render(sql, Dialect::Sqlite),
+            "UPDATE t SET json = '{}', at = CAST(unixepoch('subsec') * 1000 AS INTEGER) WHERE id = ?1 AND n = ?12 "
+        );
+        assert_eq!(
+            render(sql, Dialect::Postgres),
+            "UPDATE t SET json = '{}', at = (extract(epoch from clock_timestamp()) * 1000)::bigint \
+             WHERE id = $1 AND n = $12 FOR UPDATE"
+        );
+    }
 }

@@ -26,7 +26,14 @@ impl rusqlite::ToSql for Param<'_> {
 }
 
 fn query(db: &rusqlite::Connection, sql: &str, params: &[Param<'_>]) -> rusqlite::Result<Vec<Row>> {
-    let mut statement = db.prepare_cached(&render(sql, Dialect::Sqlite))?;
+    query_rendered(db, &render(sql, Dialect::Sqlite), params)
+}
+
+fn query_rendered(db: &rusqlite::Connection, sql: &str, params: &[Param<'_>]) -> rusqlite::Result<Vec<Row>> {
+    rows(&mut *db.prepare_cached(sql)?, params)
+}
+
+fn rows(statement: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> rusqlite::Result<Vec<Row>> {
     let columns = statement.column_count();
     let mut rows = statement.query(rusqlite::params_from_iter(params))?;
     let mut out = Vec::new();
@@ -98,6 +105,16 @@ impl SqlStore for SqliteStore {
     }
 
     async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        // A read with the connection free runs right here: in WAL mode a
+        // reader never waits for a writer, and handing the worker thread
+        // over (below) costs more than most reads. Anything that may wait
+        // (a write, a busy connection) leaves the executor.
+        if let Ok(db) = self.db.try_lock() {
+            let mut statement = db.prepare_cached(&render(sql, Dialect::Sqlite)).map_err(|e| self.err(e))?;
+            if statement.readonly() {
+                return rows(&mut statement, params).map_err(|e| self.err(e));
+            }
+        }
         self.blocking(|| query(&self.db(), sql, params).map_err(|e| self.err(e)))
     }
 
