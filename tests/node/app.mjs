@@ -1,11 +1,11 @@
 // What the Node tests share: their settings from the environment (set by
-// cli/tests/cli.rs), waiting for a condition, and the app's webhook endpoint.
+// cli/tests/cli/node.rs), waiting for a condition, and the app's webhook endpoint.
 import http from 'node:http';
 import { after } from 'node:test';
 
 export const env = (name) => {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli.rs)`);
+  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli/node.rs)`);
   return value;
 };
 

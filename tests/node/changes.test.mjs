@@ -3,7 +3,7 @@
 // cursor; Gong changes (one user's title, two users removed, one added); a
 // sync runs; from the kept cursor the app gets exactly those four, and
 // `modifiedAfter` set to the webhook's own `modifiedAfter` lists what the
-// webhook counted. Run in two phases by cli/tests/cli.rs, which changes the
+// webhook counted. Run in two phases by cli/tests/cli/node.rs, which changes the
 // fake Gong between them: PHASE=before, then PHASE=after, sharing STATE_FILE.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';

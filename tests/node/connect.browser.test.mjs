@@ -3,7 +3,7 @@
 // right one shows Connected. The page names the app asking, the provider
 // (logo, what will be read, where to find the key), and fits a laptop
 // (1280x800) and a phone (390x844), screenshots of both going to
-// SCREENSHOT_DIR. Run by cli/tests/cli.rs with TERAPI_HOST,
+// SCREENSHOT_DIR. Run by cli/tests/cli/node.rs with TERAPI_HOST,
 // TERAPI_SECRET_KEY, GONG_BASE_URL, GONG_ACCESS_KEY, GONG_ACCESS_KEY_SECRET,
 // APP_NAME, DOCS_CONNECT, SCREENSHOT_DIR.
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { chromium } from 'playwright-core';
 
 const env = (name) => {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli.rs)`);
+  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli/node.rs)`);
   return value;
 };
 const nango = new Nango({ host: env('TERAPI_HOST'), secretKey: env('TERAPI_SECRET_KEY') });

@@ -2,7 +2,7 @@
 // sees it at 1280x800 and on a phone: sign-in with a secret key (a wrong
 // one refused, a forged session refused), the connections with their end
 // user and health, a failed sync's error, a run's figures. Screenshots of
-// both widths go to SCREENSHOT_DIR. Run by cli/tests/cli.rs with
+// both widths go to SCREENSHOT_DIR. Run by cli/tests/cli/node.rs with
 // TERAPI_HOST, TERAPI_SECRET_KEY, SCREENSHOT_DIR, RUN_PAGES, RUN_RECORDS,
 // FAILED_ERROR.
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { chromium } from 'playwright-core';
 
 const env = (name) => {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli.rs)`);
+  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli/node.rs)`);
   return value;
 };
 const host = env('TERAPI_HOST');

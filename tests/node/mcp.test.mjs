@@ -1,5 +1,5 @@
 // Governed tools through `terapi serve`'s /mcp, as an MCP client on the
-// official TypeScript SDK sees them. cli/tests/cli.rs sets the store up
+// official TypeScript SDK sees them. cli/tests/cli/node.rs sets the store up
 // (connections acme, globex and stale; toolsets, access profiles, users
 // alice and bob) and starts the server; this file is the clients, and runs
 // `terapi` itself where an operator would act from another process.

@@ -1,5 +1,5 @@
 // An app written against Nango, with Nango's own Node client, pointed at
-// `terapi serve` by changing only `host`. cli/tests/cli.rs starts the fake
+// `terapi serve` by changing only `host`. cli/tests/cli/node.rs starts the fake
 // Gong, the server (with a saved connection) and this file, and passes:
 //   TERAPI_HOST, TERAPI_SECRET_KEY, TERAPI_CONNECTION_ID, TERAPI_WEBHOOK_PORT,
 //   TERAPI_WEBHOOK_SIGNING_KEY, GONG_USER_COUNT

@@ -9,7 +9,7 @@
 //     grant_type=client_credentials and `audience`, then Bearer tokens.
 //
 // The fakes below answer as those APIs do (401 to a wrong key or client).
-// The Auth0 one speaks TLS with a certificate cli/tests/cli.rs made for this
+// The Auth0 one speaks TLS with a certificate cli/tests/cli/node.rs made for this
 // run, whose CA terapi was told to trust (--ca-cert).
 
 import assert from 'node:assert/strict';
@@ -22,7 +22,7 @@ import { chromium } from 'playwright-core';
 
 const env = (name) => {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli.rs)`);
+  if (!value) throw new Error(`${name} is not set: run this through cargo test (cli/tests/cli/node.rs)`);
   return value;
 };
 const nango = new Nango({ host: env('TERAPI_HOST'), secretKey: env('TERAPI_SECRET_KEY') });
