@@ -82,16 +82,21 @@ impl Tx for SqliteTx<'_> {
 
 /// Drives a transaction's work to its end on this thread. Every statement
 /// of a SQLite transaction completes when it is called, so the work never
-/// waits on anything but itself.
-fn run_to_end<T>(work: impl Future<Output = T>) -> T {
+/// waits on anything but itself; work that does (a timer, a channel) is a
+/// bug, refused rather than spun on.
+fn run_to_end<T>(work: impl Future<Output = Result<T, StoreError>>, store: &SqliteStore) -> Result<T, StoreError> {
     let mut work = std::pin::pin!(work);
     let mut context = Context::from_waker(Waker::noop());
-    loop {
+    for _ in 0..1_000 {
         if let Poll::Ready(value) = work.as_mut().poll(&mut context) {
             return value;
         }
         std::thread::yield_now();
     }
+    Err(StoreError::Database {
+        path: store.path.clone(),
+        message: "a transaction waited on something other than SQLite; it was rolled back".into(),
+    })
 }
 
 #[async_trait::async_trait]
@@ -131,7 +136,7 @@ impl SqlStore for SqliteStore {
             db.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.err(e))?;
             let outcome = {
                 let mut tx = SqliteTx { db: &mut db, store: self };
-                run_to_end(work(&mut tx, Scope::new()))
+                run_to_end(work(&mut tx, Scope::new()), self)
             };
             match outcome {
                 Ok(value) => match db.execute_batch("COMMIT") {

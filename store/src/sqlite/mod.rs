@@ -453,4 +453,22 @@ mod tests {
             assert!(matches!(store.records(&query).await, Err(StoreError::BadQuery(_))));
         });
     }
+
+    #[test]
+    fn a_transaction_that_waits_on_something_else_is_refused_and_rolled_back() {
+        use crate::ApiKeyStore;
+        use crate::sql::SqlStore;
+        let store = SqliteStore::open(&fresh_dir("stuck-tx"), key()).unwrap();
+        let outcome = block_on(store.transaction(Box::new(|tx, _| {
+            Box::pin(async move {
+                tx.execute("INSERT INTO api_keys (sha256, id, label, created_at) VALUES ('h', 'i', 'l', 0)", &[])
+                    .await?;
+                std::future::pending::<()>().await;
+                Ok(())
+            })
+        })));
+        let error = outcome.unwrap_err().to_string();
+        assert!(error.contains("waited on something other than SQLite"), "{error}");
+        assert!(!block_on(store.api_key_exists("h")).unwrap(), "nothing of it was kept");
+    }
 }
