@@ -69,6 +69,19 @@ pub fn reserve(state: Option<BudgetState>, limit: &RateLimitSpec, now_ms: u64) -
     (next, Reservation::Granted { wait: Duration::from_millis(start - now_ms), used_today: next.used })
 }
 
+/// What a store's one reservation statement returned, as a [`Reservation`]:
+/// the tenant's new theoretical arrival time, the clock the statement ran
+/// by, and today's count (`None`: nothing was reserved, the day is spent).
+pub fn reservation_from(row: Option<(i64, i64, i64)>, limit: &RateLimitSpec) -> Reservation {
+    match row {
+        Some((tat, now, used)) => Reservation::Granted {
+            wait: Duration::from_millis((tat - interval_ms(limit) as i64 - now).max(0) as u64),
+            used_today: used.clamp(0, i64::from(u32::MAX)) as u32,
+        },
+        None => Reservation::DailySpent { limit: limit.per_day.unwrap_or(0) },
+    }
+}
+
 /// Where budgets are kept. One atomic reservation per request; an
 /// implementation shared by several processes (a database) makes them keep
 /// the provider's limits together.

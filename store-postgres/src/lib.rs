@@ -16,10 +16,9 @@ mod schema;
 pub mod tls;
 
 use std::pin::Pin;
-use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
+use terapi_domain::budget::{BudgetStore, Reservation, interval_ms, reservation_from};
 use terapi_domain::providers::RateLimitSpec;
 use terapi_store::{MasterKey, StoreError};
 use tokio_postgres::NoTls;
@@ -136,16 +135,7 @@ impl PostgresStore {
                 &[&tenant, &interval, &per_day],
             )
             .await?;
-        Ok(match rows.first() {
-            Some(row) => {
-                let (tat, now, used): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-                Reservation::Granted {
-                    wait: Duration::from_millis((tat - interval - now).max(0) as u64),
-                    used_today: used.clamp(0, i64::from(u32::MAX)) as u32,
-                }
-            }
-            None => Reservation::DailySpent { limit: limit.per_day.unwrap_or(0) },
-        })
+        Ok(reservation_from(rows.first().map(|row| (row.get(0), row.get(1), row.get(2))), limit))
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 mod driver;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use terapi_domain::budget::{BudgetStore, Reservation, interval_ms};
+use terapi_domain::budget::{BudgetStore, Reservation, interval_ms, reservation_from};
 use terapi_domain::providers::RateLimitSpec;
 
 use crate::crypto::MasterKey;
@@ -150,16 +150,7 @@ impl SqliteStore {
                 .optional()
             })
             .map_err(|e| self.err(e))?;
-        Ok(match tat {
-            Some((tat, used)) => {
-                let start = (tat - interval).max(now_ms as i64) as u64;
-                Reservation::Granted {
-                    wait: std::time::Duration::from_millis(start - now_ms),
-                    used_today: used.clamp(0, i64::from(u32::MAX)) as u32,
-                }
-            }
-            None => Reservation::DailySpent { limit: limit.per_day.unwrap_or(0) },
-        })
+        Ok(reservation_from(tat.map(|(tat, used)| (tat, now_ms as i64, used)), limit))
     }
 }
 
