@@ -124,6 +124,13 @@ pub enum StoreError {
     LeaseLost { connection: String, sync: String },
     #[error("{0}")]
     BadQuery(String),
+    /// A stored value is not what this build reads there (a store edited by
+    /// hand or by another program).
+    #[error(
+        "a stored value could not be read ({0}); the store was changed by something other than terapi: \
+         restore it from a backup"
+    )]
+    Unreadable(String),
     /// The database cannot be reached now (restarting, failing over, a
     /// dropped connection, a busy lock): the same call may work shortly.
     /// Callers that can wait retry with backoff (`retry_unavailable`).

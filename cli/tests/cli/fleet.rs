@@ -42,16 +42,7 @@ fn a_fleet_of_three_workers_survives_one_killed_mid_run() {
     let fleet = |cmd: &mut Command| {
         cmd.env("TERAPI_DATA_DIR", &dir).env("TERAPI_DATABASE_URL", &url);
     };
-    for i in 0..50 {
-        let mut create = terapi(Some(&tenants[i % 5]));
-        fleet(&mut create);
-        let output = create.args(["connection", "create", &format!("acme-{i}")]).output().unwrap();
-        assert!(output.status.success(), "{}", text(&output).1);
-    }
-    let mut schedule = terapi(None);
-    fleet(&mut schedule);
-    let output = schedule.args(["sync", "schedule", "users", "--all"]).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output).1);
+    save_and_schedule(&tenants, 50, fleet);
 
     let mut workers: Vec<std::process::Child> = (0..3)
         .map(|_| {
@@ -93,6 +84,21 @@ fn a_fleet_of_three_workers_survives_one_killed_mid_run() {
         ) >= 1
     );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM sync_runs WHERE status = 'done'"), 50, "one finished run per sync");
+}
+
+/// `count` connections spread over `tenants` (`acme-0`, …), each with its
+/// users sync due now, saved through the binary as `fleet` sets it up.
+pub(crate) fn save_and_schedule(tenants: &[FakeGong], count: usize, fleet: impl Fn(&mut Command)) {
+    for i in 0..count {
+        let mut create = terapi(Some(&tenants[i % tenants.len()]));
+        fleet(&mut create);
+        let output = create.args(["connection", "create", &format!("acme-{i}")]).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output).1);
+    }
+    let mut schedule = terapi(None);
+    fleet(&mut schedule);
+    let output = schedule.args(["sync", "schedule", "users", "--all"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output).1);
 }
 
 /// What must hold after any fleet run of `syncs` syncs of 250 users in 3
@@ -324,16 +330,7 @@ fn a_fleet_outlives_a_database_restart_and_a_worker_paused_past_its_lease() {
         cmd.env("TERAPI_DATA_DIR", &dir).env("TERAPI_DATABASE_URL", &url);
     };
     let syncs = 32;
-    for i in 0..syncs {
-        let mut create = terapi(Some(&tenants[i % 4]));
-        fleet(&mut create);
-        let output = create.args(["connection", "create", &format!("acme-{i}")]).output().unwrap();
-        assert!(output.status.success(), "{}", text(&output).1);
-    }
-    let mut schedule = terapi(None);
-    fleet(&mut schedule);
-    let output = schedule.args(["sync", "schedule", "users", "--all"]).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output).1);
+    save_and_schedule(&tenants, syncs, fleet);
 
     let mut workers: Vec<ChildGuard> = (0..3)
         .map(|_| {

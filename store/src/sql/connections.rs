@@ -27,8 +27,15 @@ fn summary(r: &Row) -> Result<ConnectionSummary, StoreError> {
     })
 }
 
-const SUMMARY_COLUMNS: &str =
-    "id, provider, auth_mode, username, config, created_at, updated_at, verified_at, end_user, tags, metadata";
+macro_rules! summaries {
+    ($where:literal) => {
+        concat!(
+            "SELECT id, provider, auth_mode, username, config, created_at, updated_at, verified_at, end_user, tags, \
+             metadata FROM connections ",
+            $where
+        )
+    };
+}
 
 fn no_connection_unless(changed: u64, id: &str) -> Result<(), StoreError> {
     if changed == 0 { Err(StoreError::NoConnection(id.to_string())) } else { Ok(()) }
@@ -175,13 +182,12 @@ impl<S: SqlStore> ConnectionStore for S {
     }
 
     async fn connections(&self) -> Result<Vec<ConnectionSummary>, StoreError> {
-        let rows = self.query(&format!("SELECT {SUMMARY_COLUMNS} FROM connections ORDER BY id"), &[]).await?;
+        let rows = self.query(summaries!("ORDER BY id"), &[]).await?;
         rows.iter().map(summary).collect()
     }
 
     async fn connection_summary(&self, id: &str) -> Result<ConnectionSummary, StoreError> {
-        let rows =
-            self.query(&format!("SELECT {SUMMARY_COLUMNS} FROM connections WHERE id = $1"), sql_params![id]).await?;
+        let rows = self.query(summaries!("WHERE id = $1"), sql_params![id]).await?;
         rows.first().map(summary).transpose()?.ok_or_else(|| StoreError::NoConnection(id.to_string()))
     }
 

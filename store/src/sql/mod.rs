@@ -180,7 +180,7 @@ impl Row {
 }
 
 fn decode(column: usize, what: &str) -> StoreError {
-    StoreError::Database { path: "(row)".into(), message: format!("column {column}: {what}") }
+    StoreError::Unreadable(format!("column {column}: {what}"))
 }
 
 /// A statement's text for a driver: `$n` as SQLite's `?n` where needed,

@@ -295,8 +295,7 @@ impl<S: SqlStore> RecordStore for S {
             )
             .await?;
         let more = rows.len() > limit as usize;
-        let mut records = rows.into_iter().take(limit as usize).map(stored).collect::<Result<Vec<_>, _>>()?;
-        records.truncate(limit as usize);
+        let records = rows.into_iter().take(limit as usize).map(stored).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = more.then(|| records.last().map(|r| r.cursor.clone())).flatten();
         Ok(RecordPage { records, next_cursor })
     }
